@@ -1,0 +1,79 @@
+"""The marker vocabulary: the contract between the session runner and the analysis.
+
+Every marker on a session's marker stream is one JSON object with an ``event``
+field naming one of :data:`EVENTS`, plus the fields listed for it. Its LSL
+timestamp is the clock time of the event itself (for a pulse, when the trigger
+left the host; for a stimulus, the flip that showed it). This module holds only
+data so that the analysis can import it without importing the runner.
+"""
+
+from __future__ import annotations
+
+import json
+
+MARKER_STREAM_TYPE = "Markers"
+MARKER_STREAM_PREFIX = "stimtrain-markers"
+
+#: event name -> (required fields, description)
+EVENTS: dict[str, tuple[tuple[str, ...], str]] = {
+    "session_start": (
+        ("participant", "session", "run", "protocol", "protocol_sha256"),
+        "the runner is about to start the first block",
+    ),
+    "block_start": (("block", "type", "label"), "a block begins"),
+    "block_end": (("block", "type", "label"), "a block ended (completed or not)"),
+    "pulse": (
+        ("block", "pulse", "pattern", "intensity", "unit", "power", "scheduled"),
+        "a TMS pulse; timestamp = when its trigger left the host; "
+        "`scheduled` is the clock time it was planned for, `power` the %MSO sent",
+    ),
+    "stim_onset": (
+        ("block", "task", "trial", "condition"),
+        "a task stimulus; timestamp = the flip that showed it",
+    ),
+    "response": (
+        ("block", "task", "trial", "key", "rt", "correct"),
+        "a response; timestamp = key-down time, `rt` in seconds from onset",
+    ),
+    "feedback": (("block", "task", "trial", "correct"), "feedback shown"),
+    "abort": (("reason",), "the session was stopped early; the device is disarmed"),
+    "session_end": (("status", "pulses_delivered"), "the runner finished"),
+}
+
+
+def encode_marker(event: str, **fields) -> str:
+    """Encode a marker as the compact JSON string sent on the stream.
+
+    Parameters
+    ----------
+    event : str
+        One of :data:`EVENTS`.
+    **fields
+        The event's fields; the required ones must all be present.
+
+    Returns
+    -------
+    str
+        The JSON text.
+    """
+    if event not in EVENTS:
+        raise ValueError(f"unknown marker event {event!r}; known: {sorted(EVENTS)}")
+    missing = [f for f in EVENTS[event][0] if f not in fields]
+    if missing:
+        raise ValueError(f"marker {event!r} is missing fields {missing}")
+    return json.dumps({"event": event, **fields}, separators=(",", ":"))
+
+
+def decode_marker(text: str) -> dict:
+    """Decode one marker string into a dict with at least an ``event`` key.
+
+    Strings that are not stimtrain JSON markers (from another program on the
+    same stream) are returned as ``{"event": "unknown", "text": text}``.
+    """
+    try:
+        value = json.loads(text)
+    except (json.JSONDecodeError, TypeError):
+        return {"event": "unknown", "text": text}
+    if not isinstance(value, dict) or "event" not in value:
+        return {"event": "unknown", "text": text}
+    return value
