@@ -1,0 +1,69 @@
+"""Load, check and plan in one step: what validate, plan and run share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ProtocolError
+from .plan import Plan, compile_plan
+from .protocol import Protocol, load_protocol
+from .rig import Rig, load_rig
+from .safety import Limits, SafetyReport, Thresholds, check_protocol, load_limits
+
+
+@dataclass(frozen=True)
+class CheckedProtocol:
+    """A protocol that passed every check, with its safety report and plan."""
+
+    protocol: Protocol
+    rig: Rig
+    thresholds: Thresholds
+    limits: Limits
+    report: SafetyReport
+    plan: Plan
+
+
+def check_file(
+    path: str | Path,
+    *,
+    rig: str | Path | Rig = "sim",
+    thresholds: Thresholds | None = None,
+    limits: str | Path | Limits | None = None,
+    require_power: bool = False,
+) -> CheckedProtocol:
+    """Load a protocol file, run the safety and device checks, compile the plan.
+
+    Parameters
+    ----------
+    path : str | Path
+        Protocol file.
+    rig : str | Path | Rig
+        ``"sim"``, a rig file, or a loaded rig.
+    thresholds : Thresholds | None
+        The participant's motor thresholds (%MSO).
+    limits : str | Path | Limits | None
+        A lab limits file; the shipped defaults when None.
+    require_power : bool
+        Refuse intensities that can't be converted to device power (for runs).
+
+    Raises
+    ------
+    ProtocolError
+        With every problem in the protocol, rig or limits file.
+    """
+    thresholds = thresholds or Thresholds()
+    rig_obj = rig if isinstance(rig, Rig) else load_rig(rig)
+    limits_obj = limits if isinstance(limits, Limits) else load_limits(limits)
+    protocol = load_protocol(path)
+    report = check_protocol(
+        protocol,
+        thresholds=thresholds,
+        rig=rig_obj,
+        limits=limits_obj,
+        require_power=require_power,
+    )
+    if not report.ok:
+        raise ProtocolError(report.problems)
+    plan = compile_plan(protocol, report, thresholds=thresholds, rig=rig_obj.name)
+    return CheckedProtocol(protocol, rig_obj, thresholds, limits_obj, report, plan)

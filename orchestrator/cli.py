@@ -1,0 +1,301 @@
+"""The ``stimtrain`` command line: validate, plan, run, analyze, demo, sim."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from importlib.resources import files
+from pathlib import Path
+
+from .errors import ProtocolError
+
+LSL_CONFIG = files("stimtrain.orchestrator") / "data" / "lsl_api.cfg"
+
+
+def _use_local_lsl() -> None:
+    # The demo, the simulators and the tests keep LSL on this machine unless
+    # the lab has its own configuration in place.
+    os.environ.setdefault("LSLAPICFG", str(LSL_CONFIG))
+
+
+def _add_check_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rig", default="sim", help="'sim' (default) or a rig YAML file")
+    p.add_argument("--rmt", type=float, help="resting motor threshold, %%MSO")
+    p.add_argument("--amt", type=float, help="active motor threshold, %%MSO")
+    p.add_argument(
+        "--limits", help="a lab safety limits file (default: shipped limits)"
+    )
+
+
+def _thresholds(args):
+    from .safety import Thresholds
+
+    return Thresholds(rmt=args.rmt, amt=args.amt)
+
+
+def _print_problems(exc: ProtocolError) -> int:
+    for problem in exc.problems:
+        print(problem)
+    return 1
+
+
+def cmd_validate(args) -> int:
+    """Validate protocol files; one line per problem."""
+    from .checking import check_file
+
+    status = 0
+    for path in args.files:
+        try:
+            check_file(
+                path, rig=args.rig, thresholds=_thresholds(args), limits=args.limits
+            )
+        except ProtocolError as exc:
+            status = _print_problems(exc)
+        else:
+            if not args.quiet:
+                print(f"{path}: ok")
+    return status
+
+
+def cmd_plan(args) -> int:
+    """Print the timeline and safety margins of a protocol."""
+    from .checking import check_file
+
+    try:
+        checked = check_file(
+            args.file, rig=args.rig, thresholds=_thresholds(args), limits=args.limits
+        )
+    except ProtocolError as exc:
+        return _print_problems(exc)
+    plan = checked.plan
+    if args.json:
+        print(plan.to_json(offsets=False))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    from .units import format_time
+
+    console = Console()
+    table = Table(title=f"{plan.protocol} ({plan.protocol_file})")
+    for col in (
+        "#",
+        "block",
+        "type",
+        "start",
+        "duration",
+        "pulses",
+        "intensity",
+        "via",
+    ):
+        table.add_column(col)
+    for b in plan.blocks:
+        intensity = ""
+        if b.intensity:
+            intensity = b.intensity
+            if b.power is not None and not b.intensity.endswith("%MSO"):
+                intensity += f" → {b.power} %MSO"
+        table.add_row(
+            str(b.index + 1),
+            b.label,
+            b.type
+            + (f" ({b.pattern})" if b.pattern else f" ({b.task})" if b.task else ""),
+            format_time(b.start_s),
+            format_time(b.duration_s),
+            str(b.pulses) if b.pulses else "",
+            intensity,
+            b.delivery or "",
+        )
+    console.print(table)
+    console.print(
+        f"total: {format_time(plan.total_duration_s)}, {plan.total_pulses} pulses"
+    )
+    margins = Table(title="safety margins")
+    for col in ("block", "rule", "limit", "value", "margin", ""):
+        margins.add_column(col)
+    for c in plan.checks:
+        block = "session" if c["block"] is None else str(c["block"] + 1)
+        margins.add_row(
+            block,
+            c["rule"],
+            f"{c['limit']:g} {c['unit']}",
+            f"{c['value']:.4g} {c['unit']}",
+            f"{c['margin']:.4g} {c['unit']}",
+            "ok" if c["ok"] else "FAIL",
+        )
+    console.print(margins)
+    return 0
+
+
+def cmd_run(args) -> int:
+    """Run a protocol on a rig; last line printed is the session folder."""
+    _use_local_lsl()
+    from .runner import run_protocol
+
+    try:
+        result = run_protocol(
+            args.file,
+            participant=args.participant,
+            session=args.session,
+            rig=args.rig,
+            data_root=args.data,
+            thresholds=_thresholds(args),
+            limits=args.limits,
+            simulated_participant=args.simulated_participant,
+            say=lambda text: print(text, file=sys.stderr, flush=True),
+        )
+    except ProtocolError as exc:
+        return _print_problems(exc)
+    except ValueError as exc:
+        print(f"error: {exc}")
+        return 1
+    print(
+        f"{result.status}: {result.pulses_delivered} of {result.pulses_planned} pulses "
+        f"delivered" + (f"; stopped: {result.reason}" if result.reason else ""),
+        file=sys.stderr,
+    )
+    print(result.path)
+    return 0 if result.status == "completed" else 2
+
+
+def cmd_analyze(args) -> int:
+    """Analyse a session folder or XDF file; last line printed is the report."""
+    from stimtrain.analysis.report import analyze_session
+
+    report = analyze_session(Path(args.path), run=args.run)
+    print(report)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """Run protocols/demo.yaml on the simulated rig, analyse it, print the paths."""
+    _use_local_lsl()
+    from stimtrain.analysis.report import analyze_session
+    from stimtrain.protocols import protocol_path
+
+    from .runner import run_protocol
+    from .safety import Thresholds
+
+    say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
+    say(
+        f"demo: simulated participant 'demo', resting motor threshold {args.rmt:g} %MSO"
+    )
+    result = run_protocol(
+        protocol_path("demo.yaml"),
+        participant="demo",
+        session=1,
+        rig="sim",
+        data_root=args.data,
+        thresholds=Thresholds(rmt=args.rmt),
+        say=say,
+    )
+    if result.status != "completed":
+        say(f"demo session stopped: {result.reason}")
+        print(result.path)
+        return 2
+    say(
+        f"{result.pulses_delivered}/{result.pulses_planned} pulses delivered; analysing"
+    )
+    report = analyze_session(result.path, run=result.folder.run)
+    print(f"session: {result.path}")
+    print(f"report: {report}")
+    return 0
+
+
+def cmd_sim(args) -> int:
+    """Serve a simulated device until interrupted."""
+    _use_local_lsl()
+    from stimtrain.devices.sim_rig import serve
+
+    kwargs = {}
+    if args.pulse_log:
+        kwargs["pulse_log"] = args.pulse_log
+    if args.eeg_name:
+        kwargs["eeg_name"] = args.eeg_name
+    serve(args.device, **kwargs)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``stimtrain`` command."""
+    parser = argparse.ArgumentParser(
+        prog="stimtrain",
+        description="Run TMS-plus-training sessions from protocol files.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("validate", help="check protocol files for errors and safety")
+    p.add_argument("files", nargs="+")
+    p.add_argument("-q", "--quiet", action="store_true", help="print problems only")
+    _add_check_options(p)
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("plan", help="show a protocol's timeline and safety margins")
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    _add_check_options(p)
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("run", help="run a protocol for a participant and session")
+    p.add_argument("file")
+    p.add_argument("--participant", required=True)
+    p.add_argument("--session", required=True)
+    p.add_argument("--data", default="stimtrain-data", help="data root folder")
+    p.add_argument(
+        "--simulated-participant",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="let the simulated participant play the tasks (default: on the sim rig)",
+    )
+    _add_check_options(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("analyze", help="analyse a session folder or an XDF file")
+    p.add_argument("path")
+    p.add_argument("--run", type=int, help="run number (default: the latest)")
+    p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser(
+        "demo", help="run and analyse the demo protocol on the simulated rig"
+    )
+    p.add_argument("--data", default="stimtrain-data", help="data root folder")
+    p.add_argument(
+        "--rmt", type=float, default=50.0, help="simulated participant's RMT"
+    )
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("sim", help="serve a simulated device on a pseudo-terminal")
+    p.add_argument(
+        "device",
+        choices=[
+            "magstim-rapid2",
+            "magstim-200",
+            "magstim-super-rapid2",
+            "magstim-super-rapid2-plus",
+            "triggerbox",
+            "rig",
+        ],
+    )
+    p.add_argument(
+        "--pulse-log", help="append each delivered pulse to this JSON-lines file"
+    )
+    p.add_argument("--eeg-name", help="LSL name of the simulated EEG (rig only)")
+    p.set_defaults(func=cmd_sim)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``stimtrain`` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""The plan: every block, pulse and trial of a protocol with its time.
+
+Compiled once before a run and written to the session folder, so that what was
+*meant* to happen is on disk before anything happens. Times are seconds from
+the session start; the runner adds the clock time at which each block really
+starts, so that lateness in one block never shifts pulses within another.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .protocol import (
+    InstructionsBlock,
+    Protocol,
+    RestBlock,
+    RTMSTrains,
+    SinglePulses,
+    StimulateBlock,
+    TaskBlock,
+    ThetaBurst,
+)
+from .safety import SafetyReport, Thresholds
+
+#: Time from a stimulation block's start to its first pulse: arming and the
+#: capacitor charge (about 1 s on a Magstim) happen inside it.
+ARM_LEAD_S = 1.5
+#: Pause after the last pulse of a train-based block before the next block.
+TAIL_S = 1.0
+#: Trial duration used for a task whose length can't be known in advance.
+DEFAULT_TRIAL_S = 2.0
+
+
+@dataclass(frozen=True)
+class PlannedBlock:
+    """One block of the plan.
+
+    ``pulse_offsets_s`` are seconds from the block's start; ``delivery`` says
+    how pulses reach the stimulator (``serial`` command or host-timed
+    ``trigger``); ``power`` is the %MSO sent (None when no threshold is known).
+    """
+
+    index: int
+    type: str
+    label: str
+    start_s: float
+    duration_s: float
+    pulses: int
+    pulse_offsets_s: tuple[float, ...] = ()
+    pattern: str | None = None
+    intensity: str | None = None
+    power: int | None = None
+    pct_rmt: float | None = None
+    delivery: str | None = None
+    task: str | None = None
+    trials: int | None = None
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The compiled timeline of a protocol."""
+
+    protocol: str
+    protocol_file: str
+    protocol_sha256: str
+    seed: int
+    thresholds: dict
+    rig: str | None
+    blocks: tuple[PlannedBlock, ...]
+    checks: tuple[dict, ...] = field(default=())
+
+    @property
+    def total_duration_s(self) -> float:
+        """Planned session duration in seconds."""
+        return sum(b.duration_s for b in self.blocks)
+
+    @property
+    def total_pulses(self) -> int:
+        """Planned pulses in the whole session."""
+        return sum(b.pulses for b in self.blocks)
+
+    def to_dict(self, *, offsets: bool = True) -> dict:
+        """JSON-ready dict (the ``--json`` output and the plan file)."""
+        blocks = []
+        for b in self.blocks:
+            d = asdict(b)
+            d["pulse_offsets_s"] = list(b.pulse_offsets_s) if offsets else None
+            if not offsets:
+                del d["pulse_offsets_s"]
+            blocks.append(d)
+        return {
+            "protocol": self.protocol,
+            "protocol_file": self.protocol_file,
+            "protocol_sha256": self.protocol_sha256,
+            "seed": self.seed,
+            "thresholds": self.thresholds,
+            "rig": self.rig,
+            "blocks": blocks,
+            "total_duration_s": self.total_duration_s,
+            "total_pulses": self.total_pulses,
+            "safety": list(self.checks),
+        }
+
+    def to_json(self, *, offsets: bool = True) -> str:
+        """Serialise with :meth:`to_dict`."""
+        return json.dumps(self.to_dict(offsets=offsets), indent=2)
+
+
+def pulse_offsets(pattern, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    """Pulse times of a pattern from its first-pulse moment, and the tail after.
+
+    Returns
+    -------
+    offsets : ndarray
+        Seconds from the first pulse's slot (the first is 0 unless jittered).
+    end : float
+        Seconds from the first pulse's slot to the end of the pattern.
+    """
+    if isinstance(pattern, SinglePulses):
+        intervals = np.full(pattern.pulses, pattern.interval_s)
+        if pattern.jitter_s:
+            intervals += rng.uniform(
+                -pattern.jitter_s, pattern.jitter_s, pattern.pulses
+            )
+        # The first pulse starts the rhythm; each later one follows an interval.
+        offsets = np.concatenate([[0.0], np.cumsum(intervals[:-1])])
+        return offsets, float(offsets[-1] + intervals[-1])
+    if isinstance(pattern, RTMSTrains):
+        period = pattern.train_duration_s + pattern.inter_train_interval_s
+        within = np.arange(pattern.pulses_per_train) / pattern.frequency_hz
+        offsets = np.concatenate([k * period + within for k in range(pattern.trains)])
+        return offsets, float(offsets[-1] + TAIL_S)
+    if isinstance(pattern, ThetaBurst):
+        n_bursts = pattern.pulses // pattern.pulses_per_burst
+        burst = np.arange(pattern.pulses_per_burst) / pattern.burst_frequency_hz
+        if pattern.train_duration_s is None:
+            per_train = n_bursts
+        else:
+            per_train = max(1, round(pattern.train_duration_s * pattern.burst_rate_hz))
+        period = per_train / pattern.burst_rate_hz + pattern.inter_train_interval_s
+        starts = [
+            (b // per_train) * period + (b % per_train) / pattern.burst_rate_hz
+            for b in range(n_bursts)
+        ]
+        offsets = np.concatenate([s + burst for s in starts])
+        return offsets, float(offsets[-1] + TAIL_S)
+    raise TypeError(f"unknown pattern {pattern!r}")
+
+
+def trial_duration_s(task: str, params: dict) -> float:
+    """Upper estimate of one trial's duration, for the timeline."""
+    try:
+        from stimtrain.tasks import get_task
+
+        full = get_task(task).validate_params(params)
+    except Exception:  # noqa: BLE001 - an estimate only; validation reports errors
+        return DEFAULT_TRIAL_S
+    parts = [full.get(k, 0.0) for k in ("fixation_s", "deadline_s", "iti_s")]
+    total = float(sum(p for p in parts if isinstance(p, (int, float))))
+    return total if total > 0 else DEFAULT_TRIAL_S
+
+
+def compile_plan(
+    protocol: Protocol,
+    report: SafetyReport,
+    *,
+    thresholds: Thresholds | None = None,
+    rig: str | None = None,
+) -> Plan:
+    """Compile a checked protocol into a :class:`Plan`.
+
+    Parameters
+    ----------
+    protocol : Protocol
+        The protocol.
+    report : SafetyReport
+        Its safety report (gives each block's dose and delivery path).
+    thresholds : Thresholds | None
+        The thresholds used, recorded in the plan.
+    rig : str | None
+        The rig's name, recorded in the plan.
+    """
+    thresholds = thresholds or Thresholds()
+    blocks = []
+    t = 0.0
+    for block in protocol.blocks:
+        rng = np.random.default_rng([protocol.seed, block.index])
+        common = dict(index=block.index, type=block.type, label=block.label, start_s=t)
+        if isinstance(block, StimulateBlock):
+            offsets, end = pulse_offsets(block.pattern, rng)
+            dose = report.doses.get(block.index)
+            planned = PlannedBlock(
+                **common,
+                duration_s=ARM_LEAD_S + end,
+                pulses=len(offsets),
+                pulse_offsets_s=tuple(float(x) for x in ARM_LEAD_S + offsets),
+                pattern=block.pattern_name,
+                intensity=str(block.intensity),
+                power=None if dose is None else dose.power,
+                pct_rmt=None if dose is None else dose.pct_rmt,
+                delivery=report.delivery.get(block.index),
+            )
+        elif isinstance(block, TaskBlock):
+            planned = PlannedBlock(
+                **common,
+                duration_s=block.trials * trial_duration_s(block.task, block.params),
+                pulses=0,
+                task=block.task,
+                trials=block.trials,
+                seed=int(rng.integers(2**31)),
+            )
+        elif isinstance(block, (RestBlock, InstructionsBlock)):
+            planned = PlannedBlock(**common, duration_s=block.duration_s, pulses=0)
+        else:  # pragma: no cover - the loader only makes the types above
+            raise TypeError(block)
+        blocks.append(planned)
+        t += planned.duration_s
+    return Plan(
+        protocol=protocol.name,
+        protocol_file=protocol.file,
+        protocol_sha256=protocol.sha256,
+        seed=protocol.seed,
+        thresholds={"rmt": thresholds.rmt, "amt": thresholds.amt},
+        rig=rig,
+        blocks=tuple(blocks),
+        checks=tuple(c.as_dict() for c in report.checks),
+    )

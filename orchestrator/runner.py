@@ -1,0 +1,454 @@
+"""The session runner: runs a checked protocol's blocks on one clock.
+
+Order of a run: check everything (nothing is touched if a check fails), claim
+a new run in the session folder, write the protocol copy and the plan, bring
+up the streams and the recorder, open the device process and the participant's
+window, run the blocks, and whatever happens, disarm first, then record why,
+close the recording and write the summary.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pylsl
+
+from .checking import CheckedProtocol, check_file
+from .device_process import DeviceConfig, DeviceFault, DeviceProcess, PulseReport
+from .journal import Journal
+from .markers import MarkerOutlet
+from .plan import PlannedBlock
+from .protocol import InstructionsBlock, RestBlock, StimulateBlock, TaskBlock
+from .recording import Recorder, wait_for_streams
+from .rig import Rig
+from .safety import Thresholds
+from .session_folder import SessionFolder, new_run, write_new
+from .simrig import start_simulated_rig
+
+logger = logging.getLogger("stimtrain.orchestrator.runner")
+
+
+class SessionAborted(RuntimeError):
+    """The session stopped before its end (signal, operator, fault)."""
+
+
+@dataclass
+class SessionResult:
+    """What a run did."""
+
+    folder: SessionFolder
+    status: str
+    reason: str | None
+    pulses_planned: int
+    pulses_delivered: int
+    blocks_completed: list[int] = field(default_factory=list)
+
+    @property
+    def path(self) -> Path:
+        """The session folder."""
+        return self.folder.path
+
+
+class _Stop:
+    """A flag set by signals, the operator or a fault; checked between steps."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self.event = threading.Event()
+
+    def set(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+        self.event.set()
+
+    def __call__(self) -> bool:
+        return self.event.is_set()
+
+
+class SessionRunner:
+    """Run one session of a checked protocol.
+
+    Parameters
+    ----------
+    checked : CheckedProtocol
+        From :func:`~stimtrain.orchestrator.checking.check_file`.
+    participant, session : str
+        BIDS labels.
+    data_root : Path
+        Root of the data folders.
+    simulated_participant : bool | None
+        Let the simulated participant play the tasks; default: when the rig is
+        simulated.
+    say : callable
+        Where progress lines go (the console).
+    """
+
+    def __init__(
+        self,
+        checked: CheckedProtocol,
+        *,
+        participant: str,
+        session: str,
+        data_root: Path,
+        simulated_participant: bool | None = None,
+        say: Callable[[str], None] = print,
+    ):
+        self.checked = checked
+        self.rig: Rig = checked.rig
+        self.plan = checked.plan
+        self.participant = participant
+        self.session = session
+        self.data_root = Path(data_root)
+        self.simulated_participant = (
+            self.rig.simulated
+            if simulated_participant is None
+            else simulated_participant
+        )
+        self.say = say
+        self.stop = _Stop()
+        self.delivered = 0
+        self._delivered_lock = threading.Lock()
+        self.folder: SessionFolder | None = None
+        self.journal: Journal | None = None
+        self.markers: MarkerOutlet | None = None
+        self.device: DeviceProcess | None = None
+        self._pulse_fields: dict[int, dict] = {}
+
+    # -- callbacks from the device reader thread ---------------------------------
+    def _on_pulse(self, report: PulseReport) -> None:
+        with self._delivered_lock:
+            self.delivered += 1
+        fields = self._pulse_fields.get(report.block, {})
+        self.markers.push(
+            "pulse",
+            report.actual,
+            block=report.block,
+            pulse=report.index,
+            scheduled=report.scheduled,
+            via=report.via,
+            **fields,
+        )
+        self.journal.write(
+            "pulse",
+            block=report.block,
+            pulse=report.index,
+            scheduled=report.scheduled,
+            actual=report.actual,
+            via=report.via,
+        )
+
+    def _on_fault(self, message: str) -> None:
+        self.stop.set(f"device fault: {message}")
+
+    # -- the run -------------------------------------------------------------------
+    def run(self) -> SessionResult:
+        """Run the session; returns its result (also on abort)."""
+        folder = new_run(self.data_root, self.participant, self.session)
+        self.folder = folder
+        self.journal = Journal(folder.file("journal.jsonl"))
+        protocol = self.checked.protocol
+        write_new(folder.file("protocol.yaml"), protocol.document.text)
+        write_new(
+            folder.file("protocol.sha256"),
+            f"{protocol.sha256}  {Path(protocol.file).name}\n",
+        )
+        write_new(folder.file("plan.json"), self.plan.to_json())
+        self.journal.write(
+            "run_created",
+            participant=self.participant,
+            session=self.session,
+            run=folder.run,
+            protocol=protocol.file,
+            protocol_sha256=protocol.sha256,
+            thresholds=self.plan.thresholds,
+            rig=self.rig.name,
+        )
+        self.say(f"session folder: {folder.path} (run {folder.run})")
+        status, completed = "aborted", []
+        previous = {
+            sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM,)
+        }
+        recorder = sim = None
+        try:
+            with ExitStack() as stack:
+                stream_names = list(self.rig.required_streams)
+                if self.rig.simulated:
+                    name = f"stimtrain-sim-eeg-{os.getpid()}"
+                    sim = start_simulated_rig(
+                        pulse_log=folder.file("simulator_pulses.jsonl"), eeg_stream=name
+                    )
+                    stream_names = [name]
+                    self.say(
+                        f"simulated rig: stimulator {sim.stimulator_port}, "
+                        f"trigger box {sim.trigger_port}"
+                    )
+                suffix = f"{self.participant}-{self.session}-{folder.run}-{os.getpid()}"
+                self.markers = MarkerOutlet(suffix)
+                streams = wait_for_streams(
+                    [*stream_names, self.markers.name], self.rig.stream_timeout_s
+                )
+                recorder = Recorder(folder.file("recording.xdf"), streams)
+                self.journal.write("recording_started", streams=recorder.streams)
+                self.device = DeviceProcess(
+                    DeviceConfig(
+                        model=self.rig.stimulator_model,
+                        stimulator_port=sim.stimulator_port
+                        if sim
+                        else self.rig.stimulator_port,
+                        trigger_port=(
+                            sim.trigger_port
+                            if sim
+                            else (self.rig.trigger.port if self.rig.trigger else None)
+                        ),
+                        trigger_lines=self.rig.trigger.lines if self.rig.trigger else 1,
+                        traffic_log=str(folder.file("devices.jsonl")),
+                    ),
+                    on_pulse=self._on_pulse,
+                    on_fault=self._on_fault,
+                )
+                state = self.device.start()
+                self.journal.write("device_opened", state=state)
+                win = self._open_window(stack)
+                self.markers.push(
+                    "session_start",
+                    participant=self.participant,
+                    session=self.session,
+                    run=folder.run,
+                    protocol=protocol.name,
+                    protocol_sha256=protocol.sha256,
+                )
+                for block, planned in zip(
+                    protocol.blocks, self.plan.blocks, strict=True
+                ):
+                    if self.stop():
+                        break
+                    self._run_block(win, block, planned)
+                    if not self.stop():
+                        completed.append(block.index)
+                status = "completed" if not self.stop() else "aborted"
+        except KeyboardInterrupt:
+            self.stop.set("interrupted (Ctrl+C)")
+        except SessionAborted:
+            pass
+        except Exception as exc:  # noqa: BLE001 - any fault ends in a safe stop
+            logger.exception("session fault")
+            self.stop.set(f"{type(exc).__name__}: {exc}")
+        finally:
+            self._safe_stop()
+            reason = self.stop.reason
+            if self.markers is not None:
+                if reason:
+                    self.markers.push("abort", reason=reason)
+                self.markers.push(
+                    "session_end", status=status, pulses_delivered=self.delivered
+                )
+            if self.device is not None:
+                self.device.stop()
+            if recorder is not None:
+                recorder.stop()
+            if self.markers is not None:
+                self.markers.close()
+            if sim is not None:
+                sim.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            result = SessionResult(
+                folder,
+                status if reason is None else "aborted",
+                reason,
+                self.plan.total_pulses,
+                self.delivered,
+                completed,
+            )
+            self._write_summary(result)
+            self.journal.write(
+                "session_end",
+                status=result.status,
+                reason=reason,
+                pulses_delivered=self.delivered,
+            )
+            self.journal.close()
+        return result
+
+    def _on_signal(self, signum, frame) -> None:
+        self.stop.set(f"signal {signal.Signals(signum).name}")
+        raise SessionAborted(self.stop.reason)
+
+    def _safe_stop(self) -> None:
+        """Disarm first; if the device process can't, kill it so the unit times out."""
+        if self.device is None or not self.device.alive:
+            return
+        try:
+            self.device.request("disarm", timeout=2.0)
+            self.journal.write("disarmed", state=self.device.state)
+        except DeviceFault as exc:
+            self.journal.write("disarm_failed", error=str(exc))
+            self.device.kill()
+
+    def _open_window(self, stack: ExitStack):
+        from stimtrain.tasks.display import open_window, virtual_display
+
+        stack.enter_context(virtual_display())
+        screen = self.rig.screen
+        win = open_window(
+            size=screen.size, fullscr=screen.fullscreen, screen=screen.index
+        )
+        stack.callback(win.close)
+        return win
+
+    def _run_block(self, win, block, planned: PlannedBlock) -> None:
+        from stimtrain.tasks.runner import show_fixation, show_text
+
+        clock = pylsl.local_clock
+        fields = dict(block=block.index, type=block.type, label=block.label)
+        self.markers.push("block_start", **fields)
+        self.journal.write("block_start", **fields)
+        self.say(
+            f"block {block.index + 1}/{len(self.plan.blocks)}: {block.type} "
+            f"'{block.label}' ({planned.duration_s:.1f} s planned"
+            + (f", {planned.pulses} pulses)" if planned.pulses else ")")
+        )
+        outcome: dict = {}
+        if isinstance(block, RestBlock):
+            show_fixation(win, block.duration_s, clock=clock, should_stop=self.stop)
+        elif isinstance(block, InstructionsBlock):
+            show_text(win, block.text, block.duration_s, clock=clock)
+        elif isinstance(block, StimulateBlock):
+            outcome = self._stimulate(win, block, planned)
+        elif isinstance(block, TaskBlock):
+            outcome = self._task(win, block, planned)
+        self.markers.push("block_end", **fields)
+        self.journal.write("block_end", completed=not self.stop(), **fields, **outcome)
+
+    def _stimulate(self, win, block: StimulateBlock, planned: PlannedBlock) -> dict:
+        from stimtrain.tasks.runner import show_fixation
+
+        clock = pylsl.local_clock
+        t_block = clock()
+        self._pulse_fields[block.index] = dict(
+            pattern=planned.pattern,
+            intensity=block.intensity.value,
+            unit=block.intensity.unit,
+            power=planned.power,
+        )
+        self.device.request("set_power", planned.power)
+        self.device.request("arm", 3.0, timeout=6.0)
+        self.journal.write("armed", block=block.index, power=planned.power)
+        first = t_block + planned.pulse_offsets_s[0]
+        if first < clock() + 0.05:
+            # Arming took longer than the lead-in: shift the whole block so its
+            # pulse intervals stay exact, and say so.
+            shift = clock() + 0.1 - first
+            t_block += shift
+            self.journal.write("block_late", block=block.index, shift_s=shift)
+        times = [t_block + off for off in planned.pulse_offsets_s]
+        self.device.schedule(
+            block.index, [(t, i, planned.delivery) for i, t in enumerate(times)]
+        )
+        end = t_block + planned.duration_s
+        show_fixation(
+            win, max(0.0, times[-1] - clock()), clock=clock, should_stop=self.stop
+        )
+        if self.stop():
+            raise SessionAborted(self.stop.reason)
+        if not self.device.wait_block(block.index, timeout=5.0):
+            raise DeviceFault(
+                self.device.fault or "pulses were not all delivered in time"
+            )
+        self.device.request("disarm")
+        self.journal.write("disarmed", block=block.index)
+        show_fixation(win, max(0.0, end - clock()), clock=clock, should_stop=self.stop)
+        return {"pulses_planned": planned.pulses}
+
+    def _task(self, win, block: TaskBlock, planned: PlannedBlock) -> dict:
+        from stimtrain.tasks.participant import SimulatedParticipant
+        from stimtrain.tasks.runner import run_task_block
+
+        participant = (
+            SimulatedParticipant(seed=planned.seed)
+            if self.simulated_participant
+            else None
+        )
+
+        def emit(event: str, timestamp: float, **fields) -> None:
+            self.markers.push(event, timestamp, **fields)
+
+        result = run_task_block(
+            win,
+            block.task,
+            block.params,
+            n_trials=block.trials,
+            seed=planned.seed,
+            tsv_path=self.folder.task_tsv(block.index, block.task),
+            emit=emit,
+            block=block.index,
+            participant=participant,
+            clock=pylsl.local_clock,
+            should_stop=self.stop,
+        )
+        if result.stopped:
+            self.stop.set("task stopped (escape key)")
+        self.say(f"  {block.task}: {json.dumps(result.measures, default=str)}")
+        return {"measures": result.measures, "trials_done": len(result.results)}
+
+    def _write_summary(self, result: SessionResult) -> None:
+        summary = {
+            "participant": self.participant,
+            "session": self.session,
+            "run": result.folder.run,
+            "protocol": self.checked.protocol.name,
+            "protocol_sha256": self.checked.protocol.sha256,
+            "status": result.status,
+            "reason": result.reason,
+            "pulses_planned": result.pulses_planned,
+            "pulses_delivered": result.pulses_delivered,
+            "blocks_completed": result.blocks_completed,
+            "markers_sent": 0 if self.markers is None else self.markers.count,
+            "recording": result.folder.file("recording.xdf").name,
+            "thresholds": self.plan.thresholds,
+            "rig": self.rig.name,
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        write_new(result.folder.file("summary.json"), json.dumps(summary, indent=2))
+
+
+def run_protocol(
+    protocol: str | Path,
+    *,
+    participant: str,
+    session: str | int,
+    rig: str | Path = "sim",
+    data_root: str | Path = "stimtrain-data",
+    thresholds: Thresholds | None = None,
+    limits: str | Path | None = None,
+    simulated_participant: bool | None = None,
+    say: Callable[[str], None] = print,
+) -> SessionResult:
+    """Check and run a protocol file (the ``stimtrain run`` command).
+
+    Raises
+    ------
+    ProtocolError
+        When any check fails; nothing has been created or touched.
+    """
+    checked = check_file(
+        protocol, rig=rig, thresholds=thresholds, limits=limits, require_power=True
+    )
+    runner = SessionRunner(
+        checked,
+        participant=participant,
+        session=str(session),
+        data_root=Path(data_root),
+        simulated_participant=simulated_participant,
+        say=say,
+    )
+    return runner.run()

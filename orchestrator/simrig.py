@@ -1,0 +1,78 @@
+"""Start the simulated rig in its own process, as a lab would power on its devices.
+
+The simulators run in a separate process (``stimtrain sim rig``) so that the
+runner talks to them exactly as to hardware: through serial ports and LSL.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class SimulatedRigProcess:
+    """A running ``stimtrain sim rig`` process and the ports it announced."""
+
+    proc: subprocess.Popen
+    stimulator_port: str
+    trigger_port: str
+    eeg_stream: str
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the simulators (SIGTERM, then SIGKILL)."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(2)
+
+
+def start_simulated_rig(
+    *, pulse_log: Path | None = None, eeg_stream: str, timeout: float = 20.0
+) -> SimulatedRigProcess:
+    """Start the simulated rig and wait for it to announce its ports.
+
+    Parameters
+    ----------
+    pulse_log : Path | None
+        File where the simulator appends each delivered pulse (JSON lines).
+    eeg_stream : str
+        Name of the simulated EEG's LSL stream (unique per run).
+    timeout : float
+        Seconds to wait for the ports.
+    """
+    cmd = [sys.executable, "-m", "stimtrain.orchestrator.cli", "sim", "rig"]
+    cmd += ["--eeg-name", eeg_stream]
+    if pulse_log is not None:
+        cmd += ["--pulse-log", str(pulse_log)]
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=dict(os.environ),
+    )
+    ports: dict[str, str] = {}
+    deadline = time.monotonic() + timeout
+    while len(ports) < 2 and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        key, _, value = line.strip().partition(": ")
+        if key in ("port", "trigger_port"):
+            ports[key] = value
+    if len(ports) < 2:
+        proc.kill()
+        raise RuntimeError(f"the simulated rig did not start (exit code {proc.poll()})")
+    # Keep draining stdout so the simulator never blocks on a full pipe.
+    import threading
+
+    threading.Thread(target=proc.stdout.read, daemon=True).start()
+    return SimulatedRigProcess(proc, ports["port"], ports["trigger_port"], eeg_stream)
