@@ -50,7 +50,7 @@ def format_value(value: object) -> str:
     if isinstance(value, dict):
         return "a mapping"
     if isinstance(value, list):
-        return "a list"
+        return "[]" if not value else f"a list of {len(value)}"
     return str(value)
 
 

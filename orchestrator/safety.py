@@ -300,12 +300,13 @@ class _Checker:
         self.report.checks.append(check)
         if not check.ok:
             word = "at most" if kind == "max" else "at least"
-            self.refuse(
-                block,
-                key,
-                f"{rule}: must be {word} {limit:g} {unit}".rstrip(),
-                written if written is not None else f"{value:g} {unit}".rstrip(),
-            )
+            shown = f"{value:.4g} {unit}".rstrip()
+            if written is not None and str(written).replace(" ", "") != shown.replace(
+                " ", ""
+            ):
+                # Say what the written value amounts to in the rule's unit.
+                shown = f"{written} = {shown}"
+            self.refuse(block, key, f"{rule}: must be {word} {limit:g} {unit}", shown)
 
 
 def check_protocol(
@@ -396,7 +397,7 @@ def check_protocol(
             limits.max_pulses_per_session,
             total,
             "pulses",
-            written=f"{total} pulses in all",
+            written=None,
         )
     return report
 
