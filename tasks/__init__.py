@@ -1,1 +1,49 @@
-"""tasks."""
+"""PsychoPy training tasks on one small task API, and a simulated participant.
+
+Importing this package is cheap and needs no display: PsychoPy is imported
+only when a window is opened or stimuli are built, and the runner (which
+imports pylsl) is loaded on first use of :func:`run_task_block`,
+:func:`show_text` or :func:`show_fixation`.
+"""
+
+from .api import (
+    TASKS,
+    Task,
+    TaskParamError,
+    Trial,
+    TrialResult,
+    TrialTiming,
+    get_task,
+    import_task_modules,
+)
+from .display import DisplayError, open_window, virtual_display
+from .participant import SimulatedParticipant
+
+import_task_modules()
+
+_RUNNER_NAMES = ("run_task_block", "show_text", "show_fixation", "TaskBlockResult")
+
+__all__ = [
+    "TASKS",
+    "DisplayError",
+    "SimulatedParticipant",
+    "Task",
+    "TaskParamError",
+    "Trial",
+    "TrialResult",
+    "TrialTiming",
+    "get_task",
+    "open_window",
+    "virtual_display",
+    *_RUNNER_NAMES,
+]
+
+
+def __getattr__(name: str):
+    # The runner imports pylsl, which should not load before the caller has
+    # configured LSL (LSLAPICFG); so it is imported on first use.
+    if name in _RUNNER_NAMES:
+        from . import runner
+
+        return getattr(runner, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

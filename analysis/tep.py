@@ -1,0 +1,389 @@
+"""TMS-evoked potentials: pulse events, artifact interpolation, TEP and GMFP.
+
+Follows the reference order of ``specs/analysis.md`` (TESA): epoch around each
+pulse marker, replace -2..10 ms with a cubic fit on 1 ms of data either side,
+only then downsample, baseline, and average. ICA and filtering are left to the
+analyst.
+"""
+
+from __future__ import annotations
+
+import mne
+import numpy as np
+import pandas as pd
+from mne.utils import logger, verbose, warn
+
+__all__ = [
+    "pulse_events",
+    "pulse_epochs",
+    "interpolate_artifact",
+    "tep",
+    "gmfp",
+    "artifact_alignment",
+    "TEP_WINDOWS",
+]
+
+#: Motor-cortex TEP component windows (s), from specs/analysis.md.
+TEP_WINDOWS = {
+    "N15": (0.010, 0.020),
+    "P30": (0.020, 0.040),
+    "N45": (0.040, 0.055),
+    "P60": (0.050, 0.070),
+    "N100": (0.070, 0.150),
+    "P180": (0.150, 0.240),
+}
+
+
+def _pulse_indices(raw: mne.io.BaseRaw) -> np.ndarray:
+    return np.flatnonzero(raw.annotations.description == "pulse")
+
+
+def _relative_onsets(raw: mne.io.BaseRaw, idx: np.ndarray) -> np.ndarray:
+    """Onsets (s) of annotations idx relative to the raw's first sample."""
+    onsets = raw.annotations.onset[idx]
+    if raw.annotations.orig_time is not None:
+        # Annotations with an orig_time count from meas_date, not first_samp.
+        onsets = onsets - raw.first_time
+    return onsets
+
+
+def _pulse_metadata(raw: mne.io.BaseRaw, idx: np.ndarray) -> pd.DataFrame:
+    extras = [dict(raw.annotations.extras[ii] or {}) for ii in idx]
+    md = pd.DataFrame(extras, index=range(len(idx)))
+    md.insert(0, "onset", raw.annotations.onset[idx])
+    return md.drop(columns=["event"], errors="ignore")
+
+
+def pulse_events(raw: mne.io.BaseRaw, *, event_id: int = 1) -> np.ndarray:
+    """Make an MNE events array from the ``"pulse"`` annotations.
+
+    Parameters
+    ----------
+    raw : instance of Raw
+        A raw with stimtrain annotations (see :func:`read_raw_xdf`).
+    event_id : int
+        The event code given to every pulse.
+
+    Returns
+    -------
+    events : ndarray of int, shape (n_pulses, 3)
+        Sample (including ``raw.first_samp``, rounded to the nearest sample),
+        0, ``event_id``; in the order of the annotations (time order).
+    """
+    idx = _pulse_indices(raw)
+    onsets = _relative_onsets(raw, idx)
+    samples = np.round(onsets * raw.info["sfreq"]).astype(int) + raw.first_samp
+    events = np.zeros((len(idx), 3), int)
+    events[:, 0] = samples
+    events[:, 2] = event_id
+    return events
+
+
+def _cubic_fill(data: np.ndarray, center: int, n0: int, n1: int, n_fit: int) -> bool:
+    """Replace data[..., center+n0 : center+n1+1] with a cubic fit, in place.
+
+    The cubic is fitted on ``n_fit`` samples before and after the window, for
+    every leading index (epoch, channel) at once. Returns False if the fit
+    samples do not fit in the data.
+    """
+    a, b = center + n0, center + n1  # first and last replaced sample
+    n_times = data.shape[-1]
+    if a - n_fit < 0 or b + n_fit >= n_times:
+        return False
+    x_fit = np.r_[np.arange(a - n_fit, a), np.arange(b + 1, b + 1 + n_fit)]
+    x_new = np.arange(a, b + 1)
+    # Centre and scale x so that the Vandermonde system is well conditioned.
+    mid, half = (a + b) / 2.0, max((b - a) / 2.0 + n_fit, 1.0)
+    vander_fit = np.vander((x_fit - mid) / half, 4)
+    vander_new = np.vander((x_new - mid) / half, 4)
+    y = data[..., x_fit].reshape(-1, len(x_fit)).T  # (n_fit_points, n_series)
+    coef, *_ = np.linalg.lstsq(vander_fit, y, rcond=None)
+    fill = (vander_new @ coef).T.reshape(data.shape[:-1] + (len(x_new),))
+    data[..., a : b + 1] = fill
+    return True
+
+
+@verbose
+def interpolate_artifact(
+    epochs: mne.BaseEpochs,
+    tmin: float = -0.002,
+    tmax: float = 0.010,
+    *,
+    fit_window: float = 0.001,
+    pulse_samples: np.ndarray | None = None,
+    verbose=None,
+) -> mne.BaseEpochs:
+    """Replace the pulse artifact with a cubic fit, in place (TESA's cubic).
+
+    Parameters
+    ----------
+    epochs : instance of Epochs
+        Preloaded epochs, at the recording's sampling rate.
+    tmin, tmax : float
+        The window removed around each pulse (s), both ends included.
+    fit_window : float
+        Length of data (s) used on each side of the window for the fit. At
+        least 2 samples per side are used (4 points define a cubic).
+    pulse_samples : ndarray of int | None
+        Samples (raw time base, as in ``epochs.events[:, 0]``) of every pulse.
+        Pulses other than an epoch's own that fall inside it (trains) are
+        interpolated too. ``None`` uses the epochs' events only.
+    %(verbose)s
+
+    Returns
+    -------
+    epochs : instance of Epochs
+        The same object, modified.
+    """
+    if not epochs.preload:
+        raise ValueError("interpolate_artifact needs preloaded epochs")
+    sfreq = epochs.info["sfreq"]
+    n0 = int(round(tmin * sfreq))
+    n1 = int(round(tmax * sfreq))
+    n_fit = max(int(round(fit_window * sfreq)), 2)
+    zero = int(round(-epochs.tmin * sfreq))  # index of t = 0 in each epoch
+    n_times = len(epochs.times)
+    events = epochs.events[:, 0]
+    pulses = np.sort(events if pulse_samples is None else np.asarray(pulse_samples))
+    # Epochs' data are modified in place, the way mne.preprocessing's
+    # fix_stim_artifact does for Epochs; get_data() would return a copy.
+    data = epochs._data
+    skipped = 0
+    for ei, ev in enumerate(events):
+        start = ev - zero
+        inside = pulses[(pulses >= start) & (pulses < start + n_times)] - start
+        for center in inside:
+            skipped += not _cubic_fill(data[ei], int(center), n0, n1, n_fit)
+    if skipped:
+        warn(f"{skipped} pulse window(s) too close to an epoch edge to interpolate")
+    logger.info(
+        f"Interpolated {tmin * 1e3:g}..{tmax * 1e3:g} ms around pulses with a cubic "
+        f"fit on {n_fit} samples per side"
+    )
+    return epochs
+
+
+@verbose
+def pulse_epochs(
+    raw: mne.io.BaseRaw,
+    tmin: float = -0.1,
+    tmax: float = 0.35,
+    baseline: tuple[float | None, float | None] | None = (-0.1, -0.005),
+    *,
+    exclude_artifact: tuple[float, float] | None = (-0.002, 0.010),
+    fit_window: float = 0.001,
+    sfreq: float | None = 1000.0,
+    picks=None,
+    reject_by_annotation: bool = True,
+    verbose=None,
+) -> mne.Epochs:
+    """Epoch the raw around each TMS pulse, with the artifact interpolated.
+
+    Parameters
+    ----------
+    raw : instance of Raw
+        A raw with ``"pulse"`` annotations (see :func:`read_raw_xdf`).
+    tmin, tmax : float
+        Epoch limits (s) relative to the pulse.
+    baseline : tuple | None
+        Baseline window (s) applied after interpolation and resampling.
+    exclude_artifact : tuple of float | None
+        Window (s) replaced by a cubic fit on ``fit_window`` of data each
+        side (see :func:`interpolate_artifact`); ``None`` keeps the artifact.
+    fit_window : float
+        Data (s) used on each side of the artifact window for the fit.
+    sfreq : float | None
+        Sampling rate of the returned epochs. Resampling (polyphase,
+        anti-aliased) happens only after the interpolation, on epochs padded
+        by 20 ms that are cropped afterwards so that the filter's edges do not
+        reach ``tmin``/``tmax``. ``None`` or a rate at or above the
+        recording's keeps the recording's rate.
+    picks : str | list | None
+        Channels to keep (MNE picks); ``None`` keeps all data channels.
+    reject_by_annotation : bool
+        Drop epochs overlapping ``BAD_*`` annotations (e.g. acquisition gaps).
+    %(verbose)s
+
+    Returns
+    -------
+    epochs : instance of Epochs
+        Preloaded, one per kept pulse, with ``epochs.metadata`` holding the
+        pulse marker's fields (``block``, ``pulse``, ``pattern``,
+        ``intensity``, ``unit``, ``power``, ``scheduled``, ``lsl_time``) and
+        its ``onset`` in the raw (s).
+    """
+    idx = _pulse_indices(raw)
+    if len(idx) == 0:
+        raise ValueError("The raw has no 'pulse' annotations")
+    events = pulse_events(raw)
+    metadata = _pulse_metadata(raw, idx)
+    raw_sfreq = raw.info["sfreq"]
+    resample = sfreq is not None and sfreq < raw_sfreq
+    start, stop = tmin, tmax
+    if resample:
+        # Pad by >= 20 ms so that the anti-aliasing filter's edges are cropped
+        # away; start on the target grid so that t = 0 stays a sample; and
+        # make the length a multiple of the ratio when it is an integer, so
+        # that the polyphase filter is the short 1/down one, not one designed
+        # for a ratio like 492/2461.
+        start = np.floor((tmin - 0.02) * sfreq) / sfreq
+        n = int(round((tmax + 0.02 - start) * raw_sfreq)) + 1
+        ratio = raw_sfreq / sfreq
+        if np.isclose(ratio, round(ratio)):
+            n = int(np.ceil(n / round(ratio)) * round(ratio))
+        stop = start + (n - 1) / raw_sfreq
+    epochs = mne.Epochs(
+        raw,
+        events,
+        event_id={"pulse": 1},
+        tmin=start,
+        tmax=stop,
+        baseline=None,
+        picks=picks,
+        preload=True,
+        metadata=metadata,
+        reject_by_annotation=reject_by_annotation,
+        verbose=verbose,
+    )
+    if exclude_artifact is not None:
+        interpolate_artifact(
+            epochs,
+            *exclude_artifact,
+            fit_window=fit_window,
+            pulse_samples=events[:, 0],
+            verbose=verbose,
+        )
+    if resample:
+        epochs.resample(sfreq, method="polyphase", verbose=verbose)
+        epochs.crop(tmin, tmax, verbose=verbose)
+    if baseline is not None:
+        epochs.apply_baseline(baseline, verbose=verbose)
+    return epochs
+
+
+def tep(epochs: mne.BaseEpochs, *, picks=None) -> mne.Evoked:
+    """Average pulse epochs into a TMS-evoked potential.
+
+    Parameters
+    ----------
+    epochs : instance of Epochs
+        Pulse epochs, e.g. from :func:`pulse_epochs`.
+    picks : str | list | None
+        Channels to average; ``None`` averages all data channels.
+
+    Returns
+    -------
+    evoked : instance of Evoked
+        The TEP, with comment ``"TEP"``.
+    """
+    evoked = epochs.average(picks=picks)
+    evoked.comment = "TEP"
+    return evoked
+
+
+def gmfp(evoked: mne.Evoked, *, picks="eeg") -> np.ndarray:
+    """Compute the global mean field power of an evoked response.
+
+    Parameters
+    ----------
+    evoked : instance of Evoked
+        The TEP.
+    picks : str | list
+        Channels over which the field power is taken (EEG by default).
+
+    Returns
+    -------
+    gmfp : ndarray, shape (n_times,)
+        ``sqrt(mean_i (v_i - mean_j v_j) ** 2)`` at each time point, in the
+        data's unit (volts), i.e. the population standard deviation across
+        channels (Lehmann & Skrandies 1980).
+    """
+    data = evoked.get_data(picks=picks)
+    return data.std(axis=0)
+
+
+@verbose
+def artifact_alignment(
+    raw: mne.io.BaseRaw,
+    *,
+    threshold_uv_per_ms: float = 1e4,
+    window: float = 0.005,
+    picks="eeg",
+    verbose=None,
+) -> pd.DataFrame:
+    """Locate the TMS artifact in the EEG around each pulse marker.
+
+    Parameters
+    ----------
+    raw : instance of Raw
+        A raw with ``"pulse"`` annotations.
+    threshold_uv_per_ms : float
+        Threshold on the first derivative (TESA's default, 1e4 µV/ms). The
+        derivative is the mean over channels of ``|x[k+1] - x[k]|``.
+    window : float
+        Search half-width (s) around each marker.
+    picks : str | list
+        Channels used.
+    %(verbose)s
+
+    Returns
+    -------
+    alignment : pandas.DataFrame
+        One row per pulse marker: ``block``, ``pulse`` (if the marker has
+        them), ``onset`` (s), ``marker_sample`` (nearest sample),
+        ``artifact_sample`` (first sample after the first threshold crossing
+        in the window; ``-1`` if none), ``offset_samples`` (artifact −
+        marker sample), ``offset_ms`` (artifact sample time − exact marker
+        onset, ms; NaN if none) and ``found``.
+    """
+    idx = _pulse_indices(raw)
+    events = pulse_events(raw)
+    sfreq = raw.info["sfreq"]
+    half = int(round(window * sfreq))
+    picks_idx = mne.pick_types(raw.info, eeg=True) if picks == "eeg" else picks
+    # Derivative in µV/ms from volts per sample.
+    scale = 1e6 * sfreq / 1e3
+    rows = []
+    onsets = _relative_onsets(raw, idx)
+    for ii, ev, onset in zip(idx, events[:, 0], onsets, strict=True):
+        extras = raw.annotations.extras[ii] or {}
+        marker = ev - raw.first_samp
+        start = max(marker - half, 0)
+        stop = min(marker + half + 1, raw.n_times)
+        seg = raw.get_data(picks=picks_idx, start=start, stop=stop)
+        deriv = np.abs(np.diff(seg, axis=-1)).mean(axis=0) * scale
+        above = np.flatnonzero(deriv > threshold_uv_per_ms)
+        found = len(above) > 0
+        art = start + above[0] + 1 if found else -1
+        rows.append(
+            dict(
+                block=extras.get("block"),
+                pulse=extras.get("pulse"),
+                onset=onset,
+                marker_sample=int(marker),
+                artifact_sample=int(art),
+                offset_samples=int(art - marker) if found else None,
+                offset_ms=(art / sfreq - onset) * 1e3 if found else np.nan,
+                found=found,
+            )
+        )
+    df = pd.DataFrame(
+        rows,
+        columns=[
+            "block",
+            "pulse",
+            "onset",
+            "marker_sample",
+            "artifact_sample",
+            "offset_samples",
+            "offset_ms",
+            "found",
+        ],
+    )
+    df["offset_samples"] = df["offset_samples"].astype("Int64")
+    n_missing = int((~df["found"]).sum())
+    if n_missing:
+        logger.info(
+            f"No artifact found within ±{window * 1e3:g} ms of {n_missing} pulses"
+        )
+    return df

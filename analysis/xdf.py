@@ -1,0 +1,508 @@
+"""Read stimtrain XDF recordings into MNE-Python.
+
+MNE has no XDF reader, so the EEG stream is loaded with :func:`pyxdf.load_xdf`
+(clock synchronisation and per-segment dejittering on) and turned into an
+:class:`mne.io.RawArray`; the stimtrain marker stream becomes
+:class:`mne.Annotations` whose ``extras`` hold every field of each marker.
+
+Time base
+---------
+``raw.times[0]`` is the first EEG sample. Its LSL time (after pyxdf's clock
+synchronisation) is stored in ``raw.info["description"]`` and returned by
+:func:`first_lsl_time`. A marker's onset is its position among the EEG samples
+(interpolated between the samples' own timestamps) divided by the sampling
+rate, so it equals ``marker time - first_time`` when the stream has no gaps
+and runs at its nominal rate, and stays attached to the right samples when it
+has gaps or a slightly different effective rate (see ``specs/analysis.md``).
+Gaps between segments are filled with zeros and annotated ``BAD_ACQ_SKIP``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from os import PathLike
+from pathlib import Path
+
+import mne
+import numpy as np
+import pandas as pd
+import pyxdf
+from mne.utils import logger, verbose, warn
+
+from stimtrain.orchestrator.vocabulary import (
+    MARKER_STREAM_PREFIX,
+    MARKER_STREAM_TYPE,
+    decode_marker,
+)
+
+__all__ = [
+    "read_raw_xdf",
+    "read_markers",
+    "timing_diagnostics",
+    "first_lsl_time",
+    "load_streams",
+]
+
+# Keys MNE reserves in Annotations.extras: marker fields of these names are
+# stored with a "marker_" prefix.
+_RESERVED_EXTRAS = ("onset", "duration", "description", "ch_names", "hed_string")
+
+# Scale from a channel's declared unit to volts; stimtrain EEG is in µV.
+_UNIT_SCALE = {
+    "v": 1.0,
+    "volt": 1.0,
+    "volts": 1.0,
+    "mv": 1e-3,
+    "millivolt": 1e-3,
+    "millivolts": 1e-3,
+    "uv": 1e-6,
+    "µv": 1e-6,
+    "μv": 1e-6,
+    "microvolt": 1e-6,
+    "microvolts": 1e-6,
+    "nv": 1e-9,
+}
+_CH_TYPES = {
+    "eeg": "eeg",
+    "emg": "emg",
+    "eog": "eog",
+    "ecg": "ecg",
+    "trg": "stim",
+    "trigger": "stim",
+    "stim": "stim",
+    "misc": "misc",
+}
+_FIRST_TIME_RE = re.compile(r"first_time=([-+0-9.eE]+)")
+
+
+def _montage_name() -> str:
+    """The 10-20 template: MNE 1.13 renamed standard_1020 to colin27_1020."""
+    names = mne.channels.get_builtin_montages()
+    return "colin27_1020" if "colin27_1020" in names else "standard_1020"
+
+
+def _info_value(info: dict, key: str, default=None):
+    """Return the scalar text of a pyxdf info field (pyxdf wraps it in a list)."""
+    value = info.get(key, default)
+    if isinstance(value, list):
+        value = value[0] if value else default
+    return default if value is None else value
+
+
+def _stream_name(stream: dict) -> str:
+    return str(_info_value(stream["info"], "name", ""))
+
+
+def _stream_type(stream: dict) -> str:
+    return str(_info_value(stream["info"], "type", ""))
+
+
+def _nominal_srate(stream: dict) -> float:
+    return float(_info_value(stream["info"], "nominal_srate", 0.0))
+
+
+@verbose
+def load_streams(fname: str | PathLike, *, verbose=None) -> list[dict]:
+    """Load every stream of an XDF file with pyxdf's default corrections.
+
+    Parameters
+    ----------
+    fname : path-like
+        The XDF file. A file without footer (recorder killed) still loads.
+    %(verbose)s
+
+    Returns
+    -------
+    streams : list of dict
+        pyxdf's stream dicts (clock-synchronised, dejittered per segment).
+    """
+    fname = Path(fname)
+    if not fname.is_file():
+        raise FileNotFoundError(f"no XDF file at {fname}")
+    logger.info(f"Reading {fname}")
+    streams, _ = pyxdf.load_xdf(str(fname))
+    return streams
+
+
+def _find_eeg_stream(streams: list[dict], eeg_stream: str | None) -> dict:
+    if eeg_stream is not None:
+        found = [s for s in streams if _stream_name(s) == eeg_stream]
+        what = f"named {eeg_stream!r}"
+    else:
+        found = [s for s in streams if _stream_type(s).lower() == "eeg"]
+        what = 'of type "EEG"'
+    available = [(_stream_name(s), _stream_type(s)) for s in streams]
+    if not found:
+        raise ValueError(
+            f"The XDF file has no stream {what}; streams (name, type): {available}"
+        )
+    if len(found) > 1:
+        raise ValueError(
+            f"The XDF file has {len(found)} streams {what}; choose one with "
+            f"eeg_stream=<name>. Streams (name, type): {available}"
+        )
+    stream = found[0]
+    if len(stream["time_stamps"]) == 0:
+        raise ValueError(f"The EEG stream {_stream_name(stream)!r} has no samples")
+    return stream
+
+
+def _find_marker_stream(streams: list[dict], marker_stream: str | None) -> dict | None:
+    if marker_stream is not None:
+        found = [s for s in streams if _stream_name(s) == marker_stream]
+    else:
+        found = [
+            s
+            for s in streams
+            if _stream_type(s) == MARKER_STREAM_TYPE
+            and _stream_name(s).startswith(MARKER_STREAM_PREFIX)
+        ]
+    if not found:
+        return None
+    if len(found) > 1:
+        # One marker stream per session is the contract; a second one means two
+        # runners were on the network, so use the one with the most markers.
+        names = [_stream_name(s) for s in found]
+        warn(f"{len(found)} marker streams found ({names}); using the largest")
+        found.sort(key=lambda s: len(s["time_stamps"]), reverse=True)
+    return found[0]
+
+
+def _channel_meta(stream: dict) -> tuple[list[str], list[str], np.ndarray]:
+    """Channel names, MNE types and scales to volts from the stream's desc."""
+    info = stream["info"]
+    n_ch = int(_info_value(info, "channel_count", 0))
+    channels = []
+    try:
+        channels = info["desc"][0]["channels"][0]["channel"]
+    except (KeyError, IndexError, TypeError):
+        pass
+    names, types, scales = [], [], []
+    for ii in range(n_ch):
+        ch = channels[ii] if ii < len(channels) and channels[ii] else {}
+        name = str(_info_value(ch, "label", "") or f"EEG{ii + 1:03d}")
+        unit = str(_info_value(ch, "unit", "microvolts")).strip().lower()
+        kind = str(_info_value(ch, "type", "EEG")).strip().lower()
+        names.append(name)
+        types.append(_CH_TYPES.get(kind, "eeg"))
+        # The contract says µV; an unknown unit is treated as µV too.
+        scales.append(_UNIT_SCALE.get(unit, 1e-6))
+    # Duplicate labels would make RawArray fail; make them unique.
+    seen: dict[str, int] = {}
+    for ii, name in enumerate(names):
+        if name in seen:
+            seen[name] += 1
+            names[ii] = f"{name}-{seen[name]}"
+        else:
+            seen[name] = 0
+    return names, types, np.asarray(scales)
+
+
+def _segment_layout(ts: np.ndarray, segments, sfreq: float):
+    """Place each segment on one uniform sample grid.
+
+    Returns the grid start of each segment, the total number of grid samples,
+    and the knots (time, grid position) that map LSL time to grid position.
+    """
+    if not segments:
+        segments = [(0, len(ts) - 1)]
+    starts, knots_t, knots_p = [], [], []
+    next_free = 0
+    for s0, s1 in segments:
+        pos = int(round((ts[s0] - ts[0]) * sfreq))
+        # Rounding or a faster effective rate can make a segment start before
+        # the previous one ends; samples are never overlapped.
+        pos = max(pos, next_free)
+        starts.append(pos)
+        knots_t += [ts[s0], ts[s1]]
+        knots_p += [pos, pos + (s1 - s0)]
+        next_free = pos + (s1 - s0) + 1
+    return starts, next_free, np.asarray(knots_t), np.asarray(knots_p, float)
+
+
+def _time_to_position(t, knots_t, knots_p, sfreq: float) -> np.ndarray:
+    """Map LSL times to fractional grid positions (extrapolating at sfreq)."""
+    t = np.asarray(t, float)
+    pos = np.interp(t, knots_t, knots_p)
+    before, after = t < knots_t[0], t > knots_t[-1]
+    pos[before] = knots_p[0] + (t[before] - knots_t[0]) * sfreq
+    pos[after] = knots_p[-1] + (t[after] - knots_t[-1]) * sfreq
+    return pos
+
+
+def _flatten_extras(marker: dict) -> dict:
+    """Make a marker dict acceptable to Annotations.extras (flat scalars)."""
+    out = {}
+    for key, value in marker.items():
+        if key in _RESERVED_EXTRAS:
+            key = f"marker_{key}"
+        if isinstance(value, bool):
+            value = int(value)
+        elif value is not None and not isinstance(value, str | int | float):
+            value = json.dumps(value, separators=(",", ":"))
+        out[key] = value
+    return out
+
+
+def _decode_stream_markers(stream: dict) -> tuple[np.ndarray, list[dict]]:
+    times = np.asarray(stream["time_stamps"], float)
+    markers = []
+    for sample in stream["time_series"]:
+        text = sample[0] if isinstance(sample, list | tuple | np.ndarray) else sample
+        markers.append(decode_marker(text))
+    return times, markers
+
+
+def first_lsl_time(raw: mne.io.BaseRaw) -> float:
+    """Return the LSL time of the first EEG sample of a raw read from XDF.
+
+    Parameters
+    ----------
+    raw : instance of Raw
+        A raw returned by :func:`read_raw_xdf` (the value is kept in
+        ``raw.info["description"]``, which survives saving to FIF).
+
+    Returns
+    -------
+    float
+        The synchronised LSL time of ``raw.times[0]``, in seconds.
+    """
+    match = _FIRST_TIME_RE.search(raw.info["description"] or "")
+    if match is None:
+        raise ValueError("raw.info['description'] holds no stimtrain first_time")
+    return float(match.group(1))
+
+
+def _raw_from_streams(
+    streams: list[dict],
+    *,
+    eeg_stream: str | None = None,
+    marker_stream: str | None = None,
+) -> mne.io.RawArray:
+    stream = _find_eeg_stream(streams, eeg_stream)
+    ts = np.asarray(stream["time_stamps"], float)
+    data = np.asarray(stream["time_series"])
+    names, types, scales = _channel_meta(stream)
+    sfreq = _nominal_srate(stream) or float(stream["info"]["effective_srate"])
+    starts, n_total, knots_t, knots_p = _segment_layout(
+        ts, stream["info"].get("segments"), sfreq
+    )
+    segments = stream["info"].get("segments") or [(0, len(ts) - 1)]
+    out = np.zeros((len(names), n_total))
+    for (s0, s1), pos in zip(segments, starts, strict=True):
+        out[:, pos : pos + s1 - s0 + 1] = data[s0 : s1 + 1].T
+    out *= scales[:, np.newaxis]
+
+    info = mne.create_info(names, sfreq, types)
+    first_time = float(ts[0])
+    info["description"] = (
+        f"stimtrain XDF import of stream {_stream_name(stream)!r}; "
+        f"first_time={first_time!r} (LSL time of the first sample, s)"
+    )
+    raw = mne.io.RawArray(out, info, verbose=False)
+    raw.set_montage(_montage_name(), on_missing="ignore", match_case=False)
+
+    onsets, durations, descriptions, extras = [], [], [], []
+    # Gaps: annotate so that filtering and epoching skip them.
+    for (pos0, (s0, s1)), pos1 in zip(
+        zip(starts, segments, strict=True), starts[1:], strict=False
+    ):
+        end = pos0 + s1 - s0 + 1
+        if pos1 > end:
+            onsets.append(end / sfreq)
+            durations.append((pos1 - end) / sfreq)
+            descriptions.append("BAD_ACQ_SKIP")
+            extras.append(None)
+    if len(segments) > 1:
+        logger.info(f"EEG stream has {len(segments)} segments; gaps are zero-filled")
+
+    mstream = _find_marker_stream(streams, marker_stream)
+    if mstream is None:
+        warn("No stimtrain marker stream in the file: the raw has no markers")
+    elif len(mstream["time_stamps"]):
+        mtimes, markers = _decode_stream_markers(mstream)
+        pos = _time_to_position(mtimes, knots_t, knots_p, sfreq)
+        inside = (pos >= 0) & (pos <= n_total - 1)
+        if not inside.all():
+            logger.info(
+                f"{(~inside).sum()} marker(s) lie outside the EEG recording and "
+                "are left out of the annotations (see read_markers)"
+            )
+        for ii in np.flatnonzero(inside):
+            t, marker = mtimes[ii], markers[ii]
+            onsets.append(pos[ii] / sfreq)
+            durations.append(0.0)
+            descriptions.append(str(marker.get("event", "unknown")))
+            extras.append({**_flatten_extras(marker), "lsl_time": float(t)})
+    if onsets:
+        raw.set_annotations(
+            mne.Annotations(onsets, durations, descriptions, extras=extras)
+        )
+    return raw
+
+
+@verbose
+def read_raw_xdf(
+    fname: str | PathLike,
+    *,
+    eeg_stream: str | None = None,
+    marker_stream: str | None = None,
+    verbose=None,
+) -> mne.io.RawArray:
+    """Read the EEG and the stimtrain markers of an XDF file as a Raw.
+
+    Parameters
+    ----------
+    fname : path-like
+        The XDF file.
+    eeg_stream : str | None
+        Name of the EEG stream. ``None`` picks the only stream of type
+        ``"EEG"`` (an error if there are none or several).
+    marker_stream : str | None
+        Name of the marker stream. ``None`` picks the stream of type
+        ``"Markers"`` whose name starts with ``"stimtrain-markers"``. If there
+        is none, the raw has no markers (with a warning).
+    %(verbose)s
+
+    Returns
+    -------
+    raw : instance of RawArray
+        Data in volts (channels declared in µV are scaled by 1e-6), channel
+        names from ``desc/channels/channel/label``, 10-20 template positions
+        (``standard_1020``, called ``colin27_1020`` from MNE 1.13) where the
+        names match. One annotation per marker, with the marker's
+        ``event`` as description, duration 0, and the decoded marker (plus its
+        synchronised ``lsl_time``) in ``raw.annotations.extras``. Gaps in the
+        EEG are zero-filled and annotated ``BAD_ACQ_SKIP``. The LSL time of
+        the first sample is given by :func:`first_lsl_time`.
+
+    Notes
+    -----
+    Marker fields named like reserved Annotations keys (``onset``,
+    ``duration``, ``description``, ``ch_names``) are stored as
+    ``marker_<name>``; booleans become 0/1 and nested values JSON text.
+    """
+    return _raw_from_streams(
+        load_streams(fname), eeg_stream=eeg_stream, marker_stream=marker_stream
+    )
+
+
+def _markers_from_streams(
+    streams: list[dict], marker_stream: str | None = None
+) -> pd.DataFrame:
+    mstream = _find_marker_stream(streams, marker_stream)
+    if mstream is None or not len(mstream["time_stamps"]):
+        return pd.DataFrame(columns=["time", "event"])
+    times, markers = _decode_stream_markers(mstream)
+    df = pd.DataFrame(markers)
+    df.insert(0, "time", times)
+    cols = ["time", "event"] + [c for c in df.columns if c not in ("time", "event")]
+    return df[cols].sort_values("time", kind="stable").reset_index(drop=True)
+
+
+@verbose
+def read_markers(
+    fname: str | PathLike, *, marker_stream: str | None = None, verbose=None
+) -> pd.DataFrame:
+    """Read the stimtrain markers of an XDF file as a table.
+
+    Parameters
+    ----------
+    fname : path-like
+        The XDF file.
+    marker_stream : str | None
+        Name of the marker stream; ``None`` picks the stimtrain one.
+    %(verbose)s
+
+    Returns
+    -------
+    markers : pandas.DataFrame
+        One row per marker, sorted by time: ``time`` (synchronised LSL time,
+        s), ``event``, then the union of all marker fields (missing values are
+        NaN). Empty (columns ``time`` and ``event``) when there is no marker
+        stream.
+    """
+    return _markers_from_streams(load_streams(fname), marker_stream)
+
+
+def _clock_offset_fit(stream: dict):
+    """Return a function mapping a sender's LSL time to the recorder's clock."""
+    times = np.asarray(stream.get("clock_times", []), float)
+    values = np.asarray(stream.get("clock_values", []), float)
+    if len(values) == 0:
+        return lambda t: np.asarray(t, float)
+    if len(values) == 1 or np.ptp(times) == 0:
+        return lambda t: np.asarray(t, float) + values[0]
+    slope, intercept = np.polyfit(times, values, 1)
+    return lambda t: np.asarray(t, float) * (1 + slope) + intercept
+
+
+def timing_diagnostics(streams: list[dict]) -> dict[str, dict]:
+    """Summarise the timing of each stream loaded by pyxdf.
+
+    Parameters
+    ----------
+    streams : list of dict
+        Streams as returned by :func:`pyxdf.load_xdf` (or :func:`load_streams`).
+
+    Returns
+    -------
+    diagnostics : dict
+        Keyed by stream name (``"name#id"`` if names repeat). Each value holds
+        ``name``, ``type``, ``stream_id``, ``channel_count``, ``n_samples``,
+        ``nominal_srate``, ``effective_srate`` and their difference in ppm
+        (``srate_error_ppm``), ``first_time``, ``last_time``, ``duration_s``,
+        ``n_segments``, ``segments`` (list of (start, stop) LSL times),
+        ``gaps_s`` (durations between segments), ``dropped_samples``
+        (estimated from the gaps and the nominal rate), ``n_clock_offsets``,
+        ``clock_offset_mean_ms``, ``clock_offset_std_ms``,
+        ``clock_offset_range_ms``, ``has_footer`` and ``footer_sample_count``.
+    """
+    out: dict[str, dict] = {}
+    names = [_stream_name(s) for s in streams]
+    for stream, name in zip(streams, names, strict=True):
+        info = stream["info"]
+        ts = np.asarray(stream["time_stamps"], float)
+        n = len(ts)
+        nominal = _nominal_srate(stream)
+        effective = float(info.get("effective_srate") or 0.0)
+        segments = info.get("segments") or ([(0, n - 1)] if n else [])
+        seg_times = [(float(ts[a]), float(ts[b])) for a, b in segments]
+        gaps = [b[0] - a[1] for a, b in zip(seg_times, seg_times[1:], strict=False)]
+        dropped = (
+            int(sum(max(round(g * nominal) - 1, 0) for g in gaps)) if nominal else 0
+        )
+        offsets = np.asarray(stream.get("clock_values", []), float) * 1e3
+        footer = stream.get("footer") or {}
+        footer_info = footer.get("info", {}) if isinstance(footer, dict) else {}
+        footer_count = _info_value(footer_info, "sample_count", None)
+        key = name if names.count(name) == 1 else f"{name}#{info.get('stream_id')}"
+        out[key] = dict(
+            name=name,
+            type=_stream_type(stream),
+            stream_id=info.get("stream_id"),
+            channel_count=int(_info_value(info, "channel_count", 0)),
+            n_samples=n,
+            nominal_srate=nominal,
+            effective_srate=effective,
+            srate_error_ppm=(
+                (effective - nominal) / nominal * 1e6 if nominal and effective else None
+            ),
+            first_time=float(ts[0]) if n else None,
+            last_time=float(ts[-1]) if n else None,
+            duration_s=float(ts[-1] - ts[0]) if n else 0.0,
+            n_segments=len(segments),
+            segments=seg_times,
+            gaps_s=gaps,
+            dropped_samples=dropped,
+            n_clock_offsets=len(offsets),
+            clock_offset_mean_ms=float(offsets.mean()) if len(offsets) else None,
+            clock_offset_std_ms=float(offsets.std()) if len(offsets) else None,
+            clock_offset_range_ms=float(np.ptp(offsets)) if len(offsets) else None,
+            has_footer=bool(footer_info),
+            footer_sample_count=(
+                int(footer_count) if footer_count not in (None, "") else None
+            ),
+        )
+    return out

@@ -1,0 +1,208 @@
+"""A whole simulated rig: stimulator, trigger box wired to it, optional EEG.
+
+Also the ``serve`` entry point behind ``stimtrain sim NAME``, which runs one
+simulator in the foreground and prints the port(s) to open.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+from typing import IO
+
+from .magstim.simulator import MagstimSimulator, Pulse
+from .sim_triggerbox import TriggerBoxSimulator
+
+logger = logging.getLogger("stimtrain.devices.sim_rig")
+
+#: Device names accepted by :func:`serve`, and the Magstim model each means.
+SERVE_DEVICES: dict[str, str | None] = {
+    "magstim-rapid2": "rapid2",
+    "magstim-200": "200",
+    "magstim-bistim": "bistim",
+    "magstim-super-rapid2": "super_rapid2",
+    "magstim-super-rapid2-plus": "super_rapid2_plus",
+    "triggerbox": None,
+    # A Super Rapid² runs theta burst at usual intensities; a Rapid² only at
+    # or below 30 % power (50 Hz column), so the default rig is the former.
+    "rig": "super_rapid2",
+}
+
+
+class SimulatedRig:
+    """A simulated stimulator whose trigger input is driven by a trigger box.
+
+    Line 0 of the simulated trigger box is wired to the stimulator's trigger
+    input. With ``eeg=True`` a :class:`~stimtrain.devices.sim_eeg.SimulatedEEG`
+    LSL stream also runs and receives every delivered pulse.
+
+    Parameters
+    ----------
+    model : str
+        Magstim model name.
+    eeg : bool
+        Also start the simulated EEG amplifier.
+    charge_time : float
+        Seconds from arming to ready.
+    eeg_name : str
+        LSL name of the simulated EEG stream.
+    **stimulator_kwargs
+        Passed on to :class:`MagstimSimulator`.
+    """
+
+    def __init__(
+        self,
+        model: str = "rapid2",
+        *,
+        eeg: bool = True,
+        charge_time: float = 0.3,
+        eeg_name: str = "stimtrain-sim-eeg",
+        **stimulator_kwargs: object,
+    ) -> None:
+        self.eeg_name = eeg_name
+        self.stimulator = MagstimSimulator(
+            model, charge_time=charge_time, **stimulator_kwargs
+        )
+        self.triggerbox = TriggerBoxSimulator(self._on_edge)
+        self._want_eeg = eeg
+        self.eeg = None
+
+    def _on_edge(self, rising: int, t: float) -> None:
+        if rising & 0x01:
+            self.stimulator.trigger(t)
+
+    @property
+    def stimulator_port(self) -> str | None:
+        """Serial port of the stimulator."""
+        return self.stimulator.port
+
+    @property
+    def trigger_port(self) -> str | None:
+        """Serial port of the trigger box."""
+        return self.triggerbox.port
+
+    @property
+    def pulses(self) -> list[Pulse]:
+        """Every pulse the stimulator delivered."""
+        return self.stimulator.pulses
+
+    def start(self) -> SimulatedRig:
+        """Start every simulator; return self."""
+        if self._want_eeg and self.eeg is None:
+            # Imported lazily: the EEG simulator pulls in numpy and an LSL outlet.
+            from .sim_eeg import SimulatedEEG
+
+            self.eeg = SimulatedEEG(name=self.eeg_name)
+            self.eeg.start()
+            eeg = self.eeg
+            self.stimulator.add_pulse_listener(lambda p: eeg.add_pulse(p.time, p.power))
+        self.stimulator.start()
+        self.triggerbox.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop every simulator (idempotent)."""
+        self.triggerbox.stop()
+        self.stimulator.stop()
+        if self.eeg is not None:
+            self.eeg.stop()
+            self.eeg = None
+
+    def __enter__(self) -> SimulatedRig:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def serve(
+    device: str,
+    out: IO[str] = sys.stdout,
+    pulse_log: str | None = None,
+    *,
+    model: str | None = None,
+    eeg_name: str | None = None,
+    stop_event: threading.Event | None = None,
+) -> None:
+    """Run one simulated device until interrupted.
+
+    Prints ``port: <path>`` as the first line (for ``"rig"``, the
+    stimulator's port, then ``trigger_port: <path>``) and flushes, then
+    serves until KeyboardInterrupt, SIGTERM or ``stop_event``.
+
+    Parameters
+    ----------
+    device : str
+        One of :data:`SERVE_DEVICES`.
+    out : file
+        Where the port lines go.
+    pulse_log : str | None
+        If given, every delivered pulse is appended to this file as a JSON
+        line ``{"time": …, "power": …, "source": …}``, flushed per line.
+    model : str | None
+        Magstim model of the ``"rig"`` (default: a Super Rapid²).
+    eeg_name : str | None
+        For ``"rig"``: also stream the simulated EEG under this LSL name.
+    stop_event : threading.Event | None
+        Serve until this is set (for embedding and tests).
+    """
+    if device not in SERVE_DEVICES:
+        raise ValueError(
+            f"unknown device {device!r}; expected one of {list(SERVE_DEVICES)}"
+        )
+    stop = stop_event or threading.Event()
+    log_file = open(pulse_log, "a", encoding="utf-8") if pulse_log else None  # noqa: SIM115
+    log_lock = threading.Lock()
+
+    def record(pulse: Pulse) -> None:
+        line = json.dumps(
+            {"time": pulse.time, "power": pulse.power, "source": pulse.source}
+        )
+        with log_lock:
+            log_file.write(line + "\n")
+            log_file.flush()
+
+    if device == "triggerbox":
+        server = TriggerBoxSimulator(
+            lambda mask, t: logger.info("edge %#04x at %.6f", mask, t)
+        )
+        lines = [f"port: {server.start()}"]
+        stimulator = None
+    elif device == "rig":
+        server = SimulatedRig(
+            model or SERVE_DEVICES[device],
+            eeg=eeg_name is not None,
+            eeg_name=eeg_name or "stimtrain-sim-eeg",
+        )
+        stimulator = server.stimulator
+        server.start()
+        lines = [
+            f"port: {server.stimulator_port}",
+            f"trigger_port: {server.trigger_port}",
+        ]
+    else:
+        server = MagstimSimulator(SERVE_DEVICES[device])
+        stimulator = server
+        lines = [f"port: {server.start()}"]
+    if stimulator is not None and log_file is not None:
+        stimulator.add_pulse_listener(record)
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        out.write("\n".join(lines) + "\n")
+        out.flush()
+        while not stop.wait(0.2):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        if log_file is not None:
+            log_file.close()

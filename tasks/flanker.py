@@ -1,0 +1,252 @@
+"""Eriksen flanker task with arrows (``<<<<<`` / ``<<><<``).
+
+Canonical defaults (specs/tasks.md): 50 % congruent trials, fixation 500 ms,
+the stimulus stays up until the response or a 1.5 s deadline, optional
+feedback. The participant reports the direction of the central arrow.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .api import Task, TaskParamError, Trial, TrialResult, check_keys, check_range
+
+if TYPE_CHECKING:  # pragma: no cover
+    from psychopy.visual import Window
+
+CONDITIONS = ("congruent", "incongruent")
+_ARROW = {"left": "<", "right": ">"}
+
+
+def flanker_text(target: str, flankers: str, n_flankers: int = 2) -> str:
+    """Return the arrow string of a flanker stimulus.
+
+    Parameters
+    ----------
+    target, flankers : str
+        ``"left"`` or ``"right"``.
+    n_flankers : int
+        Flanking arrows on each side.
+
+    Returns
+    -------
+    text : str
+        E.g. ``"<<><<"`` for a right target among left flankers.
+    """
+    side = _ARROW[flankers] * n_flankers
+    return side + _ARROW[target] + side
+
+
+class FlankerTask(Task):
+    """Eriksen flanker with arrows.
+
+    Parameters (``default_params``)
+    -------------------------------
+    fixation_s : float
+        Fixation cross before each stimulus (0.5).
+    deadline_s : float
+        Response window from onset; the stimulus stays up until then (1.5).
+    iti_s : float
+        Blank interval after each trial (0.5).
+    p_congruent : float
+        Proportion of congruent trials (0.5); the block holds exactly
+        ``round(n_trials * p_congruent)`` of them, in random order.
+    feedback : bool
+        Show "Correct" / "Error" / "Too slow" after each trial (False).
+    feedback_s : float
+        How long feedback stays up (0.5).
+    keys : list of str
+        Keys for a left- and a right-pointing target (``["left", "right"]``).
+    n_flankers : int
+        Flanking arrows on each side (2, i.e. five arrows).
+    letter_height : float
+        Arrow height in window heights (0.08).
+    """
+
+    name = "flanker"
+    default_params = {
+        "fixation_s": 0.5,
+        "deadline_s": 1.5,
+        "iti_s": 0.5,
+        "p_congruent": 0.5,
+        "feedback": False,
+        "feedback_s": 0.5,
+        "keys": ["left", "right"],
+        "n_flankers": 2,
+        "letter_height": 0.08,
+    }
+
+    def __init__(self) -> None:
+        self._stim = None
+
+    def _check_params(self, params: dict[str, Any]) -> None:
+        super()._check_params(params)
+        check_range("p_congruent", params["p_congruent"], low=0.0, high=1.0)
+        check_keys("keys", params["keys"], 2)
+        n = params["n_flankers"]
+        if not isinstance(n, int) or n < 1 or n > 10:
+            raise TaskParamError("n_flankers", "must be an integer in [1, 10]", n)
+        check_range(
+            "letter_height", params["letter_height"], low=0.0, high=1.0, low_open=True
+        )
+
+    def make_trials(
+        self, n_trials: int, rng: np.random.Generator, params: Mapping[str, Any]
+    ) -> list[Trial]:
+        """Make a block with the congruent share and target sides balanced.
+
+        Parameters
+        ----------
+        n_trials : int
+            Number of trials.
+        rng : numpy.random.Generator
+            Source of the order.
+        params : mapping
+            Validated parameters.
+
+        Returns
+        -------
+        trials : list of Trial
+        """
+        if n_trials < 0:
+            raise ValueError(f"n_trials must be >= 0, got {n_trials}")
+        n_congruent = int(round(n_trials * params["p_congruent"]))
+        conditions = ["congruent"] * n_congruent + ["incongruent"] * (
+            n_trials - n_congruent
+        )
+        # Balance left/right targets within each condition (as far as an odd
+        # count allows) so that a side bias cannot masquerade as congruency.
+        targets: list[str] = []
+        for cond in CONDITIONS:
+            n = conditions.count(cond)
+            sides = ["left", "right"] * (n // 2) + (
+                [str(rng.choice(["left", "right"]))] if n % 2 else []
+            )
+            targets += sides
+        order = rng.permutation(n_trials)
+        left_key, right_key = params["keys"]
+        trials = []
+        for index, k in enumerate(order):
+            cond, target = conditions[k], targets[k]
+            flankers = target if cond == "congruent" else _other(target)
+            trials.append(
+                Trial(
+                    index=index,
+                    condition=cond,
+                    stimulus={
+                        "target": target,
+                        "flankers": flankers,
+                        "text": flanker_text(target, flankers, params["n_flankers"]),
+                    },
+                    correct_key=left_key if target == "left" else right_key,
+                )
+            )
+        return trials
+
+    def build_stimuli(self, win: Window, params: Mapping[str, Any]) -> None:
+        """Create the one text stimulus reused by every trial.
+
+        Parameters
+        ----------
+        win : psychopy.visual.Window
+            The window.
+        params : mapping
+            Validated parameters.
+        """
+        from psychopy import visual
+
+        self._stim = visual.TextStim(
+            win,
+            text="<<<<<",
+            height=params["letter_height"],
+            color="white",
+            font="DejaVu Sans Mono",
+            autoLog=False,
+        )
+
+    def draw_stimulus(self, trial: Trial) -> None:
+        """Draw the trial's arrows.
+
+        Parameters
+        ----------
+        trial : Trial
+            The trial.
+        """
+        if self._stim is None:
+            raise RuntimeError("build_stimuli() must be called before drawing")
+        # TextStim re-renders only when the text changes, so setting it every
+        # frame is cheap after the first.
+        if self._stim.text != trial.stimulus["text"]:
+            self._stim.text = trial.stimulus["text"]
+        self._stim.draw()
+
+    def keys(self, params: Mapping[str, Any]) -> list[str]:
+        """Return the left and right response keys.
+
+        Parameters
+        ----------
+        params : mapping
+            Validated parameters.
+
+        Returns
+        -------
+        keys : list of str
+        """
+        return list(params["keys"])
+
+    def measures(self, results: Sequence[TrialResult]) -> dict[str, Any]:
+        """Compute mean correct RT and accuracy per condition and their effects.
+
+        Parameters
+        ----------
+        results : sequence of TrialResult
+
+        Returns
+        -------
+        measures : dict
+            ``n_trials``; per condition ``n_<cond>``, ``rt_<cond>_ms`` (mean
+            RT of correct responses), ``accuracy_<cond>``; ``misses`` (no
+            response); ``congruency_effect_ms`` (incongruent - congruent RT)
+            and ``congruency_effect_accuracy`` (congruent - incongruent
+            accuracy). Undefined values are ``nan``.
+        """
+        out: dict[str, Any] = {"n_trials": len(results)}
+        for cond in CONDITIONS:
+            rs = [r for r in results if r.trial.condition == cond]
+            rts = [r.rt for r in rs if r.correct and r.rt is not None]
+            out[f"n_{cond}"] = len(rs)
+            out[f"rt_{cond}_ms"] = float(np.mean(rts)) * 1e3 if rts else math.nan
+            out[f"accuracy_{cond}"] = (
+                float(np.mean([r.correct for r in rs])) if rs else math.nan
+            )
+        out["misses"] = sum(r.key is None for r in results)
+        out["accuracy"] = (
+            float(np.mean([r.correct for r in results])) if results else math.nan
+        )
+        out["congruency_effect_ms"] = out["rt_incongruent_ms"] - out["rt_congruent_ms"]
+        out["congruency_effect_accuracy"] = (
+            out["accuracy_congruent"] - out["accuracy_incongruent"]
+        )
+        return out
+
+    def tsv_fields(self, trial_result: TrialResult) -> dict[str, Any]:
+        """Add the target and flanker directions to the trials TSV.
+
+        Parameters
+        ----------
+        trial_result : TrialResult
+
+        Returns
+        -------
+        fields : dict
+        """
+        stim = trial_result.trial.stimulus
+        return {"target": stim["target"], "flankers": stim["flankers"]}
+
+
+def _other(side: str) -> str:
+    return "right" if side == "left" else "left"

@@ -1,0 +1,137 @@
+"""The per-run report, on a session folder laid out like the runner's."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from stimtrain.analysis import analyze_session, behaviour_table, find_run
+from stimtrain.analysis.report import SECTIONS
+
+PREFIX = "sub-01_ses-1_run-{:02d}_"
+
+
+def _session(tmp_path, rec, *, runs=(1,), trials=True):
+    folder = tmp_path / "sub-01" / "ses-1"
+    folder.mkdir(parents=True)
+    for run in runs:
+        prefix = PREFIX.format(run)
+        shutil.copy(rec.path, folder / f"{prefix}recording.xdf")
+        plan = {
+            "blocks": [
+                {
+                    "index": 1,
+                    "type": "tms",
+                    "label": "spTMS",
+                    "start_s": 0.0,
+                    "duration_s": 15.0,
+                    "pulses": 20,
+                },
+                {
+                    "index": 2,
+                    "type": "task",
+                    "label": "flanker",
+                    "start_s": 15.0,
+                    "duration_s": 60.0,
+                    "pulses": 0,
+                },
+            ],
+            "total_pulses": 20,
+        }
+        (folder / f"{prefix}plan.json").write_text(json.dumps(plan))
+        if trials:
+            tsv = pd.DataFrame(
+                {
+                    "trial": range(8),
+                    "condition": ["congruent", "incongruent"] * 4,
+                    "rt": [0.40, 0.50, 0.42, 0.52, None, 0.55, 0.41, 0.51],
+                    "correct": [True, True, True, False, False, True, True, True],
+                }
+            )
+            tsv.to_csv(
+                folder / f"{prefix}block-02_task-flanker_trials.tsv",
+                sep="\t",
+                index=False,
+            )
+    return folder
+
+
+def test_analyze_session_folder(tmp_path, rec5k):
+    folder = _session(tmp_path, rec5k, runs=(1, 2))
+    t0 = time.perf_counter()
+    path = analyze_session(folder)
+    elapsed = time.perf_counter() - t0
+    assert path == folder / f"{PREFIX.format(2)}report.html"
+    assert path.is_file()
+    text = path.read_text()
+    for title in SECTIONS.values():
+        assert title in text, title
+    assert "block 02, task flanker" in text
+    pulses = pd.read_csv(folder / f"{PREFIX.format(2)}pulses.tsv", sep="\t")
+    assert len(pulses) == 20
+    for col in (
+        "scheduled",
+        "delivered",
+        "error_ms",
+        "artifact_offset_samples",
+        "artifact_offset_ms",
+    ):
+        assert col in pulses.columns
+    truth_ms = (rec5k.pulse_times - rec5k.scheduled) * 1e3
+    np.testing.assert_allclose(pulses["error_ms"], truth_ms, atol=0.1)
+    assert pulses["artifact_offset_samples"].abs().max() <= 1
+    assert elapsed < 30
+    # An explicit run.
+    assert analyze_session(folder, run=1).name == f"{PREFIX.format(1)}report.html"
+
+
+def test_analyze_xdf_without_markers(tmp_path, rec_eeg_only):
+    folder = _session(tmp_path, rec_eeg_only, trials=False)
+    with pytest.warns(RuntimeWarning, match="No stimtrain marker stream"):
+        path = analyze_session(folder / f"{PREFIX.format(1)}recording.xdf")
+    text = path.read_text()
+    assert "No pulse markers in this run." in text
+    assert "No pulses in the EEG: no TEP." in text
+    assert "No task trials in this run." in text
+    assert SECTIONS["raw"] in text
+
+
+def test_analyze_markers_only_uses_task_markers(tmp_path, rec5k, rec_markers_only):
+    # Behaviour is rebuilt from the markers when there are no trials TSVs.
+    folder = _session(tmp_path, rec5k, trials=False)
+    text = analyze_session(folder).read_text()
+    assert "task flanker (from markers)" in text
+    path = analyze_session(rec_markers_only.path)
+    assert path == rec_markers_only.path.parent / "recording_report.html"
+    text = path.read_text()
+    assert "No EEG" in text and SECTIONS["pulses"] in text
+
+
+def test_find_run_errors(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        find_run(tmp_path)
+    with pytest.raises(FileNotFoundError):
+        find_run(tmp_path / "missing")
+
+
+def test_behaviour_table():
+    trials = pd.DataFrame(
+        {
+            "Condition": ["a", "a", "b", "b"],
+            "RT": [0.3, 0.5, 0.6, None],
+            "correct": ["True", "False", "1", "0"],
+        }
+    )
+    table = behaviour_table(trials)
+    assert list(table.index) == ["a", "b"]
+    assert table.loc["a", "n_trials"] == 2
+    assert table.loc["b", "n_responses"] == 1
+    assert table.loc["a", "accuracy"] == 0.5
+    # Mean RT over correct responses only.
+    assert table.loc["a", "mean_rt_ms"] == pytest.approx(300)
+    assert table.loc["b", "mean_rt_ms"] == pytest.approx(600)
