@@ -14,18 +14,14 @@ import re
 from os import PathLike
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import mne
+import numpy as np
+import pandas as pd
+from mne.utils import logger, verbose
 
-matplotlib.use("Agg")  # reports are made on headless machines too
-
-import matplotlib.pyplot as plt  # noqa: E402
-import mne  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from mne.utils import logger, verbose  # noqa: E402
-
-from .tep import TEP_WINDOWS, artifact_alignment, gmfp, pulse_epochs, tep  # noqa: E402
-from .xdf import (  # noqa: E402
+from .tep import TEP_WINDOWS, artifact_alignment, gmfp, pulse_epochs, tep
+from .xdf import (
     _clock_offset_fit,
     _find_marker_stream,
     _markers_from_streams,

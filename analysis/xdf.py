@@ -426,10 +426,22 @@ def read_markers(
     return _markers_from_streams(load_streams(fname), marker_stream)
 
 
-def _clock_offset_fit(stream: dict):
-    """Return a function mapping a sender's LSL time to the recorder's clock."""
+def _clock_offsets(stream: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The stream's recorded clock offsets, without invalid entries.
+
+    The LabRecorder library writes an offset even when its time-correction
+    query timed out (seen here when an outlet vanished before the recorder
+    stopped), with an uninitialised time such as 6.9e-310 s.
+    """
     times = np.asarray(stream.get("clock_times", []), float)
     values = np.asarray(stream.get("clock_values", []), float)
+    ok = np.isfinite(times) & np.isfinite(values) & (np.abs(times) > 1e-300)
+    return times[ok], values[ok]
+
+
+def _clock_offset_fit(stream: dict):
+    """Return a function mapping a sender's LSL time to the recorder's clock."""
+    times, values = _clock_offsets(stream)
     if len(values) == 0:
         return lambda t: np.asarray(t, float)
     if len(values) == 1 or np.ptp(times) == 0:
@@ -473,7 +485,7 @@ def timing_diagnostics(streams: list[dict]) -> dict[str, dict]:
         dropped = (
             int(sum(max(round(g * nominal) - 1, 0) for g in gaps)) if nominal else 0
         )
-        offsets = np.asarray(stream.get("clock_values", []), float) * 1e3
+        offsets = _clock_offsets(stream)[1] * 1e3
         footer = stream.get("footer") or {}
         footer_info = footer.get("info", {}) if isinstance(footer, dict) else {}
         footer_count = _info_value(footer_info, "sample_count", None)

@@ -501,7 +501,8 @@ class SimulatedEEG:
         Returns
         -------
         sample : int
-            Index of the pulse's sample.
+            Index of the pulse's sample, or -1 if the stream was already
+            stopped (the pulse is then only logged).
         """
         if not 0 <= power <= 100:
             raise ValueError(f"power must be within 0-100, got {power}")

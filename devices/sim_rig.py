@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -118,6 +119,20 @@ class SimulatedRig:
         self.stop()
 
 
+def _hardware_priority() -> None:
+    """Run the simulators above the host's own real-time work, best effort.
+
+    Real devices have their own processors; on one shared 2-core machine the
+    simulator's reader would otherwise wait behind the host's device process
+    while it spins for the next deadline, and stamp pulses late. Threads
+    started afterwards inherit the policy. Without permission, nothing changes.
+    """
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(20))
+    except (AttributeError, OSError):
+        logger.info("no real-time priority for the simulators; timing may be looser")
+
+
 def serve(
     device: str,
     out: IO[str] = sys.stdout,
@@ -153,6 +168,7 @@ def serve(
         raise ValueError(
             f"unknown device {device!r}; expected one of {list(SERVE_DEVICES)}"
         )
+    _hardware_priority()
     stop = stop_event or threading.Event()
     log_file = open(pulse_log, "a", encoding="utf-8") if pulse_log else None  # noqa: SIM115
     log_lock = threading.Lock()

@@ -26,9 +26,12 @@ def wait_for_streams(names: list[str], timeout: float) -> list[pylsl.StreamInfo]
     deadline = time.monotonic() + timeout
     found: dict[str, pylsl.StreamInfo] = {}
     while True:
-        for info in pylsl.resolve_streams(0.5):
-            if info.name() in names and info.name() not in found:
-                found[info.name()] = info
+        for name in names:
+            if name not in found:
+                # Asking by name answers as soon as that stream replies.
+                hits = pylsl.resolve_byprop("name", name, 1, 0.5)
+                if hits:
+                    found[name] = hits[0]
         if len(found) == len(names) or time.monotonic() > deadline:
             break
     missing = [n for n in names if n not in found]
@@ -70,11 +73,17 @@ class Recorder:
         logger.info("recording %s to %s", self.streams, self.path)
         time.sleep(settle)
 
-    def stop(self, drain: float = 0.5) -> None:
-        """Stop after ``drain`` seconds so the last samples reach the file."""
+    def stop(self, drain: float = 1.2) -> None:
+        """Stop after ``drain`` seconds and close the file with its footer.
+
+        LabRecorder writes buffered data about every 0.5 s and drops what is
+        unwritten at ``stop()``; the simulated EEG also lags by 50 ms. The
+        footer is written when the recording object is destroyed.
+        """
         if self._rec is None:
             return
         time.sleep(drain)
         self._rec.stop()
-        self._rec = None
+        rec, self._rec = self._rec, None
+        del rec
         logger.info("recording closed: %s", self.path)

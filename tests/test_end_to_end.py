@@ -75,7 +75,9 @@ def test_one_pulse_marker_per_planned_pulse(demo_session):
     folder, _ = demo_session
     plan = json.loads((folder / "sub-e2e_ses-1_run-01_plan.json").read_text())
     _, times, markers = _streams(folder)
-    pulses = [(t, m) for t, m in zip(times, markers, strict=True) if m["event"] == "pulse"]
+    pulses = [
+        (t, m) for t, m in zip(times, markers, strict=True) if m["event"] == "pulse"
+    ]
     assert len(pulses) == plan["total_pulses"] == 72
     for block in plan["blocks"]:
         mine = [m for _, m in pulses if m["block"] == block["index"]]

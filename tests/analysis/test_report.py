@@ -45,18 +45,19 @@ def _session(tmp_path, rec, *, runs=(1,), trials=True):
         }
         (folder / f"{prefix}plan.json").write_text(json.dumps(plan))
         if trials:
-            tsv = pd.DataFrame(
-                {
-                    "trial": range(8),
-                    "condition": ["congruent", "incongruent"] * 4,
-                    "rt": [0.40, 0.50, 0.42, 0.52, None, 0.55, 0.41, 0.51],
-                    "correct": [True, True, True, False, False, True, True, True],
-                }
-            )
-            tsv.to_csv(
-                folder / f"{prefix}block-02_task-flanker_trials.tsv",
-                sep="\t",
-                index=False,
+            # As tasks/runner.py writes it: n/a for missing, correct as 1/0.
+            rows = ["trial\tcondition\tkey\trt\tcorrect"]
+            for trial, (cond, rt, ok) in enumerate(
+                [
+                    ("congruent", "0.4", 1),
+                    ("incongruent", "0.5", 1),
+                    ("congruent", "n/a", 0),
+                    ("incongruent", "0.55", 0),
+                ]
+            ):
+                rows.append(f"{trial}\t{cond}\tleft\t{rt}\t{ok}")
+            (folder / f"{prefix}block-02_task-flanker_trials.tsv").write_text(
+                "\n".join(rows) + "\n"
             )
     return folder
 
@@ -72,6 +73,7 @@ def test_analyze_session_folder(tmp_path, rec5k):
     for title in SECTIONS.values():
         assert title in text, title
     assert "block 02, task flanker" in text
+    assert "0.500" in text  # accuracy of each condition
     pulses = pd.read_csv(folder / f"{PREFIX.format(2)}pulses.tsv", sep="\t")
     assert len(pulses) == 20
     for col in (

@@ -2,6 +2,7 @@
 
 import pytest
 import serial
+
 from stimtrain.devices.magstim.driver import Magstim
 from stimtrain.devices.magstim.simulator import MagstimSimulator
 

@@ -1,6 +1,7 @@
 """Magstim model capabilities and Rapid energy limits against the spec."""
 
 import pytest
+
 from stimtrain.devices.magstim.capabilities import (
     MODELS,
     energy_per_pulse,

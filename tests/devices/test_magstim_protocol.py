@@ -1,6 +1,7 @@
 """Magstim framing: checksums, encoding, status bytes and reply parsing."""
 
 import pytest
+
 from stimtrain.devices.errors import CommandRejected, CRCError, DeviceError
 from stimtrain.devices.magstim.protocol import (
     InstrumentStatus,

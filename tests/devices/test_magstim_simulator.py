@@ -4,6 +4,7 @@ import time
 
 import pytest
 from pylsl import local_clock
+
 from stimtrain.devices.errors import CommandRejected, CRCError, DeviceError
 from stimtrain.devices.magstim.driver import Magstim
 from stimtrain.devices.magstim.protocol import crc, encode, frame

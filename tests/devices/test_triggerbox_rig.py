@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+
 from stimtrain.devices.magstim.driver import Magstim
 from stimtrain.devices.sim_rig import SimulatedRig
 from stimtrain.devices.sim_triggerbox import TriggerBoxSimulator

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from stimtrain.orchestrator.cli import main
 
 CORPUS = Path(__file__).parents[1] / "corpus"

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+
 from stimtrain.orchestrator.checking import check_file
 from stimtrain.orchestrator.cli import main
 from stimtrain.orchestrator.plan import ARM_LEAD_S, pulse_offsets

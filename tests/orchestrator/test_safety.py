@@ -1,6 +1,7 @@
 """The safety check against specs/safety.md, with its limits from a data file."""
 
 import pytest
+
 from stimtrain.orchestrator.errors import ProtocolError
 from stimtrain.orchestrator.protocol import load_protocol_text
 from stimtrain.orchestrator.rig import simulated_rig

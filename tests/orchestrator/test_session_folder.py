@@ -1,6 +1,7 @@
 """Session folders: safe labels, new run numbers, nothing overwritten; the journal."""
 
 import pytest
+
 from stimtrain.orchestrator.journal import Journal, read_journal
 from stimtrain.orchestrator.session_folder import new_run, validate_label, write_new
 
