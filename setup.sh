@@ -9,7 +9,7 @@ cd "$(dirname "$0")"
 DEBIAN_PACKAGES=(
   xvfb libgl1 libglu1-mesa libgl1-mesa-dri libegl1
   libxi6 libxrandr2 libxxf86vm1 libxkbcommon0 libxkbcommon-x11-0 libxcursor1 libxinerama1
-  libasound2 libportaudio2 libusb-1.0-0
+  libasound2 libportaudio2 libusb-1.0-0 libjack-jackd2-0 libxcb-cursor0
 )
 if command -v apt-get >/dev/null; then
   SUDO=""

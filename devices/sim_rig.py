@@ -127,6 +127,9 @@ def _hardware_priority() -> None:
     while it spins for the next deadline, and stamp pulses late. Threads
     started afterwards inherit the policy. Without permission, nothing changes.
     """
+    # The simulated EEG's thread shares the GIL with the serial readers; a
+    # short switch interval keeps a reader from waiting up to 5 ms for it.
+    sys.setswitchinterval(1e-4)
     try:
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(20))
     except (AttributeError, OSError):

@@ -160,8 +160,17 @@ def cmd_run(args) -> int:
     return 0 if result.status == "completed" else 2
 
 
+def _file_backend() -> None:
+    # Reports are written to files: never try to open a GUI toolkit (a display
+    # may exist without the Qt libraries, or not at all).
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+
 def cmd_analyze(args) -> int:
     """Analyse a session folder or XDF file; last line printed is the report."""
+    _file_backend()
     from stimtrain.analysis.report import analyze_session
 
     report = analyze_session(Path(args.path), run=args.run)
@@ -172,6 +181,7 @@ def cmd_analyze(args) -> int:
 def cmd_demo(args) -> int:
     """Run protocols/demo.yaml on the simulated rig, analyse it, print the paths."""
     _use_local_lsl()
+    _file_backend()
     from stimtrain.analysis.report import analyze_session
     from stimtrain.protocols import protocol_path
 
