@@ -21,12 +21,11 @@ import os
 import platform
 import tempfile
 import time
-from importlib.resources import files
 from pathlib import Path
 
-os.environ.setdefault(
-    "LSLAPICFG", str(files("stimtrain.orchestrator") / "data" / "lsl_api.cfg")
-)
+from stimtrain.orchestrator.lslconfig import use_local_lsl  # noqa: E402
+
+use_local_lsl()
 
 import numpy as np  # noqa: E402
 import pylsl  # noqa: E402

@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
-from importlib.resources import files
 from pathlib import Path
 
 from .errors import ProtocolError
+from .lslconfig import use_local_lsl
 
-LSL_CONFIG = files("stimtrain.orchestrator") / "data" / "lsl_api.cfg"
 
-
-def _use_local_lsl() -> None:
-    # The demo, the simulators and the tests keep LSL on this machine unless
-    # the lab has its own configuration in place.
-    os.environ.setdefault("LSLAPICFG", str(LSL_CONFIG))
+def _say(text: str) -> None:
+    # Progress goes to stderr so that stdout's last line is the result path.
+    print(text, file=sys.stderr, flush=True)
 
 
 def _add_check_options(p: argparse.ArgumentParser) -> None:
@@ -131,7 +127,7 @@ def cmd_plan(args) -> int:
 
 def cmd_run(args) -> int:
     """Run a protocol on a rig; last line printed is the session folder."""
-    _use_local_lsl()
+    use_local_lsl()
     from .runner import run_protocol
 
     try:
@@ -144,7 +140,7 @@ def cmd_run(args) -> int:
             thresholds=_thresholds(args),
             limits=args.limits,
             simulated_participant=args.simulated_participant,
-            say=lambda text: print(text, file=sys.stderr, flush=True),
+            say=_say,
         )
     except ProtocolError as exc:
         return _print_problems(exc)
@@ -180,7 +176,7 @@ def cmd_analyze(args) -> int:
 
 def cmd_demo(args) -> int:
     """Run protocols/demo.yaml on the simulated rig, analyse it, print the paths."""
-    _use_local_lsl()
+    use_local_lsl()
     _file_backend()
     from stimtrain.analysis.report import analyze_session
     from stimtrain.protocols import protocol_path
@@ -188,8 +184,7 @@ def cmd_demo(args) -> int:
     from .runner import run_protocol
     from .safety import Thresholds
 
-    say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
-    say(
+    _say(
         f"demo: simulated participant 'demo', resting motor threshold {args.rmt:g} %MSO"
     )
     result = run_protocol(
@@ -199,13 +194,13 @@ def cmd_demo(args) -> int:
         rig="sim",
         data_root=args.data,
         thresholds=Thresholds(rmt=args.rmt),
-        say=say,
+        say=_say,
     )
     if result.status != "completed":
-        say(f"demo session stopped: {result.reason}")
+        _say(f"demo session stopped: {result.reason}")
         print(result.path)
         return 2
-    say(
+    _say(
         f"{result.pulses_delivered}/{result.pulses_planned} pulses delivered; analysing"
     )
     report = analyze_session(result.path, run=result.folder.run)
@@ -216,7 +211,7 @@ def cmd_demo(args) -> int:
 
 def cmd_sim(args) -> int:
     """Serve a simulated device until interrupted."""
-    _use_local_lsl()
+    use_local_lsl()
     from stimtrain.devices.sim_rig import serve
 
     kwargs = {}

@@ -88,7 +88,6 @@ class Plan:
         blocks = []
         for b in self.blocks:
             d = asdict(b)
-            d["pulse_offsets_s"] = list(b.pulse_offsets_s) if offsets else None
             if not offsets:
                 del d["pulse_offsets_s"]
             blocks.append(d)
@@ -152,16 +151,15 @@ def pulse_offsets(pattern, rng: np.random.Generator) -> tuple[np.ndarray, float]
 
 
 def trial_duration_s(task: str, params: dict) -> float:
-    """Upper estimate of one trial's duration, for the timeline."""
+    """Upper estimate of one trial's duration (every phase at its longest)."""
     try:
         from stimtrain.tasks import get_task
 
-        full = get_task(task).validate_params(params)
+        t = get_task(task)
+        timing = t.timing(t.validate_params(params))
     except Exception:  # noqa: BLE001 - an estimate only; validation reports errors
         return DEFAULT_TRIAL_S
-    parts = [full.get(k, 0.0) for k in ("fixation_s", "deadline_s", "iti_s")]
-    total = float(sum(p for p in parts if isinstance(p, (int, float))))
-    return total if total > 0 else DEFAULT_TRIAL_S
+    return timing.fixation_s + timing.deadline_s + timing.feedback_s + timing.iti_s
 
 
 def compile_plan(

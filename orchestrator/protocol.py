@@ -332,10 +332,8 @@ def _validate_task(
     """Let the task check its own parameters, so typos fail before the session."""
     if name is None:
         return
-    try:
-        from stimtrain.tasks import get_task
-    except ImportError:  # pragma: no cover - tasks always ship with stimtrain
-        return
+    from stimtrain.tasks import get_task
+
     try:
         task = get_task(name)
     except KeyError as exc:

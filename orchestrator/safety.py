@@ -23,7 +23,7 @@ from .protocol import (
     ThetaBurst,
 )
 from .rig import Rig
-from .units import Intensity
+from .units import Intensity, UnitError
 from .yamlpos import load_yaml_file
 
 DEFAULT_LIMITS = files("stimtrain.orchestrator") / "data" / "safety_limits.yaml"
@@ -84,8 +84,6 @@ _NUMBERS = (
 
 
 def _number(value: object) -> float:
-    from .units import UnitError
-
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise UnitError("must be a number")
     return float(value)
@@ -343,7 +341,6 @@ def check_protocol(
     limits = limits or load_limits()
     report = SafetyReport()
     c = _Checker(protocol, limits, report)
-    doc = protocol.document
     margin_on = limits.stricter_margin or protocol.stricter_margin
     total = 0
     for block in protocol.blocks:
@@ -353,7 +350,7 @@ def check_protocol(
         total += pattern.n_pulses
         dose = resolve_intensity(block.intensity, thresholds)
         report.doses[block.index] = dose
-        written = doc.data["blocks"][block.index].get("intensity")
+        written = _raw(c, block).get("intensity")
         if dose.power is None and require_power:
             need = "--rmt" if block.intensity.unit == "%RMT" else "--amt"
             c.refuse(
@@ -415,7 +412,7 @@ def _check_rtms(
                 written,
             )
         return
-    freq_written = c.protocol.document.data["blocks"][block.index].get("frequency")
+    freq_written = _raw(c, block).get("frequency")
     c.rule(
         block,
         "frequency",

@@ -7,7 +7,6 @@ by mistake) can never touch the first one's data.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -87,8 +86,3 @@ def write_new(path: Path, data: bytes | str) -> None:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
-
-
-def sha256_text(text: str) -> str:
-    """SHA-256 hex digest of UTF-8 text."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()

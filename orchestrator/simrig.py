@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,7 +73,5 @@ def start_simulated_rig(
         proc.kill()
         raise RuntimeError(f"the simulated rig did not start (exit code {proc.poll()})")
     # Keep draining stdout so the simulator never blocks on a full pipe.
-    import threading
-
     threading.Thread(target=proc.stdout.read, daemon=True).start()
     return SimulatedRigProcess(proc, ports["port"], ports["trigger_port"], eeg_stream)

@@ -1,9 +1,6 @@
 """Test configuration: LSL stays on this machine; PsychoPy gets a virtual display."""
 
-import os
-from importlib.resources import files
+from stimtrain.orchestrator.lslconfig import use_local_lsl
 
 # Must be set before liblsl initialises, i.e. before pylsl is first used.
-os.environ.setdefault(
-    "LSLAPICFG", str(files("stimtrain.orchestrator") / "data" / "lsl_api.cfg")
-)
+use_local_lsl()
