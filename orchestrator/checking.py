@@ -31,6 +31,8 @@ def check_file(
     thresholds: Thresholds | None = None,
     limits: str | Path | Limits | None = None,
     require_power: bool = False,
+    participant: str | None = None,
+    delivered_today: int = 0,
 ) -> CheckedProtocol:
     """Load a protocol file, run the safety and device checks, compile the plan.
 
@@ -46,6 +48,10 @@ def check_file(
         A lab limits file; the shipped defaults when None.
     require_power : bool
         Refuse intensities that can't be converted to device power (for runs).
+    participant : str | None
+        Participant the block order is drawn for (counterbalancing).
+    delivered_today : int
+        Pulses the participant already received today, for the per-day cap.
 
     Raises
     ------
@@ -55,15 +61,23 @@ def check_file(
     thresholds = thresholds or Thresholds()
     rig_obj = rig if isinstance(rig, Rig) else load_rig(rig)
     limits_obj = limits if isinstance(limits, Limits) else load_limits(limits)
-    protocol = load_protocol(path)
+    protocol = load_protocol(path, participant=participant)
     report = check_protocol(
         protocol,
         thresholds=thresholds,
         rig=rig_obj,
         limits=limits_obj,
         require_power=require_power,
+        delivered_today=delivered_today,
     )
     if not report.ok:
         raise ProtocolError(report.problems)
-    plan = compile_plan(protocol, report, thresholds=thresholds, rig=rig_obj.name)
+    plan = compile_plan(
+        protocol,
+        report,
+        thresholds=thresholds,
+        rig=rig_obj.name,
+        limits_file=limits_obj.source,
+        justifications=limits_obj.justifications,
+    )
     return CheckedProtocol(protocol, rig_obj, thresholds, limits_obj, report, plan)

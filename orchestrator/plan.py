@@ -15,13 +15,16 @@ import numpy as np
 
 from .protocol import (
     InstructionsBlock,
+    PairedPulses,
     Protocol,
+    PulseList,
     RestBlock,
     RTMSTrains,
     SinglePulses,
     StimulateBlock,
     TaskBlock,
     ThetaBurst,
+    WaitBlock,
 )
 from .safety import SafetyReport, Thresholds
 
@@ -38,9 +41,12 @@ DEFAULT_TRIAL_S = 2.0
 class PlannedBlock:
     """One block of the plan.
 
-    ``pulse_offsets_s`` are seconds from the block's start; ``delivery`` says
-    how pulses reach the stimulator (``serial`` command or host-timed
-    ``trigger``); ``power`` is the %MSO sent (None when no threshold is known).
+    ``pulse_offsets_s`` are seconds from the block's start of each firing
+    (a BiStim pair is one firing of two pulses); ``delivery`` says how pulses
+    reach the stimulator (``serial`` command, host-timed ``trigger``, or a
+    ``paired`` firing); ``power`` is the %MSO sent (None when no threshold is
+    known). For task blocks with online TMS, ``online`` describes the rule and
+    ``pulses`` is the most it can deliver.
     """
 
     index: int
@@ -58,6 +64,11 @@ class PlannedBlock:
     task: str | None = None
     trials: int | None = None
     seed: int | None = None
+    conditioning: str | None = None
+    conditioning_power: int | None = None
+    isi_s: float | None = None
+    online: str | None = None
+    waits_for_operator: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,6 +83,11 @@ class Plan:
     rig: str | None
     blocks: tuple[PlannedBlock, ...]
     checks: tuple[dict, ...] = field(default=())
+    participant: str | None = None
+    order: tuple[str, ...] = ()
+    delivered_today: int = 0
+    limits_file: str | None = None
+    limits_justifications: tuple[str, ...] = ()
 
     @property
     def total_duration_s(self) -> float:
@@ -98,8 +114,13 @@ class Plan:
             "seed": self.seed,
             "thresholds": self.thresholds,
             "rig": self.rig,
+            "participant": self.participant,
+            "block_order": list(self.order),
             "blocks": blocks,
             "total_duration_s": self.total_duration_s,
+            "delivered_today": self.delivered_today,
+            "limits_file": self.limits_file,
+            "limits_justifications": list(self.limits_justifications),
             "total_pulses": self.total_pulses,
             "safety": list(self.checks),
         }
@@ -119,12 +140,11 @@ def pulse_offsets(pattern, rng: np.random.Generator) -> tuple[np.ndarray, float]
     end : float
         Seconds from the first pulse's slot to the end of the pattern.
     """
-    if isinstance(pattern, SinglePulses):
-        intervals = np.full(pattern.pulses, pattern.interval_s)
+    if isinstance(pattern, (SinglePulses, PairedPulses)):
+        n = pattern.pulses if isinstance(pattern, SinglePulses) else pattern.pairs
+        intervals = np.full(n, pattern.interval_s)
         if pattern.jitter_s:
-            intervals += rng.uniform(
-                -pattern.jitter_s, pattern.jitter_s, pattern.pulses
-            )
+            intervals += rng.uniform(-pattern.jitter_s, pattern.jitter_s, n)
         # The first pulse starts the rhythm; each later one follows an interval.
         offsets = np.concatenate([[0.0], np.cumsum(intervals[:-1])])
         return offsets, float(offsets[-1] + intervals[-1])
@@ -147,6 +167,9 @@ def pulse_offsets(pattern, rng: np.random.Generator) -> tuple[np.ndarray, float]
         ]
         offsets = np.concatenate([s + burst for s in starts])
         return offsets, float(offsets[-1] + TAIL_S)
+    if isinstance(pattern, PulseList):
+        offsets = np.asarray(pattern.times_s, dtype=float)
+        return offsets, float(offsets[-1] + TAIL_S)
     raise TypeError(f"unknown pattern {pattern!r}")
 
 
@@ -168,6 +191,8 @@ def compile_plan(
     *,
     thresholds: Thresholds | None = None,
     rig: str | None = None,
+    limits_file: str | None = None,
+    justifications: tuple[str, ...] = (),
 ) -> Plan:
     """Compile a checked protocol into a :class:`Plan`.
 
@@ -181,6 +206,10 @@ def compile_plan(
         The thresholds used, recorded in the plan.
     rig : str | None
         The rig's name, recorded in the plan.
+    limits_file : str | None
+        The limits file used, recorded in the plan.
+    justifications : tuple of str
+        Written justifications of loosened limits, copied into the plan.
     """
     thresholds = thresholds or Thresholds()
     blocks = []
@@ -188,31 +217,30 @@ def compile_plan(
     for block in protocol.blocks:
         rng = np.random.default_rng([protocol.seed, block.index])
         common = dict(index=block.index, type=block.type, label=block.label, start_s=t)
-        if isinstance(block, StimulateBlock):
-            offsets, end = pulse_offsets(block.pattern, rng)
-            dose = report.doses.get(block.index)
-            planned = PlannedBlock(
-                **common,
-                duration_s=ARM_LEAD_S + end,
-                pulses=len(offsets),
-                pulse_offsets_s=tuple(float(x) for x in ARM_LEAD_S + offsets),
-                pattern=block.pattern_name,
-                intensity=str(block.intensity),
-                power=None if dose is None else dose.power,
-                pct_rmt=None if dose is None else dose.pct_rmt,
-                delivery=report.delivery.get(block.index),
+        dose = report.doses.get(block.index)
+        if dose is not None:
+            common.update(
+                intensity=str(dose.intensity), power=dose.power, pct_rmt=dose.pct_rmt
             )
+        if isinstance(block, StimulateBlock):
+            planned = _stimulate(block, rng, report, common)
         elif isinstance(block, TaskBlock):
             planned = PlannedBlock(
                 **common,
                 duration_s=block.trials * trial_duration_s(block.task, block.params),
-                pulses=0,
+                pulses=block.n_pulses,
                 task=block.task,
                 trials=block.trials,
                 seed=int(rng.integers(2**31)),
+                online=None if block.tms is None else describe_online(block.tms),
+                delivery=report.delivery.get(block.index),
             )
         elif isinstance(block, (RestBlock, InstructionsBlock)):
             planned = PlannedBlock(**common, duration_s=block.duration_s, pulses=0)
+        elif isinstance(block, WaitBlock):
+            planned = PlannedBlock(
+                **common, duration_s=0.0, pulses=0, waits_for_operator=True
+            )
         else:  # pragma: no cover - the loader only makes the types above
             raise TypeError(block)
         blocks.append(planned)
@@ -226,4 +254,48 @@ def compile_plan(
         rig=rig,
         blocks=tuple(blocks),
         checks=tuple(c.as_dict() for c in report.checks),
+        participant=protocol.participant,
+        order=protocol.order,
+        delivered_today=report.delivered_today,
+        limits_file=limits_file,
+        limits_justifications=tuple(justifications),
     )
+
+
+def _stimulate(block: StimulateBlock, rng, report: SafetyReport, common: dict):
+    offsets, end = pulse_offsets(block.pattern, rng)
+    pattern = block.pattern
+    delivery = report.delivery.get(block.index)
+    extra: dict = {}
+    if isinstance(pattern, PairedPulses):
+        cond = report.conditioning.get(block.index)
+        extra = dict(
+            conditioning=str(pattern.conditioning),
+            conditioning_power=None if cond is None else cond.power,
+            isi_s=pattern.isi_s,
+        )
+        if delivery != "paired":
+            # Without a paired-pulse unit each pulse is its own trigger.
+            offsets = np.sort(np.concatenate([offsets, offsets + pattern.isi_s]))
+    return PlannedBlock(
+        **common,
+        duration_s=ARM_LEAD_S + end,
+        pulses=pattern.n_pulses,
+        pulse_offsets_s=tuple(float(x) for x in ARM_LEAD_S + offsets),
+        pattern=block.pattern_name,
+        delivery=delivery,
+        **extra,
+    )
+
+
+def describe_online(tms) -> str:
+    """One line for people: ``stim_onset + 150 ms, every 2nd trial (incongruent)``."""
+    at = f"{tms.event} + {tms.delay_s * 1e3:g} ms"
+    if tms.select == "every":
+        which = "every trial" if tms.every == 1 else f"every {tms.every}. trial"
+    elif tms.select == "fraction":
+        which = f"{tms.fraction * 100:g} % of trials"
+    else:
+        which = "every trial"
+    only = f" ({', '.join(tms.conditions)} only)" if tms.conditions else ""
+    return f"{at}, {which}{only}"

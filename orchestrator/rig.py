@@ -1,7 +1,7 @@
 """The rig: which stimulator on which port, which trigger line, streams and screen.
 
 A rig file is separate from the protocol so that one protocol runs on every
-lab's hardware. ``sim`` is the built-in simulated rig: a Magstim Rapid²
+lab's hardware. ``sim`` is the built-in simulated rig: a Magstim Super Rapid²
 simulator, a serial TTL trigger box simulator wired to its trigger input and a
 simulated 32-channel EEG amplifier, all behind real pseudo-terminals and LSL.
 """
@@ -11,13 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import spec as s
 from .errors import ProtocolError
-from .fields import FieldReader, boolean, choice, integer, positive, text
-from .units import parse_time
+from .fields import FieldReader
+from .units import UnitError
 from .yamlpos import load_yaml_file
 
-STIMULATOR_MODELS = ("rapid2", "super_rapid2", "super_rapid2_plus", "200")
-TRIGGER_KINDS = ("triggerbox",)
+TRIGGER_KINDS = ("triggerbox", "rts")
 SIM_EEG_STREAM = "stimtrain-sim-eeg"
 
 
@@ -48,7 +48,7 @@ class Rig:
     name : str
         ``sim`` or the rig file's path.
     stimulator_model : str
-        One of :data:`STIMULATOR_MODELS`.
+        A model key of :mod:`stimtrain.devices.stimulator`.
     stimulator_port : str or None
         Serial port; None on the simulated rig (the simulator picks a pty).
     trigger : TriggerLine or None
@@ -87,6 +87,115 @@ def simulated_rig() -> Rig:
     )
 
 
+def _stimulator_models() -> tuple[str, ...]:
+    from stimtrain.devices.stimulator import models
+
+    return models()
+
+
+_STIMULATOR_SPEC = s.RecordSpec(
+    "the stimulator",
+    "The stimulator and the serial port it is connected to.",
+    (
+        s.FieldSpec(
+            "model",
+            s.Kind(
+                "model",
+                lambda v: s.choice(_stimulator_models()).parse(v),
+                {"type": "string"},
+            ),
+            "Stimulator model (see `stimtrain devices --models`).",
+            required=True,
+        ),
+        s.FieldSpec("port", s.TEXT, "Serial port, e.g. /dev/ttyUSB0.", required=True),
+    ),
+)
+
+
+def _line_mask(value: int) -> str | None:
+    return None if 1 <= value <= 255 else "must be a line mask from 1 to 255"
+
+
+_TRIGGER_SPEC = s.RecordSpec(
+    "the trigger line",
+    "How host-timed pulses reach the stimulator's trigger input.",
+    (
+        s.FieldSpec(
+            "kind",
+            s.choice(TRIGGER_KINDS),
+            "triggerbox (serial TTL box) or rts (a serial port's RTS line).",
+            required=True,
+        ),
+        s.FieldSpec("port", s.TEXT, "Serial port of the trigger line.", required=True),
+        s.FieldSpec(
+            "lines",
+            s.INTEGER,
+            "Trigger box output lines (bit mask).",
+            1,
+            check=_line_mask,
+        ),
+    ),
+)
+_STREAMS_SPEC = s.RecordSpec(
+    "the streams",
+    "LSL streams that must be recorded.",
+    (
+        s.FieldSpec(
+            "require", s.list_of(s.TEXT, min_items=0), "Names of required streams."
+        ),
+        s.FieldSpec(
+            "timeout",
+            s.TIME,
+            "How long to wait for them before refusing to start.",
+            "10 s",
+            check=s.positive,
+        ),
+    ),
+)
+
+
+def _size(value):
+    if not (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+    ):
+        raise UnitError("must be [width, height] in pixels")
+    return tuple(value)
+
+
+_SCREEN_SPEC = s.RecordSpec(
+    "the screen",
+    "Where the participant's window opens.",
+    (
+        s.FieldSpec("index", s.INTEGER, "Screen number.", 0),
+        s.FieldSpec(
+            "size",
+            s.Kind(
+                "size",
+                _size,
+                {"type": "array", "items": {"type": "integer"}, "minItems": 2},
+            ),
+            "Window size [width, height] in pixels.",
+            [1024, 768],
+        ),
+        s.FieldSpec("fullscreen", s.BOOLEAN, "Open full screen.", True),
+    ),
+)
+RIG_SPEC = s.RecordSpec(
+    "a rig",
+    "A lab set-up: stimulator, trigger line, required streams, screen.",
+    (),
+    extra_keys=("stimulator", "trigger", "streams", "screen"),
+)
+RIG_SECTIONS = {
+    "stimulator": _STIMULATOR_SPEC,
+    "trigger": _TRIGGER_SPEC,
+    "streams": _STREAMS_SPEC,
+    "screen": _SCREEN_SPEC,
+}
+
+
 def load_rig(spec: str | Path) -> Rig:
     """Load a rig by name (``sim``) or from a rig YAML file.
 
@@ -113,66 +222,32 @@ def load_rig(spec: str | Path) -> Rig:
     top = r.mapping(doc.data, ())
     if top is None:
         raise ProtocolError(problems)
-    r.known(top, (), ("stimulator", "trigger", "streams", "screen"), "a rig")
-    model, port, trigger, streams, timeout = "rapid2", None, None, (), 10.0
-    screen = Screen()
-    stim = r.mapping(top.get("stimulator"), ("stimulator",))
-    if stim is not None:
-        r.known(stim, ("stimulator",), ("model", "port"), "the stimulator")
-        model = r.get(
-            stim, ("stimulator",), "model", choice(STIMULATOR_MODELS), required=True
-        )
-        port = r.get(stim, ("stimulator",), "port", text, required=True)
-    if top.get("trigger") is not None:
-        trig = r.mapping(top["trigger"], ("trigger",))
-        if trig is not None:
-            r.known(trig, ("trigger",), ("kind", "port", "lines"), "the trigger line")
-            kind = r.get(
-                trig, ("trigger",), "kind", choice(TRIGGER_KINDS), required=True
-            )
-            tport = r.get(trig, ("trigger",), "port", text, required=True)
-            lines = r.get(trig, ("trigger",), "lines", integer, default=1)
-            if lines is not None and not 1 <= lines <= 255:
-                r.fail(("trigger", "lines"), "must be a line mask from 1 to 255", lines)
-            trigger = TriggerLine(kind=kind, port=tport, lines=lines or 1)
-    if "streams" in top:
-        st = r.mapping(top["streams"], ("streams",))
-        if st is not None:
-            r.known(st, ("streams",), ("require", "timeout"), "the streams")
-            req = st.get("require", [])
-            if not isinstance(req, list) or not all(isinstance(x, str) for x in req):
-                r.fail(
-                    ("streams", "require"), "must be a list of LSL stream names", req
-                )
-            else:
-                streams = tuple(req)
-            timeout = r.get(
-                st, ("streams",), "timeout", parse_time, default=10.0, check=positive
-            )
-    if "screen" in top:
-        sc = r.mapping(top["screen"], ("screen",))
-        if sc is not None:
-            r.known(sc, ("screen",), ("index", "size", "fullscreen"), "the screen")
-            index = r.get(sc, ("screen",), "index", integer, default=0)
-            size = sc.get("size", [1024, 768])
-            if not (
-                isinstance(size, list)
-                and len(size) == 2
-                and all(isinstance(v, int) and v > 0 for v in size)
-            ):
-                r.fail(("screen", "size"), "must be [width, height] in pixels", size)
-                size = [1024, 768]
-            full = r.get(sc, ("screen",), "fullscreen", boolean, default=True)
-            screen = Screen(index=index, size=tuple(size), fullscreen=full)
+    RIG_SPEC.read(r, top, ())
+    if "stimulator" not in top:
+        r.fail(("stimulator",), "is required", "nothing")
+    sections: dict[str, dict] = {}
+    for name, section in RIG_SECTIONS.items():
+        if top.get(name) is not None:
+            m = r.mapping(top[name], (name,))
+            if m is not None:
+                sections[name] = section.read(r, m, (name,))
     if problems:
         raise ProtocolError(problems)
+    stim = sections["stimulator"]
+    trig = sections.get("trigger")
+    streams = sections.get("streams") or _STREAMS_SPEC.read(r, {}, ("streams",))
+    screen = sections.get("screen") or _SCREEN_SPEC.read(r, {}, ("screen",))
     return Rig(
         name=str(spec),
-        stimulator_model=model,
-        stimulator_port=port,
-        trigger=trigger,
-        required_streams=streams,
-        stream_timeout_s=timeout,
-        screen=screen,
+        stimulator_model=stim["model"],
+        stimulator_port=stim["port"],
+        trigger=None
+        if trig is None
+        else TriggerLine(kind=trig["kind"], port=trig["port"], lines=trig["lines"]),
+        required_streams=tuple(streams["require"] or ()),
+        stream_timeout_s=streams["timeout"],
+        screen=Screen(
+            index=screen["index"], size=screen["size"], fullscreen=screen["fullscreen"]
+        ),
         simulated=False,
     )

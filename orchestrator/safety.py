@@ -9,18 +9,23 @@ so that ``stimtrain plan`` can show how close a protocol runs to each limit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.resources import files
 from pathlib import Path
 
 from .errors import Problem, ProtocolError
 from .fields import FieldReader, boolean, positive
 from .protocol import (
+    Block,
+    PairedPulses,
     Protocol,
+    PulseList,
     RTMSTrains,
     SinglePulses,
     StimulateBlock,
+    TaskBlock,
     ThetaBurst,
+    block_pulses,
 )
 from .rig import Rig
 from .units import Intensity, UnitError
@@ -49,6 +54,7 @@ class Limits:
     max_pulses_per_session: int | None
     max_pulses_per_day: int | None
     source: str
+    justifications: tuple[str, ...] = ()
 
     def max_train_duration(self, frequency_hz: float, pct_mt: float) -> float | None:
         """Look up the longest safe train, rounding frequency and intensity *up*.
@@ -89,35 +95,60 @@ def _number(value: object) -> float:
     return float(value)
 
 
-def load_limits(path: str | Path | None = None) -> Limits:
-    """Load a limits file; the default is the one shipped with stimtrain.
+#: How each limit loosens: "max" caps loosen upwards (None = no cap is the
+#: loosest), "min" limits loosen downwards, flags loosen when switched on.
+_DIRECTION = {
+    **{k: "max" for k in _OPTIONAL_NUMBERS},
+    "stricter_margin_factor": "max",
+    "max_rtms_frequency_hz": "max",
+    "max_rtms_intensity_pct_mt": "max",
+    "inter_train_rule_from_pct_mt": "max",
+    "min_inter_train_interval_s": "min",
+    "allow_rtms_without_threshold": "on",
+    "stricter_margin": "off",
+}
 
-    Parameters
-    ----------
-    path : str | Path | None
-        A lab limits file with the same fields as the default file.
 
-    Raises
-    ------
-    ProtocolError
-        When the file has problems (missing field, table of the wrong shape).
-    """
-    doc = load_yaml_file(path or DEFAULT_LIMITS)
-    problems: list[Problem] = []
-    r = FieldReader(doc, problems)
+def _read_limit_values(doc, r: FieldReader, *, partial: bool) -> dict:
+    """Read the fields present in a limits file (all of them unless partial)."""
     top = r.mapping(doc.data, ()) or {}
+    r.known(
+        top,
+        (),
+        (
+            *_NUMBERS,
+            *_OPTIONAL_NUMBERS,
+            "stricter_margin",
+            "allow_rtms_without_threshold",
+            "train_duration_table",
+            "justifications",
+        ),
+        "a limits file",
+    )
     values: dict = {}
     for key in _NUMBERS:
-        values[key] = r.get(top, (), key, _number, required=True, check=positive)
+        if key in top or not partial:
+            values[key] = r.get(top, (), key, _number, required=True, check=positive)
     for key in _OPTIONAL_NUMBERS:
-        if top.get(key) is None:
-            values[key] = None
-            if key not in top:
+        if key not in top:
+            if not partial:
                 r.fail((key,), "is required (null for no cap)", "nothing")
-        else:
-            values[key] = r.get(top, (), key, _number, check=positive)
+            continue
+        value = top[key]
+        values[key] = (
+            None if value is None else r.get(top, (), key, _number, check=positive)
+        )
     for key in ("stricter_margin", "allow_rtms_without_threshold"):
-        values[key] = r.get(top, (), key, boolean, required=True)
+        if key in top or not partial:
+            values[key] = r.get(top, (), key, boolean, required=True)
+    if "train_duration_table" in top or not partial:
+        cols, table = _read_table(r, top)
+        values["intensities_pct_mt"] = cols
+        values["table"] = table
+    return values
+
+
+def _read_table(r: FieldReader, top: dict):
     table = r.mapping(top.get("train_duration_table"), ("train_duration_table",)) or {}
     cols = table.get("intensities_pct_mt")
     rows = table.get("max_train_s")
@@ -136,15 +167,119 @@ def load_limits(path: str | Path | None = None) -> Limits:
                 r.fail(rpath, f"must list {len(cols)} positive durations", row)
                 continue
             parsed[float(freq)] = tuple(float(v) for v in row)
+    return tuple(float(c) for c in cols), parsed
+
+
+def _looser(key: str, default, value) -> bool:
+    direction = _DIRECTION[key]
+    if direction == "on":
+        return bool(value) and not default
+    if direction == "off":
+        return not value and bool(default)
+    if direction == "max":
+        if value is None:
+            return default is not None
+        return default is not None and value > default + 1e-12
+    return value < default - 1e-12
+
+
+def _table_looser(base: Limits, cols, table) -> bool:
+    """A lab table is looser if it allows a longer train anywhere."""
+    trial = Limits(**{**base.__dict__, "intensities_pct_mt": cols, "table": table})
+    probes_f = sorted({*base.table, *table})
+    probes_i = sorted({*base.intensities_pct_mt, *cols})
+    for f in probes_f:
+        for i in probes_i:
+            new, old = trial.max_train_duration(f, i), base.max_train_duration(f, i)
+            if new is not None and (old is None or new > old + 1e-12):
+                return True
+    return False
+
+
+def load_limits(path: str | Path | None = None) -> Limits:
+    """Load the safety limits: the shipped defaults, tightened or loosened by a lab.
+
+    Parameters
+    ----------
+    path : str | Path | None
+        A lab limits file. It lists only the limits it changes (a complete
+        copy of the default file works too). A limit may be tightened freely;
+        loosening one needs a written justification under
+        ``justifications: {field: "why, who approved, when"}``, which is
+        copied into the plan and journal of every session it affects.
+
+    Raises
+    ------
+    ProtocolError
+        When a file has problems (unknown or missing field, table of the
+        wrong shape, a loosened limit without a justification).
+    """
+    doc = load_yaml_file(DEFAULT_LIMITS)
+    problems: list[Problem] = []
+    r = FieldReader(doc, problems)
+    values = _read_limit_values(doc, r, partial=False)
     if problems:
         raise ProtocolError(problems)
-    return Limits(
-        intensities_pct_mt=tuple(float(c) for c in cols),
-        table=parsed,
+    base = Limits(
         source=doc.file,
-        max_pulses_per_session=_as_int(values.pop("max_pulses_per_session")),
-        max_pulses_per_day=_as_int(values.pop("max_pulses_per_day")),
-        **values,
+        **{k: v for k, v in values.items() if k not in _OPTIONAL_NUMBERS},
+        **{k: values[k] for k in _OPTIONAL_NUMBERS},
+    )
+    if path is None:
+        return _with_int_caps(base)
+    lab = load_yaml_file(path)
+    r = FieldReader(lab, problems)
+    changes = _read_limit_values(lab, r, partial=True)
+    top = lab.data if isinstance(lab.data, dict) else {}
+    notes = r.mapping(top.get("justifications", {}) or {}, ("justifications",)) or {}
+    for key in notes:
+        if not isinstance(notes[key], str) or len(notes[key].strip()) < 20:
+            r.fail(
+                ("justifications", key),
+                "must be a written justification (at least 20 characters)",
+                notes[key],
+            )
+    justified: list[str] = []
+    for key, value in changes.items():
+        if key == "intensities_pct_mt":
+            continue
+        if key == "table":
+            loose = _table_looser(base, changes["intensities_pct_mt"], value)
+            key = "train_duration_table"
+        else:
+            loose = _looser(key, getattr(base, key), value)
+        if not loose:
+            continue
+        if key not in notes:
+            r.fail(
+                (key,),
+                "loosens a default safety limit; add a written justification under "
+                f"justifications.{key}",
+                top.get(key) if key != "train_duration_table" else "a longer train",
+            )
+        else:
+            justified.append(f"{key}: {notes[key].strip()}")
+    for key in notes:
+        if key not in changes and not (
+            key == "train_duration_table" and "table" in changes
+        ):
+            r.fail(
+                ("justifications", key),
+                "justifies a limit the file does not change",
+                key,
+            )
+    if problems:
+        raise ProtocolError(problems)
+    merged = {**base.__dict__, **changes, "source": lab.file}
+    merged["justifications"] = tuple(justified)
+    return _with_int_caps(Limits(**merged))
+
+
+def _with_int_caps(limits: Limits) -> Limits:
+    return replace(
+        limits,
+        max_pulses_per_session=_as_int(limits.max_pulses_per_session),
+        max_pulses_per_day=_as_int(limits.max_pulses_per_day),
     )
 
 
@@ -258,7 +393,9 @@ class SafetyReport:
     checks: list[RuleCheck] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     doses: dict[int, Dose] = field(default_factory=dict)
+    conditioning: dict[int, Dose] = field(default_factory=dict)
     delivery: dict[int, str] = field(default_factory=dict)
+    delivered_today: int = 0
 
     @property
     def ok(self) -> bool:
@@ -277,13 +414,16 @@ class _Checker:
         self.limits = limits
         self.report = report
 
-    def refuse(self, block: StimulateBlock | None, key: str, rule: str, value) -> None:
-        path = (*block.path, key) if block is not None else (key,)
-        self.report.problems.append(self.protocol.document.problem(path, rule, value))
+    def refuse(self, block: Block | None, key: str, rule: str, value) -> None:
+        if block is None:
+            problem = self.protocol.document.problem((key,), rule, value)
+        else:
+            problem = block.problem(key, rule, value)
+        self.report.problems.append(problem)
 
     def rule(
         self,
-        block: StimulateBlock | None,
+        block: Block | None,
         key: str,
         rule: str,
         limit: float,
@@ -314,6 +454,7 @@ def check_protocol(
     rig: Rig | None = None,
     limits: Limits | None = None,
     require_power: bool = False,
+    delivered_today: int = 0,
 ) -> SafetyReport:
     """Check a protocol against the safety limits and, given a rig, its device.
 
@@ -331,6 +472,9 @@ def check_protocol(
     require_power : bool
         Refuse intensities that can't be converted to device power (a run
         must know exactly what it sends).
+    delivered_today : int
+        Pulses the participant already received today (earlier sessions and
+        runs, counted from their journals), for the per-day cap.
 
     Returns
     -------
@@ -339,53 +483,16 @@ def check_protocol(
     """
     thresholds = thresholds or Thresholds()
     limits = limits or load_limits()
-    report = SafetyReport()
+    report = SafetyReport(delivered_today=delivered_today)
     c = _Checker(protocol, limits, report)
     margin_on = limits.stricter_margin or protocol.stricter_margin
-    total = 0
+    caps = None if rig is None else _capabilities(rig)
     for block in protocol.blocks:
-        if not isinstance(block, StimulateBlock):
-            continue
-        pattern = block.pattern
-        total += pattern.n_pulses
-        dose = resolve_intensity(block.intensity, thresholds)
-        report.doses[block.index] = dose
-        written = _raw(c, block).get("intensity")
-        if dose.power is None and require_power:
-            need = "--rmt" if block.intensity.unit == "%RMT" else "--amt"
-            c.refuse(
-                block,
-                "intensity",
-                f"needs the participant's threshold ({need}) to set device power",
-                written,
-            )
-        if dose.power is not None:
-            c.rule(
-                block,
-                "intensity",
-                "device power",
-                100,
-                dose.power,
-                "%MSO",
-                written=written,
-            )
-        if isinstance(pattern, SinglePulses):
-            if dose.pct_rmt is not None and limits.single_pulse_max_pct_mt is not None:
-                c.rule(
-                    block,
-                    "intensity",
-                    "single-pulse intensity cap",
-                    limits.single_pulse_max_pct_mt,
-                    dose.pct_rmt,
-                    "%RMT",
-                    written=written,
-                )
-        elif isinstance(pattern, RTMSTrains):
-            _check_rtms(c, block, pattern, dose, margin_on, written)
-        elif isinstance(pattern, ThetaBurst):
-            _check_theta_burst(c, block, dose, written)
-        if rig is not None:
-            _check_device(c, block, dose, rig)
+        if isinstance(block, StimulateBlock):
+            _check_stimulate(c, block, thresholds, require_power, margin_on, caps, rig)
+        elif isinstance(block, TaskBlock) and block.tms is not None:
+            _check_online(c, block, thresholds, require_power, caps, rig)
+    total = sum(block_pulses(b) for b in protocol.blocks)
     if limits.max_pulses_per_session is not None:
         c.rule(
             None,
@@ -394,15 +501,135 @@ def check_protocol(
             limits.max_pulses_per_session,
             total,
             "pulses",
-            written=None,
+        )
+    if limits.max_pulses_per_day is not None:
+        c.rule(
+            None,
+            "blocks",
+            f"pulses per day ({delivered_today} already delivered today)",
+            limits.max_pulses_per_day,
+            delivered_today + total,
+            "pulses",
         )
     return report
 
 
-def _check_rtms(
-    c, block, pattern: RTMSTrains, dose: Dose, margin_on: bool, written
-) -> None:
+def _capabilities(rig: Rig):
+    from stimtrain.devices.stimulator import get_capabilities
+
+    return get_capabilities(rig.stimulator_model)
+
+
+def _dose(c: _Checker, block: Block, key: str, intensity, thresholds, require_power):
+    """Resolve an intensity and apply the device power range to it."""
+    dose = resolve_intensity(intensity, thresholds)
+    written = _written(block, key)
+    if dose.power is None and require_power:
+        need = "--rmt" if intensity.unit == "%RMT" else "--amt"
+        c.refuse(
+            block,
+            key,
+            f"needs the participant's threshold ({need}) to set device power",
+            written,
+        )
+    if dose.power is not None:
+        c.rule(block, key, "device power", 100, dose.power, "%MSO", written=written)
+    return dose
+
+
+def _written(block: Block, key: str) -> object:
+    value: object = block.raw
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _single_pulse_cap(c: _Checker, block: Block, key: str, dose: Dose) -> None:
+    cap = c.limits.single_pulse_max_pct_mt
+    if dose.pct_rmt is not None and cap is not None:
+        c.rule(
+            block,
+            key,
+            "single-pulse intensity cap",
+            cap,
+            dose.pct_rmt,
+            "%RMT",
+            written=_written(block, key),
+        )
+
+
+def _check_stimulate(c, block, thresholds, require_power, margin_on, caps, rig):
+    pattern = block.pattern
+    dose = _dose(c, block, "intensity", block.intensity, thresholds, require_power)
+    c.report.doses[block.index] = dose
+    written = _written(block, "intensity")
+    if isinstance(pattern, SinglePulses):
+        _single_pulse_cap(c, block, "intensity", dose)
+    elif isinstance(pattern, PairedPulses):
+        cond = _dose(
+            c, block, "conditioning", pattern.conditioning, thresholds, require_power
+        )
+        c.report.conditioning[block.index] = cond
+        _single_pulse_cap(c, block, "intensity", dose)
+        _single_pulse_cap(c, block, "conditioning", cond)
+    elif isinstance(pattern, RTMSTrains):
+        _check_train(
+            c,
+            block,
+            dose,
+            margin_on,
+            pattern.frequency_hz,
+            pattern.train_duration_s,
+            "frequency",
+            "train_duration" if "train_duration" in block.raw else "pulses_per_train",
+        )
+        _check_inter_train(c, block, dose, pattern)
+    elif isinstance(pattern, ThetaBurst):
+        _check_theta_burst(c, block, dose, written)
+    elif isinstance(pattern, PulseList):
+        _check_pulse_list(c, block, dose, margin_on)
+    if caps is not None:
+        _check_device(c, block, dose, rig, caps)
+
+
+def _check_online(c, block: TaskBlock, thresholds, require_power, caps, rig):
+    dose = _dose(
+        c, block, "tms.intensity", block.tms.intensity, thresholds, require_power
+    )
+    c.report.doses[block.index] = dose
+    _single_pulse_cap(c, block, "tms.intensity", dose)
+    if caps is None:
+        return
+    _check_power_range(c, block, "tms.intensity", dose, caps)
+    # Pulses locked to a flip need the lowest latency the rig has.
+    if rig.trigger is not None and "ttl" in caps.trigger_inputs:
+        c.report.delivery[block.index] = "trigger"
+        return
+    from stimtrain.tasks import get_task
+
+    task = get_task(block.task)
+    timing = task.timing(task.validate_params(block.params))
+    # A trial can end at the response: fixation, feedback and ITI always remain.
+    trial_s = timing.fixation_s + timing.feedback_s + timing.iti_s
+    serial_rate = _serial_rate(caps, dose)
+    if trial_s < 1.0 / serial_rate - 1e-9:
+        c.rule(
+            block,
+            "tms",
+            f"{caps.label} fires by serial command at most {serial_rate:g} Hz; "
+            "shortest trial",
+            1.0 / serial_rate,
+            trial_s,
+            "s",
+            kind="min",
+        )
+    c.report.delivery[block.index] = "serial"
+
+
+def _check_train(c, block, dose, margin_on, frequency, duration, fkey, dkey):
+    """The physiological rules of a train of pulses at ``frequency``."""
     limits = c.limits
+    written = _written(block, "intensity")
     if dose.pct_rmt is None:
         if not limits.allow_rtms_without_threshold:
             c.refuse(
@@ -412,15 +639,14 @@ def _check_rtms(
                 written,
             )
         return
-    freq_written = _raw(c, block).get("frequency")
     c.rule(
         block,
-        "frequency",
+        fkey,
         "rTMS frequency beyond the safety table",
         limits.max_rtms_frequency_hz,
-        pattern.frequency_hz,
+        frequency,
         "Hz",
-        written=freq_written,
+        written=_written(block, fkey),
     )
     c.rule(
         block,
@@ -441,29 +667,27 @@ def _check_rtms(
             "%RMT",
             written=written,
         )
-    max_train = limits.max_train_duration(pattern.frequency_hz, dose.pct_rmt)
+    max_train = limits.max_train_duration(frequency, dose.pct_rmt)
     if max_train is not None:
         factor = limits.stricter_margin_factor if margin_on else 1.0
-        key = (
-            "train_duration"
-            if "train_duration" in _raw(c, block)
-            else "pulses_per_train"
-        )
         name = "train duration (Wassermann 1998"
         name += ", with the Chen 1997 margin)" if margin_on else ")"
         c.rule(
             block,
-            key,
+            dkey,
             name,
             round(max_train * factor, 6),
-            pattern.train_duration_s,
+            duration,
             "s",
-            written=_raw(c, block).get(key),
+            written=_written(block, dkey),
         )
-    if (
-        pattern.trains > 1
-        and dose.pct_rmt >= limits.inter_train_rule_from_pct_mt - 1e-9
-    ):
+
+
+def _check_inter_train(c, block, dose, pattern: RTMSTrains) -> None:
+    limits = c.limits
+    if dose.pct_rmt is None or pattern.trains <= 1:
+        return
+    if dose.pct_rmt >= limits.inter_train_rule_from_pct_mt - 1e-9:
         c.rule(
             block,
             "inter_train_interval",
@@ -472,12 +696,40 @@ def _check_rtms(
             pattern.inter_train_interval_s,
             "s",
             kind="min",
-            written=_raw(c, block).get("inter_train_interval"),
+            written=_written(block, "inter_train_interval"),
         )
 
 
-def _raw(c: _Checker, block: StimulateBlock) -> dict:
-    return c.protocol.document.data["blocks"][block.index]
+def _runs(times: tuple[float, ...], gap: float) -> list[tuple[int, int]]:
+    """Runs of pulses whose consecutive intervals are shorter than ``gap``."""
+    runs, start = [], 0
+    for i in range(1, len(times) + 1):
+        if i == len(times) or times[i] - times[i - 1] >= gap:
+            if i - start > 1:
+                runs.append((start, i))
+            start = i
+    return runs
+
+
+def _check_pulse_list(c, block, dose: Dose, margin_on: bool) -> None:
+    """A pulse list is single pulses, unless pulses come faster than 1 Hz.
+
+    Pulses less than 1 s apart are treated as a train at the rate of the
+    shortest interval in them, and the train rules apply to each such run.
+    """
+    pattern: PulseList = block.pattern
+    runs = _runs(pattern.times_s, 1.0)
+    if not runs:
+        _single_pulse_cap(c, block, "intensity", dose)
+        return
+    longest = max(runs, key=lambda r: r[1] - r[0])
+    times = pattern.times_s
+    rate = 1.0 / min(
+        float(min(b - a for a, b in zip(times[s:e], times[s + 1 : e], strict=True)))
+        for s, e in runs
+    )
+    duration = (longest[1] - longest[0]) / rate
+    _check_train(c, block, dose, margin_on, rate, duration, "times", "times")
 
 
 def _check_theta_burst(c, block, dose: Dose, written) -> None:
@@ -511,59 +763,157 @@ def _check_theta_burst(c, block, dose: Dose, written) -> None:
         )
 
 
-def _check_device(c: _Checker, block: StimulateBlock, dose: Dose, rig: Rig) -> None:
-    """Device limits of the rig's stimulator and trigger path; sets the delivery."""
-    from stimtrain.devices.magstim import capabilities as caps
+def _serial_rate(caps, dose: Dose) -> float:
+    # A unit without a serial rate limit of its own is limited by recharge.
+    if caps.serial_max_rate_hz is not None:
+        return caps.serial_max_rate_hz
+    power = dose.power if dose.power is not None else caps.intensity_range[1]
+    recharge = caps.recharge_time(power)
+    return 1.0 / recharge if recharge > 0 else caps.max_frequency(power)
 
-    model = caps.MODELS[rig.stimulator_model]
+
+def _check_power_range(c, block, key: str, dose: Dose, caps) -> None:
+    lo, hi = caps.intensity_range
+    if dose.power is not None and dose.power < lo:
+        c.rule(block, key, f"{caps.label} lowest power", lo, dose.power, "%MSO", "min")
+
+
+def _shortest_interval(pattern) -> float | None:
+    if isinstance(pattern, (SinglePulses, PairedPulses)):
+        return pattern.interval_s - pattern.jitter_s
+    if isinstance(pattern, PulseList):
+        return pattern.shortest_interval_s
+    return None
+
+
+def _check_device(c: _Checker, block: StimulateBlock, dose: Dose, rig: Rig, caps):
+    """Device limits of the rig's stimulator and trigger path; sets the delivery."""
     pattern = block.pattern
-    raw = _raw(c, block)
-    # A 200² has no serial rate limit of its own: its recharge time is the limit.
-    serial_rate = model.serial_max_rate_hz or caps.max_frequency_hz(
-        model, dose.power if dose.power is not None else model.max_power
-    )
-    if isinstance(pattern, SinglePulses):
-        shortest = pattern.interval_s - pattern.jitter_s
-        if shortest >= 1.0 / serial_rate - 1e-9:
-            c.report.delivery[block.index] = "serial"
-        elif rig.trigger is not None:
-            c.report.delivery[block.index] = "trigger"
-        else:
+    raw = block.raw
+    _check_power_range(c, block, "intensity", dose, caps)
+    power = dose.power if dose.power is not None else caps.intensity_range[1]
+    has_trigger = rig.trigger is not None and "ttl" in caps.trigger_inputs
+    shortest = _shortest_interval(pattern)
+    if shortest is not None:
+        recharge = caps.recharge_time(power)
+        if recharge > 0:
             c.rule(
                 block,
-                "interval",
-                f"{model.label} fires by serial command at most {serial_rate:g} Hz; "
-                "shortest interval",
+                "interval" if "interval" in raw else "times",
+                f"{caps.label} recharge time at {power} %MSO",
+                recharge,
+                shortest,
+                "s",
+                kind="min",
+            )
+    if isinstance(pattern, PairedPulses):
+        _check_paired_device(c, block, dose, caps, has_trigger)
+        return
+    if shortest is not None:
+        serial_rate = _serial_rate(caps, dose)
+        if shortest >= 1.0 / serial_rate - 1e-9:
+            c.report.delivery[block.index] = "serial"
+        elif has_trigger:
+            c.report.delivery[block.index] = "trigger"
+            if isinstance(pattern, PulseList):
+                c.rule(
+                    block,
+                    "times",
+                    f"{caps.label} maximum frequency at {power} %MSO",
+                    caps.max_frequency(power),
+                    1.0 / shortest,
+                    "Hz",
+                )
+        else:
+            key = "interval" if "interval" in raw else "times"
+            c.rule(
+                block,
+                key,
+                f"{caps.label} fires by serial command at most {serial_rate:g} Hz "
+                "(this rig has no trigger line); shortest interval",
                 1.0 / serial_rate,
                 shortest,
                 "s",
                 kind="min",
-                written=raw.get("interval"),
+                written=raw.get(key),
             )
+        return
+    what = "theta burst" if isinstance(pattern, ThetaBurst) else "rTMS"
+    if not has_trigger:
+        c.refuse(
+            block,
+            "pattern",
+            f"{what} needs a trigger line on this rig: the {caps.label} fires at "
+            f"most {_serial_rate(caps, dose):g} Hz by serial command",
+            raw.get("pattern"),
+        )
+        return
+    c.report.delivery[block.index] = "trigger"
+    if isinstance(pattern, ThetaBurst):
+        rate, key = pattern.burst_frequency_hz, "burst_frequency"
+        mean_rate = pattern.burst_rate_hz * pattern.pulses_per_burst
+        n_burst = pattern.pulses // pattern.pulses_per_burst
+        on_time = pattern.train_duration_s or n_burst / pattern.burst_rate_hz
     else:
-        if rig.trigger is None:
-            what = "theta burst" if isinstance(pattern, ThetaBurst) else "rTMS"
-            c.refuse(
-                block,
-                "pattern",
-                f"{what} needs a trigger line on this rig: the {model.label} fires "
-                f"at most {serial_rate:g} Hz by serial command",
-                raw.get("pattern"),
-            )
-            return
-        c.report.delivery[block.index] = "trigger"
-        if isinstance(pattern, ThetaBurst):
-            rate, key = pattern.burst_frequency_hz, "burst_frequency"
-        else:
-            rate, key = pattern.frequency_hz, "frequency"
-        if dose.power is not None:
-            limit = caps.max_frequency_hz(rig.stimulator_model, dose.power)
+        rate, key = pattern.frequency_hz, "frequency"
+        mean_rate, on_time = rate, pattern.train_duration_s
+    c.rule(
+        block,
+        key,
+        f"{caps.label} maximum frequency at {power} %MSO",
+        caps.max_frequency(power),
+        rate,
+        "Hz",
+        written=raw.get(key, f"{rate:g} Hz"),
+    )
+    if caps.max_on_time is not None and dose.power is not None:
+        limit = caps.max_on_time(mean_rate, dose.power)
+        if limit is not None and limit != float("inf"):
             c.rule(
                 block,
-                key,
-                f"{model.label} maximum frequency at {dose.power} %MSO",
-                limit,
-                rate,
-                "Hz",
-                written=raw.get(key, f"{rate:g} Hz"),
+                "train_duration" if "train_duration" in raw else "pulses",
+                f"{caps.label} maximum on-time at {mean_rate:g} Hz, {power} %MSO",
+                round(limit, 3),
+                on_time,
+                "s",
             )
+    if (
+        isinstance(pattern, RTMSTrains)
+        and pattern.trains > 1
+        and caps.min_wait_after_train is not None
+        and dose.power is not None
+    ):
+        wait = caps.min_wait_after_train(
+            pattern.pulses_per_train, pattern.frequency_hz, dose.power
+        )
+        c.rule(
+            block,
+            "inter_train_interval",
+            f"{caps.label} minimum wait after a train (energy limit)",
+            round(wait, 3),
+            pattern.inter_train_interval_s,
+            "s",
+            kind="min",
+        )
+
+
+def _check_paired_device(c, block, dose: Dose, caps, has_trigger: bool) -> None:
+    pattern: PairedPulses = block.pattern
+    cond = c.report.conditioning[block.index]
+    if caps.paired_pulse:
+        c.report.delivery[block.index] = "paired"
+        return
+    same = dose.power is not None and dose.power == cond.power
+    power = dose.power if dose.power is not None else caps.intensity_range[1]
+    if same and has_trigger and 1.0 / pattern.isi_s <= caps.max_frequency(power):
+        # Two equal pulses far enough apart (e.g. LICI) are two triggers.
+        c.report.delivery[block.index] = "trigger"
+        return
+    c.refuse(
+        block,
+        "pattern",
+        f"paired pulses at {pattern.isi_s * 1e3:g} ms with these intensities need a "
+        f"paired-pulse stimulator (BiStim², MagPro with MagOption); this rig has "
+        f"a {caps.label}",
+        block.raw.get("pattern"),
+    )
