@@ -21,14 +21,25 @@ def _add_check_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rmt", type=float, help="resting motor threshold, %%MSO")
     p.add_argument("--amt", type=float, help="active motor threshold, %%MSO")
     p.add_argument(
+        "--thresholds",
+        metavar="FILE",
+        help="the participant's thresholds file (--rmt/--amt override it)",
+    )
+    p.add_argument(
         "--limits", help="a lab safety limits file (default: shipped limits)"
     )
 
 
 def _thresholds(args):
-    from .safety import Thresholds
+    from .thresholds import load_thresholds
 
-    return Thresholds(rmt=args.rmt, amt=args.amt)
+    thresholds, _ = load_thresholds(
+        args.thresholds,
+        rmt=args.rmt,
+        amt=args.amt,
+        participant=getattr(args, "participant", None),
+    )
+    return thresholds
 
 
 def _print_problems(exc: ProtocolError) -> int:
@@ -45,7 +56,11 @@ def cmd_validate(args) -> int:
     for path in args.files:
         try:
             check_file(
-                path, rig=args.rig, thresholds=_thresholds(args), limits=args.limits
+                path,
+                rig=args.rig,
+                thresholds=_thresholds(args),
+                limits=args.limits,
+                participant=args.participant,
             )
         except ProtocolError as exc:
             status = _print_problems(exc)
@@ -61,7 +76,11 @@ def cmd_plan(args) -> int:
 
     try:
         checked = check_file(
-            args.file, rig=args.rig, thresholds=_thresholds(args), limits=args.limits
+            args.file,
+            rig=args.rig,
+            thresholds=_thresholds(args),
+            limits=args.limits,
+            participant=args.participant,
         )
     except ProtocolError as exc:
         return _print_problems(exc)
@@ -93,6 +112,13 @@ def cmd_plan(args) -> int:
             intensity = b.intensity
             if b.power is not None and not b.intensity.endswith("%MSO"):
                 intensity += f" → {b.power} %MSO"
+        if b.conditioning:
+            cond = b.conditioning
+            if b.conditioning_power is not None and not cond.endswith("%MSO"):
+                cond += f" → {b.conditioning_power} %MSO"
+            intensity = f"{cond}, then {intensity} after {b.isi_s * 1e3:g} ms"
+        if b.online:
+            intensity += f"\n{b.online}"
         table.add_row(
             str(b.index + 1),
             b.label,
@@ -100,14 +126,19 @@ def cmd_plan(args) -> int:
             + (f" ({b.pattern})" if b.pattern else f" ({b.task})" if b.task else ""),
             format_time(b.start_s),
             format_time(b.duration_s),
-            str(b.pulses) if b.pulses else "",
+            (f"≤{b.pulses}" if b.online else str(b.pulses)) if b.pulses else "",
             intensity,
             b.delivery or "",
         )
     console.print(table)
     console.print(
         f"total: {format_time(plan.total_duration_s)}, {plan.total_pulses} pulses"
+        + (f" (+{plan.delivered_today} earlier today)" if plan.delivered_today else "")
     )
+    for line in plan.order:
+        console.print(f"block order: {line}")
+    for note in plan.limits_justifications:
+        console.print(f"[bold]lab limit loosened[/bold] ({plan.limits_file}): {note}")
     margins = Table(title="safety margins")
     for col in ("block", "rule", "limit", "value", "margin", ""):
         margins.add_column(col)
@@ -223,6 +254,21 @@ def cmd_sim(args) -> int:
     return 0
 
 
+def cmd_schema(args) -> int:
+    """Print a JSON Schema, or write all of them into a folder."""
+    from .schema import SCHEMAS, render, write_schemas
+
+    if args.write:
+        for path in write_schemas(args.write):
+            print(path)
+        return 0
+    if args.name not in SCHEMAS:
+        print(f"error: unknown schema {args.name!r}; one of {', '.join(SCHEMAS)}")
+        return 1
+    print(render(args.name), end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``stimtrain`` command."""
     parser = argparse.ArgumentParser(
@@ -235,14 +281,33 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check protocol files for errors and safety")
     p.add_argument("files", nargs="+")
     p.add_argument("-q", "--quiet", action="store_true", help="print problems only")
+    p.add_argument("--participant", help="draw counterbalanced orders for this ID")
     _add_check_options(p)
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("plan", help="show a protocol's timeline and safety margins")
     p.add_argument("file")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    p.add_argument("--participant", help="draw counterbalanced orders for this ID")
     _add_check_options(p)
     p.set_defaults(func=cmd_plan)
+
+    from . import course
+
+    p = sub.add_parser("course", help="multi-day courses")
+    csub = p.add_subparsers(dest="course_command", required=True)
+    ps = csub.add_parser(
+        "status", help="which course session is due, what was done, what carries over"
+    )
+    course.add_arguments(ps)
+    ps.set_defaults(func=course.run)
+
+    p = sub.add_parser(
+        "schema", help="print the JSON Schema of protocol, rig, course … files"
+    )
+    p.add_argument("name", nargs="?", default="protocol")
+    p.add_argument("--write", metavar="DIR", help="write every schema into DIR")
+    p.set_defaults(func=cmd_schema)
 
     p = sub.add_parser("run", help="run a protocol for a participant and session")
     p.add_argument("file")

@@ -64,5 +64,7 @@ class ProtocolError(ValueError):
     """
 
     def __init__(self, problems: list[Problem]):
-        self.problems = sorted(problems, key=lambda p: (p.file, p.line, p.col))
+        # A block repeated or included twice reports each problem once.
+        unique = {str(p): p for p in problems}.values()
+        self.problems = sorted(unique, key=lambda p: (p.file, p.line, p.col))
         super().__init__("\n".join(str(p) for p in self.problems))

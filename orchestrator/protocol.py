@@ -1258,7 +1258,7 @@ def protocol_from_document(
     variables = _read_variables(r, top, {})
     templates = _read_blocks(r, state, top, (), variables, "blocks")
     if state.problems:
-        raise ProtocolError(_unique(state.problems))
+        raise ProtocolError(state.problems)
     order: list[str] = []
     blocks = _finalise(_expand(templates, v["seed"], participant, order, [0]))
     return Protocol(
@@ -1272,11 +1272,6 @@ def protocol_from_document(
         includes=tuple(state.includes),
         participant=participant,
     )
-
-
-def _unique(problems: list[Problem]) -> list[Problem]:
-    # A fragment included twice reports its problems once.
-    return list({str(p): p for p in problems}.values())
 
 
 def load_protocol(path: str | Path, *, participant: str | None = None) -> Protocol:

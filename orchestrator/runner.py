@@ -9,6 +9,7 @@ close the recording and write the summary.
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import os
@@ -27,7 +28,13 @@ from .device_process import DeviceConfig, DeviceFault, DeviceProcess, PulseRepor
 from .journal import Journal
 from .markers import MarkerOutlet
 from .plan import PlannedBlock
-from .protocol import InstructionsBlock, RestBlock, StimulateBlock, TaskBlock
+from .protocol import (
+    InstructionsBlock,
+    RestBlock,
+    StimulateBlock,
+    TaskBlock,
+    WaitBlock,
+)
 from .recording import Recorder, wait_for_streams
 from .rig import Rig
 from .safety import Thresholds
@@ -90,6 +97,9 @@ class SessionRunner:
         simulated.
     say : callable
         Where progress lines go (the console).
+    confirm : callable | None
+        ``confirm(question) -> bool`` asks the operator (default: a yes/no
+        prompt on the terminal).
     """
 
     def __init__(
@@ -101,8 +111,10 @@ class SessionRunner:
         data_root: Path,
         simulated_participant: bool | None = None,
         say: Callable[[str], None] = print,
+        confirm: Callable[[str], bool] | None = None,
     ):
         self.checked = checked
+        self.confirm = confirm or _ask_operator
         self.rig: Rig = checked.rig
         self.plan = checked.plan
         self.participant = participant
@@ -171,7 +183,13 @@ class SessionRunner:
             protocol_sha256=protocol.sha256,
             thresholds=self.plan.thresholds,
             rig=self.rig.name,
+            block_order=list(self.plan.order),
+            limits_file=self.plan.limits_file,
+            limits_justifications=list(self.plan.limits_justifications),
+            delivered_today=self.plan.delivered_today,
         )
+        for note in self.plan.limits_justifications:
+            self.say(f"lab limit loosened: {note}")
         self.say(f"session folder: {folder.path} (run {folder.run})")
         status, completed = "aborted", []
         previous = {
@@ -326,8 +344,25 @@ class SessionRunner:
             outcome = self._stimulate(win, block, planned)
         elif isinstance(block, TaskBlock):
             outcome = self._task(win, block, planned)
+        elif isinstance(block, WaitBlock):
+            outcome = self._wait_for_operator(win, block)
         self.markers.push("block_end", **fields)
         self.journal.write("block_end", completed=not self.stop(), **fields, **outcome)
+
+    def _wait_for_operator(self, win, block: WaitBlock) -> dict:
+        from stimtrain.tasks.runner import show_text
+
+        show_text(win, block.participant_text or "Please wait.", 0.0)
+        if self.rig.simulated:
+            # Nobody sits at a simulated rig: confirm, and say so in the journal.
+            self.say(f"  operator: {block.text} (auto-confirmed on the simulated rig)")
+            return {"confirmed_by": "auto (simulated rig)"}
+        answer = self.confirm(block.text)
+        self.journal.write("operator_key", block=block.index, answer=answer)
+        if not answer:
+            self.stop.set(f"operator declined: {block.text}")
+            raise SessionAborted(self.stop.reason)
+        return {"confirmed_by": "operator"}
 
     def _stimulate(self, win, block: StimulateBlock, planned: PlannedBlock) -> dict:
         from stimtrain.tasks.runner import show_fixation
@@ -421,6 +456,14 @@ class SessionRunner:
         write_new(result.folder.file("summary.json"), json.dumps(summary, indent=2))
 
 
+def _ask_operator(question: str) -> bool:
+    try:
+        answer = input(f"{question} [Enter = continue, n = abort] ")
+    except EOFError:
+        return False
+    return answer.strip().lower() not in ("n", "no", "abort")
+
+
 def run_protocol(
     protocol: str | Path,
     *,
@@ -440,8 +483,19 @@ def run_protocol(
     ProtocolError
         When any check fails; nothing has been created or touched.
     """
+    from .course import participant_pulses_on
+
+    # The per-day cap counts every pulse this participant got today, in any
+    # session or run (also runs that crashed), from their journals.
+    today = participant_pulses_on(Path(data_root), participant, datetime.date.today())
     checked = check_file(
-        protocol, rig=rig, thresholds=thresholds, limits=limits, require_power=True
+        protocol,
+        rig=rig,
+        thresholds=thresholds,
+        limits=limits,
+        require_power=True,
+        participant=participant,
+        delivered_today=today,
     )
     runner = SessionRunner(
         checked,

@@ -733,28 +733,30 @@ def _check_pulse_list(c, block, dose: Dose, margin_on: bool) -> None:
 
 
 def _check_theta_burst(c, block, dose: Dose, written) -> None:
+    """Theta-burst caps, in the threshold unit the intensity was written in.
+
+    An intensity in %MSO is checked against every threshold that is known.
+    """
     limits = c.limits
-    if dose.pct_amt is not None and limits.theta_burst_max_pct_amt is not None:
+    unit = block.intensity.unit
+    checked = False
+    for cap_unit, pct, cap in (
+        ("%AMT", dose.pct_amt, limits.theta_burst_max_pct_amt),
+        ("%RMT", dose.pct_rmt, limits.theta_burst_max_pct_rmt),
+    ):
+        if pct is None or cap is None or unit not in (cap_unit, "%MSO"):
+            continue
+        checked = True
         c.rule(
             block,
             "intensity",
             "theta-burst intensity cap",
-            limits.theta_burst_max_pct_amt,
-            dose.pct_amt,
-            "%AMT",
+            cap,
+            pct,
+            cap_unit,
             written=written,
         )
-    elif dose.pct_rmt is not None and limits.theta_burst_max_pct_rmt is not None:
-        c.rule(
-            block,
-            "intensity",
-            "theta-burst intensity cap",
-            limits.theta_burst_max_pct_rmt,
-            dose.pct_rmt,
-            "%RMT",
-            written=written,
-        )
-    else:
+    if not checked:
         c.refuse(
             block,
             "intensity",

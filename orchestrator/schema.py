@@ -161,14 +161,9 @@ def rig_schema() -> dict:
 
 def course_schema() -> dict:
     """JSON Schema of a course file."""
-    from .course import COURSE_SESSION_SPEC, COURSE_SPEC
+    from .course import COURSE_SPEC
 
-    session = _record(COURSE_SESSION_SPEC)
-    body = _record(
-        COURSE_SPEC,
-        sessions={"type": "array", "minItems": 1, "items": session},
-    )
-    return _document("course", body)
+    return _document("course", COURSE_SPEC.json_schema())
 
 
 def thresholds_schema() -> dict:
