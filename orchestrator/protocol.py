@@ -1002,7 +1002,10 @@ def _read_block(
         return []
     if "include" in m:
         return _read_include(r, state, m, path, variables)
+    n_problems = len(r.problems)
     m = _substitute(r, m, path, variables)
+    if len(r.problems) > n_problems:
+        return []  # the value as written can't be read further
     btype = r.get(m, path, "type", _TYPE_KIND.parse, required=True)
     if btype is None:
         return []

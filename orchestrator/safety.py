@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, replace
 from importlib.resources import files
 from pathlib import Path
 
+import numpy as np
+
 from .errors import Problem, ProtocolError
 from .fields import FieldReader, boolean, positive
 from .protocol import (
@@ -541,7 +543,8 @@ def _written(block: Block, key: str) -> object:
     value: object = block.raw
     for part in key.split("."):
         value = value.get(part) if isinstance(value, dict) else None
-    return value
+    # A list (pulse times) is not worth quoting: the rule's value says it.
+    return None if isinstance(value, list) else value
 
 
 def _single_pulse_cap(c: _Checker, block: Block, key: str, dose: Dose) -> None:
@@ -724,10 +727,7 @@ def _check_pulse_list(c, block, dose: Dose, margin_on: bool) -> None:
         return
     longest = max(runs, key=lambda r: r[1] - r[0])
     times = pattern.times_s
-    rate = 1.0 / min(
-        float(min(b - a for a, b in zip(times[s:e], times[s + 1 : e], strict=True)))
-        for s, e in runs
-    )
+    rate = 1.0 / min(float(np.min(np.diff(times[s:e]))) for s, e in runs)
     duration = (longest[1] - longest[0]) / rate
     _check_train(c, block, dose, margin_on, rate, duration, "times", "times")
 
