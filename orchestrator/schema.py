@@ -24,10 +24,10 @@ _VARIABLE = {"type": "string", "pattern": r"\$\{[A-Za-z_][A-Za-z0-9_]*\}"}
 
 
 def _record(
-    spec: s.RecordSpec, *, variables: bool = False, **extra_properties: dict
+    spec: s.RecordSpec, *, allow_variables: bool = False, **extra_properties: dict
 ) -> dict:
     schema = spec.json_schema(**extra_properties)
-    if variables:
+    if allow_variables:
         for name, prop in schema["properties"].items():
             if name in extra_properties:
                 continue
@@ -61,10 +61,10 @@ def _block_defs() -> dict:
         extra: dict = {"type": {"const": name}}
         if name == "task":
             extra["tms"] = {"$ref": "#/$defs/online_tms"}
-        defs[name] = _record(spec, variables=True, **extra)
+        defs[name] = _record(spec, allow_variables=True, **extra)
     for name, spec in PATTERN_SPECS.items():
         defs[f"stimulate_{name}"] = _record(
-            spec, variables=True, type={"const": "stimulate"}
+            spec, allow_variables=True, type={"const": "stimulate"}
         )
     defs["stimulate"] = {
         "type": "object",
@@ -73,12 +73,12 @@ def _block_defs() -> dict:
     }
     defs["repeat"] = _record(
         REPEAT_SPEC,
-        variables=True,
+        allow_variables=True,
         type={"const": "repeat"},
         blocks={"$ref": "#/$defs/blocks"},
     )
     defs["repeat"]["required"] = ["type", "blocks"]
-    defs["online_tms"] = _record(ONLINE_TMS_SPEC, variables=True)
+    defs["online_tms"] = _record(ONLINE_TMS_SPEC, allow_variables=True)
     defs["include"] = {
         "type": "object",
         "description": "Splice the blocks of a fragment file in here.",

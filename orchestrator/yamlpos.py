@@ -125,8 +125,10 @@ def load_yaml_text(text: str, file: str = "<string>") -> LocatedDocument:
         On a YAML syntax error, located where the parser stopped.
     """
     doc = LocatedDocument(None, {}, file, text, {})
-    loader = _Builder(text)
+    loader = None
     try:
+        # The reader refuses control characters already in the constructor.
+        loader = _Builder(text)
         node = loader.get_single_node()
         doc.data = {} if node is None else _build(loader, node, (), doc)
     except yaml.MarkedYAMLError as exc:
@@ -136,12 +138,20 @@ def load_yaml_text(text: str, file: str = "<string>") -> LocatedDocument:
         raise ProtocolError(
             [Problem(file, line, col, "(syntax)", rule, "text")]
         ) from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        col = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        rule = f"must be printable text: character #x{exc.character:04x} is not allowed"
+        raise ProtocolError(
+            [Problem(file, line, col, "(syntax)", rule, "text")]
+        ) from None
     except yaml.YAMLError as exc:
         raise ProtocolError(
             [Problem(file, 1, 1, "(syntax)", str(exc), "text")]
         ) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return doc
 
 
