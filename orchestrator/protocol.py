@@ -12,6 +12,7 @@ stimtrain sees an unchecked protocol. The field tables (:data:`BLOCK_SPECS`,
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import zlib
 from dataclasses import dataclass, field, replace
@@ -804,7 +805,7 @@ def _read_pattern(
                         m["times"][i],
                     )
                     break
-        if len(r.problems) > n_problems:
+        if times is None or len(r.problems) > n_problems:
             return None
         return PulseList(times_s=tuple(times))
     return _read_theta_burst(r, m, path, v, n_problems)
@@ -1098,8 +1099,11 @@ def _read_include(
     name = r.get(m, path, "include", s.TEXT.parse)
     if name is None:
         return []
-    base = Path(r.doc.file).parent if r.doc.file != "<string>" else Path.cwd()
-    target = (base / name).resolve()
+    # Name the fragment as the user would reach it from where they work, so
+    # messages about its lines open in their editor.
+    here = "" if r.doc.file == "<string>" else os.path.dirname(r.doc.file)
+    shown = os.path.normpath(os.path.join(here, name))
+    target = Path(shown).resolve()
     if target in state.stack:
         chain = " -> ".join(p.name for p in (*state.stack, target))
         r.fail((*path, "include"), f"includes itself ({chain})", name)
@@ -1107,12 +1111,12 @@ def _read_include(
     if not target.is_file():
         r.fail(
             (*path, "include"),
-            f"must name an existing file (looked for {target})",
+            f"must name an existing file (looked for {shown})",
             name,
         )
         return []
     try:
-        doc = load_yaml_file(target)
+        doc = load_yaml_file(shown)
     except ProtocolError as exc:
         r.problems.extend(exc.problems)
         return []
@@ -1259,6 +1263,8 @@ def protocol_from_document(
                 "stricter_margin"
             ]
     variables = _read_variables(r, top, {})
+    if doc.file != "<string>":
+        state.stack.append(Path(doc.file).resolve())
     templates = _read_blocks(r, state, top, (), variables, "blocks")
     if state.problems:
         raise ProtocolError(state.problems)

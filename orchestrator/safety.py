@@ -793,10 +793,12 @@ def _check_device(c: _Checker, block: StimulateBlock, dose: Dose, rig: Rig, caps
     pattern = block.pattern
     raw = block.raw
     _check_power_range(c, block, "intensity", dose, caps)
-    power = dose.power if dose.power is not None else caps.intensity_range[1]
+    # Power-dependent device limits need the power; without a threshold the
+    # check is repeated at run time, where the power is required.
+    power = dose.power
     has_trigger = rig.trigger is not None and "ttl" in caps.trigger_inputs
     shortest = _shortest_interval(pattern)
-    if shortest is not None:
+    if shortest is not None and power is not None:
         recharge = caps.recharge_time(power)
         if recharge > 0:
             c.rule(
@@ -817,7 +819,7 @@ def _check_device(c: _Checker, block: StimulateBlock, dose: Dose, rig: Rig, caps
             c.report.delivery[block.index] = "serial"
         elif has_trigger:
             c.report.delivery[block.index] = "trigger"
-            if isinstance(pattern, PulseList):
+            if isinstance(pattern, PulseList) and power is not None:
                 c.rule(
                     block,
                     "times",
@@ -859,15 +861,16 @@ def _check_device(c: _Checker, block: StimulateBlock, dose: Dose, rig: Rig, caps
     else:
         rate, key = pattern.frequency_hz, "frequency"
         mean_rate, on_time = rate, pattern.train_duration_s
-    c.rule(
-        block,
-        key,
-        f"{caps.label} maximum frequency at {power} %MSO",
-        caps.max_frequency(power),
-        rate,
-        "Hz",
-        written=raw.get(key, f"{rate:g} Hz"),
-    )
+    if power is not None:
+        c.rule(
+            block,
+            key,
+            f"{caps.label} maximum frequency at {power} %MSO",
+            caps.max_frequency(power),
+            rate,
+            "Hz",
+            written=raw.get(key, f"{rate:g} Hz"),
+        )
     if caps.max_on_time is not None and dose.power is not None:
         limit = caps.max_on_time(mean_rate, dose.power)
         if limit is not None and limit != float("inf"):

@@ -28,7 +28,7 @@ def test_corpus_is_complete():
         for p in (CORPUS / sub).glob("*.yaml")
     )
     assert files == sorted(EXPECTED)
-    assert len(files) >= 40
+    assert len(files) >= 60
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
