@@ -49,8 +49,8 @@ def _switch(key: str, cases: dict[str, str]) -> list[dict]:
 
 def _block_defs() -> dict:
     from .protocol import (
-        _BLOCK_TYPES,
         BLOCK_SPECS,
+        BLOCK_TYPES,
         ONLINE_TMS_SPEC,
         PATTERN_SPECS,
         REPEAT_SPEC,
@@ -88,9 +88,9 @@ def _block_defs() -> dict:
     }
     defs["block"] = {
         "type": "object",
-        "properties": {"type": {"enum": list(_BLOCK_TYPES)}},
+        "properties": {"type": {"enum": list(BLOCK_TYPES)}},
         "required": ["type"],
-        "allOf": _switch("type", {t: t for t in _BLOCK_TYPES}),
+        "allOf": _switch("type", {t: t for t in BLOCK_TYPES}),
     }
     defs["blocks"] = {
         "type": "array",

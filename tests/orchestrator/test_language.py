@@ -14,12 +14,12 @@ from stimtrain.orchestrator.protocol import (
     StimulateBlock,
     TaskBlock,
     WaitBlock,
-    balanced_latin_square_row,
     load_protocol,
     load_protocol_text,
 )
 from stimtrain.orchestrator.rig import simulated_rig
 from stimtrain.orchestrator.safety import Thresholds, check_protocol
+from stimtrain.orchestrator.structure import balanced_latin_square_row
 
 HEAD = "stimtrain: 1\nname: t\nseed: 7\n"
 

@@ -1,0 +1,310 @@
+"""The protocol model: patterns, blocks and the protocol, as plain data classes.
+
+Built only by :mod:`~stimtrain.orchestrator.protocol` from a checked file;
+everything downstream (safety check, plan, runner) reads these.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import Problem
+from .units import Intensity
+from .yamlpos import LocatedDocument
+
+FORMAT_VERSION = 1
+ORDERS = ("fixed", "random", "counterbalanced")
+TBS_VARIANTS = ("iTBS", "cTBS", "custom")
+PAIRED_PARADIGMS = ("SICI", "ICF", "LICI", "custom")
+#: Task events a pulse can be locked to (a task may announce fewer).
+TASK_EVENTS = ("stim_onset", "cue_onset", "response")
+#: Inter-stimulus intervals that define each paired-pulse paradigm
+#: (Kujirai 1993; Valls-Solé 1992; Rossini 2015), and whether the
+#: conditioning pulse must be below the resting motor threshold.
+PAIRED_ISI_S = {"SICI": (0.001, 0.006), "ICF": (0.007, 0.020), "LICI": (0.050, 0.200)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class SinglePulses:
+    """Single pulses at a fixed interval, optionally jittered uniformly by ±jitter."""
+
+    pulses: int
+    interval_s: float
+    jitter_s: float = 0.0
+
+    @property
+    def n_pulses(self) -> int:
+        """Pulses the pattern delivers."""
+        return self.pulses
+
+
+@dataclass(frozen=True, kw_only=True)
+class PairedPulses:
+    """Paired pulses: a conditioning pulse, then the test pulse ``isi_s`` later.
+
+    The block's ``intensity`` is the test pulse's; ``conditioning`` the first.
+    Pairs follow each other at ``interval_s`` (± ``jitter_s``).
+    """
+
+    paradigm: str
+    pairs: int
+    interval_s: float
+    isi_s: float
+    conditioning: Intensity
+    jitter_s: float = 0.0
+
+    @property
+    def n_pulses(self) -> int:
+        """Pulses the pattern delivers (two per pair)."""
+        return 2 * self.pairs
+
+
+@dataclass(frozen=True, kw_only=True)
+class RTMSTrains:
+    """Conventional rTMS: ``trains`` trains of ``pulses_per_train`` at a frequency."""
+
+    frequency_hz: float
+    pulses_per_train: int
+    trains: int = 1
+    inter_train_interval_s: float = 0.0
+
+    @property
+    def train_duration_s(self) -> float:
+        """Duration of one train as the safety tables count it (pulses / rate)."""
+        return self.pulses_per_train / self.frequency_hz
+
+    @property
+    def n_pulses(self) -> int:
+        """Pulses the pattern delivers."""
+        return self.pulses_per_train * self.trains
+
+
+@dataclass(frozen=True, kw_only=True)
+class ThetaBurst:
+    """Theta burst: bursts of pulses at ``burst_frequency`` repeated at ``burst_rate``.
+
+    ``train_duration_s`` is the on-time of one train (iTBS: 2 s) and
+    ``inter_train_interval_s`` the pause between trains (iTBS: 8 s); cTBS runs
+    as one continuous train (``train_duration_s`` is None).
+    """
+
+    variant: str
+    pulses: int = 600
+    pulses_per_burst: int = 3
+    burst_frequency_hz: float = 50.0
+    burst_rate_hz: float = 5.0
+    train_duration_s: float | None = None
+    inter_train_interval_s: float = 0.0
+
+    @property
+    def n_pulses(self) -> int:
+        """Pulses the pattern delivers."""
+        return self.pulses
+
+
+@dataclass(frozen=True, kw_only=True)
+class PulseList:
+    """Pulses at explicit times (seconds from the first pulse)."""
+
+    times_s: tuple[float, ...]
+
+    @property
+    def n_pulses(self) -> int:
+        """Pulses the pattern delivers."""
+        return len(self.times_s)
+
+    @property
+    def shortest_interval_s(self) -> float:
+        """Shortest gap between two pulses (inf for one pulse)."""
+        return float(np.min(np.diff(self.times_s))) if len(self.times_s) > 1 else np.inf
+
+
+Pattern = SinglePulses | PairedPulses | RTMSTrains | ThetaBurst | PulseList
+PATTERN_NAMES: dict[type, str] = {
+    SinglePulses: "single",
+    PairedPulses: "paired",
+    RTMSTrains: "rtms",
+    ThetaBurst: "theta_burst",
+    PulseList: "list",
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Block:
+    """What every block has: its run-order index, type, label and its source.
+
+    ``doc`` and ``src`` locate the block's text (an included fragment has its
+    own file), ``raw`` is the mapping as written (after variables), so that
+    every later check can quote and point at what the author wrote.
+    """
+
+    index: int
+    type: str
+    label: str
+    doc: LocatedDocument = field(repr=False, compare=False)
+    src: tuple = field(compare=False)
+    raw: dict = field(repr=False, compare=False, default_factory=dict)
+
+    @property
+    def path(self) -> tuple:
+        """Path of this block in its document, for messages."""
+        return self.src
+
+    def problem(self, key: str | None, rule: str, value: object) -> Problem:
+        """A problem located at one of this block's fields (or the block)."""
+        path = self.src if key is None else (*self.src, *key.split("."))
+        return self.doc.problem(path, rule, value)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RestBlock(Block):
+    """Rest (e.g. resting EEG) with a fixation cross on screen."""
+
+    duration_s: float
+    eyes: str = "open"
+
+
+@dataclass(frozen=True, kw_only=True)
+class InstructionsBlock(Block):
+    """A text shown to the participant for a fixed time."""
+
+    text: str
+    duration_s: float = 5.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class WaitBlock(Block):
+    """Hold until the operator confirms (e.g. after placing the coil)."""
+
+    text: str
+    participant_text: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class StimulateBlock(Block):
+    """TMS delivered in a pattern at one intensity."""
+
+    intensity: Intensity
+    pattern: Pattern
+
+    @property
+    def pattern_name(self) -> str:
+        """The pattern's name as written in protocol files."""
+        return PATTERN_NAMES[type(self.pattern)]
+
+
+@dataclass(frozen=True, kw_only=True)
+class OnlineTMS:
+    """Pulses locked to task events inside a task block.
+
+    A pulse is given ``delay_s`` after ``event`` on the selected trials;
+    eligible trials that are not selected get a ``no_pulse`` marker at the
+    same moment, so TMS and no-TMS trials can be compared.
+    """
+
+    event: str
+    delay_s: float
+    intensity: Intensity
+    select: str = "all"
+    every: int = 1
+    fraction: float = 1.0
+    conditions: tuple[str, ...] = ()
+
+    def max_pulses(self, trials: int) -> int:
+        """Most pulses this can deliver in ``trials`` trials (for the caps)."""
+        if self.select == "every":
+            return -(-trials // self.every)
+        if self.select == "fraction":
+            return round(self.fraction * trials)
+        return trials
+
+    def choose(self, eligible: list[int], rng: np.random.Generator) -> set[int]:
+        """Pick the stimulated trials among the eligible ones (trial numbers)."""
+        if self.select == "every":
+            return set(eligible[self.every - 1 :: self.every])
+        if self.select == "fraction":
+            n = round(self.fraction * len(eligible))
+            return set(rng.choice(eligible, size=n, replace=False).tolist())
+        return set(eligible)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskBlock(Block):
+    """A training task block: a task name, trials, parameters, optional online TMS."""
+
+    task: str
+    trials: int
+    params: dict[str, Any] = field(default_factory=dict)
+    tms: OnlineTMS | None = None
+
+    @property
+    def n_pulses(self) -> int:
+        """Most pulses the block's online TMS can deliver."""
+        return 0 if self.tms is None else self.tms.max_pulses(self.trials)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Protocol:
+    """A checked protocol file, with its blocks in run order.
+
+    Attributes
+    ----------
+    name, description : str
+        What the protocol is, for people.
+    seed : int
+        Seed of every random choice (jitter, trial order, block order).
+    blocks : tuple of Block
+        The blocks in run order (repeats unrolled, includes spliced in,
+        block orders drawn for ``participant``).
+    stricter_margin : bool
+        Shorten the rTMS train-duration limits by the Chen et al. 1997 margin.
+    document : LocatedDocument
+        The source text and value positions, for messages and copies.
+    order : tuple of str
+        How each ``repeat`` ordered its blocks, for the plan and the journal.
+    includes : tuple of str
+        Fragment files read, in order (their text is hashed with the protocol).
+    participant : str | None
+        The participant the block order was drawn for.
+    """
+
+    name: str
+    description: str
+    seed: int
+    blocks: tuple[Block, ...]
+    stricter_margin: bool
+    document: LocatedDocument
+    order: tuple[str, ...] = ()
+    includes: tuple[LocatedDocument, ...] = field(default=(), repr=False)
+    participant: str | None = None
+
+    @property
+    def file(self) -> str:
+        """The file the protocol was read from."""
+        return self.document.file
+
+    @property
+    def sha256(self) -> str:
+        """SHA-256 of the exact protocol text and of every included fragment."""
+        h = hashlib.sha256(self.document.text.encode("utf-8"))
+        for doc in self.includes:
+            h.update(doc.text.encode("utf-8"))
+        return h.hexdigest()
+
+    @property
+    def n_pulses(self) -> int:
+        """Most pulses the whole protocol can deliver."""
+        return sum(block_pulses(b) for b in self.blocks)
+
+
+def block_pulses(block: Block) -> int:
+    """Most pulses a block can deliver."""
+    if isinstance(block, StimulateBlock):
+        return block.pattern.n_pulses
+    if isinstance(block, TaskBlock):
+        return block.n_pulses
+    return 0

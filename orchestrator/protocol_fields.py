@@ -1,0 +1,397 @@
+"""Field tables of protocol files: one row per field, for the loader and the schema.
+
+Each :class:`~stimtrain.orchestrator.spec.RecordSpec` lists a mapping's fields
+with type, unit pattern, default and description; the loader reads through
+them and :mod:`~stimtrain.orchestrator.schema` turns them into JSON Schema.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from . import spec as s
+from .blocks import ORDERS, PAIRED_PARADIGMS, TASK_EVENTS, TBS_VARIANTS
+from .fields import UnitError
+from .units import Intensity
+
+
+def _event_offset(value: Any) -> tuple[str, float]:
+    text = s.TEXT.parse(value)
+    m = re.fullmatch(r"\s*([a-z_]+)\s*(?:\+\s*(.+?))?\s*", text)
+    if m is None:
+        raise UnitError("must be an event plus a delay, e.g. 'stim_onset + 150 ms'")
+    if m.group(1) not in TASK_EVENTS:
+        raise UnitError(f"event must be one of {', '.join(TASK_EVENTS)}")
+    return m.group(1), s.TIME.parse(m.group(2)) if m.group(2) else 0.0
+
+
+def _selection(value: Any) -> tuple[str, float]:
+    text = str(value).strip() if isinstance(value, (str, int)) else None
+    if text == "all":
+        return "all", 1.0
+    m = re.fullmatch(r"every\s+(\d+)(?:st|nd|rd|th)?(?:\s+trial)?", text or "")
+    if m and int(m.group(1)) >= 1:
+        return "every", float(m.group(1))
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*%", text or "")
+    if m and 0 < float(m.group(1)) <= 100:
+        return "fraction", float(m.group(1)) / 100
+    raise UnitError("must be 'all', 'every N' (e.g. 'every 2nd') or a percentage")
+
+
+EVENT_OFFSET = s.Kind(
+    "event offset",
+    _event_offset,
+    {
+        "type": "string",
+        "pattern": rf"^\s*({'|'.join(TASK_EVENTS)})\s*(\+.*)?$",
+        "examples": ["stim_onset + 150 ms"],
+    },
+)
+SELECTION = s.Kind(
+    "trial selection",
+    _selection,
+    {
+        "type": "string",
+        "pattern": (
+            r"^\s*(all|every\s+\d+(st|nd|rd|th)?(\s+trial)?|\d+(\.\d+)?\s*%)\s*$"
+        ),
+        "examples": ["all", "every 2nd", "30 %"],
+    },
+)
+
+_LABEL = s.FieldSpec("label", s.TEXT, "Name shown to the operator and in markers.")
+
+
+def _above_zero(value: Intensity) -> str | None:
+    return None if value.value > 0 else "must be greater than zero"
+
+
+_INTENSITY = s.FieldSpec(
+    "intensity",
+    s.INTENSITY,
+    "Stimulation intensity in %MSO, %RMT or %AMT (the test pulse for paired).",
+    required=True,
+    check=_above_zero,
+)
+PATTERN_KIND = s.choice(("single", "paired", "rtms", "theta_burst", "list"))
+_JITTER = s.FieldSpec(
+    "jitter",
+    s.TIME,
+    "Uniform jitter of each interval, ± this much.",
+    default="0 s",
+    check=s.non_negative,
+)
+
+BLOCK_SPECS: dict[str, s.RecordSpec] = {
+    "rest": s.RecordSpec(
+        "a rest block",
+        "Rest with a fixation cross (e.g. resting EEG).",
+        (
+            _LABEL,
+            s.FieldSpec(
+                "duration", s.TIME, "How long.", required=True, check=s.positive
+            ),
+            s.FieldSpec(
+                "eyes", s.choice(("open", "closed")), "Eyes open or closed.", "open"
+            ),
+        ),
+        extra_keys=("type",),
+    ),
+    "instructions": s.RecordSpec(
+        "an instructions block",
+        "A text shown to the participant for a fixed time.",
+        (
+            _LABEL,
+            s.FieldSpec("text", s.TEXT, "The text.", required=True),
+            s.FieldSpec(
+                "duration", s.TIME, "How long it is shown.", "5 s", check=s.positive
+            ),
+        ),
+        extra_keys=("type",),
+    ),
+    "wait_for_operator": s.RecordSpec(
+        "a wait_for_operator block",
+        "Hold until the operator confirms; the participant sees a short text.",
+        (
+            _LABEL,
+            s.FieldSpec("text", s.TEXT, "What the operator is asked.", required=True),
+            s.FieldSpec(
+                "participant_text", s.TEXT, "What the participant sees meanwhile."
+            ),
+        ),
+        extra_keys=("type",),
+    ),
+    "task": s.RecordSpec(
+        "a task block",
+        "A block of a training task, optionally with online TMS.",
+        (
+            _LABEL,
+            s.FieldSpec("task", s.TEXT, "Task name (e.g. flanker).", required=True),
+            s.FieldSpec(
+                "trials", s.INTEGER, "Trials.", required=True, check=s.at_least_one
+            ),
+            s.FieldSpec("params", s.ANY_MAPPING, "Task parameters (see docs)."),
+        ),
+        extra_keys=("type", "tms"),
+    ),
+}
+
+ONLINE_TMS_SPEC = s.RecordSpec(
+    "online TMS",
+    "Pulses locked to task events.",
+    (
+        s.FieldSpec(
+            "at",
+            EVENT_OFFSET,
+            "Task event plus delay, e.g. 'stim_onset + 150 ms'.",
+            required=True,
+        ),
+        s.FieldSpec(
+            "intensity",
+            s.INTENSITY,
+            "Intensity in %MSO, %RMT or %AMT.",
+            required=True,
+            check=_above_zero,
+        ),
+        s.FieldSpec(
+            "trials", SELECTION, "Which trials: all, 'every 2nd', '30 %'.", "all"
+        ),
+        s.FieldSpec(
+            "conditions",
+            s.list_of(s.TEXT),
+            "Only trials of these conditions (default: all).",
+        ),
+    ),
+)
+
+_STIM_COMMON = (
+    _LABEL,
+    s.FieldSpec(
+        "pattern",
+        PATTERN_KIND,
+        "Stimulation pattern.",
+        required=True,
+    ),
+    _INTENSITY,
+)
+PATTERN_SPECS: dict[str, s.RecordSpec] = {
+    "single": s.RecordSpec(
+        "a single stimulate block",
+        "Single pulses at a fixed, optionally jittered interval.",
+        (
+            *_STIM_COMMON,
+            s.FieldSpec(
+                "pulses", s.INTEGER, "Pulses.", required=True, check=s.at_least_one
+            ),
+            s.FieldSpec(
+                "interval",
+                s.TIME,
+                "Interval between pulses.",
+                required=True,
+                check=s.positive,
+            ),
+            _JITTER,
+        ),
+        extra_keys=("type",),
+    ),
+    "paired": s.RecordSpec(
+        "a paired stimulate block",
+        "Paired pulses (SICI, ICF, LICI): conditioning, then test after the ISI.",
+        (
+            *_STIM_COMMON,
+            s.FieldSpec(
+                "paradigm",
+                s.choice(PAIRED_PARADIGMS),
+                "SICI, ICF, LICI (ISI ranges checked) or custom.",
+                "custom",
+            ),
+            s.FieldSpec(
+                "conditioning",
+                s.INTENSITY,
+                "Intensity of the conditioning (first) pulse.",
+                required=True,
+                check=_above_zero,
+            ),
+            s.FieldSpec(
+                "isi",
+                s.TIME,
+                "Inter-stimulus interval.",
+                required=True,
+                check=s.positive,
+            ),
+            s.FieldSpec(
+                "pairs", s.INTEGER, "Pairs.", required=True, check=s.at_least_one
+            ),
+            s.FieldSpec(
+                "interval",
+                s.TIME,
+                "Interval between pairs.",
+                required=True,
+                check=s.positive,
+            ),
+            _JITTER,
+        ),
+        extra_keys=("type",),
+    ),
+    "rtms": s.RecordSpec(
+        "an rtms stimulate block",
+        "Conventional rTMS trains.",
+        (
+            *_STIM_COMMON,
+            s.FieldSpec(
+                "frequency",
+                s.FREQUENCY,
+                "Pulse rate within a train.",
+                required=True,
+                check=s.positive,
+            ),
+            s.FieldSpec(
+                "pulses_per_train",
+                s.INTEGER,
+                "Pulses in each train (or give train_duration).",
+                check=s.at_least_one,
+            ),
+            s.FieldSpec(
+                "train_duration",
+                s.TIME,
+                "Duration of each train (or give pulses_per_train).",
+                check=s.positive,
+            ),
+            s.FieldSpec("trains", s.INTEGER, "Trains.", 1, check=s.at_least_one),
+            s.FieldSpec(
+                "inter_train_interval",
+                s.TIME,
+                "Pause between trains (required with more than one train).",
+                check=s.positive,
+            ),
+        ),
+        extra_keys=("type",),
+    ),
+    "theta_burst": s.RecordSpec(
+        "a theta_burst stimulate block",
+        "Theta burst: iTBS, cTBS or custom bursts.",
+        (
+            *_STIM_COMMON,
+            s.FieldSpec(
+                "variant",
+                s.choice(TBS_VARIANTS),
+                "iTBS, cTBS or custom.",
+                required=True,
+            ),
+            s.FieldSpec("pulses", s.INTEGER, "Pulses.", 600, check=s.at_least_one),
+            s.FieldSpec(
+                "pulses_per_burst",
+                s.INTEGER,
+                "Pulses per burst.",
+                3,
+                check=s.at_least_one,
+            ),
+            s.FieldSpec(
+                "burst_frequency",
+                s.FREQUENCY,
+                "Pulse rate within a burst.",
+                "50 Hz",
+                check=s.positive,
+            ),
+            s.FieldSpec(
+                "burst_rate",
+                s.FREQUENCY,
+                "Rate of bursts.",
+                "5 Hz",
+                check=s.positive,
+            ),
+            s.FieldSpec(
+                "train_duration",
+                s.TIME,
+                "On-time of each train (iTBS: 2 s; required for custom).",
+                check=s.positive,
+            ),
+            s.FieldSpec(
+                "inter_train_interval",
+                s.TIME,
+                "Off-time between trains (iTBS: 8 s).",
+                check=s.non_negative,
+            ),
+        ),
+        extra_keys=("type",),
+    ),
+    "list": s.RecordSpec(
+        "a list stimulate block",
+        "Pulses at explicit times from the first pulse.",
+        (
+            *_STIM_COMMON,
+            s.FieldSpec(
+                "times",
+                s.list_of(s.TIME),
+                "Times of the pulses from the first, increasing (first is 0 s).",
+                required=True,
+            ),
+        ),
+        extra_keys=("type",),
+    ),
+}
+
+REPEAT_SPEC = s.RecordSpec(
+    "a repeat block",
+    "Blocks run several times, in a fixed, random or counterbalanced order.",
+    (
+        _LABEL,
+        s.FieldSpec("times", s.INTEGER, "Repetitions.", 1, check=s.at_least_one),
+        s.FieldSpec(
+            "order",
+            s.choice(ORDERS),
+            "Order of the blocks in each repetition: fixed, random (seeded) or "
+            "counterbalanced across participants (balanced Latin square).",
+            "fixed",
+        ),
+    ),
+    extra_keys=("type", "blocks"),
+)
+
+PROTOCOL_SPEC = s.RecordSpec(
+    "a protocol",
+    "A stimtrain protocol file.",
+    (
+        s.FieldSpec("stimtrain", s.INTEGER, "Format version (1).", required=True),
+        s.FieldSpec("name", s.TEXT, "Protocol name.", required=True),
+        s.FieldSpec("description", s.TEXT, "What the protocol is for."),
+        s.FieldSpec(
+            "seed",
+            s.INTEGER,
+            "Seed of every random choice, recorded with the run.",
+            0,
+            check=s.non_negative,
+        ),
+    ),
+    extra_keys=("safety", "variables", "blocks"),
+)
+SAFETY_OPTIONS_SPEC = s.RecordSpec(
+    "the safety options",
+    "Per-protocol safety options (only ever stricter than the lab's).",
+    (
+        s.FieldSpec(
+            "stricter_margin",
+            s.BOOLEAN,
+            "Shorten rTMS train-duration limits by the Chen 1997 25 % margin.",
+            False,
+        ),
+    ),
+)
+FRAGMENT_SPEC = s.RecordSpec(
+    "a fragment",
+    "Blocks to include in protocols (`- include: file.yaml`).",
+    (s.FieldSpec("stimtrain", s.INTEGER, "Format version (1).", required=True),),
+    extra_keys=("description", "variables", "blocks"),
+)
+
+#: Every block type, in the order messages list them.
+BLOCK_TYPES = (
+    "rest",
+    "instructions",
+    "wait_for_operator",
+    "stimulate",
+    "task",
+    "repeat",
+)
+TYPE_KIND = s.choice(BLOCK_TYPES)
