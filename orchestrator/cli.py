@@ -30,16 +30,16 @@ def _add_check_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _thresholds(args):
+def _thresholds(args, *, record: bool = False):
     from .thresholds import load_thresholds
 
-    thresholds, _ = load_thresholds(
+    thresholds, source = load_thresholds(
         args.thresholds,
         rmt=args.rmt,
         amt=args.amt,
         participant=getattr(args, "participant", None),
     )
-    return thresholds
+    return (thresholds, source) if record else thresholds
 
 
 def _print_problems(exc: ProtocolError) -> int:
@@ -162,13 +162,15 @@ def cmd_run(args) -> int:
     from .runner import run_protocol
 
     try:
+        thresholds, source = _thresholds(args, record=True)
         result = run_protocol(
             args.file,
             participant=args.participant,
             session=args.session,
             rig=args.rig,
             data_root=args.data,
-            thresholds=_thresholds(args),
+            thresholds=thresholds,
+            thresholds_source=source,
             limits=args.limits,
             simulated_participant=args.simulated_participant,
             say=_say,

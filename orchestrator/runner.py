@@ -112,9 +112,11 @@ class SessionRunner:
         simulated_participant: bool | None = None,
         say: Callable[[str], None] = print,
         confirm: Callable[[str], bool] | None = None,
+        thresholds_source: dict | None = None,
     ):
         self.checked = checked
         self.confirm = confirm or _ask_operator
+        self.thresholds_source = thresholds_source or {"source": "command line"}
         self.rig: Rig = checked.rig
         self.plan = checked.plan
         self.participant = participant
@@ -182,6 +184,7 @@ class SessionRunner:
             protocol=protocol.file,
             protocol_sha256=protocol.sha256,
             thresholds=self.plan.thresholds,
+            thresholds_source=self.thresholds_source,
             rig=self.rig.name,
             block_order=list(self.plan.order),
             limits_file=self.plan.limits_file,
@@ -328,6 +331,8 @@ class SessionRunner:
 
         clock = pylsl.local_clock
         fields = dict(block=block.index, type=block.type, label=block.label)
+        if isinstance(block, RestBlock):
+            fields["eyes"] = block.eyes
         self.markers.push("block_start", **fields)
         self.journal.write("block_start", **fields)
         self.say(
@@ -475,8 +480,12 @@ def run_protocol(
     limits: str | Path | None = None,
     simulated_participant: bool | None = None,
     say: Callable[[str], None] = print,
+    thresholds_source: dict | None = None,
 ) -> SessionResult:
     """Check and run a protocol file (the ``stimtrain run`` command).
+
+    ``thresholds_source`` (file, measured, method …) is written to the
+    journal with the thresholds.
 
     Raises
     ------
@@ -504,5 +513,6 @@ def run_protocol(
         data_root=Path(data_root),
         simulated_participant=simulated_participant,
         say=say,
+        thresholds_source=thresholds_source,
     )
     return runner.run()

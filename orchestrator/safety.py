@@ -9,6 +9,7 @@ so that ``stimtrain plan`` can show how close a protocol runs to each limit.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from importlib.resources import files
 from pathlib import Path
@@ -311,6 +312,15 @@ class Dose:
     pct_amt: float | None
 
 
+def round_half_up(value: float) -> int:
+    """Round to the nearest whole %MSO, halves up (30.5 → 31), as people do.
+
+    Python's ``round`` rounds halves to even (30.5 → 30); a tiny tolerance
+    keeps products like 61 × 50 / 100 from falling just below the half.
+    """
+    return math.floor(value + 0.5 + 1e-9)
+
+
 def resolve_intensity(intensity: Intensity, thresholds: Thresholds) -> Dose:
     """Convert an intensity into device power and threshold units.
 
@@ -319,18 +329,18 @@ def resolve_intensity(intensity: Intensity, thresholds: Thresholds) -> Dose:
     """
     power: int | None
     if intensity.unit == "%MSO":
-        power = round(intensity.value)
+        power = round_half_up(intensity.value)
     elif intensity.unit == "%RMT":
         power = (
             None
             if thresholds.rmt is None
-            else round(intensity.value * thresholds.rmt / 100)
+            else round_half_up(intensity.value * thresholds.rmt / 100)
         )
     else:
         power = (
             None
             if thresholds.amt is None
-            else round(intensity.value * thresholds.amt / 100)
+            else round_half_up(intensity.value * thresholds.amt / 100)
         )
 
     def pct(threshold: float | None, unit: str) -> float | None:
@@ -633,15 +643,8 @@ def _check_train(c, block, dose, margin_on, frequency, duration, fkey, dkey):
     """The physiological rules of a train of pulses at ``frequency``."""
     limits = c.limits
     written = _written(block, "intensity")
-    if dose.pct_rmt is None:
-        if not limits.allow_rtms_without_threshold:
-            c.refuse(
-                block,
-                "intensity",
-                "rTMS needs the resting motor threshold (give --rmt or use %RMT)",
-                written,
-            )
-        return
+    # The frequency limit needs no threshold: it holds even where a lab
+    # allows rTMS without one.
     c.rule(
         block,
         fkey,
@@ -651,6 +654,15 @@ def _check_train(c, block, dose, margin_on, frequency, duration, fkey, dkey):
         "Hz",
         written=_written(block, fkey),
     )
+    if dose.pct_rmt is None:
+        if not limits.allow_rtms_without_threshold:
+            c.refuse(
+                block,
+                "intensity",
+                "rTMS needs the resting motor threshold (give --rmt or use %RMT)",
+                written,
+            )
+        return
     c.rule(
         block,
         "intensity",

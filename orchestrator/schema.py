@@ -18,7 +18,8 @@ from pathlib import Path
 from . import spec as s
 
 SCHEMA_DIR = files("stimtrain.orchestrator") / "data" / "schema"
-DIALECT = "https://json-schema.org/draft/2020-12/schema"
+#: Draft-07: what editors' YAML language servers support best.
+DIALECT = "http://json-schema.org/draft-07/schema#"
 #: A whole value may be a ``${variable}`` (protocol files only).
 _VARIABLE = {"type": "string", "pattern": r"\$\{[A-Za-z_][A-Za-z0-9_]*\}"}
 
@@ -41,7 +42,7 @@ def _switch(key: str, cases: dict[str, str]) -> list[dict]:
     return [
         {
             "if": {"properties": {key: {"const": value}}, "required": [key]},
-            "then": {"$ref": f"#/$defs/{ref}"},
+            "then": {"$ref": f"#/definitions/{ref}"},
         }
         for value, ref in cases.items()
     ]
@@ -60,7 +61,7 @@ def _block_defs() -> dict:
     for name, spec in BLOCK_SPECS.items():
         extra: dict = {"type": {"const": name}}
         if name == "task":
-            extra["tms"] = {"$ref": "#/$defs/online_tms"}
+            extra["tms"] = {"$ref": "#/definitions/online_tms"}
         defs[name] = _record(spec, allow_variables=True, **extra)
     for name, spec in PATTERN_SPECS.items():
         defs[f"stimulate_{name}"] = _record(
@@ -75,7 +76,7 @@ def _block_defs() -> dict:
         REPEAT_SPEC,
         allow_variables=True,
         type={"const": "repeat"},
-        blocks={"$ref": "#/$defs/blocks"},
+        blocks={"$ref": "#/definitions/blocks"},
     )
     defs["repeat"]["required"] = ["type", "blocks"]
     defs["online_tms"] = _record(ONLINE_TMS_SPEC, allow_variables=True)
@@ -95,7 +96,12 @@ def _block_defs() -> dict:
     defs["blocks"] = {
         "type": "array",
         "minItems": 1,
-        "items": {"anyOf": [{"$ref": "#/$defs/include"}, {"$ref": "#/$defs/block"}]},
+        "items": {
+            "anyOf": [
+                {"$ref": "#/definitions/include"},
+                {"$ref": "#/definitions/block"},
+            ]
+        },
     }
     defs["variables"] = {
         "type": "object",
@@ -114,7 +120,7 @@ def _document(title: str, body: dict, defs: dict | None = None) -> dict:
         **body,
     }
     if defs:
-        out["$defs"] = defs
+        out["definitions"] = defs
     return out
 
 
@@ -125,8 +131,8 @@ def protocol_schema() -> dict:
     body = _record(
         PROTOCOL_SPEC,
         safety=_record(SAFETY_OPTIONS_SPEC),
-        variables={"$ref": "#/$defs/variables"},
-        blocks={"$ref": "#/$defs/blocks"},
+        variables={"$ref": "#/definitions/variables"},
+        blocks={"$ref": "#/definitions/blocks"},
     )
     body["required"] = [*body.get("required", []), "blocks"]
     return _document("protocol", body, _block_defs())
@@ -139,8 +145,8 @@ def fragment_schema() -> dict:
     body = _record(
         FRAGMENT_SPEC,
         description={"type": "string"},
-        variables={"$ref": "#/$defs/variables"},
-        blocks={"$ref": "#/$defs/blocks"},
+        variables={"$ref": "#/definitions/variables"},
+        blocks={"$ref": "#/definitions/blocks"},
     )
     body["required"] = [*body.get("required", []), "blocks"]
     return _document("fragment", body, _block_defs())

@@ -15,6 +15,7 @@ whatever is used is recorded in the plan of the session.
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 from . import spec as s
@@ -25,6 +26,16 @@ from .yamlpos import load_yaml_file
 
 _PCT = s.number_range(1, 100)
 
+
+def _date_or_text(value) -> str:
+    # YAML reads an unquoted 2026-11-20 as a date: accept it as written.
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    return s.TEXT.parse(value)
+
+
+_DATE = s.Kind("date", _date_or_text, {"type": "string"})
+
 THRESHOLDS_SPEC = s.RecordSpec(
     "a thresholds file",
     "A participant's motor thresholds in %MSO.",
@@ -33,7 +44,7 @@ THRESHOLDS_SPEC = s.RecordSpec(
         s.FieldSpec("participant", s.TEXT, "Participant ID."),
         s.FieldSpec("rmt", _PCT, "Resting motor threshold, %MSO."),
         s.FieldSpec("amt", _PCT, "Active motor threshold, %MSO."),
-        s.FieldSpec("measured", s.TEXT, "When the thresholds were measured."),
+        s.FieldSpec("measured", _DATE, "When the thresholds were measured."),
         s.FieldSpec("method", s.TEXT, "How they were measured."),
     ),
 )

@@ -14,8 +14,8 @@ CORPUS = ROOT / "tests" / "corpus"
 
 def _validator(name):
     schema = SCHEMAS[name]()
-    jsonschema.Draft202012Validator.check_schema(schema)
-    return jsonschema.Draft202012Validator(schema)
+    jsonschema.Draft7Validator.check_schema(schema)
+    return jsonschema.Draft7Validator(schema)
 
 
 @pytest.mark.parametrize("name", sorted(SCHEMAS))
@@ -61,10 +61,10 @@ def test_schema_flags_structural_mistakes(name):
 
 def test_schema_describes_fields_for_completion():
     schema = SCHEMAS["protocol"]()
-    single = schema["$defs"]["stimulate_single"]["properties"]
+    single = schema["definitions"]["stimulate_single"]["properties"]
     assert "Interval between pulses." == single["interval"]["description"]
     assert single["jitter"]["default"] == "0 s"
-    tbs = schema["$defs"]["stimulate_theta_burst"]["properties"]
+    tbs = schema["definitions"]["stimulate_theta_burst"]["properties"]
     assert tbs["variant"]["anyOf"][0]["enum"] == ["iTBS", "cTBS", "custom"]
     rig = SCHEMAS["rig"]()
     models = rig["properties"]["stimulator"]["properties"]["model"]["enum"]
