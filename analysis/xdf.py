@@ -1,7 +1,8 @@
 """Read stimtrain XDF recordings into MNE-Python.
 
-MNE has no XDF reader, so the EEG stream is loaded with :func:`pyxdf.load_xdf`
-(clock synchronisation and per-segment dejittering on) and turned into an
+MNE has no XDF reader, so the EEG stream is loaded with :func:`load_streams`
+(our own reader, pyxdf-compatible: clock synchronisation and per-segment
+dejittering on, dropouts kept as gaps) and turned into an
 :class:`mne.io.RawArray`; the stimtrain marker stream becomes
 :class:`mne.Annotations` whose ``extras`` hold every field of each marker.
 
@@ -14,20 +15,21 @@ synchronisation) is stored in ``raw.info["description"]`` and returned by
 rate, so it equals ``marker time - first_time`` when the stream has no gaps
 and runs at its nominal rate, and stays attached to the right samples when it
 has gaps or a slightly different effective rate (see ``specs/analysis.md``).
-Gaps between segments are filled with zeros and annotated ``BAD_ACQ_SKIP``.
+Gaps between segments and dropouts inside them are filled with zeros and
+annotated ``BAD_ACQ_SKIP``; their length in samples is the gap's duration at
+the effective rate of the segment before it.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import warnings
 from os import PathLike
-from pathlib import Path
 
 import mne
 import numpy as np
 import pandas as pd
-import pyxdf
 from mne.utils import logger, verbose, warn
 
 from stimtrain.orchestrator.vocabulary import (
@@ -35,6 +37,10 @@ from stimtrain.orchestrator.vocabulary import (
     MARKER_STREAM_TYPE,
     decode_marker,
 )
+
+from .xdfclock import apply_clock_fit
+from .xdffile import index_xdf
+from .xdfload import load_streams
 
 __all__ = [
     "read_raw_xdf",
@@ -102,29 +108,6 @@ def _nominal_srate(stream: dict) -> float:
     return float(_info_value(stream["info"], "nominal_srate", 0.0))
 
 
-@verbose
-def load_streams(fname: str | PathLike, *, verbose=None) -> list[dict]:
-    """Load every stream of an XDF file with pyxdf's default corrections.
-
-    Parameters
-    ----------
-    fname : path-like
-        The XDF file. A file without footer (recorder killed) still loads.
-    %(verbose)s
-
-    Returns
-    -------
-    streams : list of dict
-        pyxdf's stream dicts (clock-synchronised, dejittered per segment).
-    """
-    fname = Path(fname)
-    if not fname.is_file():
-        raise FileNotFoundError(f"no XDF file at {fname}")
-    logger.info(f"Reading {fname}")
-    streams, _ = pyxdf.load_xdf(str(fname))
-    return streams
-
-
 def _find_eeg_stream(streams: list[dict], eeg_stream: str | None) -> dict:
     if eeg_stream is not None:
         found = [s for s in streams if _stream_name(s) == eeg_stream]
@@ -173,6 +156,8 @@ def _channel_meta(stream: dict) -> tuple[list[str], list[str], np.ndarray]:
     """Channel names, MNE types and scales to volts from the stream's desc."""
     info = stream["info"]
     n_ch = int(_info_value(info, "channel_count", 0))
+    # A channel without a type takes its stream's (an "EMG" stream's are EMG).
+    default_kind = _stream_type(stream) or "EEG"
     channels = []
     try:
         channels = info["desc"][0]["channels"][0]["channel"]
@@ -183,7 +168,7 @@ def _channel_meta(stream: dict) -> tuple[list[str], list[str], np.ndarray]:
         ch = channels[ii] if ii < len(channels) and channels[ii] else {}
         name = str(_info_value(ch, "label", "") or f"EEG{ii + 1:03d}")
         unit = str(_info_value(ch, "unit", "microvolts")).strip().lower()
-        kind = str(_info_value(ch, "type", "EEG")).strip().lower()
+        kind = str(_info_value(ch, "type", "") or default_kind).strip().lower()
         names.append(name)
         types.append(_CH_TYPES.get(kind, "eeg"))
         # The contract says µV; an unknown unit is treated as µV too.
@@ -199,26 +184,32 @@ def _channel_meta(stream: dict) -> tuple[list[str], list[str], np.ndarray]:
     return names, types, np.asarray(scales)
 
 
-def _segment_layout(ts: np.ndarray, segments, sfreq: float):
-    """Place each segment on one uniform sample grid.
+def _segment_layout(stream: dict, sfreq: float):
+    """Place the stream's gap-free runs of samples on one uniform grid.
 
-    Returns the grid start of each segment, the total number of grid samples,
-    and the knots (time, grid position) that map LSL time to grid position.
+    Returns the runs as (first sample, last sample, grid position), the total
+    number of grid samples, and the knots (time, grid position) that map LSL
+    time to grid position.
     """
-    if not segments:
-        segments = [(0, len(ts) - 1)]
-    starts, knots_t, knots_p = [], [], []
-    next_free = 0
-    for s0, s1 in segments:
-        pos = int(round((ts[s0] - ts[0]) * sfreq))
-        # Rounding or a faster effective rate can make a segment start before
-        # the previous one ends; samples are never overlapped.
-        pos = max(pos, next_free)
-        starts.append(pos)
-        knots_t += [ts[s0], ts[s1]]
-        knots_p += [pos, pos + (s1 - s0)]
-        next_free = pos + (s1 - s0) + 1
-    return starts, next_free, np.asarray(knots_t), np.asarray(knots_p, float)
+    ts = np.asarray(stream["time_stamps"], float)
+    timing = stream.get("timing")
+    if timing is not None and timing.get("runs"):
+        g0 = timing["runs"][0][2]
+        runs = [(a, b, g - g0) for a, b, g in timing["runs"]]
+    else:
+        # pyxdf's streams: segments only, placed by their first timestamp.
+        runs, next_free = [], 0
+        for s0, s1 in stream["info"].get("segments") or [(0, len(ts) - 1)]:
+            pos = int(round((ts[s0] - ts[0]) * sfreq))
+            # Rounding or a faster effective rate can make a segment start
+            # before the previous one ends; samples are never overlapped.
+            pos = max(pos, next_free)
+            runs.append((s0, s1, pos))
+            next_free = pos + (s1 - s0) + 1
+    knots_t = np.asarray([t for a, b, _ in runs for t in (ts[a], ts[b])])
+    knots_p = np.asarray([p for a, b, g in runs for p in (g, g + b - a)], float)
+    n_total = runs[-1][2] + runs[-1][1] - runs[-1][0] + 1
+    return runs, n_total, knots_t, knots_p
 
 
 def _time_to_position(t, knots_t, knots_p, sfreq: float) -> np.ndarray:
@@ -282,15 +273,13 @@ def _raw_from_streams(
 ) -> mne.io.RawArray:
     stream = _find_eeg_stream(streams, eeg_stream)
     ts = np.asarray(stream["time_stamps"], float)
-    data = np.asarray(stream["time_series"])
+    data = stream["time_series"]
     names, types, scales = _channel_meta(stream)
     sfreq = _nominal_srate(stream) or float(stream["info"]["effective_srate"])
-    starts, n_total, knots_t, knots_p = _segment_layout(
-        ts, stream["info"].get("segments"), sfreq
-    )
-    segments = stream["info"].get("segments") or [(0, len(ts) - 1)]
+    runs, n_total, knots_t, knots_p = _segment_layout(stream, sfreq)
+    # Fill float64 (what RawArray keeps) straight from the stream's float32.
     out = np.zeros((len(names), n_total))
-    for (s0, s1), pos in zip(segments, starts, strict=True):
+    for s0, s1, pos in runs:
         out[:, pos : pos + s1 - s0 + 1] = data[s0 : s1 + 1].T
     out *= scales[:, np.newaxis]
 
@@ -301,21 +290,24 @@ def _raw_from_streams(
         f"first_time={first_time!r} (LSL time of the first sample, s)"
     )
     raw = mne.io.RawArray(out, info, verbose=False)
-    raw.set_montage(_montage_name(), on_missing="ignore", match_case=False)
+    del out
+    if "eeg" in types:
+        with warnings.catch_warnings():
+            # EMG channels named like 10-20 sites keep no position; fine.
+            warnings.filterwarnings("ignore", "Not setting positions")
+            raw.set_montage(_montage_name(), on_missing="ignore", match_case=False)
 
     onsets, durations, descriptions, extras = [], [], [], []
-    # Gaps: annotate so that filtering and epoching skip them.
-    for (pos0, (s0, s1)), pos1 in zip(
-        zip(starts, segments, strict=True), starts[1:], strict=False
-    ):
-        end = pos0 + s1 - s0 + 1
-        if pos1 > end:
+    # Gaps and dropouts: annotate so that filtering and epoching skip them.
+    for (a0, b0, g0), (_, _, g1) in zip(runs, runs[1:], strict=False):
+        end = g0 + b0 - a0 + 1
+        if g1 > end:
             onsets.append(end / sfreq)
-            durations.append((pos1 - end) / sfreq)
+            durations.append((g1 - end) / sfreq)
             descriptions.append("BAD_ACQ_SKIP")
             extras.append(None)
-    if len(segments) > 1:
-        logger.info(f"EEG stream has {len(segments)} segments; gaps are zero-filled")
+    if len(runs) > 1:
+        logger.info(f"EEG stream has {len(runs)} gap-free runs; gaps are zero-filled")
 
     mstream = _find_marker_stream(streams, marker_stream)
     if mstream is None:
@@ -348,6 +340,7 @@ def read_raw_xdf(
     *,
     eeg_stream: str | None = None,
     marker_stream: str | None = None,
+    find_dropouts: bool = True,
     verbose=None,
 ) -> mne.io.RawArray:
     """Read the EEG and the stimtrain markers of an XDF file as a Raw.
@@ -363,6 +356,9 @@ def read_raw_xdf(
         Name of the marker stream. ``None`` picks the stream of type
         ``"Markers"`` whose name starts with ``"stimtrain-markers"``. If there
         is none, the raw has no markers (with a warning).
+    find_dropouts : bool
+        Keep dropouts shorter than pyxdf's break threshold as gaps instead of
+        smearing them over the segment (see :func:`load_streams`).
     %(verbose)s
 
     Returns
@@ -374,8 +370,11 @@ def read_raw_xdf(
         names match. One annotation per marker, with the marker's
         ``event`` as description, duration 0, and the decoded marker (plus its
         synchronised ``lsl_time``) in ``raw.annotations.extras``. Gaps in the
-        EEG are zero-filled and annotated ``BAD_ACQ_SKIP``. The LSL time of
-        the first sample is given by :func:`first_lsl_time`.
+        EEG (between segments and dropouts inside them) are zero-filled and
+        annotated ``BAD_ACQ_SKIP``. The LSL time of the first sample is given
+        by :func:`first_lsl_time`; the :func:`timing_diagnostics` of the
+        streams read are in ``raw.info["temp"]["timing"]`` (not saved to FIF).
+        Only the EEG and marker streams are read from the file.
 
     Notes
     -----
@@ -383,9 +382,30 @@ def read_raw_xdf(
     ``duration``, ``description``, ``ch_names``) are stored as
     ``marker_<name>``; booleans become 0/1 and nested values JSON text.
     """
-    return _raw_from_streams(
-        load_streams(fname), eeg_stream=eeg_stream, marker_stream=marker_stream
-    )
+    ids = _wanted_ids(fname, eeg_stream, marker_stream, eeg=True)
+    streams = load_streams(fname, select=ids or None, find_dropouts=find_dropouts)
+    raw = _raw_from_streams(streams, eeg_stream=eeg_stream, marker_stream=marker_stream)
+    raw.info["temp"] = dict(timing=timing_diagnostics(streams))
+    return raw
+
+
+def _wanted_ids(fname, eeg_stream, marker_stream, *, eeg: bool) -> list[int]:
+    """Ids of the streams read_raw_xdf / read_markers need, from the headers.
+
+    Same rules as :func:`_find_eeg_stream` and :func:`_find_marker_stream`.
+    """
+    ids = []
+    for sid, s in index_xdf(fname).streams.items():
+        is_eeg = s.name == eeg_stream if eeg_stream else s.type.lower() == "eeg"
+        if marker_stream:
+            is_marker = s.name == marker_stream
+        else:
+            is_marker = s.type == MARKER_STREAM_TYPE and s.name.startswith(
+                MARKER_STREAM_PREFIX
+            )
+        if (eeg and is_eeg) or is_marker:
+            ids.append(sid)
+    return ids
 
 
 def _markers_from_streams(
@@ -423,7 +443,10 @@ def read_markers(
         NaN). Empty (columns ``time`` and ``event``) when there is no marker
         stream.
     """
-    return _markers_from_streams(load_streams(fname), marker_stream)
+    ids = _wanted_ids(fname, None, marker_stream, eeg=False)
+    if not ids:
+        return _markers_from_streams([], marker_stream)
+    return _markers_from_streams(load_streams(fname, select=ids), marker_stream)
 
 
 def _clock_offsets(stream: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -441,6 +464,18 @@ def _clock_offsets(stream: dict) -> tuple[np.ndarray, np.ndarray]:
 
 def _clock_offset_fit(stream: dict):
     """Return a function mapping a sender's LSL time to the recorder's clock."""
+    fit = (stream.get("timing") or {}).get("clock_fit")
+    if fit is not None:
+
+        def to_recorder(t):
+            t = np.array(t, float, ndmin=1)
+            order = np.argsort(t, kind="stable")
+            mapped = t[order]
+            apply_clock_fit(mapped, fit)
+            t[order] = mapped
+            return t
+
+        return to_recorder
     times, values = _clock_offsets(stream)
     if len(values) == 0:
         return lambda t: np.asarray(t, float)
@@ -470,6 +505,15 @@ def timing_diagnostics(streams: list[dict]) -> dict[str, dict]:
         (estimated from the gaps and the nominal rate), ``n_clock_offsets``,
         ``clock_offset_mean_ms``, ``clock_offset_std_ms``,
         ``clock_offset_range_ms``, ``has_footer`` and ``footer_sample_count``.
+        Streams from :func:`load_streams` also give ``segment_srates``
+        (effective rate of each segment), ``dropouts`` (list of dicts:
+        ``time`` of the first sample after it, ``missing`` samples,
+        ``duration_s``), ``n_dropouts``, ``clock_drift_ppm`` (slope of the
+        clock offset fit), ``clock_fit_residual_ms`` (largest distance of an
+        offset from the fit), ``n_clock_resets``, ``truncated`` (the last
+        chunk was cut off) and ``samples_cut`` (samples lost with it); for
+        those, ``dropped_samples`` counts gaps and dropouts at the effective
+        rate.
     """
     out: dict[str, dict] = {}
     names = [_stream_name(s) for s in streams]
@@ -490,6 +534,11 @@ def timing_diagnostics(streams: list[dict]) -> dict[str, dict]:
         footer_info = footer.get("info", {}) if isinstance(footer, dict) else {}
         footer_count = _info_value(footer_info, "sample_count", None)
         key = name if names.count(name) == 1 else f"{name}#{info.get('stream_id')}"
+        extra = {}
+        timing = stream.get("timing")
+        if timing is not None:
+            extra = _timing_extras(timing, ts, nominal)
+            dropped = extra.pop("dropped_samples")
         out[key] = dict(
             name=name,
             type=_stream_type(stream),
@@ -516,5 +565,37 @@ def timing_diagnostics(streams: list[dict]) -> dict[str, dict]:
             footer_sample_count=(
                 int(footer_count) if footer_count not in (None, "") else None
             ),
+            **extra,
         )
     return out
+
+
+def _timing_extras(timing: dict, ts: np.ndarray, nominal: float) -> dict:
+    """The diagnostics only our reader knows (dropouts, rates, clock fit)."""
+    rates = [float(r) for r in timing.get("segment_srates", [])]
+    dropouts = []
+    for k, missing in timing.get("dropouts", []):
+        rate = nominal or 1.0
+        dropouts.append(
+            dict(time=float(ts[k]), missing=int(missing), duration_s=missing / rate)
+        )
+    fit = timing.get("clock_fit")
+    drift = residual = None
+    resets = 0
+    if fit is not None and len(fit.clock_times):
+        drift = float(fit.coefs[-1][1]) * 1e6
+        residual = float(np.abs(fit.residuals).max()) * 1e3
+        resets = len(fit.ranges) - 1
+    return dict(
+        segment_srates=rates,
+        dropouts=dropouts,
+        n_dropouts=len(dropouts),
+        dropped_samples=int(
+            sum(timing.get("gaps", [])) + sum(m for _, m in timing.get("dropouts", []))
+        ),
+        clock_drift_ppm=drift,
+        clock_fit_residual_ms=residual,
+        n_clock_resets=resets,
+        truncated=bool(timing.get("truncated")),
+        samples_cut=int(timing.get("n_cut", 0)),
+    )

@@ -5,11 +5,17 @@ after each pulse; the markers follow the stimtrain vocabulary. Run as a script
 (``python synthetic_xdf.py <json kwargs>``) so that several recordings can be
 made at once: the recorder's destructor holds the GIL for up to its 5 s clock
 offset interval, so threads would serialise them.
+
+:class:`XdfWriter` writes XDF files directly (numpy, no LSL) and
+:func:`simulate_xdf` uses it for recordings whose timing faults are known
+exactly: dropouts, clock offsets and drift, jitter, deduced timestamps, no
+footer.
 """
 
 from __future__ import annotations
 
 import json
+import struct
 import sys
 import time
 import uuid
@@ -220,3 +226,279 @@ if __name__ == "__main__":
     path = Path(kwargs.pop("path"))
     result = record(path, **kwargs)
     path.with_suffix(".json").write_text(result.to_json())
+
+
+# -- A direct XDF writer: files with known truth, written fast with numpy --
+
+_FORMATS = {
+    "int8": "<i1",
+    "int16": "<i2",
+    "int32": "<i4",
+    "int64": "<i8",
+    "float32": "<f4",
+    "double64": "<f8",
+}
+
+
+def _varlen(value: int) -> bytes:
+    if value < 1 << 8:
+        return b"\x01" + value.to_bytes(1, "little")
+    if value < 1 << 32:
+        return b"\x04" + value.to_bytes(4, "little")
+    return b"\x08" + value.to_bytes(8, "little")
+
+
+def _xml(tag: str, fields: dict) -> str:
+    inner = "".join(
+        _xml(k, v) if isinstance(v, dict) else f"<{k}>{v}</{k}>"
+        for k, v in fields.items()
+    )
+    return f"<{tag}>{inner}</{tag}>"
+
+
+class XdfWriter:
+    """Write an XDF file chunk by chunk, as the XDF 1.0 specification lays out.
+
+    Numeric Samples chunks are built as one numpy record array, so an hour of
+    64-channel 5 kHz data takes seconds. Use as a context manager.
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self._f = open(self.path, "wb")
+        self._f.write(b"XDF:")
+        self._chunk(1, b'<?xml version="1.0"?><info><version>1.0</version></info>')
+        self._formats: dict[int, str] = {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self) -> None:
+        self._f.close()
+
+    def _chunk(self, tag: int, content: bytes, stream_id: int | None = None) -> None:
+        head = b"" if stream_id is None else stream_id.to_bytes(4, "little")
+        body = tag.to_bytes(2, "little") + head
+        self._f.write(_varlen(len(body) + len(content)) + body)
+        self._f.write(content)
+
+    def add_stream(
+        self,
+        stream_id: int,
+        name: str,
+        type: str,
+        channel_count: int,
+        nominal_srate: float,
+        channel_format: str = "float32",
+        channels: list[dict] | None = None,
+        desc_extra: dict | None = None,
+    ) -> None:
+        """Write a StreamHeader; ``channels`` are dicts of label/unit/type."""
+        desc = {}
+        if channels:
+            desc["channels"] = "".join(_xml("channel", c) for c in channels)
+        desc.update(desc_extra or {})
+        info = dict(
+            name=name,
+            type=type,
+            channel_count=channel_count,
+            channel_format=channel_format,
+            source_id=f"src{stream_id}",
+            nominal_srate=repr(float(nominal_srate)),
+            version="1.1",
+            created_at="0",
+            uid=f"uid{stream_id}",
+            session_id="default",
+            hostname="synthetic",
+        )
+        xml = _xml("info", {**info, "desc": desc})
+        self._formats[stream_id] = channel_format
+        self._chunk(2, f'<?xml version="1.0"?>{xml}'.encode(), stream_id)
+
+    def write_samples(self, stream_id: int, values, stamps, has_stamp=None) -> None:
+        """Write one Samples chunk.
+
+        ``has_stamp`` (bool per sample, default all) says which samples carry
+        their timestamp; the others are deduced by readers from the previous
+        one plus 1/nominal_srate.
+        """
+        fmt = self._formats[stream_id]
+        stamps = np.asarray(stamps, "<f8")
+        n = len(stamps)
+        has = np.ones(n, bool) if has_stamp is None else np.asarray(has_stamp, bool)
+        out = [_varlen(n)]
+        if fmt == "string":
+            for k in range(n):
+                out.append(b"\x08" + stamps[k].tobytes() if has[k] else b"\x00")
+                for text in values[k]:
+                    raw = str(text).encode()
+                    out.append(_varlen(len(raw)) + raw)
+            self._chunk(3, b"".join(out), stream_id)
+            return
+        values = np.ascontiguousarray(values, _FORMATS[fmt])
+        nch = values.shape[1]
+        if has.all():
+            rec = np.empty(n, [("f", "u1"), ("t", "<f8"), ("v", _FORMATS[fmt], (nch,))])
+            rec["f"], rec["t"], rec["v"] = 8, stamps, values
+            out.append(rec.tobytes())
+        else:
+            for k in range(n):
+                out.append(b"\x08" + stamps[k].tobytes() if has[k] else b"\x00")
+                out.append(values[k].tobytes())
+        self._chunk(3, b"".join(out), stream_id)
+
+    def write_clock_offset(self, stream_id: int, time: float, value: float) -> None:
+        """Write a ClockOffset chunk (collection time, offset), in seconds."""
+        self._chunk(4, struct.pack("<dd", time, value), stream_id)
+
+    def write_boundary(self) -> None:
+        self._chunk(5, bytes.fromhex("43a546dccbf5410fb30ed5467383cbe4"))
+
+    def write_footer(
+        self, stream_id: int, first: float, last: float, count: int
+    ) -> None:
+        xml = _xml(
+            "info",
+            dict(
+                first_timestamp=repr(first),
+                last_timestamp=repr(last),
+                sample_count=count,
+            ),
+        )
+        self._chunk(6, f'<?xml version="1.0"?>{xml}'.encode(), stream_id)
+
+
+@dataclass
+class Simulated:
+    """Ground truth of a file written by :func:`simulate_xdf`."""
+
+    path: Path
+    sfreq: float
+    n_channels: int
+    first_time: float  # recorder-clock time of the first EEG sample
+    sample_times: np.ndarray  # recorder-clock time of every sample sent
+    data: np.ndarray  # (n_sent, n_channels), as written
+    marker_times: np.ndarray  # recorder-clock times of the pulse markers
+    gaps: list[tuple[float, float]]  # recorder-clock (start, stop) of dropouts
+
+
+def simulate_xdf(
+    path,
+    *,
+    sfreq: float = 1000.0,
+    n_channels: int = 4,
+    duration: float = 10.0,
+    channel_format: str = "float32",
+    stream_type: str = "EEG",
+    chunk_seconds: float = 0.1,
+    dropouts: list[tuple[float, float]] = (),
+    eeg_offset: float = 0.0,
+    eeg_drift_ppm: float = 0.0,
+    marker_offset: float = 0.0,
+    jitter_s: float = 0.0,
+    stamp_every: int = 1,
+    rate_error_ppm: float = 0.0,
+    pulses: list[float] = (),
+    clock_interval: float = 5.0,
+    footer: bool = True,
+    t0: float = 1000.0,
+    seed: int = 0,
+) -> Simulated:
+    """Write a two-stream recording (signal + stimtrain markers) with known truth.
+
+    The signal's sender clock reads ``t - eeg_offset`` (plus ``eeg_drift_ppm``
+    drift) when the recorder's reads ``t``; the marker sender's reads
+    ``t - marker_offset``. ClockOffset chunks record those offsets as LSL
+    does. Samples whose offsets (s from the first sample) fall in a
+    ``dropouts`` window are never written; each chunk's timestamps are off by
+    a random jitter of ``jitter_s`` (standard deviation). Every
+    ``stamp_every``-th sample carries its timestamp, the others are deduced.
+    Each pulse marker is written at ``t0 + pulse`` (recorder clock) and the
+    signal has a step of 1000 units at the first sample at or after it.
+    """
+    from stimtrain.orchestrator.vocabulary import MARKER_STREAM_PREFIX, encode_marker
+
+    rng = np.random.default_rng(seed)
+    true_rate = sfreq * (1 + rate_error_ppm * 1e-6)
+    n = int(round(duration * sfreq))
+    offsets = np.arange(n) / true_rate
+    keep = np.ones(n, bool)
+    for a, b in dropouts:
+        keep &= ~((offsets >= a) & (offsets < b))
+    t_true = t0 + offsets
+    data = rng.normal(0, 10, (n, n_channels))
+    for p in pulses:
+        data[np.searchsorted(offsets, p) :, 0] += 1000.0
+    if channel_format in ("int8", "int16", "int32", "int64"):
+        data = np.clip(np.round(data), -100 if channel_format == "int8" else -1e9, 100)
+    dtype = _FORMATS.get(channel_format, "<f4")
+    data = data.astype(dtype)
+
+    def eeg_clock(t):  # sender's clock reading at recorder time t
+        return (t - eeg_offset) - (t - t0) * eeg_drift_ppm * 1e-6
+
+    channels = [
+        dict(label=f"C{i + 1}", unit="microvolts", type=stream_type)
+        for i in range(n_channels)
+    ]
+    path = Path(path)
+    with XdfWriter(path) as w:
+        w.add_stream(
+            1, "SimSignal", stream_type, n_channels, sfreq, channel_format, channels
+        )
+        w.add_stream(2, f"{MARKER_STREAM_PREFIX}-sim", "Markers", 1, 0, "string")
+        sent = np.flatnonzero(keep)
+        step = max(1, int(round(chunk_seconds * sfreq)))
+        # Chunks in recorder time order, interleaved with markers and offsets.
+        events = []
+        for s in range(0, len(sent), step):
+            rows = sent[s : s + step]
+            events.append((t_true[rows[-1]], "eeg", rows))
+        for ii, p in enumerate(pulses):
+            events.append((t0 + p, "marker", ii))
+        for t in np.arange(t0, t0 + duration + clock_interval, clock_interval):
+            events.append((t, "clock", None))
+        events.sort(key=lambda e: (e[0], e[1]))
+        count = 0
+        for t, kind, what in events:
+            if kind == "eeg":
+                stamps = eeg_clock(t_true[what]) + rng.normal(0, jitter_s) * (
+                    jitter_s > 0
+                )
+                has = (np.arange(count, count + len(what)) % stamp_every) == 0
+                w.write_samples(1, data[what], stamps, has)
+                count += len(what)
+            elif kind == "marker":
+                text = encode_marker(
+                    "pulse",
+                    block=1,
+                    pulse=what,
+                    pattern="single",
+                    intensity=110,
+                    unit="%RMT",
+                    power=55,
+                    scheduled=t0 + pulses[what] - marker_offset,
+                )
+                w.write_samples(2, [[text]], [t - marker_offset])
+            else:
+                # LSL's offset: add it to the sender's time to get the recorder's.
+                w.write_clock_offset(1, eeg_clock(t), t - eeg_clock(t))
+                w.write_clock_offset(2, t - marker_offset, marker_offset)
+        if footer:
+            w.write_footer(
+                1, eeg_clock(t_true[sent[0]]), eeg_clock(t_true[sent[-1]]), len(sent)
+            )
+            w.write_footer(2, t0, t0 + duration, len(pulses))
+    return Simulated(
+        path=path,
+        sfreq=sfreq,
+        n_channels=n_channels,
+        first_time=float(t_true[sent[0]]),
+        sample_times=t_true[sent],
+        data=data[sent],
+        marker_times=t0 + np.asarray(pulses, float),
+        gaps=[(t0 + a, t0 + b) for a, b in dropouts],
+    )
