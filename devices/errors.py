@@ -40,3 +40,22 @@ class CommandRejected(DeviceError):
         super().__init__(message)
         self.command = command
         self.reason = reason
+
+
+class TriggerLineError(DeviceError):
+    """A trigger line cannot be used (e.g. the port has no RTS modem line)."""
+
+
+class PortVanished(DeviceError):
+    """The serial port went away (cable pulled, adapter removed: EOF or EIO)."""
+
+
+class RemoteControlLost(DeviceError):
+    """The unit dropped remote control (keep-alive lapsed) and disarmed itself."""
+
+
+class DeviceLimitError(DeviceError, ValueError):
+    """A command was refused before it was sent: it would break a device limit.
+
+    Also a ValueError, since the value asked for is what is wrong.
+    """

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -117,6 +117,13 @@ class SimulatedEEG:
     alpha_uv : float
         Peak amplitude of the 10 Hz alpha rhythm over posterior channels, in
         µV. Set ``noise_uv=0`` and ``alpha_uv=0`` for a noise-free signal.
+    emg_channels : sequence of str
+        Labels of EMG channels appended to the stream (type ``EMG`` in its
+        description); each pulse draws an MEP on them from the recruitment
+        curve :attr:`RECRUITMENT` (ground truth in :attr:`meps`). None by
+        default, which leaves the stream as it always was.
+    emg_noise_uv : float
+        SD of the white background EMG, in µV.
 
     Attributes
     ----------
@@ -156,6 +163,21 @@ class SimulatedEEG:
     DECAY_TAU_S: float = 0.008
     #: Frequency of the simulated alpha rhythm, in Hz.
     ALPHA_HZ: float = 10.0
+    #: Ground truth of the MEPs on the EMG channels: the Boltzmann recruitment
+    #: curve ``min + (max - min) / (1 + exp((s50 - power) / k))`` in µV
+    #: peak-to-peak, with ``power`` in %MSO; each pulse's MEP is the curve
+    #: times a log-normal factor of SD ``MEP_SPREAD`` (trial-to-trial
+    #: variability).
+    RECRUITMENT: dict[str, float] = {
+        "mep_min_uv": 10.0,
+        "mep_max_uv": 2000.0,
+        "s50": 55.0,
+        "k": 4.0,
+    }
+    MEP_SPREAD: float = 0.2
+    #: Onset (s after the pulse) and length (s) of the biphasic MEP.
+    MEP_LATENCY_S: float = 0.021
+    MEP_DURATION_S: float = 0.015
 
     def __init__(
         self,
@@ -169,6 +191,8 @@ class SimulatedEEG:
         clock: Callable[[], float] = pylsl.local_clock,
         noise_uv: float = 10.0,
         alpha_uv: float = 5.0,
+        emg_channels: Sequence[str] = (),
+        emg_noise_uv: float = 2.0,
     ) -> None:
         if n_channels < 1:
             raise ValueError(f"n_channels must be at least 1, got {n_channels}")
@@ -180,6 +204,16 @@ class SimulatedEEG:
             raise ValueError(f"latency must not be negative, got {latency}")
         if noise_uv < 0 or alpha_uv < 0:
             raise ValueError("noise_uv and alpha_uv must not be negative")
+        if emg_noise_uv < 0:
+            raise ValueError(f"emg_noise_uv must not be negative, got {emg_noise_uv}")
+        self._emg_names = [str(ch) for ch in emg_channels]
+        self._emg_noise_uv = float(emg_noise_uv)
+        # Their own generators: adding EMG leaves the EEG samples unchanged,
+        # and the MEP amplitudes do not depend on how the stream is chunked.
+        self._emg_rng = np.random.default_rng([seed, 2])
+        self._mep_rng = np.random.default_rng([seed, 3])
+        self._meps: list[tuple[float, int, int, float]] = []
+        self._mep_amp: dict[int, float] = {}
         self._n_channels = int(n_channels)
         self._sfreq = float(sfreq)
         self._name = name
@@ -269,7 +303,7 @@ class SimulatedEEG:
         info = pylsl.StreamInfo(
             self._name,
             "EEG",
-            self._n_channels,
+            self._n_channels + len(self._emg_names),
             self._sfreq,
             pylsl.cf_float32,
             source_id,
@@ -283,6 +317,11 @@ class SimulatedEEG:
             channel.append_child_value("label", ch)
             channel.append_child_value("unit", "microvolts")
             channel.append_child_value("type", "EEG")
+        for ch in self._emg_names:
+            channel = channels.append_child("channel")
+            channel.append_child_value("label", ch)
+            channel.append_child_value("unit", "microvolts")
+            channel.append_child_value("type", "EMG")
         return info
 
     def _response_length(self) -> int:
@@ -300,6 +339,17 @@ class SimulatedEEG:
     def ch_names(self) -> list[str]:
         """The channel labels, in stream order."""
         return list(self._ch_names)
+
+    @property
+    def emg_names(self) -> list[str]:
+        """The EMG channel labels (after the EEG channels in the stream)."""
+        return list(self._emg_names)
+
+    @property
+    def meps(self) -> list[tuple[float, int, int, float]]:
+        """Every pulse's MEP as ``(time, sample, power, amplitude_uv)``."""
+        with self._lock:
+            return list(self._meps)
 
     @property
     def sfreq(self) -> float:
@@ -378,6 +428,41 @@ class SimulatedEEG:
         waves = amp * power / 100 * np.exp(-0.5 * ((t - lat) / width) ** 2)
         return (waves * (t >= 0)) @ self._tep_w
 
+    def mep_curve(self, power: np.ndarray | float) -> np.ndarray:
+        """Return the noise-free MEP amplitude (µV peak-to-peak) at ``power``.
+
+        Parameters
+        ----------
+        power : array-like
+            Stimulator output, %MSO.
+
+        Returns
+        -------
+        ndarray
+            :attr:`RECRUITMENT`'s Boltzmann curve at ``power``.
+        """
+        r = self.RECRUITMENT
+        z = (r["s50"] - np.asarray(power, float)) / r["k"]
+        return r["mep_min_uv"] + (r["mep_max_uv"] - r["mep_min_uv"]) / (1.0 + np.exp(z))
+
+    def mep(self, times: np.ndarray, amplitude_uv: float) -> np.ndarray:
+        """Return one MEP waveform: a single sine cycle of the given p2p.
+
+        Parameters
+        ----------
+        times : array, shape (n_times,)
+            Seconds after the pulse's sample.
+        amplitude_uv : float
+            Peak-to-peak amplitude, µV.
+
+        Returns
+        -------
+        mep : array, shape (n_times,)
+        """
+        t = np.asarray(times, float) - self.MEP_LATENCY_S
+        inside = (t >= 0) & (t <= self.MEP_DURATION_S)
+        return amplitude_uv / 2 * np.sin(2 * np.pi * t / self.MEP_DURATION_S) * inside
+
     # ------------------------------------------------------------- rendering
     def _noise(self, n: int) -> np.ndarray:
         # Drawing (n1, ch) then (n2, ch) values gives the same numbers as one
@@ -427,6 +512,21 @@ class SimulatedEEG:
                 data[lo - start : hi - start] += self.artifact(
                     times, power
                 ) + self.evoked(times, power)
+        if self._emg_names:
+            emg = self._emg_rng.normal(
+                0.0, self._emg_noise_uv, (n, len(self._emg_names))
+            )
+            for k, _ in self._active:
+                lo, hi = max(start, k), min(stop, k + self._response_len)
+                if lo < hi and k in self._mep_amp:
+                    times = (np.arange(lo, hi) - k) / self._sfreq
+                    emg[lo - start : hi - start] += self.mep(times, self._mep_amp[k])[
+                        :, None
+                    ]
+            data = np.hstack([data, emg.astype(np.float32)])
+        for k, _ in self._active:
+            if k + self._response_len <= stop:
+                self._mep_amp.pop(k, None)
         self._active = [p for p in self._active if p[0] + self._response_len > stop]
         self._n_generated = stop
         return data
@@ -515,6 +615,12 @@ class SimulatedEEG:
             sample = round((time - self._t0) * self._sfreq)
             self._pulses.append((time, sample))
             self._active.append((sample, power))
+            if self._emg_names:
+                amp = float(self.mep_curve(power)) * float(
+                    self._mep_rng.lognormal(0.0, self.MEP_SPREAD)
+                )
+                self._mep_amp[sample] = amp
+                self._meps.append((time, sample, power, amp))
             if sample < self._n_generated:
                 self._late_pulses += 1
                 logger.warning(

@@ -14,6 +14,7 @@ import sys
 import threading
 from typing import IO
 
+from .faults import FaultPlan
 from .magstim.simulator import MagstimSimulator, Pulse
 from .sim_triggerbox import TriggerBoxSimulator
 
@@ -26,11 +27,24 @@ SERVE_DEVICES: dict[str, str | None] = {
     "magstim-bistim": "bistim",
     "magstim-super-rapid2": "super_rapid2",
     "magstim-super-rapid2-plus": "super_rapid2_plus",
+    "magventure-r30": "magpro_r30",
+    "magventure-r30-magoption": "magpro_r30_magoption",
+    "magventure-x100": "magpro_x100",
+    "magventure-x100-magoption": "magpro_x100_magoption",
     "triggerbox": None,
     # A Super Rapid² runs theta burst at usual intensities; a Rapid² only at
     # or below 30 % power (50 Hz column), so the default rig is the former.
     "rig": "super_rapid2",
 }
+
+
+def make_stimulator_simulator(model: str, **kwargs: object):
+    """The simulator of a registered model key (Magstim or MagVenture)."""
+    if model.startswith("magpro"):
+        from .magventure.simulator import MagVentureSimulator
+
+        return MagVentureSimulator(model, **kwargs)
+    return MagstimSimulator(model, **kwargs)
 
 
 class SimulatedRig:
@@ -50,6 +64,8 @@ class SimulatedRig:
         Seconds from arming to ready.
     eeg_name : str
         LSL name of the simulated EEG stream.
+    faults : FaultPlan | None
+        Faults the stimulator simulator injects.
     **stimulator_kwargs
         Passed on to :class:`MagstimSimulator`.
     """
@@ -61,11 +77,12 @@ class SimulatedRig:
         eeg: bool = True,
         charge_time: float = 0.3,
         eeg_name: str = "stimtrain-sim-eeg",
+        faults: FaultPlan | None = None,
         **stimulator_kwargs: object,
     ) -> None:
         self.eeg_name = eeg_name
-        self.stimulator = MagstimSimulator(
-            model, charge_time=charge_time, **stimulator_kwargs
+        self.stimulator = make_stimulator_simulator(
+            model, charge_time=charge_time, faults=faults, **stimulator_kwargs
         )
         self.triggerbox = TriggerBoxSimulator(self._on_edge)
         self._want_eeg = eeg
@@ -73,7 +90,12 @@ class SimulatedRig:
 
     def _on_edge(self, rising: int, t: float) -> None:
         if rising & 0x01:
-            self.stimulator.trigger(t)
+            if isinstance(self.stimulator, MagstimSimulator):
+                # An edge read late has no exact time: the stimulator must not
+                # judge its spacing (nor the next edge's) by it.
+                self.stimulator.trigger(t, late_read=self.triggerbox.edge_read_late)
+            else:
+                self.stimulator.trigger(t)
 
     @property
     def stimulator_port(self) -> str | None:
@@ -142,6 +164,7 @@ def serve(
     pulse_log: str | None = None,
     *,
     model: str | None = None,
+    faults: FaultPlan | str | None = None,
     eeg_name: str | None = None,
     stop_event: threading.Event | None = None,
 ) -> None:
@@ -161,7 +184,13 @@ def serve(
         If given, every delivered pulse is appended to this file as a JSON
         line ``{"time": …, "power": …, "source": …}``, flushed per line.
     model : str | None
-        Magstim model of the ``"rig"`` (default: a Super Rapid²).
+        Magstim model key (``"200"``, ``"bistim"``, ``"rapid2"``,
+        ``"super_rapid2"``, ``"super_rapid2_plus"``) of the ``"rig"``
+        (default: a Super Rapid²); for a ``"magstim-…"`` device it must agree
+        with the device name.
+    faults : FaultPlan | str | None
+        Faults the stimulator simulator injects, as a plan or as the
+        ``--faults`` text (``"drop_every=5,late_s=0.3"``).
     eeg_name : str | None
         For ``"rig"``: also stream the simulated EEG under this LSL name.
     stop_event : threading.Event | None
@@ -171,6 +200,19 @@ def serve(
         raise ValueError(
             f"unknown device {device!r}; expected one of {list(SERVE_DEVICES)}"
         )
+    default_model = SERVE_DEVICES[device]
+    if model is not None and device not in ("rig", "triggerbox"):
+        if model != default_model:
+            raise ValueError(
+                f"model {model!r} contradicts device {device!r} "
+                f"(which is a {default_model!r})"
+            )
+    if model is not None:
+        from .stimulator import get_capabilities
+
+        get_capabilities(model)  # a clear error for an unknown key, before starting
+    if isinstance(faults, str):
+        faults = FaultPlan.parse(faults)
     _hardware_priority()
     stop = stop_event or threading.Event()
     log_file = open(pulse_log, "a", encoding="utf-8") if pulse_log else None  # noqa: SIM115
@@ -192,9 +234,10 @@ def serve(
         stimulator = None
     elif device == "rig":
         server = SimulatedRig(
-            model or SERVE_DEVICES[device],
+            model or default_model,
             eeg=eeg_name is not None,
             eeg_name=eeg_name or "stimtrain-sim-eeg",
+            faults=faults,
         )
         stimulator = server.stimulator
         server.start()
@@ -203,7 +246,7 @@ def serve(
             f"trigger_port: {server.trigger_port}",
         ]
     else:
-        server = MagstimSimulator(SERVE_DEVICES[device])
+        server = make_stimulator_simulator(default_model, faults=faults)
         stimulator = server
         lines = [f"port: {server.start()}"]
     if stimulator is not None and log_file is not None:

@@ -20,9 +20,18 @@ class TriggerBoxSimulator(PtyServer):
     on_edge : callable
         ``on_edge(rising_lines_mask, t)`` for every byte that raises at least
         one line (0 → 1), with ``t`` the clock time when the byte was read.
-        It runs on the simulator's thread.
+        It runs on the simulator's thread; while it runs,
+        :attr:`edge_read_late` tells whether that edge's ``t`` is exact.
     clock : callable
         Clock (default :func:`pylsl.local_clock`).
+
+    Notes
+    -----
+    Every byte of one read gets the read's time stamp, but only the last
+    byte is known to have arrived shortly before it: had the reader been
+    late, the next byte (the host lowers the lines one pulse width later)
+    would have been read with it. A rising byte followed by more bytes in the
+    same read arrived an unknown time earlier; :attr:`edge_read_late` says so.
     """
 
     def __init__(
@@ -35,6 +44,8 @@ class TriggerBoxSimulator(PtyServer):
         self._on_edge = on_edge
         self._lines = 0
         self.n_edges = 0
+        self.n_late_edges = 0
+        self.edge_read_late = False
 
     @property
     def lines(self) -> int:
@@ -42,10 +53,17 @@ class TriggerBoxSimulator(PtyServer):
         return self._lines
 
     def _on_data(self, data: bytes, t: float) -> None:
-        # Bytes read together share one time stamp: the box saw them at once.
-        for value in data:
+        last = len(data) - 1
+        for i, value in enumerate(data):
             rising = value & ~self._lines & 0xFF
             self._lines = value
             if rising:
                 self.n_edges += 1
+                self.edge_read_late = i < last
+                if self.edge_read_late:
+                    self.n_late_edges += 1
+                    logger.debug(
+                        "edge %#04x read late (%d bytes in one read)", rising, len(data)
+                    )
                 self._on_edge(rising, t)
+        self.edge_read_late = False

@@ -247,12 +247,17 @@ def cmd_sim(args) -> int:
     use_local_lsl()
     from stimtrain.devices.sim_rig import serve
 
-    kwargs = {}
-    if args.pulse_log:
-        kwargs["pulse_log"] = args.pulse_log
-    if args.eeg_name:
-        kwargs["eeg_name"] = args.eeg_name
-    serve(args.device, **kwargs)
+    try:
+        serve(
+            args.device,
+            pulse_log=args.pulse_log,
+            eeg_name=args.eeg_name,
+            model=args.model,
+            faults=args.faults,
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -294,7 +299,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_check_options(p)
     p.set_defaults(func=cmd_plan)
 
+    from stimtrain.tasks import pilot as task_pilot
+
     from . import course
+
+    p = sub.add_parser("task", help="run one task alone in a window to try it")
+    task_pilot.add_arguments(p)
+    p.set_defaults(func=task_pilot.run)
 
     p = sub.add_parser("course", help="multi-day courses")
     csub = p.add_subparsers(dest="course_command", required=True)
@@ -342,19 +353,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sim", help="serve a simulated device on a pseudo-terminal")
     p.add_argument(
         "device",
-        choices=[
-            "magstim-rapid2",
-            "magstim-200",
-            "magstim-super-rapid2",
-            "magstim-super-rapid2-plus",
-            "triggerbox",
-            "rig",
-        ],
+        help="rig, triggerbox, magstim-200, magstim-bistim, magstim-rapid2, "
+        "magstim-super-rapid2, magstim-super-rapid2-plus, magventure-r30, "
+        "magventure-x100 (…-magoption)",
     )
     p.add_argument(
         "--pulse-log", help="append each delivered pulse to this JSON-lines file"
     )
     p.add_argument("--eeg-name", help="LSL name of the simulated EEG (rig only)")
+    p.add_argument(
+        "--model", help="stimulator model of the rig (e.g. bistim, magpro_x100)"
+    )
+    p.add_argument(
+        "--faults",
+        help="faults to inject, e.g. 'drop_every=5,late_every=3,late_s=0.3,"
+        "silent_after=20,disconnect_after=40,overheat_after_pulses=100,refuse_arm'",
+    )
     p.set_defaults(func=cmd_sim)
     return parser
 

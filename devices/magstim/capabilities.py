@@ -7,7 +7,10 @@ both read them here, so a device limit is written down exactly once.
 from __future__ import annotations
 
 import bisect
+import functools
 from dataclasses import dataclass
+
+from ..stimulator import Capabilities
 
 #: Power columns of the maximum-frequency table (≤30 uses the first column).
 FREQUENCY_TABLE_POWERS: tuple[int, ...] = (30, 40, 50, 60, 70, 80, 90, 100)
@@ -264,3 +267,31 @@ def max_continuous_frequency(power: float) -> float:
     """Highest frequency (Hz) a Rapid can run continuously: ``1050/E``."""
     energy = energy_per_pulse(power)
     return float("inf") if energy == 0 else CONTINUOUS_POWER_W / energy
+
+
+def stimulator_capabilities(model: str | MagstimModel) -> Capabilities:
+    """The common :class:`~stimtrain.devices.stimulator.Capabilities` of a model.
+
+    The limit callables are bound to this module's functions, so the safety
+    check, the planner and the driver read the same numbers.
+    """
+    m = get_model(model)
+    rapid = m.family == "rapid"
+    return Capabilities(
+        key=m.name,
+        label=m.label,
+        manufacturer="magstim",
+        intensity_range=(m.min_power, m.max_power),
+        intensity_resolution=1.0,
+        paired_pulse=m.family == "bistim",
+        device_trains=m.has_trains,
+        device_bursts=False,
+        trigger_inputs=("serial", "ttl"),
+        serial_max_rate_hz=m.serial_max_rate_hz,
+        max_train_frequency_hz=m.max_train_frequency_hz,
+        max_train_pulses=m.max_train_pulses,
+        max_frequency=functools.partial(max_frequency_hz, m),
+        recharge_time=functools.partial(recharge_time, m),
+        min_wait_after_train=min_wait_after_train if rapid else None,
+        max_on_time=max_on_time if rapid else None,
+    )

@@ -21,11 +21,14 @@ NO_DATA = b"@"
 COMMANDS: dict[str, frozenset[str]] = {
     "200": frozenset("QR@EJF"),
     "bistim": frozenset("QR@AEJFCYZX"),
-    "rapid": frozenset("QR@EF\\BD[^_bNIx"),
+    "rapid": frozenset("QR@EF\\BD[^_bNIxno"),
 }
 
+#: Commands that exist from Rapid software version 9 on.
+V9_COMMANDS = frozenset("xno")
+
 #: Commands whose reply carries the Rapid status byte after the instrument one.
-RAPID_STATUS_REPLIES = frozenset("\\BD[^_x")
+RAPID_STATUS_REPLIES = frozenset("\\BD[^_xn")
 
 #: Commands (with data) a unit accepts without remote control.
 NO_REMOTE_NEEDED = frozenset({"Q", "R", "J", "F", "\\", "EA"})
@@ -182,8 +185,10 @@ def data_length(cmd: str, family: str, version: int = 9) -> int | None:
         The data length, or None if this family/version does not know the
         command.
     """
-    if cmd not in COMMANDS[family] or (cmd == "x" and version < 9):
+    if cmd not in COMMANDS[family] or (cmd in V9_COMMANDS and version < 9):
         return None
+    if cmd == "n":
+        return charge_delay_width(version)
     if cmd in "@AC":
         return 3
     if cmd == "B":
@@ -193,6 +198,11 @@ def data_length(cmd: str, family: str, version: int = 9) -> int | None:
     if cmd == "[":
         return 4 if version >= 9 else 3
     return 1
+
+
+def charge_delay_width(version: int) -> int:
+    """Digits of the Rapid charge delay (``n``/``o``): 5 on v ≥ 10, else 4."""
+    return 5 if version >= 10 else 4
 
 
 def rapid_parameter_widths(version: int = 9) -> tuple[int, int, int, int, int]:
@@ -224,6 +234,10 @@ def reply_length(cmd: str, family: str, version: int = 9) -> int | None:
         return 4
     if cmd in "Ix":
         return 6
+    if cmd == "n":
+        return 6 if version >= 10 else 4
+    if cmd == "o":
+        return 3 + charge_delay_width(version)
     if cmd == "\\":
         return 4 + sum(rapid_parameter_widths(version))
     if cmd in RAPID_STATUS_REPLIES:

@@ -2,32 +2,43 @@
 
 It serves on a pseudo-terminal so that the driver under test is the same code
 that talks to hardware. Behaviour follows specs/magstim.md; choices made where
-the spec is silent are listed in :class:`MagstimSimulator`'s notes.
+the spec is silent are listed in :class:`MagstimSimulator`'s notes. Faults
+(dropped bytes, bad checksums, late replies, silence, a pulled cable, an
+overheating coil, a refusal to arm) come from a
+:class:`~stimtrain.devices.faults.FaultPlan`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
+import os
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from pylsl import local_clock
 
+from ..errors import DeviceLimitError
+from ..faults import FaultPlan
 from ..pty import PtyServer
 from .capabilities import (
     MagstimModel,
     energy_per_pulse,
     get_model,
     max_frequency_hz,
+    min_wait_after_train,
     recharge_time,
 )
+from .limits import check_train, shortest_pulse_interval
 from .protocol import (
     NO_REMOTE_NEEDED,
     RAPID_STATUS_REPLIES,
     InstrumentStatus,
     RapidStatus,
+    charge_delay_width,
     crc,
     data_length,
     digits,
@@ -37,6 +48,10 @@ from .protocol import (
 
 logger = logging.getLogger("stimtrain.devices.magstim.simulator")
 
+#: BiStim² system-mode characters of the ``X`` reply (single stimulator,
+#: simultaneous, BiStim with normal and with high-resolution IPI).
+SYSTEM_MODES = {"single": b"0", "simultaneous": b"1", "bistim": b"2", "high_res": b"3"}
+
 
 @dataclass(frozen=True)
 class Pulse:
@@ -45,17 +60,25 @@ class Pulse:
     Attributes
     ----------
     time : float
-        Clock time (s) when the complete fire command was read, or when the
-        trigger edge arrived.
+        Clock time (s) when the complete fire command was read, when the
+        trigger edge arrived, or when the unit's own train timer fired it.
     power : int
         Power (%) at that moment.
     source : str
-        ``"serial"`` or ``"trigger"``.
+        ``"serial"``, ``"trigger"`` or ``"train"`` (a pulse of a train the
+        unit ran by itself after a fire command or trigger in train mode).
+    unit : str
+        ``"A"``, or ``"B"`` for the second stimulator of a BiStim².
+    late_read : bool
+        The trigger edge was read together with later bytes, so the
+        simulator's reader was late and ``time`` is only an upper bound.
     """
 
     time: float
     power: int
     source: str
+    unit: str = "A"
+    late_read: bool = False
 
 
 class _Refused(Exception):
@@ -108,6 +131,9 @@ class MagstimSimulator(PtyServer):
     trigger_tolerance : float
         Trigger edges up to this much earlier than ``1/max_frequency`` after
         the previous pulse are still accepted (host timing jitter).
+    serial_tolerance : float
+        The same for serial single pulses against the 1 Hz (0.5 Hz) limit: a
+        host firing at exactly 1 Hz must not be refused for jitter.
     power : int
         Power (%) at power-on.
     ambient_temperature : float
@@ -118,11 +144,15 @@ class MagstimSimulator(PtyServer):
         Seconds for the coil's excess temperature to fall by a factor e.
     max_coil_temperature : float
         Above this (°C) the unit disarms and refuses to arm.
+    unlock_code : str | None
+        Rapid software ≥ 9: ``Q`` must carry this code instead of ``@``.
+    faults : FaultPlan | None
+        What to get wrong (see :class:`~stimtrain.devices.faults.FaultPlan`).
     corrupt_crc_every : int
-        Fault injection: if > 0, every n-th reply has a wrong checksum.
+        Shorthand for ``faults.corrupt_crc_every``.
     silent : bool
-        Fault injection: read commands but never act on or answer them (a
-        dead link). May be changed while running.
+        Read commands but never act on or answer them (a dead link). May be
+        changed while running; ``faults.silent_after`` does it after N commands.
     frame_timeout : float
         An incomplete command older than this is discarded.
 
@@ -135,16 +165,30 @@ class MagstimSimulator(PtyServer):
     - After an unknown command byte the rest of what was buffered is
       discarded, so stray data bytes are not read as commands.
     - Remote control is checked before data; ``R`` also disarms.
-    - ``EH`` over serial on the Rapid family is refused with ``S`` when the
-      previous pulse (any source) is less than 1 s ago (2 s with enhanced
-      power), or when the unit is in train mode: train delivery is not
-      simulated yet, the train parameters ``B``, ``D``, ``[`` are only
-      validated and stored.
-    - Trigger edges always give a single pulse, whatever the train settings.
+    - ``EH`` over serial on the Rapid family in single-pulse mode is refused
+      with ``S`` when the previous pulse (any source) is less than 1 s ago
+      (2 s with enhanced power). In train mode ``EH`` or a trigger edge
+      starts a train of ``pulses`` at ``frequency`` that the unit times
+      itself; it is refused (``S``, or a missed edge) when the frequency is
+      above the model's limit at the current power or the train is longer
+      than the energy limit allows. After a train the unit waits
+      ``max(0.5 s, energy formula)``; during the train and the wait it is
+      not ready and refuses train parameter and power changes (``S``).
+    - The wait reported by ``\\`` is that formula for the current settings.
+    - ``[`` with a non-zero duration selects train mode, 0 single-pulse mode;
+      the train length is ``pulses / frequency``, whatever the duration.
+    - A BiStim² fire gives pulse A at power A and, if power B is above 0,
+      pulse B ``IPI`` later (``IPI`` in ms, or 0.1 ms in high-resolution mode).
     - ``replace_coil`` is reported while the coil is over temperature.
-    - The BiStim² commands are accepted and stored, but only one stimulator's
-      pulse is simulated; ``X`` reports mode ``1``.
-    - The simulated unit needs no unlock code with ``Q``.
+    - Trigger edges read together in one chunk (the reader was late) cannot
+      be timed; they are never refused for their spacing, and neither is the
+      edge after them (see :meth:`trigger`).
+    - Charge delay (``n``/``o``, Rapid v ≥ 9) is stored and reported, not
+      simulated.
+    - ``I`` reports ``U00``, or ``C07`` while the coil is over temperature
+      (the spec lists no error numbers; 07 is this simulator's choice).
+    - A refused arm (fault plan) is answered like any ``EB``; the unit just
+      stays in standby, as a unit with a charging fault would.
     """
 
     def __init__(
@@ -158,12 +202,15 @@ class MagstimSimulator(PtyServer):
         armed_timeout: float = 1.0,
         auto_disarm_after: float = 60.0,
         rapid_recharge: float = 0.005,
-        trigger_tolerance: float = 0.0005,
+        trigger_tolerance: float = 0.001,
+        serial_tolerance: float = 0.005,
         power: int = 30,
         ambient_temperature: float = 25.0,
         heating: float = 0.0002,
         cooling_time_constant: float = 300.0,
         max_coil_temperature: float = 40.0,
+        unlock_code: str | None = None,
+        faults: FaultPlan | None = None,
         corrupt_crc_every: int = 0,
         silent: bool = False,
         frame_timeout: float = 0.1,
@@ -177,11 +224,16 @@ class MagstimSimulator(PtyServer):
         self.auto_disarm_after = auto_disarm_after
         self.rapid_recharge = rapid_recharge
         self.trigger_tolerance = trigger_tolerance
+        self.serial_tolerance = serial_tolerance
         self.ambient_temperature = ambient_temperature
         self.heating = heating
         self.cooling_time_constant = cooling_time_constant
         self.max_coil_temperature = max_coil_temperature
-        self.corrupt_crc_every = corrupt_crc_every
+        self.unlock_code = unlock_code
+        faults = faults or FaultPlan()
+        if corrupt_crc_every:
+            faults = dataclasses.replace(faults, corrupt_crc_every=corrupt_crc_every)
+        self.faults = faults
         self.silent = silent
         self.frame_timeout = frame_timeout
 
@@ -195,6 +247,8 @@ class MagstimSimulator(PtyServer):
         self._charge_end = now
         self._power_end = now
         self._recharge_end = now
+        self._busy_until = now  # end of a running train plus its wait
+        self._train_times: deque[float] = deque()
         self._power = power
         self._power_b = power
         self._ipi = 0
@@ -204,16 +258,20 @@ class MagstimSimulator(PtyServer):
         self._frequency = 10  # 0.1 Hz
         self._n_pulses = 1
         self._duration = 0  # 0.1 s
-        self._wait = 5  # 0.1 s
+        self._charge_delay = 0
         self._ignore_interlock = False
         self._temperature = ambient_temperature
         self._temperature_time = now
         self._pulses: list[Pulse] = []
         self._last_pulse: float | None = None
+        self._last_pulse_timed = True
         self._missed = 0
         self._buffer = bytearray()
         self._last_rx = now
         self._n_replies = 0
+        self._outbox: deque[tuple[float, bytes]] = deque()
+        self.commands_received = 0
+        self.disconnected = False
         self._handlers: dict[str, Callable[[str, float], bytes]] = {
             "Q": self._cmd_remote_on,
             "R": self._cmd_remote_off,
@@ -235,9 +293,20 @@ class MagstimSimulator(PtyServer):
             "b": self._cmd_ignore_interlock,
             "I": self._cmd_error_code,
             "x": self._cmd_system_status,
+            "n": self._cmd_set_charge_delay,
+            "o": self._cmd_get_charge_delay,
         }
 
     # ------------------------------------------------------------------ public
+    @property
+    def corrupt_crc_every(self) -> int:
+        """Every n-th reply has a wrong checksum (0: never)."""
+        return self.faults.corrupt_crc_every
+
+    @corrupt_crc_every.setter
+    def corrupt_crc_every(self, value: int) -> None:
+        self.faults = dataclasses.replace(self.faults, corrupt_crc_every=value)
+
     @property
     def pulses(self) -> list[Pulse]:
         """Copy of every pulse delivered so far."""
@@ -255,6 +324,20 @@ class MagstimSimulator(PtyServer):
         """Current power A (%)."""
         with self._lock:
             return self._power
+
+    @property
+    def armed(self) -> bool:
+        """Whether the unit is armed now."""
+        with self._lock:
+            self._advance(self._clock())
+            return self._armed
+
+    @property
+    def remote(self) -> bool:
+        """Whether the unit is under remote control now."""
+        with self._lock:
+            self._advance(self._clock())
+            return self._remote
 
     @property
     def coil_temperature(self) -> float:
@@ -283,8 +366,8 @@ class MagstimSimulator(PtyServer):
         """Call ``callback(pulse)`` for every delivered pulse.
 
         It runs on the thread that delivered the pulse (the serial thread for
-        ``EH``, the caller of :meth:`trigger` for edges), outside any lock;
-        keep it short.
+        ``EH`` and device-timed trains, the caller of :meth:`trigger` for
+        edges), outside any lock; keep it short.
         """
         with self._lock:
             self._listeners.append(callback)
@@ -294,87 +377,156 @@ class MagstimSimulator(PtyServer):
         with self._lock:
             self._listeners.remove(callback)
 
-    def trigger(self, t: float | None = None) -> bool:
+    def trigger(self, t: float | None = None, *, late_read: bool = False) -> bool:
         """A rising edge reached the trigger input.
 
         Parameters
         ----------
         t : float | None
             Clock time of the edge; now if None.
+        late_read : bool
+            The edge was read late, together with bytes sent after it, so
+            ``t`` is only an upper bound of its real time.
 
         Returns
         -------
         bool
-            True if a pulse was delivered; otherwise the edge is counted in
-            :attr:`missed` (not armed, not ready, or sooner than
-            ``1/max_frequency`` after the previous pulse).
+            True if a pulse (or, in train mode, a train) was started;
+            otherwise the edge is counted in :attr:`missed` (not armed, not
+            ready, or sooner than ``1/max_frequency`` after the previous
+            pulse).
+
+        Notes
+        -----
+        The rate check compares two read times. A read time is late by the
+        reader's scheduling delay, which is unknown; an edge read on its own
+        is late by less than the host's pulse width (its falling byte had not
+        yet arrived), but an edge read together with later bytes may be late
+        by any amount. Comparing with such a stamp would turn the reader's
+        delay into an apparently early edge, so the check is made only when
+        both edges were read on their own.
         """
         now = self._clock() if t is None else t
         with self._lock:
             self._advance(now)
-            ok = self._ready(now)
-            if ok and self._last_pulse is not None:
+            timed = not late_read and self._last_pulse_timed
+            # Recharge and rate are spacings from the previous pulse: judged
+            # only when both time stamps are exact.
+            ok = self._ready(now, recharge=timed)
+            if ok and timed and self._last_pulse is not None and not self._train_mode:
                 interval = 1.0 / max_frequency_hz(self.model, self._power)
                 ok = now - self._last_pulse >= interval - self.trigger_tolerance
+            if ok and self._train_mode:
+                ok = self._train_allowed() is None
             if not ok:
                 self._missed += 1
                 logger.debug("trigger at %.6f ignored (missed %d)", now, self._missed)
                 return False
-            pulse = self._deliver(now, "trigger")
-        self._notify(pulse)
+            pulses = self._start(now, "trigger", late_read=late_read)
+        for pulse in pulses:
+            self._notify(pulse)
         return True
 
     # ----------------------------------------------------------- serial input
+    def _frame_length(self, cmd: str) -> int | None:
+        """Data bytes of command ``cmd`` on this unit, or None if unknown."""
+        if cmd == "Q" and self._needs_unlock_code():
+            return len(self.unlock_code)
+        return data_length(cmd, self.model.family, self.version[0])
+
+    def _needs_unlock_code(self) -> bool:
+        return bool(self.unlock_code) and self.version[0] >= 9
+
     def _on_data(self, data: bytes, t: float) -> None:
-        if self.silent:
+        if self.silent or self.disconnected:
             return
         replies: list[bytes] = []
         pulses: list[Pulse] = []
+        hang_up = False
         with self._lock:
             self._buffer += data
             self._last_rx = t
-            family, major = self.model.family, self.version[0]
             while self._buffer:
                 cmd = chr(self._buffer[0])
-                n = data_length(cmd, family, major)
+                n = self._frame_length(cmd)
+                if n is not None and len(self._buffer) < n + 2:
+                    break  # wait for the rest of the frame
+                self.commands_received += 1
+                if self.faults.disconnected(self.commands_received):
+                    hang_up = True
+                    break
+                if self.faults.silent(self.commands_received):
+                    self.silent = True
+                    self._buffer.clear()
+                    break
                 if n is None:
                     logger.info("unknown command byte %r: replying '?'", cmd)
                     replies.append(b"?")
                     self._buffer.clear()
                     break
-                if len(self._buffer) < n + 2:
-                    break  # wait for the rest of the frame
                 command = bytes(self._buffer[: n + 2])
                 del self._buffer[: n + 2]
-                reply, pulse = self._execute(command, t)
-                replies.append(self._maybe_corrupt(reply))
-                if pulse is not None:
-                    pulses.append(pulse)
-        for reply in replies:
-            self._write(reply)
+                reply, new = self._execute(command, t)
+                replies.append(reply)
+                pulses.extend(new)
+            for reply in replies:
+                self._queue_reply(reply, t)
+            self._flush(t)
+        if hang_up:
+            self._hang_up()
         for pulse in pulses:
             self._notify(pulse)
 
     def _on_tick(self, now: float) -> None:
+        pulses: list[Pulse] = []
         with self._lock:
             self._advance(now)
+            pulses = self._run_train(now)
             if self._buffer and now - self._last_rx > self.frame_timeout:
                 logger.info("discarding incomplete command %r", bytes(self._buffer))
                 self._buffer.clear()
+            self._flush(now)
+        for pulse in pulses:
+            self._notify(pulse)
 
-    def _maybe_corrupt(self, reply: bytes) -> bytes:
+    def _queue_reply(self, reply: bytes, t: float) -> None:
+        """Apply the fault plan to a reply and queue it for sending."""
         self._n_replies += 1
-        every = self.corrupt_crc_every
-        if every and self._n_replies % every == 0:
-            return reply[:-1] + bytes([reply[-1] ^ 0xFF])
-        return reply
+        n = self._n_replies
+        if self.faults.corrupt(n):
+            reply = reply[:-1] + bytes([reply[-1] ^ 0xFF])
+        if self.faults.drop(n):
+            reply = reply[:-1]
+        # Replies leave in order: a late one holds back those after it.
+        due = t + self.faults.delay(n)
+        if self._outbox:
+            due = max(due, self._outbox[-1][0])
+        self._outbox.append((due, reply))
 
-    def _execute(self, command: bytes, t: float) -> tuple[bytes, Pulse | None]:
-        """Run one complete frame; return the reply and the pulse, if any."""
+    def _flush(self, now: float) -> None:
+        while self._outbox and self._outbox[0][0] <= now:
+            self._write(self._outbox.popleft()[1])
+
+    def _hang_up(self) -> None:
+        """Pull the cable: close the pty so the driver's port reads EOF/EIO."""
+        logger.warning(
+            "%s: disconnecting after %d commands", self._name, self.commands_received
+        )
+        self.disconnected = True
+        # Ends the serving loop after this pass; stop() closes the rest.
+        self._stopping.set()
+        for name in ("_master", "_keeper"):
+            fd = getattr(self, name)
+            if fd is not None:
+                setattr(self, name, None)
+                os.close(fd)
+
+    def _execute(self, command: bytes, t: float) -> tuple[bytes, list[Pulse]]:
+        """Run one complete frame; return the reply and the pulses it gave."""
         body = command[:-1]
         if crc(body) != command[-1]:
             logger.info("bad checksum in %r: replying '?'", command)
-            return b"?", None
+            return b"?", []
         self._advance(t)
         cmd, data = chr(command[0]), body[1:].decode("latin-1")
         # The reply reports the status *before* the command takes effect.
@@ -386,17 +538,18 @@ class MagstimSimulator(PtyServer):
                 if cmd + data not in NO_REMOTE_NEEDED:
                     raise _state("remote control is off")
             if cmd == "N":
-                return frame(b"N" + self._version_text() + b"\x00"), None
+                if data != "D":
+                    raise _bad(f"version query needs 'D', got {data!r}")
+                return frame(b"N" + self._version_text() + b"\x00"), []
             payload = self._handlers[cmd](data, t)
         except _Refused as refused:
             logger.info("command %r refused (%s): %s", command, refused.code, refused)
-            return frame(cmd.encode("latin-1") + refused.code), None
+            return frame(cmd.encode("latin-1") + refused.code), []
         self._last_refresh = t  # any valid status-returning command
         status = bytes(
             [instrument, rapid] if cmd in RAPID_STATUS_REPLIES else [instrument]
         )
-        pulse = self._pulses[-1] if len(self._pulses) > n_before else None
-        return frame(cmd.encode("latin-1") + status + payload), pulse
+        return frame(cmd.encode("latin-1") + status + payload), self._pulses[n_before:]
 
     # ---------------------------------------------------------------- state
     def _advance(self, now: float) -> None:
@@ -412,10 +565,11 @@ class MagstimSimulator(PtyServer):
             if now - self._last_refresh > limit:
                 logger.warning("remote control timed out after %.3g s", limit)
                 self._remote = False
+                self._train_times.clear()
                 self._disarm("remote control lost")
         if self._armed:
             since = max(self._armed_at, self._last_pulse or self._armed_at)
-            if now - since > self.auto_disarm_after:
+            if now - since > self.auto_disarm_after and not self._train_times:
                 self._disarm(f"not fired for {self.auto_disarm_after:g} s")
             elif self._too_hot():
                 self._disarm(f"coil above {self.max_coil_temperature:g} °C")
@@ -427,10 +581,18 @@ class MagstimSimulator(PtyServer):
         if self._armed:
             logger.info("disarming: %s", why)
         self._armed = False
+        if self._train_times:
+            logger.warning("train stopped after disarm: %s", why)
+            self._train_times.clear()
 
-    def _ready(self, now: float) -> bool:
-        ready_at = max(self._charge_end, self._power_end, self._recharge_end)
+    def _ready(self, now: float, *, recharge: bool = True) -> bool:
+        ready_at = max(self._charge_end, self._power_end, self._busy_until)
+        if recharge:
+            ready_at = max(ready_at, self._recharge_end)
         return self._armed and now >= ready_at
+
+    def _in_train_or_wait(self, now: float) -> bool:
+        return bool(self._train_times) or now < self._busy_until
 
     def _instrument(self, now: float) -> InstrumentStatus:
         return InstrumentStatus(
@@ -446,6 +608,7 @@ class MagstimSimulator(PtyServer):
         return RapidStatus(
             enhanced_power=self._enhanced,
             train=self._train_mode,
+            wait=self._in_train_or_wait(now),
             single_pulse_mode=not self._train_mode,
             hv_psu=True,
             coil_ready=not self._too_hot(),
@@ -458,15 +621,58 @@ class MagstimSimulator(PtyServer):
         self._power_end = max(self._power_end, t + change)
         self._power = power
 
-    def _deliver(self, t: float, source: str) -> Pulse:
-        pulse = Pulse(t, self._power, source)
+    def _train_wait(self) -> float:
+        """Seconds the unit waits after a train at the current settings."""
+        return min_wait_after_train(
+            self._n_pulses, self._frequency / 10, min(self._power, 100)
+        )
+
+    def _train_allowed(self) -> str | None:
+        """Why a train at the current settings would be refused, or None."""
+        try:
+            check_train(self.model, self._frequency / 10, self._n_pulses, self._power)
+        except DeviceLimitError as err:
+            return str(err)
+        return None
+
+    def _start(self, t: float, source: str, *, late_read: bool = False) -> list[Pulse]:
+        """Deliver what a fire command or trigger edge gives at ``t``."""
+        if self._train_mode:
+            period = 10.0 / self._frequency
+            times = [t + k * period for k in range(self._n_pulses)]
+            self._busy_until = times[-1] + self._train_wait()
+            self._train_times.extend(times[1:])
+            return [self._deliver(times[0], "train", late_read=late_read)]
+        pulses = [self._deliver(t, source, late_read=late_read)]
+        if self.model.family == "bistim" and self._power_b > 0:
+            ipi = self._ipi / (10_000 if self._high_res_ipi else 1000)
+            pulses.append(self._deliver(t + ipi, source, unit="B"))
+        return pulses
+
+    def _run_train(self, now: float) -> list[Pulse]:
+        """Deliver the due pulses of a train the unit is running itself."""
+        pulses = []
+        # The unit's own timer: pulses are stamped at their scheduled times.
+        while self._train_times and self._train_times[0] <= now and self._armed:
+            pulses.append(self._deliver(self._train_times.popleft(), "train"))
+        return pulses
+
+    def _deliver(
+        self, t: float, source: str, *, unit: str = "A", late_read: bool = False
+    ) -> Pulse:
+        power = self._power if unit == "A" else self._power_b
+        pulse = Pulse(t, power, source, unit, late_read)
         self._pulses.append(pulse)
-        self._last_pulse = t
+        if unit == "A":
+            self._last_pulse = t
+            self._last_pulse_timed = not late_read
         if self.model.family == "rapid":
-            self._recharge_end = t + self.rapid_recharge
+            self._recharge_end = max(self._recharge_end, t + self.rapid_recharge)
         else:
             self._recharge_end = t + recharge_time(self.model, self._power)
-        self._temperature += self.heating * energy_per_pulse(self._power)
+        self._temperature += self.heating * energy_per_pulse(power)
+        if self.faults.overheated(len(self._pulses)):
+            self._temperature = max(self._temperature, self.max_coil_temperature + 5)
         if self._too_hot():
             self._disarm(f"coil above {self.max_coil_temperature:g} °C")
         return pulse
@@ -485,6 +691,10 @@ class MagstimSimulator(PtyServer):
 
     # ------------------------------------------------------------- commands
     def _cmd_remote_on(self, data: str, t: float) -> bytes:
+        if self._needs_unlock_code() and data != self.unlock_code:
+            raise _bad("wrong unlock code")
+        if not self._needs_unlock_code() and data != "@":
+            raise _bad(f"expected '@', got {data!r}")
         self._remote = True
         return b""
 
@@ -498,10 +708,15 @@ class MagstimSimulator(PtyServer):
             return self.model.enhanced_max_power
         return self.model.max_power
 
+    def _no_change_during_train(self, t: float) -> None:
+        if self._in_train_or_wait(t):
+            raise _state("train running or waiting after a train")
+
     def _cmd_power_a(self, data: str, t: float) -> bytes:
         power = _number(data)
         if not self.model.min_power <= power <= self._power_limit():
             raise _bad(f"power {power} outside 0–{self._power_limit()}")
+        self._no_change_during_train(t)
         self._set_power(power, t)
         return b""
 
@@ -513,7 +728,10 @@ class MagstimSimulator(PtyServer):
         return b""
 
     def _cmd_ipi(self, data: str, t: float) -> bytes:
-        self._ipi = _number(data)
+        value = _number(data)
+        if self._armed:
+            raise _state("cannot change the IPI while armed")
+        self._ipi = value
         return b""
 
     def _cmd_mode(self, data: str, t: float) -> bytes:
@@ -522,7 +740,9 @@ class MagstimSimulator(PtyServer):
         elif data == "B":
             if self._too_hot():
                 raise _state("coil over temperature")
-            if not self._armed:
+            if self.faults.refuse_arm:
+                logger.warning("arming refused (fault plan)")
+            elif not self._armed:
                 self._armed = True
                 self._armed_at = t
                 self._charge_end = t + self.charge_time
@@ -537,16 +757,16 @@ class MagstimSimulator(PtyServer):
             raise _state("not armed and ready")
         if self.model.family == "rapid":
             if self._train_mode:
-                logger.warning("train delivery is not simulated: EH refused")
-                raise _state("train mode is not simulated")
-            rate = (
-                self.model.serial_max_rate_enhanced_hz
-                if self._enhanced
-                else self.model.serial_max_rate_hz
-            )
-            if self._last_pulse is not None and t - self._last_pulse < 1.0 / rate:
-                raise _state(f"serial single pulses limited to {rate:g} Hz")
-        self._deliver(t, "serial")
+                why = self._train_allowed()
+                if why is not None:
+                    raise _state(why)
+            elif self._last_pulse is not None:
+                shortest, rule = shortest_pulse_interval(
+                    self.model, self._power, enhanced=self._enhanced
+                )
+                if t - self._last_pulse < shortest - self.serial_tolerance:
+                    raise _state(rule)
+        self._start(t, "serial")
 
     def _cmd_parameters(self, data: str, t: float) -> bytes:
         return digits(self._power, 3) + digits(self._power_b, 3) + digits(self._ipi, 3)
@@ -569,18 +789,23 @@ class MagstimSimulator(PtyServer):
         return b""
 
     def _cmd_system_mode(self, data: str, t: float) -> bytes:
-        return b"1"
+        if self._power_b == 0:
+            return SYSTEM_MODES["single"]
+        if self._ipi == 0:
+            return SYSTEM_MODES["simultaneous"]
+        return SYSTEM_MODES["high_res" if self._high_res_ipi else "bistim"]
 
     def _cmd_rapid_parameters(self, data: str, t: float) -> bytes:
         widths = rapid_parameter_widths(self.version[0])
-        values = (self._power, self._frequency, self._n_pulses, self._duration)
-        values += (self._wait,)
+        wait = math.ceil(round(self._train_wait() * 10, 6))
+        values = (self._power, self._frequency, self._n_pulses, self._duration, wait)
         return b"".join(digits(v, w) for v, w in zip(values, widths, strict=True))
 
     def _cmd_frequency(self, data: str, t: float) -> bytes:
         value = _number(data)
         if not 1 <= value <= round(self.model.max_train_frequency_hz * 10):
             raise _bad(f"frequency {value / 10} Hz out of range")
+        self._no_change_during_train(t)
         self._frequency = value
         return b""
 
@@ -588,6 +813,7 @@ class MagstimSimulator(PtyServer):
         value = _number(data)
         if not 1 <= value <= self.model.max_train_pulses:
             raise _bad(f"{value} pulses out of range")
+        self._no_change_during_train(t)
         self._n_pulses = value
         return b""
 
@@ -595,6 +821,7 @@ class MagstimSimulator(PtyServer):
         value = _number(data)
         if value and self._enhanced:
             raise _state("enhanced power allows single-pulse mode only")
+        self._no_change_during_train(t)
         self._duration = value
         self._train_mode = value > 0
         return b""
@@ -617,7 +844,24 @@ class MagstimSimulator(PtyServer):
         return b""
 
     def _cmd_error_code(self, data: str, t: float) -> bytes:
-        return b"U00"
+        # Over temperature is the one fault the simulated unit has.
+        return b"U00" if not self._too_hot() else b"C07"
+
+    def _extended_status(self) -> bytes:
+        # Charge delay set: bit 2 of the LSB (sources disagree on the byte).
+        return bytes([0, 0b100 if self._charge_delay else 0])
 
     def _cmd_system_status(self, data: str, t: float) -> bytes:
-        return b"\x00\x00"
+        return self._extended_status()
+
+    def _cmd_set_charge_delay(self, data: str, t: float) -> bytes:
+        value = _number(data)
+        if not 0 <= value <= (10_000 if self.version[0] >= 10 else 2000):
+            raise _bad(f"charge delay {value} out of range")
+        if self._armed:
+            raise _state("cannot change the charge delay while armed")
+        self._charge_delay = value
+        return self._extended_status() if self.version[0] >= 10 else b""
+
+    def _cmd_get_charge_delay(self, data: str, t: float) -> bytes:
+        return digits(self._charge_delay, charge_delay_width(self.version[0]))

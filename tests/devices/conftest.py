@@ -24,6 +24,46 @@ def make_sim():
         sim.stop()
 
 
+class Traffic(list):
+    """A traffic log that keeps ``(direction, bytes)`` in memory."""
+
+    def __call__(self, direction, data, t):
+        self.append((direction, bytes(data)))
+
+    def sent(self):
+        """Every frame written, in order."""
+        return [data for d, data in self if d == "tx"]
+
+
+@pytest.fixture
+def make_traffic():
+    """Factory for in-memory traffic logs (see :class:`Traffic`)."""
+    return Traffic
+
+
+@pytest.fixture
+def make_driver(make_sim):
+    """Factory: a simulator of ``model`` and an open driver on it.
+
+    Returns ``(sim, driver, traffic)``; the driver is closed after the test.
+    """
+    opened = []
+
+    def make(model="rapid2", *, remote=True, driver_kwargs=None, **sim_kwargs):
+        sim = make_sim(model, **sim_kwargs)
+        traffic = Traffic()
+        driver = Magstim(sim.port, model, traffic_log=traffic, **(driver_kwargs or {}))
+        driver.open()
+        opened.append(driver)
+        if remote:
+            driver.remote_control()
+        return sim, driver, traffic
+
+    yield make
+    for driver in opened:
+        driver.close()
+
+
 @pytest.fixture
 def sim(make_sim):
     """A Rapid² simulator that charges in 50 ms."""

@@ -74,3 +74,17 @@ def test_max_frequency_enhanced_and_200():
     assert max_frequency_hz("200", 60) == pytest.approx(1 / 3)
     with pytest.raises(ValueError, match="unknown Magstim model"):
         max_frequency_hz("rapid3", 50)
+
+
+def test_common_capabilities_share_the_limit_functions():
+    from stimtrain.devices.magstim.capabilities import stimulator_capabilities
+
+    caps = stimulator_capabilities("super_rapid2_plus")
+    assert caps.key == "super_rapid2_plus" and caps.intensity_range == (0, 100)
+    assert caps.max_frequency(60) == 80 and caps.max_train_pulses == 6000
+    assert caps.min_wait_after_train(250, 25, 73) == pytest.approx(21.95, abs=0.1)
+    assert caps.max_on_time(10, 100) == pytest.approx(25.0)
+    bistim = stimulator_capabilities("bistim")
+    assert bistim.paired_pulse and not bistim.device_trains
+    assert bistim.recharge_time(30) == 4.0 and bistim.max_on_time is None
+    assert stimulator_capabilities("200").serial_max_rate_hz is None

@@ -92,3 +92,19 @@ def test_lengths_by_family_and_version():
     assert reply_length("x", "rapid") == 6 and reply_length("N", "rapid") is None
     with pytest.raises(ValueError, match="no command"):
         reply_length("J", "rapid")
+
+
+def test_charge_delay_and_v9_commands():
+    for cmd in "xno":
+        assert data_length(cmd, "rapid", 8) is None
+        assert data_length(cmd, "200") is None and data_length(cmd, "bistim") is None
+    assert data_length("n", "rapid", 9) == 4 and data_length("n", "rapid", 10) == 5
+    assert data_length("o", "rapid", 9) == 1
+    assert reply_length("n", "rapid", 9) == 4  # echo, instrument, rapid, CRC
+    assert reply_length("n", "rapid", 10) == 6  # … plus the extended status
+    assert reply_length("o", "rapid", 9) == 7 and reply_length("o", "rapid", 10) == 8
+    status = InstrumentStatus(remote_control=True, standby=True).to_byte()
+    reply = parse_reply(
+        "o", frame(b"o" + bytes([status]) + b"01500"), expected_length=8
+    )
+    assert reply.rapid is None and reply.data == b"01500"

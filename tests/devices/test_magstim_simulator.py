@@ -5,7 +5,12 @@ import time
 import pytest
 from pylsl import local_clock
 
-from stimtrain.devices.errors import CommandRejected, CRCError, DeviceError
+from stimtrain.devices.errors import (
+    CommandRejected,
+    CRCError,
+    DeviceError,
+    DeviceLimitError,
+)
 from stimtrain.devices.magstim.driver import Magstim
 from stimtrain.devices.magstim.protocol import crc, encode, frame
 
@@ -81,18 +86,23 @@ def test_fire_refusals(sim, magstim):
     magstim.fire()
     time.sleep(0.1)
     magstim.keep_alive()
-    with pytest.raises(CommandRejected, match="state"):
+    sent = []
+    magstim.traffic_log = lambda d, data, t: sent.append(data)
+    with pytest.raises(DeviceLimitError, match="at most 1 Hz"):
         magstim.fire()  # Rapid serial single pulses: at most 1 Hz
+    assert sent == []  # refused by the driver: nothing written
+    magstim._last_fire = None  # a host that forgot: the unit refuses it too
+    with pytest.raises(CommandRejected, match="state"):
+        magstim.fire()
     assert len(sim.pulses) == 1
 
 
 def test_driver_detects_bad_crc(make_sim):
-    sim = make_sim(corrupt_crc_every=2)
+    sim = make_sim(corrupt_crc_every=1)
     with Magstim(sim.port) as magstim:
-        magstim.temperature()
-        with pytest.raises(CRCError, match="checksum"):
+        with pytest.raises(CRCError, match="checksum.*after one retry"):
             magstim.temperature()
-        magstim.temperature()
+        sim.corrupt_crc_every = 0
 
 
 def test_silent_unit_times_out(make_sim):
@@ -166,6 +176,9 @@ def test_200_recharge_and_parameters(make_sim):
         magstim.wait_ready(timeout=1.0)
         magstim.fire()
         assert not magstim.status().ready  # recharging: 3 s at 60 %
+        with pytest.raises(DeviceLimitError, match="recharge takes 3 s at 60 %"):
+            magstim.fire()
+        magstim._last_fire = None  # the unit itself refuses too
         with pytest.raises(CommandRejected):
             magstim.fire()
         with pytest.raises(DeviceError, match="Rapid family only"):
@@ -186,8 +199,8 @@ def test_train_parameters_stored(sim, raw):
     assert reply[0:1] == b"[" and reply[-1] == crc(reply[:-1])
     with Magstim(sim.port) as magstim:
         params = magstim.rapid_parameters()
-    assert params["frequency_hz"] == 25.0 and params["n_pulses"] == 250
-    assert params["duration_s"] == 10.0 and params["rapid_status"].train
+    assert params.frequency_hz == 25.0 and params.n_pulses == 250
+    assert params.duration_s == 10.0 and params.rapid_status.train
 
 
 def test_pulse_listener_and_latency(make_sim):
@@ -224,6 +237,6 @@ def test_older_rapid_firmware_widths(make_sim):
         assert magstim.version() == (7, 1, 0)
         assert magstim.keep_alive().remote_control  # Q@ before v9
         magstim.set_power(45)
-        assert magstim.rapid_parameters()["power"] == 45
+        assert magstim.rapid_parameters().power == 45
         with pytest.raises(ValueError, match="no command 'x'"):
             magstim._command("x")

@@ -8,11 +8,12 @@ import sys
 import time
 
 import pytest
+from pylsl import local_clock
 
 from stimtrain.devices.magstim.driver import Magstim
-from stimtrain.devices.sim_rig import SimulatedRig
+from stimtrain.devices.sim_rig import SimulatedRig, serve
 from stimtrain.devices.sim_triggerbox import TriggerBoxSimulator
-from stimtrain.devices.triggerbox import TriggerBox
+from stimtrain.devices.triggerbox import TriggerBox, wait_until
 
 
 def test_triggerbox_rising_edges():
@@ -107,7 +108,8 @@ def test_serve_rig_cli(tmp_path):
     log = tmp_path / "pulses.jsonl"
     code = (
         "import sys; from stimtrain.devices.sim_rig import serve; "
-        f"serve('rig', pulse_log={str(log)!r})"
+        f"serve('rig', pulse_log={str(log)!r}, model='super_rapid2_plus', "
+        "faults='overheat_after_pulses=1')"
     )
     proc = subprocess.Popen(
         [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=os.environ
@@ -124,6 +126,8 @@ def test_serve_rig_cli(tmp_path):
             with TriggerBox(trigger[1].strip()) as box:
                 sent = box.pulse()
                 time.sleep(0.05)
+            status = magstim.status()  # the fault plan overheated the coil
+            assert status.standby and status.replace_coil
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=5) == 0
@@ -131,3 +135,85 @@ def test_serve_rig_cli(tmp_path):
     record = json.loads(line)
     assert record["power"] == 31 and record["source"] == "trigger"
     assert record["time"] == pytest.approx(sent, abs=0.005)
+
+
+def test_serve_rejects_bad_arguments_before_starting():
+    with pytest.raises(ValueError, match="contradicts device 'magstim-200'"):
+        serve("magstim-200", model="rapid2")
+    with pytest.raises(ValueError, match="unknown Magstim model 'rapid3'"):
+        serve("rig", model="rapid3")
+    with pytest.raises(ValueError, match="unknown fault 'bogus'"):
+        serve("rig", faults="bogus=1")
+
+
+def test_triggerbox_marks_edges_read_together_as_late():
+    seen = []
+    sim = TriggerBoxSimulator(lambda mask, t: seen.append((mask, sim.edge_read_late)))
+    port = sim.start()
+    try:
+        with TriggerBox(port) as box:
+            box._serial.write(b"\x01\x00\x03\x00")  # one write: one read
+            time.sleep(0.05)
+            box._serial.write(b"\x01")  # read on its own
+            time.sleep(0.05)
+    finally:
+        sim.stop()
+    assert seen == [(0x01, True), (0x03, True), (0x01, False)]
+    assert sim.n_late_edges == 2
+
+
+@pytest.mark.parametrize("stall_s", [0.030, 0.045])
+def test_rig_reader_stall_does_not_drop_theta_burst_edges(stall_s):
+    """Regression: a late trigger-box reader made the simulator drop edges.
+
+    Pulse listeners run on the trigger box's reader thread, so stalling one
+    delays the next reads exactly as a descheduled reader does. A 30 ms stall
+    after a burst's first pulse used to stamp the second edge 10 ms late, so
+    the third, on time, looked 10 ms after it (Super Rapid² at 35 %: 13.3 ms
+    minimum) and was ignored; a 45 ms stall read both edges in one chunk with
+    one time stamp, and the third looked 0 ms after the second.
+    """
+    with SimulatedRig("super_rapid2", eeg=False, charge_time=0.05) as rig:
+
+        def stall(pulse):
+            if len(rig.pulses) % 3 == 1:
+                time.sleep(stall_s)
+
+        rig.stimulator.add_pulse_listener(stall)
+        magstim = _armed(rig, power=35)
+        try:
+            with TriggerBox(rig.trigger_port) as box:
+                t0 = local_clock() + 0.02
+                for burst in range(4):  # theta burst: triplets at 50 Hz
+                    for k in range(3):
+                        wait_until(t0 + burst * 0.2 + k * 0.02)
+                        box.pulse()
+                    magstim.keep_alive()
+                time.sleep(0.1)
+        finally:
+            magstim.close()
+    assert rig.stimulator.missed == 0 and len(rig.pulses) == 12
+    assert rig.triggerbox.n_late_edges >= 4  # the stall did make late reads
+    assert sum(p.late_read for p in rig.pulses) >= 4
+
+
+def test_rig_edge_in_train_mode_starts_a_device_train():
+    with SimulatedRig("rapid2", eeg=False, charge_time=0.05) as rig:
+        magstim = Magstim(rig.stimulator_port, "rapid2")
+        magstim.open()
+        try:
+            magstim.remote_control()
+            magstim.set_train(20, 4)  # the unit times 4 pulses at 20 Hz itself
+            magstim.arm()
+            magstim.wait_ready()
+            with TriggerBox(rig.trigger_port) as box:
+                sent = box.pulse()
+                time.sleep(0.2)
+                box.pulse()  # during the train's wait: ignored
+                time.sleep(0.02)
+        finally:
+            magstim.close()
+    pulses = rig.pulses
+    assert [p.source for p in pulses] == ["train"] * 4 and rig.stimulator.missed == 1
+    assert pulses[0].time == pytest.approx(sent, abs=0.005)
+    assert pulses[-1].time - pulses[0].time == pytest.approx(0.15)
