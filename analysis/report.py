@@ -1,8 +1,10 @@
-"""One HTML report per recorded run: timing, pulses, TEP and behaviour.
+"""One HTML report per recorded run: timing, pulses, TEPs, MEPs and behaviour.
 
 :func:`analyze_session` reads a run's XDF once and writes, next to it, an
-:class:`mne.Report` (``..._report.html``) and the pulse table
-(``..._pulses.tsv``). Sections without data (no EEG, no pulses, no task
+:class:`mne.Report` (``..._report.html``) and a tidy TSV of every number in
+it (``..._pulses.tsv``, ``..._peaks.tsv``, ``..._meps.tsv`` …).
+:func:`session_analysis` does the same and returns the tables and TEPs (the
+study analysis uses it). Sections without data (no EEG, no pulses, no task
 trials) are replaced by a short note, so every run gets a report.
 """
 
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 import html
 import json
-import re
+from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
 
@@ -20,7 +22,18 @@ import numpy as np
 import pandas as pd
 from mne.utils import logger, verbose
 
-from .tep import TEP_WINDOWS, artifact_alignment, gmfp, pulse_epochs, tep
+from .behaviour import (
+    behaviour_table,
+    join_pulses,
+    read_trials,
+    session_measures,
+    tms_comparison,
+)
+from .mep import mep_epochs, mep_table
+from .recruitment import fit_recruitment, motor_threshold
+from .session import find_run, run_prefix, session_labels
+from .tep import TEP_WINDOWS, artifact_alignment, gmfp
+from .tesa import run_tesa
 from .xdf import (
     _clock_offset_fit,
     _find_marker_stream,
@@ -30,10 +43,15 @@ from .xdf import (
     timing_diagnostics,
 )
 
-__all__ = ["analyze_session", "find_run", "behaviour_table", "pulse_table"]
+__all__ = [
+    "analyze_session",
+    "session_analysis",
+    "SessionAnalysis",
+    "find_run",
+    "behaviour_table",
+    "pulse_table",
+]
 
-_RUN_RE = re.compile(r"_run-(\d+)_recording\.xdf$")
-_SUFFIX = "recording.xdf"
 # Length of raw shown in the report: enough to see the data, light to render.
 _RAW_OVERVIEW_S = 20.0
 
@@ -43,52 +61,16 @@ SECTIONS = {
     "pulses": "Pulse timing",
     "alignment": "Artifact alignment",
     "raw": "Raw overview",
+    "tesa": "TMS-EEG pipeline (TESA order)",
     "tep": "TMS-evoked potential",
     "gmfp": "GMFP",
+    "peaks": "TEP peaks",
+    "mep": "Motor-evoked potentials",
+    "recruitment": "Recruitment curve",
     "behaviour": "Task behaviour",
+    "measures": "Task measures",
+    "tms_trials": "TMS vs no-TMS trials",
 }
-
-
-def find_run(path: str | PathLike, run: int | None = None) -> Path:
-    """Return the XDF file of one run of a session folder.
-
-    Parameters
-    ----------
-    path : path-like
-        A session folder (``sub-<id>/ses-<n>/``) or an ``.xdf`` file.
-    run : int | None
-        Run number; ``None`` takes the highest run in the folder.
-
-    Returns
-    -------
-    Path
-        The ``..._run-<rr>_recording.xdf`` file (or ``path`` itself if it is
-        a file).
-    """
-    path = Path(path)
-    if path.is_file():
-        return path
-    if not path.is_dir():
-        raise FileNotFoundError(f"No session folder or XDF file at {path}")
-    runs = {}
-    for f in path.glob(f"*_run-*_{_SUFFIX}"):
-        match = _RUN_RE.search(f.name)
-        if match:
-            runs[int(match.group(1))] = f
-    if not runs:
-        raise FileNotFoundError(f"No *_run-<rr>_{_SUFFIX} in {path}")
-    if run is None:
-        return runs[max(runs)]
-    if run not in runs:
-        raise FileNotFoundError(f"No run {run} in {path}; runs: {sorted(runs)}")
-    return runs[run]
-
-
-def _prefix(xdf: Path) -> str:
-    """The run's file prefix (``sub-01_ses-1_run-01_``), or the stem + ``_``."""
-    if xdf.name.endswith(_SUFFIX) and xdf.name != _SUFFIX:
-        return xdf.name[: -len(_SUFFIX)]
-    return xdf.stem + "_"
 
 
 def pulse_table(
@@ -127,57 +109,6 @@ def pulse_table(
     return pulses
 
 
-def _bool_series(values: pd.Series) -> pd.Series:
-    """Read a correctness column written as bools, 0/1 or text."""
-    if values.dtype == bool:
-        return values.astype(float)
-    text = values.astype(str).str.strip().str.lower()
-    mapping = {"true": 1.0, "false": 0.0, "1": 1.0, "0": 0.0, "1.0": 1.0, "0.0": 0.0}
-    return text.map(mapping)
-
-
-def behaviour_table(trials: pd.DataFrame) -> pd.DataFrame:
-    """Summarise task trials per condition.
-
-    Parameters
-    ----------
-    trials : pandas.DataFrame
-        One row per trial with (case-insensitive) columns ``condition``,
-        ``rt`` (s, empty when there was no response) and ``correct``.
-        Missing columns give NaN measures.
-
-    Returns
-    -------
-    table : pandas.DataFrame
-        Indexed by condition (``"all"`` when there is no condition column):
-        ``n_trials``, ``n_responses``, ``accuracy`` (proportion correct),
-        ``mean_rt_ms`` and ``median_rt_ms`` (correct responses only) and
-        ``sd_rt_ms``.
-    """
-    cols = {c.lower(): c for c in trials.columns}
-    df = pd.DataFrame(index=trials.index)
-    df["condition"] = (
-        trials[cols["condition"]].astype(str) if "condition" in cols else "all"
-    )
-    rt = pd.to_numeric(trials[cols["rt"]], errors="coerce") if "rt" in cols else np.nan
-    df["rt_ms"] = rt * 1e3
-    df["correct"] = (
-        _bool_series(trials[cols["correct"]]) if "correct" in cols else np.nan
-    )
-    rt_correct = df["rt_ms"].where(df["correct"] != 0)
-    grouped = df.assign(rt_correct=rt_correct).groupby("condition", sort=True)
-    return pd.DataFrame(
-        {
-            "n_trials": grouped.size(),
-            "n_responses": grouped["rt_ms"].count(),
-            "accuracy": grouped["correct"].mean(),
-            "mean_rt_ms": grouped["rt_correct"].mean(),
-            "median_rt_ms": grouped["rt_correct"].median(),
-            "sd_rt_ms": grouped["rt_correct"].std(),
-        }
-    )
-
-
 def _trials_from_markers(markers: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Rebuild trial tables from stim_onset/response markers, per block/task."""
     if markers.empty or "stim_onset" not in set(markers["event"]):
@@ -195,14 +126,16 @@ def _trials_from_markers(markers: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return out
 
 
-def _trials_from_tsv(folder: Path, prefix: str) -> dict[str, pd.DataFrame]:
-    out = {}
-    pattern = re.compile(r"block-(\d+)_task-(.+)_trials\.tsv$")
-    for f in sorted(folder.glob(f"{prefix}block-*_task-*_trials.tsv")):
-        match = pattern.search(f.name)
-        label = f"block {match.group(1)}, task {match.group(2)}" if match else f.name
-        out[label] = pd.read_csv(f, sep="\t")
-    return out
+def _trials_by_block(trials: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Split :func:`read_trials`'s table into one labelled table per block."""
+    if trials.empty:
+        return {}
+    return {
+        f"block {int(block):02d}, task {task}": df.drop(
+            columns=["block_file", "block", "task"]
+        )
+        for (block, task), df in trials.groupby(["block_file", "task"], sort=True)
+    }
 
 
 def _df_html(df: pd.DataFrame, *, index: bool = True, float_format="{:.3f}") -> str:
@@ -250,18 +183,19 @@ def _timing_section(report: mne.Report, diagnostics: dict) -> None:
     )
 
 
-def _plan_section(report: mne.Report, folder: Path, prefix: str, pulses) -> None:
+def _plan_section(report: mne.Report, folder: Path, prefix: str, pulses):
+    """Planned blocks with the pulses delivered in each; returns the table."""
     plan_file = folder / f"{prefix}plan.json"
     if not plan_file.is_file():
-        return
+        return None
     try:
         plan = json.loads(plan_file.read_text())
         blocks = pd.DataFrame(plan.get("blocks", []))
     except (ValueError, TypeError) as err:
         _note(report, SECTIONS["plan"], f"Could not read {plan_file.name}: {err}")
-        return
+        return None
     if blocks.empty:
-        return
+        return None
     if "index" in blocks and "block" in pulses:
         delivered = pulses.groupby("block").size()
         blocks["pulses delivered"] = (
@@ -274,6 +208,7 @@ def _plan_section(report: mne.Report, folder: Path, prefix: str, pulses) -> None
             f"delivered (markers): {len(pulses)}.</p>"
         )
     report.add_html(html_text, title=SECTIONS["plan"])
+    return blocks
 
 
 def _pulse_section(report: mne.Report, pulses: pd.DataFrame) -> None:
@@ -305,6 +240,8 @@ def _pulse_section(report: mne.Report, pulses: pd.DataFrame) -> None:
         )
         text += "<p>Per block (ms):</p>" + _df_html(per_block)
     report.add_html(text, title=title, section=title)
+    if not _drawing(report):
+        return
     fig, ax = plt.subplots(figsize=(6, 3), layout="constrained")
     ax.hist(err, bins=min(50, max(10, len(err) // 4)), color="C0")
     ax.set(xlabel="delivered − scheduled (ms)", ylabel="pulses")
@@ -346,28 +283,30 @@ def _raw_section(report: mne.Report, raw: mne.io.BaseRaw) -> None:
     )
 
 
-def _tep_sections(report: mne.Report, raw: mne.io.BaseRaw, verbose=None):
-    epochs = pulse_epochs(raw, verbose=verbose)
-    if len(epochs) == 0:
-        _note(report, SECTIONS["tep"], "Every pulse epoch was rejected.")
-        return None
-    evoked = tep(epochs)
-    has_pos = any(
+class _NoReport:
+    """Stands in for mne.Report when only the tables are wanted."""
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+
+def _drawing(report) -> bool:
+    return isinstance(report, mne.Report)
+
+
+def _has_positions(info) -> bool:
+    return any(
         not np.allclose(ch["loc"][:3], 0) and np.isfinite(ch["loc"][:3]).all()
-        for ch in evoked.info["chs"]
+        for ch in info["chs"]
+        if ch["kind"] == mne.io.constants.FIFF.FIFFV_EEG_CH
     )
-    if has_pos:
-        report.add_evokeds(
-            evoked, titles=[SECTIONS["tep"]], n_time_points=5, replace=True
-        )
-    else:
-        fig = evoked.plot(show=False, spatial_colors=False)
-        report.add_figure(fig, title=SECTIONS["tep"])
-        plt.close(fig)
+
+
+def _gmfp_figure(evoked: mne.Evoked, n: int, windows: dict):
     power = gmfp(evoked) * 1e6
     fig, ax = plt.subplots(figsize=(7, 3), layout="constrained")
     ax.plot(evoked.times * 1e3, power, color="k")
-    for ii, (name, (t0, t1)) in enumerate(TEP_WINDOWS.items()):
+    for ii, (name, (t0, t1)) in enumerate(windows.items()):
         ax.axvspan(t0 * 1e3, t1 * 1e3, color=f"C{ii}", alpha=0.12)
         ax.text(
             (t0 + t1) / 2 * 1e3,
@@ -380,21 +319,143 @@ def _tep_sections(report: mne.Report, raw: mne.io.BaseRaw, verbose=None):
         )
     ax.axvline(0, color="r", lw=0.8)
     ax.set(
-        xlabel="time from pulse (ms)", ylabel="GMFP (µV)", title=f"{len(epochs)} pulses"
+        xlabel="time from pulse (ms)",
+        ylabel="GMFP (µV)",
+        title=f"{n} pulses",
+        xlim=(max(evoked.times[0] * 1e3, -100), min(evoked.times[-1] * 1e3, 350)),
     )
+    return fig
+
+
+def _tep_sections(report: mne.Report, raw: mne.io.BaseRaw, tesa_kwargs, verbose=None):
+    """TESA pipeline, TEP butterfly/topomaps per condition, GMFP, peaks."""
+    try:
+        result = run_tesa(raw, **tesa_kwargs, verbose=verbose)
+    except (ValueError, RuntimeError) as err:
+        _note(report, SECTIONS["tep"], f"No TEP: {err}")
+        return None
+    steps = "".join(f"<li>{html.escape(step)}</li>" for step in result.steps)
+    text = f"<ol>{steps}</ol>"
+    if len(result.ica):
+        text += "<p>ICA components removed:</p>" + _df_html(result.ica, index=False)
+    report.add_html(text, title=SECTIONS["tesa"])
+    windows = tesa_kwargs.get("windows") or TEP_WINDOWS
+    if not _drawing(report):
+        return result
+    for name, evoked in result.evokeds.items():
+        title = f"{SECTIONS['tep']}: {name}"
+        if _has_positions(evoked.info):
+            report.add_evokeds(
+                evoked.copy().crop(-0.1, 0.35),
+                titles=[title],
+                n_time_points=6,
+                replace=True,
+            )
+        else:
+            fig = evoked.plot(show=False, spatial_colors=False)
+            report.add_figure(fig, title=title)
+            plt.close(fig)
+    fig = _gmfp_figure(result.evokeds["all"], len(result.epochs), windows)
     report.add_figure(fig, title=SECTIONS["gmfp"])
     plt.close(fig)
-    return epochs
+    gm = result.peaks[result.peaks["signal"] == "GMFP"]
+    report.add_html(
+        "<p>TESA peak rule: a peak exceeds its neighbours by ±5 samples; the "
+        "largest in each window. GMFP peaks below; every channel's and "
+        "ROI's in <code>peaks.tsv</code>.</p>"
+        + _df_html(gm.drop(columns=["signal"]), index=False, float_format="{:.2f}"),
+        title=SECTIONS["peaks"],
+    )
+    return result
 
 
-def _behaviour_section(report: mne.Report, tables: dict[str, pd.DataFrame]) -> None:
+def _mep_sections(report: mne.Report, raw: mne.io.BaseRaw, verbose=None):
+    """MEP table, waveform and recruitment curve; returns the tables."""
+    title = SECTIONS["mep"]
+    if not len(mne.pick_types(raw.info, emg=True)):
+        _note(report, title, "No EMG channels: no MEPs.")
+        _note(report, SECTIONS["recruitment"], "No EMG channels: no curve.")
+        return None
+    epochs = mep_epochs(raw, verbose=verbose)
+    meps = mep_table(epochs, verbose=verbose)
+    kept = meps[~meps["rejected"]]
+    summary = (
+        kept.groupby(["channel", "power"])["mep_uv"]
+        .agg(["count", "mean", "median", "std"])
+        .reset_index()
+        if "power" in kept
+        else kept.groupby("channel")["mep_uv"].agg(["count", "mean", "median", "std"])
+    )
+    report.add_html(
+        f"<p>Peak-to-peak EMG 15-50 ms after each pulse; "
+        f"{int(meps['rejected'].sum())} of {len(meps)} trials rejected for "
+        f"pre-activation (&gt; 50 µV peak-to-peak in -50..-5 ms).</p>"
+        + _df_html(summary, index=False, float_format="{:.1f}"),
+        title=title,
+        section=title,
+    )
+    if _drawing(report):
+        fig = epochs.average(picks="emg").plot(show=False, spatial_colors=False)
+        report.add_figure(fig, title=f"{title}: average", section=title)
+        plt.close(fig)
+    tables = {"meps": meps}
+    if "power" not in kept or kept["power"].nunique() < 4:
+        _note(report, SECTIONS["recruitment"], "Fewer than 4 intensities: no curve.")
+        return tables
+    fits, thresholds = [], []
+    fig, ax = (
+        plt.subplots(figsize=(6, 3.5), layout="constrained")
+        if _drawing(report)
+        else (None, _NoReport())
+    )
+    for ii, (ch, grp) in enumerate(kept.groupby("channel")):
+        s = grp["power"].to_numpy(float)
+        y = grp["mep_uv"].to_numpy(float)
+        ax.scatter(s, y, s=10, color=f"C{ii}", alpha=0.6, label=ch)
+        rmt, _ = motor_threshold(s, y)
+        thresholds.append({"channel": ch, "rmt_percent_mso": rmt, "method": "5/10"})
+        try:
+            fit = fit_recruitment(s, y, verbose=verbose)
+        except (ValueError, RuntimeError) as err:
+            logger.info(f"No recruitment fit for {ch}: {err}")
+            continue
+        grid = np.linspace(s.min(), s.max(), 200)
+        ax.plot(grid, fit.predict(grid), color=f"C{ii}")
+        thresholds[-1]["rmt_from_fit"] = fit.intensity_at(50.0)
+        fits.append(fit.table().assign(channel=ch))
+    ax.axhline(50, color="0.5", lw=0.8, ls="--")
+    ax.set(xlabel="intensity (%MSO)", ylabel="MEP (µV)", yscale="symlog")
+    ax.legend(fontsize=8)
+    if fig is not None:
+        report.add_figure(fig, title=SECTIONS["recruitment"])
+        plt.close(fig)
+    tables["motor_threshold"] = pd.DataFrame(thresholds)
+    if fits:
+        tables["recruitment"] = pd.concat(fits, ignore_index=True)
+        report.add_html(
+            "<p>Boltzmann fit; 95 % percentile bootstrap intervals (1000 "
+            "trial-wise resamples). Resting motor threshold: lowest intensity "
+            "where ≥ 50 % of trials reach 50 µV (and every higher one).</p>"
+            + _df_html(tables["recruitment"], index=False, float_format="{:.2f}")
+            + _df_html(tables["motor_threshold"], index=False, float_format="{:.1f}"),
+            title=f"{SECTIONS['recruitment']}: fit",
+        )
+    return tables
+
+
+def _behaviour_section(report: mne.Report, tables: dict[str, pd.DataFrame]):
+    """Per-block summaries by condition and their figures; returns the table."""
     title = SECTIONS["behaviour"]
     if not tables:
         _note(report, title, "No task trials in this run.")
-        return
+        return pd.DataFrame()
+    summaries = []
     for label, trials in tables.items():
         summary = behaviour_table(trials)
+        summaries.append(summary.reset_index().assign(block=label))
         report.add_html(_df_html(summary), title=f"{title}: {label}", section=title)
+        if not _drawing(report):
+            continue
         fig, (ax_rt, ax_acc) = plt.subplots(
             1, 2, figsize=(7, 2.8), layout="constrained"
         )
@@ -408,13 +469,189 @@ def _behaviour_section(report: mne.Report, tables: dict[str, pd.DataFrame]) -> N
         )
         report.add_figure(fig, title=f"{title}: {label} (figure)", section=title)
         plt.close(fig)
+    return pd.concat(summaries, ignore_index=True)
+
+
+def _measures_section(report, measures: pd.DataFrame, comparison: pd.DataFrame):
+    title = SECTIONS["measures"]
+    if measures.empty:
+        _note(report, title, "No trials TSV: no task measures.")
+    else:
+        wide = measures.pivot_table(
+            index="measure", columns=["block", "task"], values="value", aggfunc="first"
+        )
+        report.add_html(_df_html(wide, float_format="{:.3f}"), title=title)
+    title = SECTIONS["tms_trials"]
+    if comparison.empty or comparison["tms"].nunique() < 2:
+        _note(report, title, "No task trials with and without pulses to compare.")
+        return
+    report.add_html(
+        "<p>A pulse belongs to a trial when it came between the trial's "
+        "stimulus onset and the next trial's (or the block's end).</p>"
+        + _df_html(comparison, index=False, float_format="{:.3f}"),
+        title=title,
+    )
+
+
+@dataclass
+class SessionAnalysis:
+    """What :func:`session_analysis` computed for one run.
+
+    Attributes
+    ----------
+    xdf : Path
+        The recording.
+    participant, session : str
+        Labels from the folder (``""`` when it is not a session folder).
+    report_path : Path | None
+        The HTML report, if written.
+    tables : dict of DataFrame
+        Every table written next to the report, by name (``pulses``,
+        ``timing``, ``plan``, ``peaks``, ``gmfp``, ``ica``, ``meps``,
+        ``recruitment``, ``motor_threshold``, ``behaviour``, ``trials``,
+        ``measures``, ``tms_trials``).
+    evokeds : dict of Evoked
+        The TEPs (``"all"`` and per condition); empty without EEG pulses.
+    """
+
+    xdf: Path
+    participant: str
+    session: str
+    report_path: Path | None = None
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    evokeds: dict[str, mne.Evoked] = field(default_factory=dict)
+
+
+def _timing_table(diagnostics: dict) -> pd.DataFrame:
+    rows = []
+    for key, d in diagnostics.items():
+        row = {"stream": key}
+        row.update(
+            {
+                k: (json.dumps(v) if isinstance(v, list | dict) else v)
+                for k, v in d.items()
+            }
+        )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+@verbose
+def session_analysis(
+    path: str | PathLike,
+    *,
+    run: int | None = None,
+    report: bool = True,
+    tesa: dict | None = None,
+    verbose=None,
+) -> SessionAnalysis:
+    """Analyse one run; return every table and TEP (and write the report).
+
+    Parameters
+    ----------
+    path : path-like
+        A session folder or an ``.xdf`` file.
+    run : int | None
+        Run in a session folder; ``None`` takes the highest.
+    report : bool
+        Write the HTML report (figures take most of the time).
+    tesa : dict | None
+        Keyword arguments for :func:`~stimtrain.analysis.tesa.run_tesa`.
+    %(verbose)s
+
+    Returns
+    -------
+    analysis : SessionAnalysis
+    """
+    xdf = find_run(path, run)
+    folder, prefix = xdf.parent, run_prefix(xdf)
+    try:
+        participant, session = session_labels(folder)
+    except ValueError:
+        participant, session = "", ""
+    streams = load_streams(xdf)
+    diagnostics = timing_diagnostics(streams)
+    markers = _markers_from_streams(streams)
+    pulses = pulse_table(markers, streams)
+    out = SessionAnalysis(xdf=xdf, participant=participant, session=session)
+    tables = out.tables
+    tables["timing"] = _timing_table(diagnostics)
+
+    rep = (
+        mne.Report(title=f"stimtrain: {prefix.rstrip('_')}", verbose=False)
+        if report
+        else _NoReport()
+    )
+    _timing_section(rep, diagnostics)
+    plan = _plan_section(rep, folder, prefix, pulses)
+    if plan is not None:
+        tables["plan"] = plan
+    _pulse_section(rep, pulses)
+
+    try:
+        raw = _raw_from_streams(streams)
+    except ValueError as err:
+        raw = None
+        _note(rep, SECTIONS["raw"], f"No EEG: {err}")
+    if raw is not None:
+        has_pulses = bool((raw.annotations.description == "pulse").any())
+        has_eeg = len(mne.pick_types(raw.info, eeg=True)) > 0
+        if has_pulses and has_eeg:
+            alignment = artifact_alignment(raw, verbose=verbose)
+            _alignment_section(rep, alignment, raw.info["sfreq"])
+            if len(alignment) == len(pulses):
+                # Both are in time order over the same pulse markers.
+                pulses["onset"] = alignment["onset"].to_numpy()
+                pulses["artifact_sample"] = alignment["artifact_sample"].to_numpy()
+                pulses["artifact_offset_samples"] = alignment["offset_samples"].array
+                pulses["artifact_offset_ms"] = alignment["offset_ms"].to_numpy()
+        if report:
+            _raw_section(rep, raw)
+        if has_pulses and has_eeg:
+            result = _tep_sections(rep, raw, dict(tesa or {}), verbose=verbose)
+            if result is not None:
+                out.evokeds = result.evokeds
+                tables["peaks"] = result.peaks
+                tables["gmfp"] = result.gmfp
+                tables["ica"] = result.ica
+        else:
+            _note(rep, SECTIONS["tep"], "No pulses in the EEG: no TEP.")
+        if has_pulses:
+            tables.update(_mep_sections(rep, raw, verbose=verbose) or {})
+    tables["pulses"] = pulses
+    trials = read_trials(folder, prefix)
+    labelled = _trials_by_block(trials) or _trials_from_markers(markers)
+    tables["behaviour"] = _behaviour_section(rep, labelled)
+    if not trials.empty:
+        trials = join_pulses(trials, markers)
+        tables["trials"] = trials
+    measures = session_measures(trials, participant=participant, session=session)
+    comparison = tms_comparison(trials)
+    tables["measures"] = measures
+    tables["tms_trials"] = comparison
+    _measures_section(rep, measures, comparison)
+
+    for name, table in tables.items():
+        if name == "pulses" or len(table):
+            table.to_csv(
+                folder / f"{prefix}{name}.tsv", sep="\t", index=False, na_rep="n/a"
+            )
+    if report:
+        out.report_path = folder / f"{prefix}report.html"
+        rep.save(out.report_path, open_browser=False, overwrite=True, verbose=False)
+        logger.info(f"Wrote {out.report_path}")
+    return out
 
 
 @verbose
 def analyze_session(
-    path: str | PathLike, *, run: int | None = None, verbose=None
+    path: str | PathLike,
+    *,
+    run: int | None = None,
+    tesa: dict | None = None,
+    verbose=None,
 ) -> Path:
-    """Analyse one recorded run and write its HTML report and pulse table.
+    """Analyse one recorded run and write its HTML report and tables.
 
     Parameters
     ----------
@@ -422,63 +659,34 @@ def analyze_session(
         A session folder (``<data>/sub-<id>/ses-<n>/``) or an ``.xdf`` file.
     run : int | None
         Run to analyse in a session folder; ``None`` takes the highest.
+    tesa : dict | None
+        Keyword arguments for :func:`~stimtrain.analysis.tesa.run_tesa`
+        (e.g. ``dict(realign=True, roi=["C3"])``).
     %(verbose)s
 
     Returns
     -------
     report_path : Path
         ``<prefix>report.html`` next to the XDF, where ``<prefix>`` is the
-        run's file prefix (``sub-<id>_ses-<n>_run-<rr>_``). Also written:
-        ``<prefix>pulses.tsv`` (pulse fields, ``delivered``, ``scheduled``,
-        ``error_ms``, ``onset`` in the raw, ``artifact_sample``,
-        ``artifact_offset_samples``, ``artifact_offset_ms``).
+        run's file prefix (``sub-<id>_ses-<n>_run-<rr>_``). Also written,
+        as tab-separated tables with the same prefix: ``pulses.tsv`` (pulse
+        fields, ``delivered``, ``scheduled``, ``error_ms``, ``onset`` in the
+        raw, ``artifact_sample``, ``artifact_offset_samples``,
+        ``artifact_offset_ms``), ``timing.tsv``, and when there is data
+        ``plan.tsv`` (planned blocks with the pulses delivered),
+        ``behaviour.tsv`` (RT and accuracy by block and condition),
+        ``peaks.tsv``, ``gmfp.tsv``, ``ica.tsv``, ``meps.tsv``,
+        ``recruitment.tsv``, ``motor_threshold.tsv``, ``trials.tsv`` (the
+        trials TSVs joined with their pulses), ``measures.tsv`` (tidy task
+        measures) and ``tms_trials.tsv`` (TMS vs no-TMS trials).
 
     Notes
     -----
     Sections: timing diagnostics, session plan (if ``plan.json`` exists),
-    pulse timing, artifact alignment, raw overview (first 20 s, PSD), TEP
-    (butterfly, topomaps if channel positions are known) and GMFP, task
-    behaviour (from the trials TSVs; from the task markers if there are
-    none). Missing data gives a note instead of a section.
+    pulse timing (planned vs delivered), artifact alignment, raw overview
+    (first 20 s, PSD), the TESA pipeline's steps, TEP butterfly and
+    topomaps per condition, GMFP, TEP peaks, MEPs and the recruitment curve
+    (with EMG), task behaviour, task measures and TMS vs no-TMS trials.
+    Missing data gives a note instead of a section.
     """
-    xdf = find_run(path, run)
-    folder, prefix = xdf.parent, _prefix(xdf)
-    streams = load_streams(xdf)
-    diagnostics = timing_diagnostics(streams)
-    markers = _markers_from_streams(streams)
-    pulses = pulse_table(markers, streams)
-
-    report = mne.Report(title=f"stimtrain: {prefix.rstrip('_')}", verbose=False)
-    _timing_section(report, diagnostics)
-    _plan_section(report, folder, prefix, pulses)
-    _pulse_section(report, pulses)
-
-    try:
-        raw = _raw_from_streams(streams)
-    except ValueError as err:
-        raw = None
-        _note(report, SECTIONS["raw"], f"No EEG: {err}")
-    if raw is not None:
-        has_pulses = bool((raw.annotations.description == "pulse").any())
-        if has_pulses:
-            alignment = artifact_alignment(raw, verbose=verbose)
-            _alignment_section(report, alignment, raw.info["sfreq"])
-            if len(alignment) == len(pulses):
-                # Both are in time order over the same pulse markers.
-                pulses["onset"] = alignment["onset"].to_numpy()
-                pulses["artifact_sample"] = alignment["artifact_sample"].to_numpy()
-                pulses["artifact_offset_samples"] = alignment["offset_samples"].array
-                pulses["artifact_offset_ms"] = alignment["offset_ms"].to_numpy()
-        _raw_section(report, raw)
-        if has_pulses:
-            _tep_sections(report, raw, verbose=verbose)
-        else:
-            _note(report, SECTIONS["tep"], "No pulses in the EEG: no TEP.")
-    tables = _trials_from_tsv(folder, prefix) or _trials_from_markers(markers)
-    _behaviour_section(report, tables)
-
-    pulses.to_csv(folder / f"{prefix}pulses.tsv", sep="\t", index=False, na_rep="n/a")
-    report_path = folder / f"{prefix}report.html"
-    report.save(report_path, open_browser=False, overwrite=True, verbose=False)
-    logger.info(f"Wrote {report_path}")
-    return report_path
+    return session_analysis(path, run=run, tesa=tesa, verbose=verbose).report_path

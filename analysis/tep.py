@@ -2,8 +2,9 @@
 
 Follows the reference order of ``specs/analysis.md`` (TESA): epoch around each
 pulse marker, replace -2..10 ms with a cubic fit on 1 ms of data either side,
-only then downsample, baseline, and average. ICA and filtering are left to the
-analyst.
+only then downsample, baseline, and average; find the artifact in the EEG
+(with or without markers) and realign the pulses to it. ICA, filtering and the
+rest of TESA's order are in :mod:`stimtrain.analysis.tesa`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ __all__ = [
     "tep",
     "gmfp",
     "artifact_alignment",
+    "detect_artifacts",
+    "realign_pulses",
     "TEP_WINDOWS",
 ]
 
@@ -387,3 +390,126 @@ def artifact_alignment(
             f"No artifact found within ±{window * 1e3:g} ms of {n_missing} pulses"
         )
     return df
+
+
+@verbose
+def detect_artifacts(
+    raw: mne.io.BaseRaw,
+    *,
+    threshold_uv_per_ms: float = 1e4,
+    refractory: float = 0.003,
+    picks="eeg",
+    chunk_duration: float = 10.0,
+    verbose=None,
+) -> np.ndarray:
+    """Find every TMS pulse artifact in the EEG, with or without markers.
+
+    TESA's rule (``tesa_findpulse``): a pulse is where the first derivative
+    exceeds the threshold; crossings within the refractory period of the
+    previous pulse belong to that pulse.
+
+    Parameters
+    ----------
+    raw : instance of Raw
+        The recording.
+    threshold_uv_per_ms : float
+        Threshold on the mean absolute first derivative over ``picks``
+        (µV/ms; TESA's default 1e4).
+    refractory : float
+        Time (s) after a detected pulse in which no other one is detected
+        (TESA's default 3 ms).
+    picks : str | list
+        Channels used.
+    chunk_duration : float
+        The data are scanned in chunks of this length (s) to bound memory.
+    %(verbose)s
+
+    Returns
+    -------
+    samples : ndarray of int
+        Sample of each artifact onset (first sample after the crossing),
+        relative to the raw's first sample (not including ``first_samp``).
+    """
+    if threshold_uv_per_ms <= 0:
+        raise ValueError(f"threshold_uv_per_ms must be > 0 (got {threshold_uv_per_ms})")
+    if refractory < 0:
+        raise ValueError(f"refractory must be >= 0 s (got {refractory})")
+    sfreq = raw.info["sfreq"]
+    picks_idx = mne.pick_types(raw.info, eeg=True) if picks == "eeg" else picks
+    scale = 1e6 * sfreq / 1e3
+    step = max(int(chunk_duration * sfreq), 2)
+    crossings = []
+    # Chunks overlap by one sample so that no difference is lost at a border.
+    for start in range(0, raw.n_times - 1, step):
+        stop = min(start + step + 1, raw.n_times)
+        seg = raw.get_data(picks=picks_idx, start=start, stop=stop)
+        deriv = np.abs(np.diff(seg, axis=-1)).mean(axis=0) * scale
+        crossings.append(start + np.flatnonzero(deriv > threshold_uv_per_ms) + 1)
+    crossings = np.concatenate(crossings) if crossings else np.zeros(0, int)
+    gap = int(round(refractory * sfreq))
+    onsets = []
+    for sample in crossings:
+        if not onsets or sample - onsets[-1] > gap:
+            onsets.append(int(sample))
+    logger.info(f"Found {len(onsets)} pulse artifacts above {threshold_uv_per_ms:g}")
+    return np.asarray(onsets, int)
+
+
+@verbose
+def realign_pulses(
+    raw: mne.io.BaseRaw,
+    *,
+    threshold_uv_per_ms: float = 1e4,
+    window: float = 0.005,
+    picks="eeg",
+    verbose=None,
+) -> tuple[mne.io.BaseRaw, pd.DataFrame]:
+    """Move each ``"pulse"`` annotation to the artifact found in the EEG.
+
+    Parameters
+    ----------
+    raw : instance of Raw
+        A raw with ``"pulse"`` annotations.
+    threshold_uv_per_ms, window, picks
+        See :func:`artifact_alignment`.
+    %(verbose)s
+
+    Returns
+    -------
+    raw : instance of Raw
+        A copy whose pulse annotations start on their artifact's first sample
+        (pulses without an artifact within ``window`` keep the marker time).
+        Every marker field is kept.
+    alignment : pandas.DataFrame
+        The table of :func:`artifact_alignment`.
+    """
+    alignment = artifact_alignment(
+        raw,
+        threshold_uv_per_ms=threshold_uv_per_ms,
+        window=window,
+        picks=picks,
+        verbose=verbose,
+    )
+    raw = raw.copy()
+    idx = _pulse_indices(raw)
+    if len(idx) == 0:
+        return raw, alignment
+    annotations = raw.annotations
+    onsets = annotations.onset.copy()
+    found = alignment["found"].to_numpy(bool)
+    new = alignment["artifact_sample"].to_numpy(float) / raw.info["sfreq"]
+    if annotations.orig_time is not None:
+        new = new + raw.first_time
+    onsets[idx[found]] = new[found]
+    raw.set_annotations(
+        mne.Annotations(
+            onsets,
+            annotations.duration,
+            annotations.description,
+            orig_time=annotations.orig_time,
+            ch_names=annotations.ch_names,
+            extras=annotations.extras,
+        )
+    )
+    logger.info(f"Realigned {int(found.sum())} of {len(idx)} pulses to the artifact")
+    return raw, alignment

@@ -118,7 +118,9 @@ class SimulatedRig:
             # Imported lazily: the EEG simulator pulls in numpy and an LSL outlet.
             from .sim_eeg import SimulatedEEG
 
-            self.eeg = SimulatedEEG(name=self.eeg_name)
+            # An FDI channel carries MEPs, so a simulated session also
+            # exercises the MEP analysis.
+            self.eeg = SimulatedEEG(name=self.eeg_name, emg_channels=["FDI"])
             self.eeg.start()
             eeg = self.eeg
             self.stimulator.add_pulse_listener(lambda p: eeg.add_pulse(p.time, p.power))

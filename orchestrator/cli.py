@@ -198,12 +198,45 @@ def _file_backend() -> None:
 
 
 def cmd_analyze(args) -> int:
-    """Analyse a session folder or XDF file; last line printed is the report."""
+    """Analyse a session folder, an XDF file or a study; prints the report path."""
     _file_backend()
+    tesa = {"realign": True} if args.realign else None
+    if args.study:
+        from stimtrain.analysis.study import analyze_study
+
+        result = analyze_study(
+            Path(args.study), n_jobs=args.n_jobs, scheduler=args.scheduler, tesa=tesa
+        )
+        print(result.report_path)
+        return 0
+    if args.path is None:
+        print("error: give a session folder or XDF file, or --study DIR")
+        return 2
     from stimtrain.analysis.report import analyze_session
 
-    report = analyze_session(Path(args.path), run=args.run)
+    report = analyze_session(Path(args.path), run=args.run, tesa=tesa)
     print(report)
+    return 0
+
+
+def cmd_bids(args) -> int:
+    """Write session folders as a BIDS dataset (optionally validate it)."""
+    _file_backend()
+    from stimtrain.analysis.bids import validate_bids, write_bids
+
+    root = write_bids(
+        [Path(p) for p in args.session_dirs],
+        Path(args.root),
+        task=args.task,
+        line_freq=args.line_freq,
+    )
+    print(root)
+    if args.validate:
+        errors, warnings = validate_bids(args.root)
+        for e in errors:
+            print(f"BIDS error: {e}")
+        print(f"BIDS validator: {len(errors)} errors, {len(warnings)} warnings")
+        return 1 if errors else 0
     return 0
 
 
@@ -336,10 +369,28 @@ def build_parser() -> argparse.ArgumentParser:
     _add_check_options(p)
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("analyze", help="analyse a session folder or an XDF file")
-    p.add_argument("path")
+    p = sub.add_parser(
+        "analyze", help="analyse a session folder, an XDF file, or a whole study"
+    )
+    p.add_argument("path", nargs="?")
     p.add_argument("--run", type=int, help="run number (default: the latest)")
+    p.add_argument(
+        "--realign", action="store_true", help="realign pulses to the EEG artifact"
+    )
+    p.add_argument("--study", metavar="DIR", help="analyse every session under DIR")
+    p.add_argument("--n-jobs", type=int, default=1, help="parallel sessions (joblib)")
+    p.add_argument("--scheduler", help="a Dask scheduler address (tcp://host:8786)")
     p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("bids", help="write session folders as a BIDS dataset")
+    p.add_argument("session_dirs", nargs="+", metavar="SESSION_DIR")
+    p.add_argument("--root", required=True, help="the BIDS dataset folder")
+    p.add_argument("--task", default="stimtrain", help="BIDS task label")
+    p.add_argument("--line-freq", type=float, default=50.0, help="mains frequency")
+    p.add_argument(
+        "--validate", action="store_true", help="run the BIDS validator afterwards"
+    )
+    p.set_defaults(func=cmd_bids)
 
     p = sub.add_parser(
         "demo", help="run and analyse the demo protocol on the simulated rig"

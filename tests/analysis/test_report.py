@@ -87,9 +87,31 @@ def test_analyze_session_folder(tmp_path, rec5k):
     truth_ms = (rec5k.pulse_times - rec5k.scheduled) * 1e3
     np.testing.assert_allclose(pulses["error_ms"], truth_ms, atol=0.1)
     assert pulses["artifact_offset_samples"].abs().max() <= 1
+    prefix = folder / PREFIX.format(2)
+
+    def table(name):
+        return pd.read_csv(f"{prefix}{name}.tsv", sep="\t")
+
+    plan = table("plan")
+    assert list(plan["pulses delivered"]) == [20, 0]
+    behaviour = table("behaviour").set_index("condition")
+    assert behaviour.loc["incongruent", "accuracy"] == 0.5
+    assert behaviour.loc["congruent", "mean_rt_ms"] == pytest.approx(400.0)
+    measures = table("measures").set_index("measure")["value"]
+    assert measures["rt_incongruent_ms"] == pytest.approx(500.0)
+    assert measures["n_trials"] == 4
+    peaks = table("peaks")
+    gm = peaks[(peaks["signal"] == "GMFP") & (peaks["evoked"] == "all")]
+    assert set(gm["component"]) == {"N15", "P30", "N45", "P60", "N100", "P180"}
+    assert len(table("trials")) == 4 and "tms" in table("trials")
+    assert set(table("timing")["stream"]) >= {"TestEEG"}
     assert elapsed < 30
     # An explicit run.
-    assert analyze_session(folder, run=1).name == f"{PREFIX.format(1)}report.html"
+    fast = dict(ica_round1=False, ica_round2=False)
+    assert (
+        analyze_session(folder, run=1, tesa=fast).name
+        == f"{PREFIX.format(1)}report.html"
+    )
 
 
 def test_analyze_xdf_without_markers(tmp_path, rec_eeg_only):
@@ -137,3 +159,25 @@ def test_behaviour_table():
     # Mean RT over correct responses only.
     assert table.loc["a", "mean_rt_ms"] == pytest.approx(300)
     assert table.loc["b", "mean_rt_ms"] == pytest.approx(600)
+
+
+def test_mep_and_recruitment_sections(make_raw, tmp_path):
+    import mne
+
+    from stimtrain.analysis.report import _mep_sections
+
+    powers = np.repeat(np.arange(35.0, 80.0, 5.0), 8)
+    raw, _ = make_raw(
+        sfreq=2000.0, n_pulses=len(powers), spacing=0.25, powers=powers, eeg=False
+    )
+    report = mne.Report(verbose=False)
+    tables = _mep_sections(report, raw)
+    assert len(tables["meps"]) == len(powers)
+    fit = tables["recruitment"].set_index("parameter")
+    assert fit.loc["s50", "estimate"] == pytest.approx(55.0, abs=2.0)
+    assert fit.loc["s50", "low"] < fit.loc["s50", "estimate"] < fit.loc["s50", "high"]
+    rmt = tables["motor_threshold"].iloc[0]
+    assert 35 <= rmt["rmt_percent_mso"] <= 50
+    report.save(tmp_path / "r.html", open_browser=False, verbose=False)
+    text = (tmp_path / "r.html").read_text()
+    assert SECTIONS["mep"] in text and SECTIONS["recruitment"] in text

@@ -1,0 +1,107 @@
+"""The session folder as the analysis sees it: runs, file prefixes, labels.
+
+A session folder is ``<data>/sub-<id>/ses-<n>/``; each run's files start with
+``sub-<id>_ses-<n>_run-<rr>_`` (see ``orchestrator/session_folder.py``).
+"""
+
+from __future__ import annotations
+
+import re
+from os import PathLike
+from pathlib import Path
+
+__all__ = ["find_runs", "find_run", "run_prefix", "session_labels"]
+
+_RUN_RE = re.compile(r"_run-(\d+)_recording\.xdf$")
+_SUFFIX = "recording.xdf"
+
+
+def find_runs(folder: str | PathLike) -> dict[int, Path]:
+    """Return every run's XDF file in a session folder.
+
+    Parameters
+    ----------
+    folder : path-like
+        A session folder.
+
+    Returns
+    -------
+    runs : dict
+        Run number to ``..._run-<rr>_recording.xdf``, in run order.
+    """
+    runs = {}
+    for f in Path(folder).glob(f"*_run-*_{_SUFFIX}"):
+        match = _RUN_RE.search(f.name)
+        if match:
+            runs[int(match.group(1))] = f
+    return dict(sorted(runs.items()))
+
+
+def find_run(path: str | PathLike, run: int | None = None) -> Path:
+    """Return the XDF file of one run of a session folder.
+
+    Parameters
+    ----------
+    path : path-like
+        A session folder (``sub-<id>/ses-<n>/``) or an ``.xdf`` file.
+    run : int | None
+        Run number; ``None`` takes the highest run in the folder.
+
+    Returns
+    -------
+    Path
+        The ``..._run-<rr>_recording.xdf`` file (or ``path`` itself if it is
+        a file).
+    """
+    path = Path(path)
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise FileNotFoundError(f"No session folder or XDF file at {path}")
+    runs = find_runs(path)
+    if not runs:
+        raise FileNotFoundError(f"No *_run-<rr>_{_SUFFIX} in {path}")
+    if run is None:
+        return runs[max(runs)]
+    if run not in runs:
+        raise FileNotFoundError(f"No run {run} in {path}; runs: {sorted(runs)}")
+    return runs[run]
+
+
+def run_prefix(xdf: str | PathLike) -> str:
+    """The run's file prefix (``sub-01_ses-1_run-01_``), or the stem + ``_``.
+
+    Parameters
+    ----------
+    xdf : path-like
+        A run's recording.
+
+    Returns
+    -------
+    str
+    """
+    name = Path(xdf).name
+    if name.endswith(_SUFFIX) and name != _SUFFIX:
+        return name[: -len(_SUFFIX)]
+    return Path(xdf).stem + "_"
+
+
+def session_labels(folder: str | PathLike) -> tuple[str, str]:
+    """Return the (participant, session) labels of a session folder.
+
+    Parameters
+    ----------
+    folder : path-like
+        ``<root>/sub-<id>/ses-<n>/``.
+
+    Returns
+    -------
+    participant, session : str
+    """
+    folder = Path(folder)
+    sub, ses = folder.parent.name, folder.name
+    if not (sub.startswith("sub-") and ses.startswith("ses-")):
+        raise ValueError(
+            f"session folder must be <root>/sub-<id>/ses-<n> (got {folder})"
+        )
+    return sub[4:], ses[4:]

@@ -1,0 +1,101 @@
+"""A small study: sessions in parallel (joblib, Dask), group TEPs and curves."""
+
+from __future__ import annotations
+
+import shutil
+
+import pandas as pd
+import pytest
+
+from stimtrain.analysis.study import analyze_study, find_sessions
+
+# (participant, session, congruent RT, incongruent RT)
+SESSIONS = [("01", "1", 0.50, 0.62), ("01", "2", 0.45, 0.52), ("02", "1", 0.48, 0.60)]
+
+
+@pytest.fixture
+def study_dir(tmp_path, rec5k):
+    for sub, ses, rc, ri in SESSIONS:
+        folder = tmp_path / f"sub-{sub}" / f"ses-{ses}"
+        folder.mkdir(parents=True)
+        prefix = f"sub-{sub}_ses-{ses}_run-01_"
+        shutil.copy(rec5k.path, folder / f"{prefix}recording.xdf")
+        rows = ["trial\tcondition\tstimulus\tcorrect_key\tonset\tkey\trt\tcorrect"]
+        for i in range(8):
+            cond = "congruent" if i % 2 == 0 else "incongruent"
+            rt = rc if cond == "congruent" else ri
+            rows.append(f"{i}\t{cond}\t<<<<<\tleft\t{i}.0\tleft\t{rt}\t1")
+        (folder / f"{prefix}block-02_task-flanker_trials.tsv").write_text(
+            "\n".join(rows) + "\n"
+        )
+    (tmp_path / "notes").mkdir()  # not a session: ignored
+    return tmp_path
+
+
+FAST = dict(ica_n_components=5, ica_decim=4)
+
+
+def test_study_with_joblib(study_dir):
+    assert len(find_sessions(study_dir)) == 3
+    study = analyze_study(study_dir, n_jobs=2, session_reports=False, tesa=FAST)
+    assert study.report_path.is_file()
+    assert [(s.participant, s.session) for s in study.sessions] == [
+        (p, s) for p, s, _, _ in SESSIONS
+    ]
+    curves = study.tables["learning_curves"]
+    effect = curves[curves["measure"] == "congruency_effect_ms"]
+    sub1 = effect[effect["participant"] == "01"]
+    assert list(sub1["value"].round(6)) == [120.0, 70.0]
+    assert list(sub1["change"].round(6)) == [0.0, -50.0]
+    # Grand average of three identical recordings: the group peak equals each
+    # session's, and the summary has three sessions per peak.
+    ga = study.grand_averages["all"]
+    assert ga.nave > 0 and "N=3" in ga.comment
+    summary = study.tables["peak_summary"]
+    # Peaks found in one session are found in all three (same recording).
+    assert set(summary["latency_ms_count"]) <= {0, 3}
+    assert (summary["latency_ms_count"] == 3).sum() >= 6
+    gp = study.tables["group_peaks"].set_index(["evoked", "signal", "component"])
+    sp = study.tables["peaks"]
+    one = sp[(sp["participant"] == "01") & (sp["session"] == "1")]
+    one = one.set_index(["evoked", "signal", "component"])
+    assert (
+        gp.loc[("all", "GMFP", "P30"), "latency_ms"]
+        == one.loc[("all", "GMFP", "P30"), "latency_ms"]
+    )
+    for name in ("peaks", "learning_curves", "measures", "sessions"):
+        assert (study_dir / "study" / f"study_{name}.tsv").is_file()
+    measures = pd.read_csv(study_dir / "study" / "study_measures.tsv", sep="\t")
+    assert {"participant", "session", "block", "task", "measure", "value"} <= set(
+        measures.columns
+    )
+    text = study.report_path.read_text()
+    assert "Learning curve: flanker congruency_effect_ms" in text
+    assert "Peaks of the grand average" in text
+    # Each session's tables are written next to its recording.
+    assert (study_dir / "sub-02/ses-1/sub-02_ses-1_run-01_peaks.tsv").is_file()
+
+
+def test_study_on_a_dask_cluster(study_dir):
+    distributed = pytest.importorskip("dask.distributed")
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        study = analyze_study(
+            study_dir,
+            scheduler=cluster.scheduler_address,
+            session_reports=False,
+            tesa=FAST,
+        )
+    assert len(study.sessions) == 3
+    peaks = study.tables["peaks"]
+    assert set(zip(peaks["participant"], peaks["session"], strict=True)) == {
+        (p, s) for p, s, _, _ in SESSIONS
+    }
+
+
+def test_empty_study(tmp_path):
+    with pytest.raises(FileNotFoundError, match="found none"):
+        analyze_study(tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        analyze_study(tmp_path / "missing")
