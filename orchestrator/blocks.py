@@ -21,7 +21,7 @@ ORDERS = ("fixed", "random", "counterbalanced")
 TBS_VARIANTS = ("iTBS", "cTBS", "custom")
 PAIRED_PARADIGMS = ("SICI", "ICF", "LICI", "custom")
 #: Task events a pulse can be locked to (a task may announce fewer).
-TASK_EVENTS = ("stim_onset", "cue_onset", "response")
+TASK_EVENTS = ("stim_onset", "cue", "stop_signal", "response")
 #: Inter-stimulus intervals that define each paired-pulse paradigm
 #: (Kujirai 1993; Valls-Solé 1992; Rossini 2015), and whether the
 #: conditioning pulse must be below the resting motor threshold.

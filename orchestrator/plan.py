@@ -182,7 +182,7 @@ def trial_duration_s(task: str, params: dict) -> float:
         timing = t.timing(t.validate_params(params))
     except Exception:  # noqa: BLE001 - an estimate only; validation reports errors
         return DEFAULT_TRIAL_S
-    return timing.fixation_s + timing.deadline_s + timing.feedback_s + timing.iti_s
+    return timing.max_trial_s
 
 
 def compile_plan(

@@ -13,6 +13,7 @@ import datetime
 import json
 import logging
 import os
+import queue
 import signal
 import threading
 import time
@@ -21,6 +22,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pylsl
 
 from .checking import CheckedProtocol, check_file
@@ -136,12 +138,21 @@ class SessionRunner:
         self.markers: MarkerOutlet | None = None
         self.device: DeviceProcess | None = None
         self._pulse_fields: dict[int, dict] = {}
+        #: Per-pulse fields of online TMS pulses: (block, index) -> trial fields.
+        self._online_fields: dict[tuple[int, int], dict] = {}
+        self._block_delivered: dict[int, int] = {}
+        self.task_levels: dict[str, float] = {}
 
     # -- callbacks from the device reader thread ---------------------------------
     def _on_pulse(self, report: PulseReport) -> None:
         with self._delivered_lock:
             self.delivered += 1
-        fields = self._pulse_fields.get(report.block, {})
+            n = self._block_delivered.get(report.block, 0) + 1
+            self._block_delivered[report.block] = n
+        fields = {
+            **self._pulse_fields.get(report.block, {}),
+            **self._online_fields.get((report.block, report.index), {}),
+        }
         self.markers.push(
             "pulse",
             report.actual,
@@ -410,6 +421,7 @@ class SessionRunner:
         return {"pulses_planned": planned.pulses}
 
     def _task(self, win, block: TaskBlock, planned: PlannedBlock) -> dict:
+        from stimtrain.tasks.levels import load_levels, record_level
         from stimtrain.tasks.participant import SimulatedParticipant
         from stimtrain.tasks.runner import run_task_block
 
@@ -422,23 +434,44 @@ class SessionRunner:
         def emit(event: str, timestamp: float, **fields) -> None:
             self.markers.push(event, timestamp, **fields)
 
-        result = run_task_block(
-            win,
-            block.task,
-            block.params,
-            n_trials=block.trials,
-            seed=planned.seed,
-            tsv_path=self.folder.task_tsv(block.index, block.task),
-            emit=emit,
-            block=block.index,
-            participant=participant,
-            clock=pylsl.local_clock,
-            should_stop=self.stop,
-        )
+        # Levels carry over between blocks and sessions of one participant.
+        levels_path = self.folder.path.parent / "task_levels.json"
+        start_level = load_levels(levels_path).get(block.task)
+        online = None
+        if block.tms is not None:
+            online = _OnlineTMS(self, block, planned)
+            online.start()
+        try:
+            result = run_task_block(
+                win,
+                block.task,
+                block.params,
+                n_trials=block.trials,
+                seed=planned.seed,
+                tsv_path=self.folder.task_tsv(block.index, block.task),
+                emit=emit,
+                block=block.index,
+                participant=participant,
+                clock=pylsl.local_clock,
+                should_stop=self.stop,
+                start_level=start_level,
+                on_event=None if online is None else online.on_event,
+            )
+        finally:
+            outcome_online = {} if online is None else online.finish()
         if result.stopped:
             self.stop.set("task stopped (escape key)")
+        elif result.level is not None:
+            record_level(levels_path, block.task, result.level)
+            self.task_levels[block.task] = result.level
         self.say(f"  {block.task}: {json.dumps(result.measures, default=str)}")
-        return {"measures": result.measures, "trials_done": len(result.results)}
+        return {
+            "measures": result.measures,
+            "trials_done": len(result.results),
+            "start_level": result.start_level,
+            "level": result.level,
+            **outcome_online,
+        }
 
     def _write_summary(self, result: SessionResult) -> None:
         summary = {
@@ -455,10 +488,135 @@ class SessionRunner:
             "markers_sent": 0 if self.markers is None else self.markers.count,
             "recording": result.folder.file("recording.xdf").name,
             "thresholds": self.plan.thresholds,
+            "task_levels": self.task_levels,
             "rig": self.rig.name,
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         write_new(result.folder.file("summary.json"), json.dumps(summary, indent=2))
+
+
+class _OnlineTMS:
+    """Pulses locked to a task's events, for one task block.
+
+    The task calls :meth:`on_event` from its flip callback; this must return
+    at once, so the pulse is handed to a small thread that forwards it to the
+    device process (a request there can wait behind a keep-alive exchange).
+    The pulse's deadline is absolute (event flip time + delay), so that wait
+    never moves it.
+    """
+
+    def __init__(self, runner: SessionRunner, block: TaskBlock, planned) -> None:
+        from stimtrain.tasks import get_task
+
+        self.runner = runner
+        self.block = block
+        self.planned = planned
+        self.tms = block.tms
+        task = get_task(block.task)
+        params = task.validate_params(block.params)
+        # The same trials the task will run (same seed), to choose among the
+        # eligible ones exactly as the plan says.
+        trials = task.make_trials(
+            block.trials, np.random.default_rng(planned.seed), params
+        )
+        eligible = [
+            t.index
+            for t in trials
+            if not self.tms.conditions or t.condition in self.tms.conditions
+        ]
+        rng = np.random.default_rng([planned.seed, 1])
+        self.chosen = self.tms.choose(eligible, rng)
+        self.eligible = set(eligible)
+        self.queue: queue.Queue = queue.Queue()
+        self.thread = threading.Thread(target=self._forward, daemon=True)
+        self.scheduled = 0
+        self.no_pulse = 0
+        self.last_deadline = 0.0
+        self.error: str | None = None
+
+    def start(self) -> None:
+        r = self.runner
+        r._pulse_fields[self.block.index] = dict(
+            pattern="online",
+            intensity=self.tms.intensity.value,
+            unit=self.tms.intensity.unit,
+            power=self.planned.power,
+        )
+        r.device.request("set_power", self.planned.power)
+        r.device.request("arm", 3.0, timeout=6.0)
+        r.journal.write(
+            "armed",
+            block=self.block.index,
+            power=self.planned.power,
+            online_trials=sorted(self.chosen),
+        )
+        self.thread.start()
+
+    def on_event(self, event: str, t: float, trial) -> None:
+        if event != self.tms.event or trial.index not in self.eligible:
+            return
+        deadline = t + self.tms.delay_s
+        fields = dict(
+            task=self.block.task,
+            trial=trial.index,
+            condition=trial.condition,
+            event=event,
+            delay=self.tms.delay_s,
+        )
+        if trial.index not in self.chosen:
+            self.no_pulse += 1
+            self.runner.markers.push(
+                "no_pulse", deadline, block=self.block.index, scheduled=deadline,
+                **{k: fields[k] for k in ("task", "trial", "condition")},
+            )  # fmt: skip
+            return
+        index = self.scheduled
+        self.scheduled += 1
+        self.last_deadline = deadline
+        self.runner._online_fields[(self.block.index, index)] = fields
+        self.queue.put((deadline, index))
+
+    def _forward(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            deadline, index = item
+            try:
+                self.runner.device.schedule(
+                    self.block.index, [(deadline, index, self.planned.delivery)]
+                )
+            except Exception as exc:  # noqa: BLE001 - ends the session safely
+                self.error = f"online pulse not scheduled: {exc}"
+                self.runner.stop.set(self.error)
+                return
+
+    def finish(self) -> dict:
+        """Wait for the last pulse, disarm, and say what was delivered."""
+        r = self.runner
+        self.queue.put(None)
+        self.thread.join(timeout=5.0)
+        wait_until = max(self.last_deadline, pylsl.local_clock()) + 1.0
+        while (
+            r._block_delivered.get(self.block.index, 0) < self.scheduled
+            and pylsl.local_clock() < wait_until
+            and r.device.fault is None
+        ):
+            time.sleep(0.01)
+        delivered = r._block_delivered.get(self.block.index, 0)
+        if r.device.fault is None:
+            # On a fault the session's safe stop disarms (or kills) instead.
+            r.device.request("disarm")
+            r.journal.write("disarmed", block=self.block.index)
+        if delivered < self.scheduled and not r.stop():
+            r.stop.set(
+                f"online TMS: {delivered} of {self.scheduled} pulses were delivered"
+            )
+        return {
+            "pulses_scheduled": self.scheduled,
+            "pulses_delivered": delivered,
+            "no_pulse_trials": self.no_pulse,
+        }
 
 
 def _ask_operator(question: str) -> bool:

@@ -36,6 +36,27 @@ EVENTS: dict[str, tuple[tuple[str, ...], str]] = {
         "a response; timestamp = key-down time, `rt` in seconds from onset",
     ),
     "feedback": (("block", "task", "trial", "correct"), "feedback shown"),
+    "task_start": (
+        ("block", "task", "n_trials", "seed", "level"),
+        "a task block's trials start (after instructions and practice)",
+    ),
+    "task_end": (
+        ("block", "task", "trials_done", "stopped", "level"),
+        "a task block ended; `level` is the level reached (or null)",
+    ),
+    "cue": (
+        ("block", "task", "trial", "condition"),
+        "a task cue; timestamp = the flip that showed it",
+    ),
+    "stop_signal": (
+        ("block", "task", "trial", "ssd"),
+        "a stop signal; timestamp = its flip; `ssd` in seconds from the onset flip",
+    ),
+    "no_pulse": (
+        ("block", "task", "trial", "condition", "scheduled"),
+        "online TMS: an eligible trial that was not stimulated; timestamp = when "
+        "its pulse would have been (the comparison trials)",
+    ),
     "abort": (("reason",), "the session was stopped early; the device is disarmed"),
     "session_end": (("status", "pulses_delivered"), "the runner finished"),
 }

@@ -6,6 +6,7 @@ imports pylsl) is loaded on first use of :func:`run_task_block`,
 :func:`show_text` or :func:`show_fixation`.
 """
 
+from .adaptive import Adaptation
 from .api import (
     TASKS,
     Task,
@@ -15,25 +16,36 @@ from .api import (
     TrialTiming,
     get_task,
     import_task_modules,
+    task_names,
 )
+from .block import TaskBlockResult
 from .display import DisplayError, open_window, virtual_display
+from .levels import load_levels, record_level, save_levels
 from .participant import SimulatedParticipant
+from .simulate import simulate_block
 
 import_task_modules()
 
-_RUNNER_NAMES = ("run_task_block", "show_text", "show_fixation", "TaskBlockResult")
+_RUNNER_NAMES = ("run_task_block", "show_text", "show_fixation")
 
 __all__ = [
     "TASKS",
+    "Adaptation",
     "DisplayError",
     "SimulatedParticipant",
     "Task",
+    "TaskBlockResult",
     "TaskParamError",
     "Trial",
     "TrialResult",
     "TrialTiming",
     "get_task",
+    "load_levels",
     "open_window",
+    "record_level",
+    "save_levels",
+    "simulate_block",
+    "task_names",
     "virtual_display",
     *_RUNNER_NAMES,
 ]

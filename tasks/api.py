@@ -4,17 +4,23 @@ A task is a class with a ``name`` and ``default_params``; it validates
 parameters, makes a list of :class:`Trial` objects from a seeded random
 generator, builds its PsychoPy stimuli once per block, draws one trial's
 stimulus per frame, and computes its own measures from the
-:class:`TrialResult` list. The timing of a trial (fixation, response window,
-inter-trial interval, feedback) is run by :mod:`stimtrain.tasks.runner`, which
-reads it through :meth:`Task.timing`.
+:class:`TrialResult` list. The timing of a trial (fixation, optional cue,
+stimulus, response window, stop signal, feedback, inter-trial interval) is run
+by :mod:`stimtrain.tasks.runner`, which reads it through :meth:`Task.timing`
+and the trial's own ``cue_s`` and ``signal_s``. A task may adapt one of its
+parameters (its *level*) through :meth:`Task.adaptation`.
+
+Tasks of other packages register under the entry-point group
+``stimtrain.tasks`` (``name = "package.module:TaskClass"``); :func:`get_task`
+finds them by name.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import logging
 import math
-import pkgutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -22,6 +28,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     from psychopy.visual import Window
+
+    from .adaptive import Adaptation
 
 logger = logging.getLogger("stimtrain.tasks")
 
@@ -69,12 +77,22 @@ class Trial:
     correct_key : str | None
         The key a correct response uses, or ``None`` when withholding the
         response is correct (e.g. a no-go trial).
+    cue_s : float
+        Duration of a cue shown (by :meth:`Task.draw_cue`) between the
+        fixation and the stimulus, e.g. the cue-target interval of task
+        switching; ``0`` for no cue.
+    signal_s : float | None
+        Delay from stimulus onset to a signal drawn over the stimulus (by
+        :meth:`Task.draw_signal`), e.g. the stop-signal delay; ``None`` for
+        no signal.
     """
 
     index: int
     condition: str
     stimulus: dict[str, Any]
     correct_key: str | None
+    cue_s: float = 0.0
+    signal_s: float | None = None
 
 
 @dataclass
@@ -94,7 +112,10 @@ class TrialResult:
     correct : bool
         Whether the response (or its absence) was correct.
     extra : dict
-        Task-specific values (e.g. a staircase level), for the TSV.
+        Values the runner measured besides the response: ``cue_onset`` and
+        ``signal_onset`` (clock times of the flips that showed the cue and
+        the signal, when there were any) and ``level`` (the adaptive
+        parameter's value on this trial, when the block adapts one).
     """
 
     trial: Trial
@@ -120,12 +141,36 @@ class TrialTiming:
         Blank inter-trial interval after the stimulus (and feedback).
     feedback_s : float
         How long feedback is shown, ``0`` for no feedback.
+    stimulus_s : float | None
+        How long the stimulus stays up from onset; ``None``: until the
+        response or the deadline. The response window is ``deadline_s``
+        either way.
+    fixed_duration : bool
+        If true the response window runs to ``deadline_s`` even after a
+        response (a paced sequence such as n-back); otherwise a response
+        ends it.
+    cue_s : float
+        The longest cue of a trial (see :attr:`Trial.cue_s`), for planning.
     """
 
     fixation_s: float
     deadline_s: float
     iti_s: float
     feedback_s: float = 0.0
+    stimulus_s: float | None = None
+    fixed_duration: bool = False
+    cue_s: float = 0.0
+
+    @property
+    def max_trial_s(self) -> float:
+        """The longest a trial can last (every phase at its longest), in seconds."""
+        return (
+            self.fixation_s
+            + self.cue_s
+            + self.deadline_s
+            + self.feedback_s
+            + self.iti_s
+        )
 
 
 class Task:
@@ -133,9 +178,16 @@ class Task:
 
     Subclasses set :attr:`name` and :attr:`default_params` and implement
     :meth:`make_trials`, :meth:`build_stimuli`, :meth:`draw_stimulus`,
-    :meth:`keys` and :meth:`measures`; they may extend
-    :meth:`_check_params` (range checks), :meth:`tsv_fields`,
-    :meth:`score` and :meth:`feedback_text`.
+    :meth:`keys` and :meth:`measures`. They may extend :meth:`_check_params`
+    (range checks), :meth:`timing`, :meth:`tsv_fields`, :meth:`score`,
+    :meth:`feedback_text` and :meth:`instructions`; multi-phase trials add
+    :meth:`draw_cue` or :meth:`draw_signal`; adaptive tasks
+    :meth:`adaptation` (and :meth:`updates_level` or :meth:`next_level`);
+    tasks whose trials depend on what happened before (e.g. the stop-signal
+    delay) :meth:`prepare_trial`.
+
+    One instance runs one block at a time: :meth:`build_stimuli` may keep
+    stimuli on ``self``.
     """
 
     #: Name used in protocol files and the registry.
@@ -191,6 +243,12 @@ class Task:
                 check_range(key, params[key], low=0.0)
         if "deadline_s" in params:
             check_range("deadline_s", params["deadline_s"], low=0.0, low_open=True)
+        if "stimulus_s" in params:
+            check_range("stimulus_s", params["stimulus_s"], low=0.0)
+        if "target_accuracy" in params:
+            check_range(
+                "target_accuracy", params["target_accuracy"], low=0.5, high=0.99
+            )
 
     def timing(self, params: Mapping[str, Any]) -> TrialTiming:
         """Return the durations of a trial's phases.
@@ -203,8 +261,10 @@ class Task:
         Returns
         -------
         timing : TrialTiming
-            Read from ``fixation_s``, ``deadline_s``, ``iti_s`` and, when
-            ``feedback`` is true, ``feedback_s``.
+            Read from ``fixation_s``, ``deadline_s``, ``iti_s``,
+            ``stimulus_s`` (if the task has it and it is not 0) and, when
+            ``feedback`` is true, ``feedback_s``. Override it for a paced
+            task (``fixed_duration``) or a cue (``cue_s``).
         """
         feedback_s = (
             float(params.get("feedback_s", 0.0)) if params.get("feedback") else 0.0
@@ -214,7 +274,113 @@ class Task:
             deadline_s=float(params["deadline_s"]),
             iti_s=float(params["iti_s"]),
             feedback_s=feedback_s,
+            stimulus_s=(
+                float(params["stimulus_s"]) if params.get("stimulus_s") else None
+            ),
         )
+
+    def default_n_trials(self, params: Mapping[str, Any]) -> int:
+        """Return the canonical number of trials of a block.
+
+        Parameters
+        ----------
+        params : mapping
+            Validated parameters.
+
+        Returns
+        -------
+        n_trials : int
+            40 unless the task's design says otherwise.
+        """
+        return 40
+
+    # -- adaptation ---------------------------------------------------------
+    def adaptation(self, params: Mapping[str, Any]) -> Adaptation | None:
+        """Return how the task adapts its difficulty, or ``None`` if it does not.
+
+        Parameters
+        ----------
+        params : mapping
+            Validated parameters.
+
+        Returns
+        -------
+        adaptation : Adaptation | None
+            Which parameter is the *level*, its bounds, its step, and whether
+            a staircase moves it trial by trial or :meth:`next_level` moves
+            it block by block.
+        """
+        return None
+
+    def updates_level(self, trial: Trial) -> bool:
+        """Return whether a trial's outcome moves a trial-wise staircase.
+
+        Parameters
+        ----------
+        trial : Trial
+            The trial just run.
+
+        Returns
+        -------
+        bool
+            ``True`` by default; the stop-signal task moves its delay on stop
+            trials only.
+        """
+        return True
+
+    def next_level(
+        self, measures: Mapping[str, Any], level: float, params: Mapping[str, Any]
+    ) -> float:
+        """Return the level of the next block, for block-wise adaptation.
+
+        Parameters
+        ----------
+        measures : mapping
+            This block's measures.
+        level : float
+            This block's level.
+        params : mapping
+            Validated parameters.
+
+        Returns
+        -------
+        level : float
+        """
+        return level
+
+    def prepare_trial(self, trial: Trial, params: Mapping[str, Any]) -> Trial:
+        """Return the trial as it will be run, just before running it.
+
+        Parameters
+        ----------
+        trial : Trial
+            The planned trial.
+        params : mapping
+            Validated parameters, with the adaptive parameter (if any) set to
+            this trial's level.
+
+        Returns
+        -------
+        trial : Trial
+            The planned trial by default; e.g. the stop-signal task sets
+            ``signal_s`` to the staircase's current delay.
+        """
+        return trial
+
+    def instructions(self, params: Mapping[str, Any]) -> str:
+        """Return the instructions shown before the block.
+
+        Parameters
+        ----------
+        params : mapping
+            Validated parameters.
+
+        Returns
+        -------
+        text : str
+        """
+        keys = ", ".join(self.keys(params))
+        return f"{self.name}\n\nRespond with: {keys}"
 
     # -- trials and drawing -------------------------------------------------
     def make_trials(
@@ -258,6 +424,28 @@ class Task:
             The trial to draw.
         """
         raise NotImplementedError
+
+    def draw_cue(self, trial: Trial) -> None:
+        """Draw the cue of a trial with ``cue_s > 0`` (called every cue frame).
+
+        Parameters
+        ----------
+        trial : Trial
+            The trial.
+        """
+        raise NotImplementedError(f"{self.name}: a trial has a cue but no draw_cue")
+
+    def draw_signal(self, trial: Trial) -> None:
+        """Draw the signal over the stimulus, from ``signal_s`` after onset.
+
+        Parameters
+        ----------
+        trial : Trial
+            The trial.
+        """
+        raise NotImplementedError(
+            f"{self.name}: a trial has a signal but no draw_signal"
+        )
 
     def keys(self, params: Mapping[str, Any]) -> list[str]:
         """Return the response keys of the task.
@@ -424,6 +612,43 @@ def check_keys(key: str, value: Sequence[Any], n: int) -> None:
         raise TaskParamError(key, "must not use 'escape' (it stops the block)", value)
 
 
+# -- trial design helpers --------------------------------------------------------
+def balanced(
+    conditions: Sequence[str], values: Sequence[Any], rng: np.random.Generator
+) -> list[Any]:
+    """Assign values to trials so each is equally frequent within each condition.
+
+    Within every condition the values repeat as often as whole sets fit; the
+    remainder is drawn at random without replacement; the assignment order
+    within the condition is random. Use it to counterbalance a nuisance
+    factor (a target side, an ink, a cue-target interval) against the
+    conditions.
+
+    Parameters
+    ----------
+    conditions : sequence of str
+        The condition of each trial.
+    values : sequence
+        The values to balance.
+    rng : numpy.random.Generator
+        Source of the remainder and the order.
+
+    Returns
+    -------
+    assigned : list
+        One value per trial, aligned with ``conditions``.
+    """
+    values = list(values)
+    out: list[Any] = [None] * len(conditions)
+    for cond in dict.fromkeys(conditions):
+        idx = [i for i, c in enumerate(conditions) if c == cond]
+        whole, rest = divmod(len(idx), len(values))
+        pool = values * whole + [values[j] for j in rng.permutation(len(values))[:rest]]
+        for i, j in zip(idx, rng.permutation(len(idx)), strict=True):
+            out[i] = pool[j]
+    return out
+
+
 # -- registry ------------------------------------------------------------------
 #: Task name -> task class. Filled as task classes are defined
 #: (:meth:`Task.__init_subclass__`); importing :mod:`stimtrain.tasks` imports
@@ -435,22 +660,73 @@ def _register(cls: type[Task]) -> None:
     """Add a task class to :data:`TASKS` under its ``name``."""
     if not cls.name:
         return  # an abstract intermediate class
-    other = TASKS.get(cls.name)
+    _register_as(cls.name, cls)
+
+
+def _register_as(name: str, cls: type[Task]) -> None:
+    other = TASKS.get(name)
     if other is not None and other.__qualname__ != cls.__qualname__:
         raise RuntimeError(
-            f"two tasks are named {cls.name!r}: {other.__module__}."
+            f"two tasks are named {name!r}: {other.__module__}."
             f"{other.__qualname__} and {cls.__module__}.{cls.__qualname__}"
         )
-    TASKS[cls.name] = cls
+    TASKS[name] = cls
+
+
+#: Modules of this package that hold the built-in tasks.
+BUILTIN_TASK_MODULES = (
+    "flanker",
+    "stroop",
+    "gonogo",
+    "stopsignal",
+    "nback",
+    "switching",
+)
+#: Entry-point group under which other packages register tasks.
+ENTRY_POINT_GROUP = "stimtrain.tasks"
 
 
 def import_task_modules() -> None:
-    """Import every task module of this package, so that :data:`TASKS` is full."""
+    """Import the built-in task modules, so that :data:`TASKS` holds them."""
     package = __name__.rpartition(".")[0]
-    infrastructure = {"api", "display", "runner", "participant"}
-    for info in pkgutil.iter_modules(importlib.import_module(package).__path__):
-        if not info.name.startswith("_") and info.name not in infrastructure:
-            importlib.import_module(f"{package}.{info.name}")
+    for module in BUILTIN_TASK_MODULES:
+        importlib.import_module(f"{package}.{module}")
+
+
+def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
+    """Return the installed task entry points by name."""
+    return {
+        ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+    }
+
+
+def _load_entry_point(ep: importlib.metadata.EntryPoint) -> type[Task]:
+    """Load a task class from an entry point and register it under its name."""
+    where = f"entry point {ep.name!r} = {ep.value!r} (group {ENTRY_POINT_GROUP!r})"
+    try:
+        cls = ep.load()
+    except Exception as exc:
+        raise KeyError(f"{where} could not be loaded: {exc!r}") from exc
+    if not (isinstance(cls, type) and issubclass(cls, Task)):
+        raise KeyError(
+            f"{where} must name a subclass of stimtrain.tasks.Task, got {cls!r}"
+        )
+    # The class registered itself under cls.name on definition; the entry
+    # point's name is how protocol files call it, so it must be known too.
+    if ep.name != cls.name:
+        _register_as(ep.name, cls)
+    return cls
+
+
+def task_names() -> list[str]:
+    """Return the names of every available task, built-in and from entry points.
+
+    Returns
+    -------
+    names : list of str
+        Sorted.
+    """
+    return sorted(set(TASKS) | set(_entry_points()))
 
 
 def get_task(name: str) -> Task:
@@ -459,7 +735,8 @@ def get_task(name: str) -> Task:
     Parameters
     ----------
     name : str
-        A key of :data:`TASKS`.
+        A key of :data:`TASKS`, or the name of an entry point in the group
+        ``stimtrain.tasks`` (loaded on first use).
 
     Returns
     -------
@@ -468,13 +745,16 @@ def get_task(name: str) -> Task:
     Raises
     ------
     KeyError
-        If there is no such task; the message lists the known ones.
+        If there is no such task (the message lists the known ones), or its
+        entry point does not load a :class:`Task` subclass.
     """
     if not isinstance(name, str):
         raise KeyError(f"task name must be a string, got {name!r}")
-    try:
-        cls = TASKS[name]
-    except KeyError:
-        known = ", ".join(sorted(TASKS)) or "(none)"
-        raise KeyError(f"unknown task {name!r}; known tasks: {known}") from None
+    cls = TASKS.get(name)
+    if cls is None:
+        ep = _entry_points().get(name)
+        if ep is None:
+            known = ", ".join(task_names()) or "(none)"
+            raise KeyError(f"unknown task {name!r}; known tasks: {known}")
+        cls = _load_entry_point(ep)
     return cls()

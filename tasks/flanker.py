@@ -7,13 +7,22 @@ feedback. The participant reports the direction of the central arrow.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .api import Task, TaskParamError, Trial, TrialResult, check_keys, check_range
+from .adaptive import DEADLINE_ADAPTATION_PARAMS, AdaptiveDeadline
+from .api import (
+    Task,
+    TaskParamError,
+    Trial,
+    TrialResult,
+    balanced,
+    check_keys,
+    check_range,
+)
+from .measures import condition_effect, condition_summary
 
 if TYPE_CHECKING:  # pragma: no cover
     from psychopy.visual import Window
@@ -41,7 +50,7 @@ def flanker_text(target: str, flankers: str, n_flankers: int = 2) -> str:
     return side + _ARROW[target] + side
 
 
-class FlankerTask(Task):
+class FlankerTask(AdaptiveDeadline, Task):
     """Eriksen flanker with arrows.
 
     Parameters (``default_params``)
@@ -65,6 +74,9 @@ class FlankerTask(Task):
         Flanking arrows on each side (2, i.e. five arrows).
     letter_height : float
         Arrow height in window heights (0.08).
+    adaptive, target_accuracy, deadline_step_s, deadline_min_s
+        Training: a staircase on the deadline aiming at the target accuracy
+        (off, 0.8, 0.025, 0.2); see :mod:`stimtrain.tasks.adaptive`.
     """
 
     name = "flanker"
@@ -78,6 +90,7 @@ class FlankerTask(Task):
         "keys": ["left", "right"],
         "n_flankers": 2,
         "letter_height": 0.08,
+        **DEADLINE_ADAPTATION_PARAMS,
     }
 
     def __init__(self) -> None:
@@ -120,13 +133,7 @@ class FlankerTask(Task):
         )
         # Balance left/right targets within each condition (as far as an odd
         # count allows) so that a side bias cannot masquerade as congruency.
-        targets: list[str] = []
-        for cond in CONDITIONS:
-            n = conditions.count(cond)
-            sides = ["left", "right"] * (n // 2) + (
-                [str(rng.choice(["left", "right"]))] if n % 2 else []
-            )
-            targets += sides
+        targets = balanced(conditions, ["left", "right"], rng)
         order = rng.permutation(n_trials)
         left_key, right_key = params["keys"]
         trials = []
@@ -214,23 +221,8 @@ class FlankerTask(Task):
             and ``congruency_effect_accuracy`` (congruent - incongruent
             accuracy). Undefined values are ``nan``.
         """
-        out: dict[str, Any] = {"n_trials": len(results)}
-        for cond in CONDITIONS:
-            rs = [r for r in results if r.trial.condition == cond]
-            rts = [r.rt for r in rs if r.correct and r.rt is not None]
-            out[f"n_{cond}"] = len(rs)
-            out[f"rt_{cond}_ms"] = float(np.mean(rts)) * 1e3 if rts else math.nan
-            out[f"accuracy_{cond}"] = (
-                float(np.mean([r.correct for r in rs])) if rs else math.nan
-            )
-        out["misses"] = sum(r.key is None for r in results)
-        out["accuracy"] = (
-            float(np.mean([r.correct for r in results])) if results else math.nan
-        )
-        out["congruency_effect_ms"] = out["rt_incongruent_ms"] - out["rt_congruent_ms"]
-        out["congruency_effect_accuracy"] = (
-            out["accuracy_congruent"] - out["accuracy_incongruent"]
-        )
+        out = condition_summary(results, CONDITIONS)
+        out.update(condition_effect(out, "congruency_effect", *CONDITIONS[::-1]))
         return out
 
     def tsv_fields(self, trial_result: TrialResult) -> dict[str, Any]:

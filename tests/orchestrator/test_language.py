@@ -309,7 +309,7 @@ def test_online_tms_selection_rules():
         """
     )
     assert [m.split(": error: ")[1] for m in msgs] == [
-        "blocks[0].tms.at: event must be one of stim_onset, cue_onset, response "
+        "blocks[0].tms.at: event must be one of stim_onset, cue, stop_signal, response "
         "(got stim_offset + 1 s)",
         "blocks[0].tms.intensity: must be greater than zero (got 0 %RMT)",
         "blocks[0].tms.trials: must be 'all', 'every N' (e.g. 'every 2nd') or a "

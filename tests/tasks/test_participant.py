@@ -75,3 +75,40 @@ def test_no_go_and_unknown_task():
     )
     key, rt = part.respond("other", _trial("x", "a"), keys=["a", "b"])
     assert key in {"a", "b", None}
+
+
+def test_post_error_slowing_and_stop_race():
+    """RTs after an error are slower by post_error_slowing; the race stops late RTs."""
+    part = SimulatedParticipant(
+        2,
+        {
+            "flanker": {
+                "conditions": {"congruent": {"p_error": 0.3, "p_lapse": 0.0}},
+                "post_error_slowing": 0.05,
+            }
+        },
+    )
+    trial = _trial("congruent")
+    out = [part.respond("flanker", trial) for _ in range(4000)]
+    after_error = [
+        rt for (k0, _), (_, rt) in zip(out, out[1:], strict=False) if k0 == "right"
+    ]
+    after_correct = [
+        rt for (k0, _), (_, rt) in zip(out, out[1:], strict=False) if k0 == "left"
+    ]
+    sd = np.hypot(0.04, 0.06)
+    se = sd * np.sqrt(1 / len(after_error) + 1 / len(after_correct))
+    assert np.mean(after_error) - np.mean(after_correct) == pytest.approx(
+        0.05, abs=4 * se
+    )
+    # Stop trials: with SSD + SSRT far beyond any RT nothing is stopped, and
+    # with SSD = 0 only RTs faster than the SSRT (220 +- 20 ms) get through.
+    stop = SimulatedParticipant(
+        3, {"stopsignal": {"conditions": {"stop": {"p_lapse": 0.0, "p_error": 0.0}}}}
+    )
+    late = Trial(0, "stop", {"text": ""}, "left", signal_s=5.0)
+    assert all(stop.respond("stopsignal", late)[0] is not None for _ in range(200))
+    early = Trial(0, "stop", {"text": ""}, "left", signal_s=0.0)
+    got = [stop.respond("stopsignal", early) for _ in range(500)]
+    assert all(rt < 0.22 + 4 * 0.02 for k, rt in got if k is not None)
+    assert sum(k is None for k, _ in got) > 450

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import math
 import time
 
 import numpy as np
 import pytest
+from taskcheck import PROPOSED_EVENTS, Recorder, read_tsv
 
-from stimtrain.orchestrator.vocabulary import EVENTS, encode_marker
 from stimtrain.tasks import SimulatedParticipant, TaskParamError
 from stimtrain.tasks.runner import (
     TSV_COLUMNS,
@@ -20,8 +19,8 @@ from stimtrain.tasks.runner import (
 
 N_TRIALS = 40
 PARAMS = {
-    "fixation_s": 0.1,
-    "iti_s": 0.1,
+    "fixation_s": 0.05,
+    "iti_s": 0.05,
     "feedback": True,
     "feedback_s": 0.05,
 }
@@ -49,26 +48,6 @@ FAST = {
         }
     }
 }
-
-
-class Recorder:
-    """Collects markers; checks each against the marker vocabulary."""
-
-    def __init__(self):
-        self.markers: list[tuple[str, float, dict]] = []
-
-    def __call__(self, event: str, timestamp: float, **fields) -> None:
-        encode_marker(event, **fields)  # raises on a missing field
-        assert isinstance(timestamp, float)
-        self.markers.append((event, timestamp, fields))
-
-    def of(self, event: str) -> list[tuple[float, dict]]:
-        return [(t, f) for e, t, f in self.markers if e == event]
-
-
-def read_tsv(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f, delimiter="\t"))
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +108,12 @@ def test_tsv_rows_match_markers(block):
     by_trial = {f["trial"]: t for t, f in responses}
     for t, f in feedback:
         assert t >= by_trial.get(f["trial"], -math.inf)
-    assert {e for e, _, _ in emit.markers} <= set(EVENTS)
+    assert {e for e, _, _ in emit.markers} <= {"task_start", "task_end"} | {
+        "stim_onset",
+        "response",
+        "feedback",
+    }
+    assert set(PROPOSED_EVENTS) >= {"task_start", "task_end"}
 
 
 def test_conditions_balanced(block):
