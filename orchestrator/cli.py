@@ -294,6 +294,18 @@ def cmd_sim(args) -> int:
     return 0
 
 
+def cmd_devices(args) -> int:
+    """List and probe serial ports, or print a traffic log."""
+    rest = list(args.rest)
+    if rest[:1] == ["traffic"]:
+        from stimtrain.devices.traffic import main as traffic_main
+
+        return traffic_main(rest[1:])
+    from stimtrain.devices.probe import main as probe_main
+
+    return probe_main(rest)
+
+
 def cmd_schema(args) -> int:
     """Print a JSON Schema, or write all of them into a folder."""
     from .schema import SCHEMAS, render, write_schemas
@@ -347,6 +359,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     course.add_arguments(ps)
     ps.set_defaults(func=course.run)
+
+    p = sub.add_parser(
+        "devices",
+        help="list serial ports, probe which stimulator answers (--probe), "
+        "or print a traffic log (devices traffic FILE)",
+        add_help=False,
+    )
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_devices)
 
     p = sub.add_parser(
         "schema", help="print the JSON Schema of protocol, rig, course … files"
@@ -426,6 +447,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``stimtrain`` console script."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["devices"]:
+        # `devices` has its own parser (ports, --probe; `traffic FILE`).
+        return cmd_devices(argparse.Namespace(rest=argv[1:]))
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,

@@ -1,18 +1,30 @@
 """The process that owns the stimulator's serial port and the trigger line.
 
-It does nothing else: it keeps remote control alive, executes pulse schedules
-given in absolute LSL-clock times (sleep until just before a deadline, spin to
-it, write, read the clock), and reports what it actually did. Running it in its
-own process means rendering, the GIL and garbage collection in the main process
-can never delay a pulse or let remote control lapse.
+It does nothing else: it keeps remote control alive and watches the link,
+executes pulse schedules given in absolute LSL-clock times (sleep until just
+before a deadline, spin to it, write, read the clock), and reports what it
+actually did. Running it in its own process means rendering, the GIL and
+garbage collection in the main process can never delay a pulse or let remote
+control lapse; messages to the main process go out from a sender thread, so
+even a main process that stops reading cannot block this one.
+
+Link supervision: the driver's keep-alive (or a status query, for models
+whose keep-alive reports nothing) runs every ``keep_alive_interval_s`` of the
+driver. The drivers re-send a command once when its reply has a bad checksum
+(never a fire command); what still fails is a fault here: checksum errors
+beyond that retry, a missing reply, a vanished port, lost remote control, a
+unit that disarmed itself, a refused command. The schedule is dropped, the
+fault is reported with its reason, the unit is disarmed (attempted; on a dead
+link a Magstim's own keep-alive timeout disarms it) and the process ends.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import multiprocessing as mp
 import os
+import queue
+import termios
 import threading
 import time
 import traceback
@@ -20,38 +32,93 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pylsl
+import serial
+
+from stimtrain.devices.errors import (
+    CommandRejected,
+    CRCError,
+    DeviceError,
+    DeviceTimeout,
+    RemoteControlLost,
+)
+from stimtrain.devices.stimulator import open_stimulator
+from stimtrain.devices.traffic import TrafficWriter
+from stimtrain.devices.trigger import SerialCommandTrigger, make_trigger
 
 logger = logging.getLogger("stimtrain.orchestrator.device_process")
 
 #: Wake this long before a deadline and spin the rest: sleeping is imprecise
 #: by up to a scheduler tick, spinning costs one core for that long.
 SPIN_S = 0.002
-#: Magstim recommends a status command every 500 ms while armed.
+#: Supervision interval for drivers that do not say (Magstim recommends a
+#: status command every 500 ms while armed).
 KEEP_ALIVE_S = 0.5
-#: Don't start a keep-alive exchange this close to a pulse.
+#: Don't start a keep-alive exchange this close to a pulse (at least; the
+#: device process widens it to 1.5 times the last exchange's duration).
 KEEP_ALIVE_GUARD_S = 0.03
+#: A keep-alive postponed for pulses this many intervals is sent anyway (the
+#: next pulse may then be late): losing remote control would disarm the unit.
+KEEP_ALIVE_OVERDUE = 1.6
 
 
 @dataclass(frozen=True)
 class DeviceConfig:
-    """What the device process opens."""
+    """What the device process opens.
+
+    Attributes
+    ----------
+    model : str
+        Stimulator model key (see :func:`stimtrain.devices.stimulator.models`).
+    stimulator_port : str
+        The stimulator's serial port.
+    trigger_port : str | None
+        Port of the host-timed trigger line (``via="trigger"``); None: serial
+        fire command only.
+    trigger_lines : int
+        Trigger box output mask.
+    traffic_log : str | None
+        Path of the raw traffic log (JSON lines), appended to.
+    trigger_kind : str
+        ``"triggerbox"`` or ``"rts"`` (for ``trigger_port``).
+    trigger_pulse_width : float
+        Seconds the trigger line stays active.
+    trigger_baudrate : int
+        Speed the RTS line's port is opened at; when it is the stimulator's own
+        port, the stimulator's speed (Magstim 9600, MagPro 38400).
+    reply_timeout : float | None
+        Seconds the driver waits for a reply; None: the driver's default.
+    max_late_s : float
+        A pulse that can't be given within this many seconds of its deadline
+        is a fault (the schedule is dropped); it is never fired late.
+    """
 
     model: str
     stimulator_port: str
     trigger_port: str | None = None
     trigger_lines: int = 0x01
     traffic_log: str | None = None
+    trigger_kind: str = "triggerbox"
+    trigger_pulse_width: float = 0.001
+    trigger_baudrate: int = 9600
+    reply_timeout: float | None = None
+    max_late_s: float = 0.02
 
 
 @dataclass(frozen=True)
 class PulseReport:
-    """One pulse as the device process delivered it."""
+    """One pulse as the device process delivered it.
+
+    ``confirmed`` is False when the fire command was written but its reply
+    was lost or corrupt: the pulse was probably given (it counts towards
+    caps) but the unit did not say so.
+    """
 
     block: int
     index: int
     scheduled: float
     actual: float
     via: str
+    confirmed: bool = True
 
 
 class DeviceFault(RuntimeError):
@@ -80,174 +147,358 @@ def _tune_process() -> None:
             pass
 
 
+class _Outbox:
+    """Send messages to the main process from a thread of their own.
+
+    A main process that is blocked or slow to read lets the pipe fill up;
+    ``Connection.send`` would then block the device loop and its keep-alive.
+    """
+
+    def __init__(self, conn) -> None:
+        self._conn = conn
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(
+            target=self._run, name="device-outbox", daemon=True
+        )
+        self._thread.start()
+
+    def send(self, msg: tuple) -> None:
+        self._queue.put(msg)
+
+    def _run(self) -> None:
+        while True:
+            msg = self._queue.get()
+            if msg is None:
+                return
+            try:
+                self._conn.send(msg)
+            except (OSError, BrokenPipeError, ValueError):
+                return  # the main process is gone; nothing left to tell
+
+    def close(self, timeout: float = 2.0) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+
 class _Worker:
     """Runs inside the device process."""
 
-    def __init__(self, config: DeviceConfig, conn):
+    def __init__(self, config: DeviceConfig, outbox: _Outbox) -> None:
         self.config = config
-        self.conn = conn
+        self.outbox = outbox
         self.schedule: list[tuple[float, int, int, str]] = []
-        self.log_file = open(config.traffic_log, "a") if config.traffic_log else None  # noqa: SIM115
+        self.traffic = TrafficWriter(config.traffic_log) if config.traffic_log else None
         self.stim = None
-        self.trigger = None
+        self.lines: dict[str, object] = {}
+        self.release_line = None
+        self.release_at: float | None = None
+        self.interval = KEEP_ALIVE_S
+        #: Don't start a supervision exchange this close to the next pulse.
+        self.guard = KEEP_ALIVE_GUARD_S
         self.last_keep_alive = 0.0
-        self.reset_at: float | None = None
-        #: Width of a trigger-box pulse; the lines are lowered by the loop.
-        self.pulse_width = 0.001
+        self.expect_armed = False
+        #: Clock time of the last byte written to the stimulator.
+        self.last_tx = 0.0
 
-    def traffic(self, direction: str, data: bytes, t: float) -> None:
-        if self.log_file is not None:
-            line = {"dir": direction, "hex": data.hex(), "clock": t}
-            self.log_file.write(json.dumps(line) + "\n")
+    # ------------------------------------------------------------- traffic
+    def _stim_traffic(self, direction: str, data: bytes, t: float) -> None:
+        if direction == "tx":
+            self.last_tx = t
+        if self.traffic is not None:
+            self.traffic.write(self.config.model, direction, data, t)
 
+    def note(self, text: str) -> None:
+        if self.traffic is not None:
+            self.traffic.note(self.config.model, text)
+
+    # -------------------------------------------------------------- opening
     def open(self) -> dict:
-        from stimtrain.devices.magstim.driver import Magstim
-
-        self.stim = Magstim(
-            self.config.stimulator_port, self.config.model, traffic_log=self.traffic
+        cfg = self.config
+        options = {} if cfg.reply_timeout is None else {"timeout": cfg.reply_timeout}
+        self.stim = open_stimulator(
+            cfg.model, cfg.stimulator_port, traffic_log=self._stim_traffic, **options
         )
         self.stim.open()
+        self.note(f"opened {cfg.model} on {cfg.stimulator_port}")
         self.stim.remote_control(True)
-        if self.config.trigger_port:
-            from stimtrain.devices.triggerbox import TriggerBox
-
-            self.trigger = TriggerBox(
-                self.config.trigger_port, traffic_log=self.traffic
+        self.interval = self.stim.keep_alive_interval_s or KEEP_ALIVE_S
+        self.lines["serial"] = SerialCommandTrigger(self.stim)
+        # A paired-pulse unit (BiStim², MagOption) fires its pair on one command.
+        self.lines["paired"] = self.lines["serial"]
+        if cfg.trigger_port:
+            device = "rts" if cfg.trigger_kind == "rts" else "triggerbox"
+            line = make_trigger(
+                cfg.trigger_kind,
+                port=cfg.trigger_port,
+                lines=cfg.trigger_lines,
+                pulse_width=cfg.trigger_pulse_width,
+                baudrate=cfg.trigger_baudrate,
+                traffic_log=self.traffic.callback(device) if self.traffic else None,
             )
-            self.trigger.open()
+            line.open()
+            self.lines["trigger"] = line
+            if self.traffic is not None:
+                self.traffic.note(device, f"opened {cfg.trigger_kind} on {line.port}")
         self.last_keep_alive = pylsl.local_clock()
-        return self.state()
+        return self.stim.state().as_dict()
 
-    def state(self) -> dict:
-        status = self.stim.status()
-        return {
-            "remote_control": status.remote_control,
-            "armed": status.armed,
-            "ready": status.ready,
-            "standby": status.standby,
-        }
-
-    def fire(self, via: str) -> float:
-        if via == "trigger":
-            t = self.trigger.set_lines(self.config.trigger_lines)
-            self.reset_at = t + self.pulse_width
-            return t
-        return self.stim.fire()
-
-    def handle(self, msg: tuple) -> object:
-        cmd, *args = msg
-        if cmd == "set_power":
-            self.stim.set_power(int(args[0]))
-            return self.state()
+    # ------------------------------------------------------------ requests
+    def handle(self, cmd: str, args: list) -> object:
+        if cmd in ("set_power", "set_intensity"):
+            self.stim.set_intensity(*args)
+            return self.stim.state().as_dict()
         if cmd == "arm":
             self.stim.arm()
+            self.expect_armed = True
             self.stim.wait_ready(timeout=args[0] if args else 3.0)
-            return self.state()
+            return self.stim.state().as_dict()
         if cmd == "disarm":
             self.schedule.clear()
+            self.expect_armed = False
             self.stim.disarm()
-            return self.state()
+            return self.stim.state().as_dict()
         if cmd == "status":
-            state = self.state()
-            try:
-                state["coil_temperature"] = self.stim.temperature()[0]
-            except Exception:  # noqa: BLE001 - temperature is informative only
-                pass
-            return state
+            return self.stim.state().as_dict()
         if cmd == "schedule":
             block, items = args
+            for _, i, via in items:
+                if via not in self.lines:
+                    raise ValueError(
+                        f"pulse {i} of block {block}: via must be one of "
+                        f"{sorted(self.lines)}, got {via!r}"
+                    )
             self.schedule.extend((t, block, i, via) for t, i, via in items)
             self.schedule.sort()
             return len(self.schedule)
         raise ValueError(f"unknown device command {cmd!r}")
 
-    def keep_alive_due(self, now: float) -> bool:
-        if now - self.last_keep_alive < KEEP_ALIVE_S:
-            return False
-        return not (self.schedule and self.schedule[0][0] - now < KEEP_ALIVE_GUARD_S)
+    # --------------------------------------------------------- supervision
+    def supervise(self) -> None:
+        """Keep remote control alive and check the unit is as it should be.
 
-    def run(self) -> None:
+        The drivers retry what is safe to retry (a reply with a bad checksum);
+        whatever still fails here is a fault.
+        """
+        started = pylsl.local_clock()
+        try:
+            # Models that need no keep-alive are only asked for their state.
+            status = None
+            if self.stim.keep_alive_interval_s is not None:
+                status = self.stim.keep_alive()
+            if status is None:
+                status = self.stim.state()
+        except RemoteControlLost as exc:
+            raise _LinkFault(f"remote control was lost: {exc}") from exc
+        except CommandRejected as exc:
+            if exc.reason != "state":
+                raise _LinkFault(f"link check failed: {exc}") from exc
+            # Only a unit without remote control refuses a keep-alive.
+            raise _LinkFault(
+                f"remote control was lost (keep-alive refused: {exc})"
+            ) from exc
+        except DeviceError as exc:
+            raise _LinkFault(f"link check failed: {exc}") from exc
+        self.last_keep_alive = pylsl.local_clock()
+        if self.traffic is not None:
+            self.traffic.flush()
+        # Keep the next exchange clear of pulses by what this one took (a
+        # MagPro answers in 20-80 ms, a Magstim at 9600 baud in ~10 ms).
+        took = self.last_keep_alive - started
+        self.guard = min(self.interval / 2, max(KEEP_ALIVE_GUARD_S, 1.5 * took))
+        if getattr(status, "remote_control", None) is False:
+            raise _LinkFault("remote control was lost (the unit disarms without it)")
+        if self.expect_armed and not status.armed:
+            raise _LinkFault(f"the stimulator disarmed itself ({self._why_disarmed()})")
+
+    def _why_disarmed(self) -> str:
+        try:
+            state = self.stim.state()
+        except Exception as exc:  # noqa: BLE001 - the reason is informative only
+            return f"state unreadable: {exc}"
+        parts = []
+        if state.coil_temperature is not None:
+            parts.append(f"coil {state.coil_temperature:g} °C")
+        parts.extend(state.errors)
+        return ", ".join(parts) or "no reason reported"
+
+    def keep_alive_due(self, now: float) -> bool:
+        since = now - self.last_keep_alive
+        if since < self.interval:
+            return False
+        if self.stim.keep_alive_interval_s is None:
+            # Only a link check, which can wait for a gap in the pulses: a
+            # MagPro's answer may take 80 ms, longer when it is re-read.
+            guard = max(self.guard, self.interval)
+        elif since >= KEEP_ALIVE_OVERDUE * self.interval:
+            return True
+        else:
+            guard = self.guard
+        return not (self.schedule and self.schedule[0][0] - now < guard)
+
+    # ---------------------------------------------------------------- fire
+    def fire(self, deadline: float, block: int, index: int, via: str) -> None:
+
+        line = self.lines[via]
+        started = pylsl.local_clock()
+        try:
+            actual = line.fire()
+            confirmed = True
+        except (CRCError, DeviceTimeout) as exc:
+            if via == "trigger" or self.last_tx < started:
+                raise
+            # The fire command went out; only its reply was lost. It is never
+            # re-sent (that could give a second pulse): count the pulse, then
+            # make sure the link still works.
+            actual, confirmed = self.last_tx, False
+            self.note(f"pulse {index} of block {block}: {exc}")
+            self._report_pulse(block, index, deadline, actual, via, confirmed)
+            self.supervise()
+            return
+        except DeviceError as exc:  # refused, by the unit or by a device limit
+            raise _LinkFault(f"pulse {index} of block {block} ({via}): {exc}") from exc
+        except (OSError, serial.SerialException) as exc:
+            if via != "trigger":
+                raise
+            raise _LinkFault(
+                f"trigger line ({line.kind}) on {line.port} lost "
+                f"({type(exc).__name__}: {exc})"
+            ) from exc
+        if line.pulse_width > 0:
+            self.release_line = line
+            self.release_at = actual + line.pulse_width
+        self._report_pulse(block, index, deadline, actual, via, confirmed)
+
+    def _report_pulse(self, block, index, deadline, actual, via, confirmed) -> None:
+        self.outbox.send(
+            ("pulse", PulseReport(block, index, deadline, actual, via, confirmed))
+        )
+        if not any(item[1] == block for item in self.schedule):
+            self.outbox.send(("schedule_done", block))
+
+    # ---------------------------------------------------------------- loop
+    def run(self, conn) -> None:
         clock = pylsl.local_clock
         while True:
             now = clock()
-            if self.reset_at is not None and now >= self.reset_at:
-                self.trigger.set_lines(0)
-                self.reset_at = None
-            waits = [self.last_keep_alive + KEEP_ALIVE_S - now]
-            if self.reset_at is not None:
-                waits.append(self.reset_at - now)
+            if self.release_at is not None and now >= self.release_at:
+                self.release_line.release()
+                self.release_at = None
+            waits = [self.last_keep_alive + self.interval - now]
+            if self.release_at is not None:
+                waits.append(self.release_at - now)
             if self.schedule:
                 waits.append(self.schedule[0][0] - SPIN_S - now)
             timeout = max(0.0, min(waits))
-            if self.conn.poll(timeout):
-                msg = self.conn.recv()
+            if self.schedule and self.schedule[0][0] - now < self.guard:
+                # A request now could hold the port past the next deadline:
+                # it waits until that pulse is out.
+                time.sleep(timeout)
+            elif conn.poll(timeout):
+                msg = conn.recv()
                 if msg[0] == "stop":
                     return
-                req_id, body = msg[1], msg[2]
-                try:
-                    self.conn.send(("reply", req_id, True, self.handle(body)))
-                except Exception as exc:  # noqa: BLE001 - reported to the caller
-                    self.conn.send(
-                        ("reply", req_id, False, f"{type(exc).__name__}: {exc}")
-                    )
+                self._request(msg[1], msg[2])
                 continue
-            if self.reset_at is not None:
+            if self.release_at is not None:
                 continue
             if self.schedule and clock() >= self.schedule[0][0] - SPIN_S:
                 deadline, block, index, via = self.schedule.pop(0)
+                late = clock() - deadline
+                if late > self.config.max_late_s:
+                    # Never fire late pulses back to back: that would break
+                    # the protocol's intervals and the unit's rate limits.
+                    raise _LinkFault(
+                        f"pulse {index} of block {block} could not be given on "
+                        f"time ({late * 1e3:.0f} ms late, the link was busy); "
+                        "the rest of the schedule was dropped"
+                    )
                 while clock() < deadline:
                     pass
-                actual = self.fire(via)
-                self.conn.send(
-                    ("pulse", PulseReport(block, index, deadline, actual, via))
-                )
-                if not self.schedule:
-                    self.conn.send(("schedule_done", block))
+                self.fire(deadline, block, index, via)
                 continue
-            now = clock()
-            if self.keep_alive_due(now):
-                self.stim.keep_alive()
-                self.last_keep_alive = clock()
-                if self.log_file is not None:
-                    self.log_file.flush()
+            if self.keep_alive_due(clock()):
+                self.supervise()
+
+    def _request(self, req_id: int, body: tuple) -> None:
+        cmd, *args = body
+        try:
+            result = self.handle(cmd, args)
+        except (ValueError, TypeError) as exc:
+            # Bad arguments or a device limit, checked before anything was
+            # sent: harmless.
+            self.outbox.send(("reply", req_id, False, f"{type(exc).__name__}: {exc}"))
+            return
+        except Exception as exc:
+            # The device did not do what it was asked: a fault.
+            reason = self.reason(exc)
+            self.outbox.send(("reply", req_id, False, reason))
+            raise _LinkFault(f"{cmd}: {reason}") from exc
+        self.outbox.send(("reply", req_id, True, result))
+
+    def reason(self, exc: BaseException) -> str:
+        """Say what went wrong, naming the port when the link itself failed."""
+        if isinstance(exc, _LinkFault):
+            return str(exc)
+        if isinstance(exc, serial.SerialException | OSError | termios.error):
+            return (
+                f"serial link to the {self.config.model} on "
+                f"{self.config.stimulator_port} lost ({type(exc).__name__}: {exc})"
+            )
+        return f"{type(exc).__name__}: {exc}"
 
     def shutdown(self) -> None:
-        # Disarm first, whatever happened; then release the ports.
+        # Disarm first, whatever happened; then release the lines and ports.
+        self.schedule.clear()
+        if self.release_at is not None:
+            try:
+                self.release_line.release()
+            except Exception:  # noqa: BLE001 - close() tries again
+                logger.exception("trigger release at shutdown failed")
         if self.stim is not None:
             try:
                 self.stim.disarm()
-            except Exception:  # noqa: BLE001 - the unit's own timeout disarms it
-                logger.exception("disarm at shutdown failed")
+                self.note("disarmed at shutdown")
+            except Exception as exc:  # noqa: BLE001 - the unit's own timeout disarms it
+                self.note(f"disarm at shutdown failed: {exc}")
+                logger.warning("disarm at shutdown failed: %s", exc)
             try:
                 self.stim.remote_control(False)
             except Exception:  # noqa: BLE001
                 pass
-            self.stim.close()
-        if self.trigger is not None:
-            self.trigger.close()
-        if self.log_file is not None:
-            self.log_file.flush()
-            os.fsync(self.log_file.fileno())
-            self.log_file.close()
+            try:
+                self.stim.close()
+            except Exception:  # noqa: BLE001
+                logger.exception("closing the stimulator failed")
+        for name, line in self.lines.items():
+            if name == "trigger":
+                try:
+                    line.close()
+                except Exception:  # noqa: BLE001
+                    logger.exception("closing the trigger line failed")
+        if self.traffic is not None:
+            self.traffic.close()
+
+
+class _LinkFault(Exception):
+    """Internal: supervision found the link or the unit not as it must be."""
 
 
 def _device_main(config: DeviceConfig, conn) -> None:
     _tune_process()
-    worker = _Worker(config, conn)
+    outbox = _Outbox(conn)
+    worker = _Worker(config, outbox)
     try:
-        conn.send(("opened", worker.open()))
-        worker.run()
+        outbox.send(("opened", worker.open()))
+        worker.run(conn)
     except Exception as exc:  # noqa: BLE001 - every fault goes to the main process
-        try:
-            conn.send(("fault", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
-        except (OSError, BrokenPipeError):
-            pass
+        reason = worker.reason(exc)
+        worker.schedule.clear()
+        worker.note(f"fault: {reason}")
+        outbox.send(("fault", reason, traceback.format_exc()))
     finally:
         worker.shutdown()
-        try:
-            conn.send(("closed",))
-        except (OSError, BrokenPipeError):
-            pass
+        outbox.send(("closed",))
+        outbox.close()
 
 
 class DeviceProcess:
@@ -300,10 +551,17 @@ class DeviceProcess:
             raise DeviceFault(
                 f"device process did not open the devices in {timeout:g} s"
             )
-        msg = self._conn.recv()
+        try:
+            msg = self._conn.recv()
+        except EOFError:
+            self._proc.join(2)
+            raise DeviceFault(
+                f"device process ended before opening the devices (exit code "
+                f"{self._proc.exitcode})"
+            ) from None
         if msg[0] != "opened":
             self._proc.join(2)
-            raise DeviceFault(f"could not open the stimulator: {msg[1]}")
+            raise DeviceFault(f"could not open the devices: {msg[1]}")
         self.state = msg[1]
         self._reader = threading.Thread(
             target=self._read, name="device-reader", daemon=True
@@ -325,7 +583,13 @@ class DeviceProcess:
                     self._replies[msg[1]] = (msg[2], msg[3])
                     self._cond.notify_all()
             elif kind == "pulse":
-                self.on_pulse(msg[1])
+                try:
+                    self.on_pulse(msg[1])
+                except Exception:  # noqa: BLE001 - this thread must keep reading
+                    # A failing callback must not stop the replies (every
+                    # later request, the disarm too, would time out).
+                    logger.exception("pulse callback failed")
+                    self._set_fault("the runner failed to record a pulse")
             elif kind == "schedule_done":
                 with self._cond:
                     self._done_blocks.add(msg[1])
@@ -344,7 +608,14 @@ class DeviceProcess:
         self.on_fault(message)
 
     def request(self, *body, timeout: float = 5.0):
-        """Send a command and wait for its result (raises DeviceFault on error)."""
+        """Send a command and wait for its result (raises DeviceFault on error).
+
+        Commands: ``("set_power", percent)`` or ``("set_intensity", a[, b])``,
+        ``("arm", ready_timeout)``, ``("disarm",)``, ``("status",)`` (each
+        returns the state as a dict, see
+        :meth:`~stimtrain.devices.stimulator.StimulatorState.as_dict`), and
+        ``("schedule", block, items)``.
+        """
         if self.fault is not None:
             raise DeviceFault(self.fault)
         with self._cond:
@@ -369,7 +640,12 @@ class DeviceProcess:
         return result
 
     def schedule(self, block: int, items: list[tuple[float, int, str]]) -> None:
-        """Queue pulses ``(clock time, index, via)`` of one block."""
+        """Queue pulses ``(clock time, index, via)`` of one block.
+
+        ``via`` is ``"serial"`` (the stimulator's fire command),
+        ``"paired"`` (the same, for a unit that fires a pair on one command)
+        or ``"trigger"`` (the configured trigger line).
+        """
         self.request("schedule", block, items)
 
     def wait_block(self, block: int, timeout: float) -> bool:

@@ -242,6 +242,9 @@ class SessionRunner:
                             else (self.rig.trigger.port if self.rig.trigger else None)
                         ),
                         trigger_lines=self.rig.trigger.lines if self.rig.trigger else 1,
+                        trigger_kind=(
+                            self.rig.trigger.kind if self.rig.trigger else "triggerbox"
+                        ),
                         traffic_log=str(folder.file("devices.jsonl")),
                     ),
                     on_pulse=self._on_pulse,
@@ -560,7 +563,7 @@ class _OnlineTMS:
             task=self.block.task,
             trial=trial.index,
             condition=trial.condition,
-            event=event,
+            locked_to=event,
             delay=self.tms.delay_s,
         )
         if trial.index not in self.chosen:

@@ -1,12 +1,31 @@
-"""The device process against the simulated rig in its own process, over real ptys."""
+"""The device process: schedules, keep-alive and link supervision, over real ptys.
 
+The first test runs the whole simulated rig in its own process (as a session
+does); the fault tests run the simulators in this process so they can inject
+faults while the device process, spawned as in a session, drives them.
+Every fault test checks the three things a lab needs: the fault is reported
+with its reason, the simulated unit ends disarmed, and no pulse was given
+beyond the schedule.
+"""
+
+import dataclasses
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
 
 import pylsl
 import pytest
+import serial
 
+from stimtrain.devices.faults import FaultPlan
+from stimtrain.devices.magstim.protocol import encode
+from stimtrain.devices.magstim.simulator import MagstimSimulator
+from stimtrain.devices.magventure.simulator import MagVentureSimulator
+from stimtrain.devices.sim_triggerbox import TriggerBoxSimulator
+from stimtrain.devices.traffic import read_traffic
 from stimtrain.orchestrator.device_process import (
     DeviceConfig,
     DeviceFault,
@@ -45,7 +64,7 @@ def test_schedule_serial_and_trigger_pulses(rig, tmp_path):
         assert state["remote_control"] and not state["armed"]
         device.request("set_power", 30)
         state = device.request("arm", 3.0, timeout=6.0)
-        assert state["armed"] and state["ready"]
+        assert state["armed"] and state["ready"] and state["intensity"] == 30
         t0 = pylsl.local_clock() + 0.3
         device.schedule(0, [(t0, 0, "serial"), (t0 + 1.05, 1, "serial")])
         assert device.wait_block(0, timeout=5)
@@ -64,6 +83,7 @@ def test_schedule_serial_and_trigger_pulses(rig, tmp_path):
         (1, 1, "trigger"),
         (1, 2, "trigger"),
     ]
+    assert all(r.confirmed for r in reports)
     time.sleep(0.2)
     delivered = [json.loads(line) for line in log.read_text().splitlines()]
     assert [d["source"] for d in delivered] == ["serial"] * 2 + ["trigger"] * 3
@@ -72,41 +92,400 @@ def test_schedule_serial_and_trigger_pulses(rig, tmp_path):
         assert abs(report.actual - report.scheduled) < 0.005
         assert 0 <= pulse["time"] - report.actual < 0.01
         assert pulse["power"] == 30
-    traffic = [
-        json.loads(line)
-        for line in (tmp_path / "traffic.jsonl").read_text().splitlines()
-    ]
-    assert {t["dir"] for t in traffic} == {"tx", "rx"}
-    # The fire command 'EH' + CRC went out on the wire twice.
-    fires = [t for t in traffic if t["dir"] == "tx" and t["hex"].startswith("4548")]
-    assert len(fires) == 2
+    traffic = read_traffic(tmp_path / "traffic.jsonl")
+    assert {t.direction for t in traffic} == {"tx", "rx", "note"}
+    assert {t.device for t in traffic} == {"super_rapid2", "triggerbox"}
+    # The fire command 'EH' + CRC went out on the wire twice, and the trigger
+    # box raised line 0 three times.
+    assert [t.data for t in traffic if t.device == "super_rapid2"].count(
+        encode("E", "H")
+    ) == 2
+    box = [t.data for t in traffic if t.device == "triggerbox" and t.direction == "tx"]
+    assert box.count(b"\x01") == 3 and box[-1] == b"\x00"
 
 
-def test_refused_command_is_reported(rig, tmp_path):
-    sim, _ = rig
-    device = _device(sim, [], [], tmp_path)
+# ------------------------------------------------------------------ faults
+def _start_sims(model):
+    """A stimulator simulator with a trigger box wired to its trigger input.
+
+    Their threads run at real-time priority when allowed (threads inherit the
+    policy of the thread that starts them), as ``stimtrain sim`` runs them:
+    real devices have their own processors, and on a busy 2-core machine a
+    starved simulator would answer late and fail the tests for the wrong reason.
+    """
+    if model.startswith("magpro"):
+        sim = MagVentureSimulator(model)
+    else:
+        sim = MagstimSimulator(model, charge_time=0.05, armed_timeout=1.0)
+    box = TriggerBoxSimulator(lambda mask, t: mask & 1 and sim.trigger(t))
     try:
-        device.start()
-        with pytest.raises(DeviceFault, match="set_power failed"):
-            device.request("set_power", 150)
-        # The process survives a refused command and still answers.
-        assert device.request("status")["remote_control"]
+        policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(20))
+    except (AttributeError, OSError):
+        policy = None
+    try:
+        sim.start()
+        box.start()
     finally:
-        device.stop()
+        if policy is not None:
+            os.sched_setscheduler(0, policy, param)
+    return sim, box
 
 
-def test_vanished_port_is_a_fault(rig, tmp_path):
-    sim, _ = rig
-    faults = []
-    device = _device(sim, [], faults, tmp_path)
-    device.start()
-    try:
+def _armed(sim):
+    return sim.enabled if isinstance(sim, MagVentureSimulator) else sim.status().armed
+
+
+class _Session:
+    """A device process on simulators in this process (so tests can inject
+    faults while it runs), armed at 30 %, recording what it reports."""
+
+    def __init__(
+        self, model, sim, box, tmp_path, *, arm=True, trigger=True, max_late_s=0.25
+    ):
+        self.model, self.sim = model, sim
+        self.reports, self.faults = [], []
+        self.traffic = tmp_path / "traffic.jsonl"
+        self.device = DeviceProcess(
+            DeviceConfig(
+                model=model,
+                stimulator_port=sim.port,
+                trigger_port=box.port if trigger else None,
+                traffic_log=str(self.traffic),
+                reply_timeout=0.2,
+                # Timing is measured by benchmarks; these tests check fault
+                # handling, so load from other jobs must not make pulses "late".
+                max_late_s=max_late_s,
+            ),
+            on_pulse=self.reports.append,
+            on_fault=self.faults.append,
+        )
+        self.device.start()
+        if arm:
+            self.device.request("set_intensity", 30)
+            self.device.request("arm", 2.0)
+            assert self.faults == []
+
+    def inject(self, faults):
+        """Apply a fault plan, counting "after N commands" from now."""
+        n = self.sim.commands_received
+        shift = {
+            name: getattr(faults, name) + n
+            for name in ("silent_after", "disconnect_after")
+            if getattr(faults, name) >= 0
+        }
+        self.sim.faults = dataclasses.replace(faults, **shift)
+
+    def trigger_train(self, n=None, interval=None, lead=0.1):
+        """Schedule trigger pulses; by default a train with room for link checks.
+
+        A Magstim's keep-alive fits between pulses 0.1 s apart. A MagPro needs
+        no keep-alive, so its link check waits for a 0.5 s gap: 0.6 s apart.
+        """
+        slow = self.model.startswith("magpro")
+        n = n if n is not None else (10 if slow else 40)
+        interval = interval if interval is not None else (0.6 if slow else 0.1)
+        t0 = pylsl.local_clock() + lead
+        times = [t0 + i * interval for i in range(n)]
+        self.device.schedule(0, [(t, i, "trigger") for i, t in enumerate(times)])
+        return times
+
+    def wait_fault(self, timeout=5.0):
+        deadline = time.monotonic() + timeout
+        while not self.faults and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert self.faults, "expected a fault to be reported"
+        return self.faults[0]
+
+    def wait_disarmed(self, timeout=3.0):
+        deadline = time.monotonic() + timeout
+        while _armed(self.sim) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return not _armed(self.sim)
+
+    def no_pulse_beyond(self, n_scheduled, settle=0.3):
+        """Pulses stop with the fault and never exceed the schedule."""
+        count = len(self.sim.pulses)
+        time.sleep(settle)
+        assert len(self.sim.pulses) == count <= n_scheduled
+        assert len(self.reports) <= n_scheduled
+
+    def stop(self):
+        self.device.stop()
+
+
+@pytest.fixture(params=["super_rapid2", "magpro_x100"])
+def session(request, tmp_path):
+    """``session(**kwargs)`` starts a :class:`_Session` on fresh simulators."""
+    sims, started = [], []
+
+    def make(**kwargs):
+        sim, box = _start_sims(request.param)
+        sims.extend((box, sim))
+        s = _Session(request.param, sim, box, tmp_path, **kwargs)
+        started.append(s)
+        return s
+
+    yield make
+    for s in started:
+        s.stop()
+    for sim in sims:
         sim.stop()
-        deadline = time.monotonic() + 5
-        while not faults and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert faults, "the keep-alive should notice the stimulator is gone"
-        with pytest.raises(DeviceFault):
-            device.request("arm", 3.0)
+
+
+@pytest.fixture
+def magstim_session(tmp_path):
+    """Like ``session``, on a Magstim Super Rapid² only."""
+    sims, started = [], []
+
+    def make(**kwargs):
+        sim, box = _start_sims("super_rapid2")
+        sims.extend((box, sim))
+        s = _Session("super_rapid2", sim, box, tmp_path, **kwargs)
+        started.append(s)
+        return s
+
+    yield make
+    for s in started:
+        s.stop()
+    for sim in sims:
+        sim.stop()
+
+
+def test_silence_is_a_fault(session):
+    s = session()
+    times = s.trigger_train()
+    s.inject(FaultPlan(silent_after=2))
+    reason = s.wait_fault()
+    assert reason.startswith("link check failed: ") and s.sim.port in reason
+    s.no_pulse_beyond(len(times))
+    assert len(s.reports) < len(times)
+    if s.model == "super_rapid2":
+        # The disarm goes unanswered; the unit's own 1 s timeout disarms it.
+        assert s.wait_disarmed()
+        assert not s.sim.status().remote_control
+    else:
+        # A MagPro has no such timeout: it stays enabled on a dead link
+        # (documented), but nothing triggers it any more.
+        assert _armed(s.sim)
+
+
+def test_disconnect_is_a_fault(session):
+    s = session()
+    times = s.trigger_train()
+    s.inject(FaultPlan(disconnect_after=1))
+    reason = s.wait_fault()
+    assert "vanished" in reason and s.sim.port in reason
+    with pytest.raises(DeviceFault, match="vanished"):
+        s.device.request("status")
+    s.no_pulse_beyond(len(times))
+    if s.model == "super_rapid2":
+        assert s.wait_disarmed()  # by its own keep-alive timeout
+
+
+def test_corrupt_checksum_on_every_reply_is_a_fault(session):
+    s = session()
+    times = s.trigger_train()
+    time.sleep(0.3)
+    s.inject(FaultPlan(corrupt_crc_every=1))
+    reason = s.wait_fault()
+    assert reason.startswith("link check failed: ")
+    assert "CRC" in reason or "checksum" in reason
+    # The disarm command arrives intact (only replies are corrupt): it works,
+    # well before a Magstim's own 1 s timeout.
+    assert s.wait_disarmed(timeout=0.5)
+    s.no_pulse_beyond(len(times))
+
+
+def test_one_corrupt_reply_is_retried(session):
+    s = session()
+    s.inject(FaultPlan(corrupt_crc_every=2))
+    time.sleep(1.2)  # two link checks: each has one corrupt reply, re-read
+    s.inject(FaultPlan())
+    # A link check may still be under way (a MagPro driver waits 0.2 s before
+    # re-reading a garbled answer): start with a lead that covers it.
+    times = s.trigger_train(5, interval=0.1, lead=0.5)
+    assert s.device.wait_block(0, timeout=3), s.faults
+    assert s.faults == []
+    time.sleep(0.05)
+    assert len(s.sim.pulses) == len(times)
+
+
+def test_late_pulses_are_a_fault_not_a_burst(magstim_session):
+    s = magstim_session(max_late_s=0.04)
+    # Every reply 0.1 s late (within the 0.2 s timeout): a link check then
+    # holds the port across the next pulse's deadline.
+    s.inject(FaultPlan(late_every=1, late_s=0.1))
+    times = s.trigger_train(40, interval=0.05)
+    reason = s.wait_fault()
+    assert "could not be given on time" in reason and "ms late" in reason
+    s.no_pulse_beyond(len(times))
+    pulses = s.sim.pulses
+    gaps = [b.time - a.time for a, b in zip(pulses, pulses[1:], strict=False)]
+    assert all(g > 0.045 for g in gaps)  # no pulses fired back to back
+    assert s.wait_disarmed(timeout=1.5)
+
+
+def test_overheating_disarms_and_is_reported(session):
+    s = session()
+    times = s.trigger_train()
+    s.inject(FaultPlan(overheat_after_pulses=5))
+    reason = s.wait_fault()
+    assert "disarmed itself" in reason and "coil" in reason
+    assert s.wait_disarmed(timeout=0.1)
+    s.no_pulse_beyond(len(times))
+    assert len(s.sim.pulses) <= 6
+
+
+def test_refused_arm_is_a_fault(session):
+    s = session(arm=False)
+    s.inject(FaultPlan(refuse_arm=True))
+    s.device.request("set_intensity", 30)
+    with pytest.raises(DeviceFault, match="arm failed"):
+        s.device.request("arm", 1.0)
+    assert s.wait_fault().startswith("arm: ")
+    assert not _armed(s.sim) and s.sim.pulses == []
+
+
+def test_keep_alive_while_main_process_is_busy(magstim_session):
+    s = magstim_session()
+    t_start = pylsl.local_clock()
+    # Hold the GIL and allocate for 2.5 s: longer than the 1 s armed timeout.
+    end = time.monotonic() + 2.5
+    junk = []
+    while time.monotonic() < end:
+        junk.append([object() for _ in range(100)])
+        if len(junk) > 1000:
+            junk.clear()
+    status = s.sim.status()
+    assert status.armed and status.remote_control
+    assert s.faults == []
+    s.stop()
+    sent = [
+        r.clock
+        for r in read_traffic(s.traffic)
+        if r.direction == "tx" and r.data == encode("x", "@") and r.clock > t_start
+    ]
+    assert len(sent) >= 4
+    gaps = [b - a for a, b in zip(sent, sent[1:], strict=False)]
+    assert max(gaps) < 0.75  # sanity bound; benchmarks/device_latency.py measures
+
+
+_OWNER = """
+import sys
+from stimtrain.orchestrator.device_process import DeviceConfig, DeviceProcess
+
+if __name__ == "__main__":
+    config = DeviceConfig(model="super_rapid2", stimulator_port=sys.argv[1])
+    device = DeviceProcess(config)
+    device.start()
+    device.request("set_power", 30)
+    device.request("arm", 2.0)
+    print("armed", flush=True)
+    sys.stdin.read()
+    device.stop()
+"""
+
+
+def test_keep_alive_while_main_process_is_stopped(tmp_path):
+    # The process owning the DeviceProcess is frozen (SIGSTOP) for 2.5 s,
+    # longer than the unit's 1 s armed timeout: the device process, a
+    # separate process, keeps remote control alive.
+    sim, box = _start_sims("super_rapid2")
+    script = tmp_path / "owner.py"
+    script.write_text(_OWNER)
+    owner = subprocess.Popen(
+        [sys.executable, str(script), sim.port],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert owner.stdout.readline().strip() == "armed"
+        os.kill(owner.pid, signal.SIGSTOP)
+        time.sleep(2.5)
+        status = sim.status()
+        os.kill(owner.pid, signal.SIGCONT)
+        assert status.armed and status.remote_control
+        owner.stdin.close()
+        assert owner.wait(10) == 0
+        assert not sim.status().armed  # stop() disarmed it
     finally:
+        if owner.poll() is None:
+            os.kill(owner.pid, signal.SIGCONT)
+            owner.kill()
+        box.stop()
+        sim.stop()
+
+
+def test_lost_remote_control_is_a_fault(magstim_session):
+    s = magstim_session()
+    times = s.trigger_train()
+    time.sleep(0.2)
+    # Another program on the same port releases remote control (which also
+    # disarms the unit).
+    with serial.Serial(s.sim.port, 9600, timeout=0.2) as other:
+        other.write(encode("R", "@"))
+        time.sleep(0.05)
+    reason = s.wait_fault()
+    assert reason.startswith("remote control was lost")
+    assert not _armed(s.sim)
+    s.no_pulse_beyond(len(times))
+
+
+def test_refused_serial_fire_ends_the_schedule(magstim_session):
+    s = magstim_session(trigger=False)
+    t0 = pylsl.local_clock() + 0.1
+    # The second pulse breaks the 1 Hz serial single-pulse limit: refused.
+    s.device.schedule(0, [(t0, 0, "serial"), (t0 + 0.3, 1, "serial")])
+    reason = s.wait_fault()
+    assert "pulse 1 of block 0 (serial)" in reason and "1 Hz" in reason
+    assert [r.index for r in s.reports] == [0]
+    assert len(s.sim.pulses) == 1
+    assert s.wait_disarmed(timeout=0.5)
+
+
+def test_rts_line_on_a_pty_refuses_to_start(tmp_path):
+    sim, box = _start_sims("super_rapid2")
+    try:
+        device = DeviceProcess(
+            DeviceConfig(
+                model="super_rapid2",
+                stimulator_port=sim.port,
+                trigger_port=box.port,
+                trigger_kind="rts",
+            )
+        )
+        with pytest.raises(DeviceFault, match=rf"{box.port} has no modem-control"):
+            device.start()
         device.stop()
+        # The stimulator was opened first; it is left disarmed and released.
+        status = sim.status()
+        assert not status.armed and not status.remote_control
+    finally:
+        box.stop()
+        sim.stop()
+
+
+def test_paired_delivery_uses_the_fire_command(magstim_session):
+    s = magstim_session(trigger=False)
+    s.device.schedule(0, [(pylsl.local_clock() + 0.1, 0, "paired")])
+    assert s.device.wait_block(0, timeout=2)
+    assert [(r.via, r.confirmed) for r in s.reports] == [("paired", True)]
+    time.sleep(0.05)
+    assert [p.source for p in s.sim.pulses] == ["serial"]
+
+
+def test_bad_requests_are_refused_without_a_fault(magstim_session):
+    s = magstim_session(arm=False, trigger=False)
+    with pytest.raises(DeviceFault, match="set_power failed"):
+        s.device.request("set_power", 150)
+    with pytest.raises(
+        DeviceFault, match=r"via must be one of \[.paired., .serial.\], got .trigger."
+    ):
+        s.device.schedule(0, [(pylsl.local_clock() + 1, 0, "trigger")])
+    with pytest.raises(DeviceFault, match="unknown device command"):
+        s.device.request("explode")
+    # The process survives a refused command and still answers.
+    assert s.device.request("status")["remote_control"]
+    assert s.faults == []
