@@ -140,7 +140,7 @@ def test_serve_rig_cli(tmp_path):
 def test_serve_rejects_bad_arguments_before_starting():
     with pytest.raises(ValueError, match="contradicts device 'magstim-200'"):
         serve("magstim-200", model="rapid2")
-    with pytest.raises(ValueError, match="unknown Magstim model 'rapid3'"):
+    with pytest.raises(ValueError, match="unknown stimulator model 'rapid3'"):
         serve("rig", model="rapid3")
     with pytest.raises(ValueError, match="unknown fault 'bogus'"):
         serve("rig", faults="bogus=1")
