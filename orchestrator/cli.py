@@ -197,6 +197,11 @@ def _file_backend() -> None:
     matplotlib.use("Agg")
 
 
+def _mne_verbose(args) -> str:
+    # MNE's progress lines only with -v: the result paths must stay readable.
+    return "info" if args.verbose else "warning"
+
+
 def cmd_analyze(args) -> int:
     """Analyse a session folder, an XDF file or a study; prints the report path."""
     _file_backend()
@@ -205,7 +210,11 @@ def cmd_analyze(args) -> int:
         from stimtrain.analysis.study import analyze_study
 
         result = analyze_study(
-            Path(args.study), n_jobs=args.n_jobs, scheduler=args.scheduler, tesa=tesa
+            Path(args.study),
+            n_jobs=args.n_jobs,
+            scheduler=args.scheduler,
+            tesa=tesa,
+            verbose=_mne_verbose(args),
         )
         print(result.report_path)
         return 0
@@ -214,7 +223,9 @@ def cmd_analyze(args) -> int:
         return 2
     from stimtrain.analysis.report import analyze_session
 
-    report = analyze_session(Path(args.path), run=args.run, tesa=tesa)
+    report = analyze_session(
+        Path(args.path), run=args.run, tesa=tesa, verbose=_mne_verbose(args)
+    )
     print(report)
     return 0
 
@@ -269,7 +280,9 @@ def cmd_demo(args) -> int:
     _say(
         f"{result.pulses_delivered}/{result.pulses_planned} pulses delivered; analysing"
     )
-    report = analyze_session(result.path, run=result.folder.run)
+    report = analyze_session(
+        result.path, run=result.folder.run, verbose=_mne_verbose(args)
+    )
     print(f"session: {result.path}")
     print(f"report: {report}")
     return 0

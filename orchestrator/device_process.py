@@ -247,6 +247,9 @@ class _Worker:
         if cmd in ("set_power", "set_intensity"):
             self.stim.set_intensity(*args)
             return self.stim.state().as_dict()
+        if cmd == "set_paired":
+            self._set_paired(*args)
+            return self.stim.state().as_dict()
         if cmd == "arm":
             self.stim.arm()
             self.expect_armed = True
@@ -271,6 +274,21 @@ class _Worker:
             self.schedule.sort()
             return len(self.schedule)
         raise ValueError(f"unknown device command {cmd!r}")
+
+    def _set_paired(self, conditioning: float, test: float, isi_ms: float) -> None:
+        """Set a paired-pulse unit: conditioning pulse, then test after ``isi_ms``.
+
+        A BiStim² fires stimulator A then B after its IPI; a MagPro with
+        MagOption runs in Twin mode with its A and B amplitudes and IPI.
+        """
+        if hasattr(self.stim, "set_ipi"):
+            self.stim.set_intensity(conditioning, test)
+            self.stim.set_ipi(isi_ms)
+        elif hasattr(self.stim, "set_mode"):
+            self.stim.set_mode("twin", ipi_ms=isi_ms)
+            self.stim.set_intensity(conditioning, test)
+        else:
+            raise ValueError(f"{self.config.model} has no paired-pulse mode")
 
     # --------------------------------------------------------- supervision
     def supervise(self) -> None:

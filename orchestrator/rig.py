@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import spec as s
-from .errors import ProtocolError
+from .errors import Problem, ProtocolError
 from .fields import FieldReader
 from .units import UnitError
 from .yamlpos import load_yaml_file
@@ -73,11 +73,16 @@ class Rig:
     simulated: bool = False
 
 
-def simulated_rig() -> Rig:
-    """Return the built-in simulated rig (``--rig sim``)."""
+def simulated_rig(model: str = "super_rapid2") -> Rig:
+    """Return a built-in simulated rig (``--rig sim``, ``--rig sim-<model>``).
+
+    ``sim`` is a Super Rapid²; ``sim-bistim`` a BiStim² (paired pulses),
+    ``sim-magpro_x100_magoption`` a MagPro X100 with MagOption, and so on for
+    every registered model, each with a trigger box on its trigger input.
+    """
     return Rig(
-        name="sim",
-        stimulator_model="super_rapid2",
+        name="sim" if model == "super_rapid2" else f"sim-{model}",
+        stimulator_model=model,
         stimulator_port=None,
         trigger=TriggerLine(kind="triggerbox", port=None),
         required_streams=(SIM_EEG_STREAM,),
@@ -216,6 +221,23 @@ def load_rig(spec: str | Path) -> Rig:
     """
     if str(spec) == "sim":
         return simulated_rig()
+    if str(spec).startswith("sim-"):
+        model = str(spec)[4:]
+        if model not in _stimulator_models():
+            raise ProtocolError(
+                [
+                    Problem(
+                        str(spec),
+                        0,
+                        0,
+                        "rig",
+                        "a simulated rig must be sim or sim-<model>, model one of "
+                        + ", ".join(_stimulator_models()),
+                        model,
+                    )
+                ]
+            )
+        return simulated_rig(model)
     doc = load_yaml_file(spec)
     problems: list = []
     r = FieldReader(doc, problems)

@@ -145,31 +145,47 @@ class SessionRunner:
 
     # -- callbacks from the device reader thread ---------------------------------
     def _on_pulse(self, report: PulseReport) -> None:
-        with self._delivered_lock:
-            self.delivered += 1
-            n = self._block_delivered.get(report.block, 0) + 1
-            self._block_delivered[report.block] = n
         fields = {
             **self._pulse_fields.get(report.block, {}),
             **self._online_fields.get((report.block, report.index), {}),
         }
-        self.markers.push(
-            "pulse",
-            report.actual,
-            block=report.block,
-            pulse=report.index,
-            scheduled=report.scheduled,
-            via=report.via,
-            **fields,
-        )
-        self.journal.write(
-            "pulse",
-            block=report.block,
-            pulse=report.index,
-            scheduled=report.scheduled,
-            actual=report.actual,
-            via=report.via,
-        )
+        if report.via == "paired":
+            # One firing of a paired-pulse unit gives two pulses, the test
+            # pulse ``isi`` after the conditioning one (timed by the unit).
+            isi = fields.pop("isi")
+            cond_power = fields.pop("conditioning_power")
+            pulses = [
+                ("conditioning", report.actual, {**fields, "power": cond_power}),
+                ("test", report.actual + isi, fields),
+            ]
+        else:
+            pulses = [(None, report.actual, fields)]
+        with self._delivered_lock:
+            self.delivered += len(pulses)
+            n = self._block_delivered.get(report.block, 0) + len(pulses)
+            self._block_delivered[report.block] = n
+        for role, actual, extra in pulses:
+            role_field = {} if role is None else {"role": role}
+            self.markers.push(
+                "pulse",
+                actual,
+                block=report.block,
+                pulse=report.index,
+                scheduled=report.scheduled,
+                via=report.via,
+                **role_field,
+                **extra,
+            )
+            # One journal line per pulse: the per-day cap counts them.
+            self.journal.write(
+                "pulse",
+                block=report.block,
+                pulse=report.index,
+                scheduled=report.scheduled,
+                actual=actual,
+                via=report.via,
+                **role_field,
+            )
 
     def _on_fault(self, message: str) -> None:
         self.stop.set(f"device fault: {message}")
@@ -216,7 +232,9 @@ class SessionRunner:
                 if self.rig.simulated:
                     name = f"stimtrain-sim-eeg-{os.getpid()}"
                     sim = start_simulated_rig(
-                        pulse_log=folder.file("simulator_pulses.jsonl"), eeg_stream=name
+                        pulse_log=folder.file("simulator_pulses.jsonl"),
+                        eeg_stream=name,
+                        model=self.rig.stimulator_model,
                     )
                     stream_names = [name]
                     self.say(
@@ -394,7 +412,18 @@ class SessionRunner:
             unit=block.intensity.unit,
             power=planned.power,
         )
-        self.device.request("set_power", planned.power)
+        if planned.delivery == "paired":
+            self.device.request(
+                "set_paired",
+                planned.conditioning_power,
+                planned.power,
+                round(planned.isi_s * 1e3, 3),
+            )
+            self._pulse_fields[block.index].update(
+                conditioning_power=planned.conditioning_power, isi=planned.isi_s
+            )
+        else:
+            self.device.request("set_power", planned.power)
         self.device.request("arm", 3.0, timeout=6.0)
         self.journal.write("armed", block=block.index, power=planned.power)
         first = t_block + planned.pulse_offsets_s[0]

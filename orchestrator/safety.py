@@ -35,6 +35,9 @@ from .units import Intensity, UnitError
 from .yamlpos import load_yaml_file
 
 DEFAULT_LIMITS = files("stimtrain.orchestrator") / "data" / "safety_limits.yaml"
+#: A unit fired a hair before it has recharged refuses the pulse: plans keep
+#: this much more than the recharge time between pulses.
+RECHARGE_MARGIN_S = 0.1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -816,8 +819,9 @@ def _check_device(c: _Checker, block: StimulateBlock, dose: Dose, rig: Rig, caps
             c.rule(
                 block,
                 "interval" if "interval" in raw else "times",
-                f"{caps.label} recharge time at {power} %MSO",
-                recharge,
+                f"{caps.label} recharge time at {power} %MSO "
+                f"(+{RECHARGE_MARGIN_S * 1e3:g} ms margin)",
+                recharge + RECHARGE_MARGIN_S,
                 shortest,
                 "s",
                 kind="min",

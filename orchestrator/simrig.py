@@ -36,7 +36,11 @@ class SimulatedRigProcess:
 
 
 def start_simulated_rig(
-    *, pulse_log: Path | None = None, eeg_stream: str, timeout: float = 20.0
+    *,
+    pulse_log: Path | None = None,
+    eeg_stream: str,
+    model: str = "super_rapid2",
+    timeout: float = 20.0,
 ) -> SimulatedRigProcess:
     """Start the simulated rig and wait for it to announce its ports.
 
@@ -46,11 +50,13 @@ def start_simulated_rig(
         File where the simulator appends each delivered pulse (JSON lines).
     eeg_stream : str
         Name of the simulated EEG's LSL stream (unique per run).
+    model : str
+        Stimulator model of the rig (any registered model key).
     timeout : float
         Seconds to wait for the ports.
     """
     cmd = [sys.executable, "-m", "stimtrain.orchestrator.cli", "sim", "rig"]
-    cmd += ["--eeg-name", eeg_stream]
+    cmd += ["--eeg-name", eeg_stream, "--model", model]
     if pulse_log is not None:
         cmd += ["--pulse-log", str(pulse_log)]
     proc = subprocess.Popen(
