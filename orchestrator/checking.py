@@ -33,6 +33,8 @@ def check_file(
     require_power: bool = False,
     participant: str | None = None,
     delivered_today: int = 0,
+    skip_blocks: frozenset[int] = frozenset(),
+    delivered_session: int = 0,
 ) -> CheckedProtocol:
     """Load a protocol file, run the safety and device checks, compile the plan.
 
@@ -52,6 +54,10 @@ def check_file(
         Participant the block order is drawn for (counterbalancing).
     delivered_today : int
         Pulses the participant already received today, for the per-day cap.
+    skip_blocks : frozenset of int
+        Blocks already finished in earlier runs of the session (resume).
+    delivered_session : int
+        Pulses delivered in earlier runs of the session (resume).
 
     Raises
     ------
@@ -69,6 +75,8 @@ def check_file(
         limits=limits_obj,
         require_power=require_power,
         delivered_today=delivered_today,
+        skip_blocks=skip_blocks,
+        delivered_session=delivered_session,
     )
     if not report.ok:
         raise ProtocolError(report.problems)
@@ -79,5 +87,6 @@ def check_file(
         rig=rig_obj.name,
         limits_file=limits_obj.source,
         justifications=limits_obj.justifications,
+        skip_blocks=skip_blocks,
     )
     return CheckedProtocol(protocol, rig_obj, thresholds, limits_obj, report, plan)

@@ -189,6 +189,56 @@ def cmd_run(args) -> int:
     return 0 if result.status == "completed" else 2
 
 
+def cmd_resume(args) -> int:
+    """Continue a session at its first unfinished block, in a new run."""
+    use_local_lsl()
+    from .resume import read_resume_point
+    from .runner import run_protocol
+    from .safety import Thresholds
+
+    try:
+        point = read_resume_point(args.session_dir)
+    except ValueError as exc:
+        print(f"error: {exc}")
+        return 1
+    if point.finished:
+        print(f"{point.session_dir}: the session already completed; nothing to resume")
+        return 1
+    _say(
+        f"resuming {point.participant} session {point.session} after runs "
+        f"{', '.join(map(str, point.runs))}: blocks done "
+        f"{sorted(b + 1 for b in point.completed_blocks) or 'none'}, "
+        f"{point.pulses_delivered} pulses delivered so far"
+    )
+    root = Path(args.session_dir).resolve().parents[1]
+    try:
+        result = run_protocol(
+            args.protocol or point.protocol,
+            participant=point.participant,
+            session=point.session,
+            rig=point.rig,
+            data_root=root,
+            thresholds=Thresholds(**point.thresholds),
+            limits=args.limits,
+            simulated_participant=args.simulated_participant,
+            say=_say,
+            resume=point,
+        )
+    except ProtocolError as exc:
+        return _print_problems(exc)
+    except ValueError as exc:
+        print(f"error: {exc}")
+        return 1
+    print(
+        f"{result.status}: {result.pulses_delivered} of {result.pulses_planned} pulses "
+        f"delivered in this run"
+        + (f"; stopped: {result.reason}" if result.reason else ""),
+        file=sys.stderr,
+    )
+    print(result.path)
+    return 0 if result.status == "completed" else 2
+
+
 def _file_backend() -> None:
     # Reports are written to files: never try to open a GUI toolkit (a display
     # may exist without the Qt libraries, or not at all).
@@ -402,6 +452,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_check_options(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "resume", help="continue a crashed session at its first unfinished block"
+    )
+    p.add_argument("session_dir", metavar="SESSION_DIR")
+    p.add_argument(
+        "--protocol", help="protocol file, if it moved (its hash must not change)"
+    )
+    p.add_argument("--limits", help="a lab safety limits file")
+    p.add_argument(
+        "--simulated-participant",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="let the simulated participant play the tasks (default: on the sim rig)",
+    )
+    p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser(
         "analyze", help="analyse a session folder, an XDF file, or a whole study"

@@ -53,7 +53,7 @@ ACTIONS = (
 #: The coil limit of specs/safety.md; the console warns a few degrees before it.
 COIL_LIMIT_C = 40.0
 COIL_WARN_C = 35.0
-_RIGHT = ("#", "planned", "pulses")
+_ROW = "{:<9} {:>3}  {:<40} {:<10} {:>9} {:>6}"
 #: Most timeline rows shown at once (long plans scroll with the current block).
 TIMELINE_ROWS = 12
 _STATUS_STYLE = {
@@ -237,25 +237,28 @@ def _block_state(s: ConsoleState, index: int) -> tuple[str, str]:
     return "· next", ""
 
 
-def _timeline(s: ConsoleState) -> Table:
-    table = Table(title="timeline", title_justify="left", expand=True)
-    for name in ("", "#", "block", "type", "planned", "pulses"):
-        table.add_column(name, justify="right" if name in _RIGHT else "left")
+def _timeline(s: ConsoleState) -> Panel:
+    # Fixed-width lines of one Text, not a rich Table: a table of 12 rows takes
+    # ~5 ms to lay out, holding the GIL the participant's window needs.
+    lines = Text(no_wrap=True, overflow="ellipsis")
+    lines.append(_ROW.format("", "#", "block", "type", "planned", "pulses") + "\n")
     positions = [i for i, b in enumerate(s.blocks) if b.index == s.current_block]
     here = positions[0] if positions else len(s.completed) + len(s.skipped)
     first = max(0, min(here - 3, len(s.blocks) - TIMELINE_ROWS))
     rows = s.blocks[first : first + TIMELINE_ROWS]
     if first:
-        table.add_row("", "", Text(f"… {first} earlier blocks", style="dim"))
+        lines.append(f"  … {first} earlier blocks\n", style="dim")
     for b in rows:
         mark, style = _block_state(s, b.index)
+        label = _fit(b.label, 40)
         planned = "operator" if b.waits_for_operator else f"{b.duration_s:.1f} s"
-        cells = (mark, str(b.index + 1), b.label, b.type, planned, str(b.pulses or ""))
-        table.add_row(*cells, style=style)
+        row = _ROW.format(mark, b.index + 1, label, b.type, planned, b.pulses or "")
+        lines.append(row + "\n", style=style)
     rest = len(s.blocks) - first - len(rows)
     if rest > 0:
-        table.add_row("", "", Text(f"… {rest} more blocks", style="dim"))
-    return table
+        lines.append(f"  … {rest} more blocks\n", style="dim")
+    lines.rstrip()
+    return Panel(lines, title="timeline", title_align="left", border_style="blue")
 
 
 def _progress(s: ConsoleState, now: float) -> Table:
@@ -298,67 +301,80 @@ def _progress(s: ConsoleState, now: float) -> Table:
     return grid
 
 
+def _fit(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def _yes_no(value) -> Text:
     if value is None:
         return Text("—", style="dim")
     return Text("yes", style="green") if value else Text("no", style="red")
 
 
+def _value(text: str | None, style: str = "") -> Text:
+    return Text("—", style="dim") if text is None else Text(text, style=style)
+
+
+def _pairs(rows: list[tuple[str, Text]]) -> Text:
+    # One Text of "label  value" lines: cheap to lay out (see _timeline).
+    out = Text(no_wrap=True, overflow="ellipsis")
+    for i, (label, value) in enumerate(rows):
+        out.append(f"{'' if i == 0 else chr(10)}{label:<15}")
+        out.append(value)
+    return out
+
+
 def _device_panel(device: dict) -> Panel:
-    grid = Table.grid(padding=(0, 1))
     if not device:
         return Panel(Text("no state yet", style="dim"), title="stimulator")
-    armed = device.get("armed")
-    grid.add_row("remote control", _yes_no(device.get("remote_control")))
-    grid.add_row(
-        "armed",
-        Text("ARMED", style="bold red") if armed else Text("disarmed", style="green"),
-    )
-    grid.add_row("ready", _yes_no(device.get("ready")))
+    armed = bool(device.get("armed"))
     power = device.get("intensity")
-    if power is None:
-        grid.add_row("intensity", Text("—", style="dim"))
-    else:
+    if power is not None:
         second = device.get("intensity_b")
-        both = f"{power:g}" + ("" if second is None else f" / {second:g}")
-        grid.add_row("intensity", f"{both} %MSO")
+        power = f"{power:g}" + ("" if second is None else f" / {second:g}") + " %MSO"
     temp = device.get("coil_temperature")
-    if temp is None:
-        grid.add_row("coil", Text("—", style="dim"))
-    else:
-        hot = "bold red" if temp >= COIL_LIMIT_C else "yellow"
-        grid.add_row("coil", Text(f"{temp:.1f} °C", hot if temp >= COIL_WARN_C else ""))
-    errors = device.get("errors") or []
-    if errors:
-        grid.add_row("errors", Text(", ".join(map(str, errors)), style="bold red"))
-    return Panel(grid, title="stimulator", border_style="red" if armed else "blue")
+    heat = "" if temp is None or temp < COIL_WARN_C else "yellow"
+    if temp is not None and temp >= COIL_LIMIT_C:
+        heat = "bold red"
+    rows = [
+        ("remote control", _yes_no(device.get("remote_control"))),
+        ("armed", Text("ARMED", "bold red") if armed else Text("disarmed", "green")),
+        ("ready", _yes_no(device.get("ready"))),
+        ("intensity", _value(power)),
+        ("coil", _value(None if temp is None else f"{temp:.1f} °C", heat)),
+    ]
+    if device.get("errors"):
+        rows.append(("errors", Text(", ".join(map(str, device["errors"])), "bold red")))
+    border = "red" if armed else "blue"
+    return Panel(_pairs(rows), title="stimulator", border_style=border)
 
 
 def _streams_panel(s: ConsoleState) -> Panel:
-    table = Table.grid(padding=(0, 1))
-    stale = False
+    out = Text(no_wrap=True, overflow="ellipsis")
     for st in s.streams:
+        name = _fit(st.name, 22)
         rate = "—" if st.measured_rate is None else f"{st.measured_rate:.0f}"
         age = "—" if st.age_s is None else f"{st.age_s:.2f} s"
-        flag = Text("ok", style="green") if st.ok else Text("STALE", style="bold red")
-        stale |= not st.ok
-        cells = (st.name, f"{rate}/{st.nominal_rate:g} Hz", f"age {age}", flag)
-        table.add_row(*cells, style="" if st.ok else "red")
+        rate = f"{rate}/{st.nominal_rate:g} Hz"
+        out.append(f"{name:<22} {rate:>12}  age {age:<7} ", "" if st.ok else "red")
+        out.append("ok\n" if st.ok else "STALE\n", "green" if st.ok else "bold red")
     if not s.streams:
-        table.add_row(Text("no streams", style="dim"))
-    table.add_row("markers sent", str(s.markers_sent))
-    return Panel(table, title="streams", border_style="red" if stale else "blue")
+        out.append("no streams\n", style="dim")
+    out.append(f"{'markers sent':<22} {s.markers_sent:>12}")
+    stale = any(not st.ok for st in s.streams)
+    return Panel(out, title="streams", border_style="red" if stale else "blue")
 
 
 def _task_panel(task: TaskProgress | None) -> Panel:
     if task is None:
         return Panel(Text("no task running", style="dim"), title="task")
-    grid = Table.grid(padding=(0, 1))
-    grid.add_row("task", Text(task.task, style="bold"))
-    grid.add_row("trial", f"{task.trial} of {task.n_trials}")
-    acc = "—" if task.accuracy is None else f"{100 * task.accuracy:.0f} %"
-    grid.add_row("accuracy", acc)
-    return Panel(grid, title="task", border_style="blue")
+    acc = None if task.accuracy is None else f"{100 * task.accuracy:.0f} %"
+    rows = [
+        ("task", Text(task.task, style="bold")),
+        ("trial", Text(f"{task.trial} of {task.n_trials}")),
+        ("accuracy", _value(acc)),
+    ]
+    return Panel(_pairs(rows), title="task", border_style="blue")
 
 
 # -- the console ----------------------------------------------------------------
@@ -385,6 +401,11 @@ class OperatorConsole:
 
     Notes
     -----
+    Keys: ``p`` pauses at the next safe point, ``r`` resumes, ``a`` aborts at
+    once (it overrides any question), ``s`` asks "press y to skip block N" and
+    any other key cancels; keys that do nothing in the current status are
+    reported as ``"ignored"``.
+
     Without a terminal (the console is not one, e.g. in CI) there is no live
     view and no keys: :meth:`say` prints plain lines. Keys are read in cbreak
     mode, not raw, so Ctrl+C still raises ``KeyboardInterrupt`` in the runner.

@@ -69,6 +69,7 @@ class PlannedBlock:
     isi_s: float | None = None
     online: str | None = None
     waits_for_operator: bool = False
+    skipped: bool = False
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,7 @@ def compile_plan(
     rig: str | None = None,
     limits_file: str | None = None,
     justifications: tuple[str, ...] = (),
+    skip_blocks: frozenset[int] = frozenset(),
 ) -> Plan:
     """Compile a checked protocol into a :class:`Plan`.
 
@@ -210,6 +212,8 @@ def compile_plan(
         The limits file used, recorded in the plan.
     justifications : tuple of str
         Written justifications of loosened limits, copied into the plan.
+    skip_blocks : frozenset of int
+        Blocks finished in an earlier run (a resume): planned as skipped.
     """
     thresholds = thresholds or Thresholds()
     blocks = []
@@ -217,6 +221,11 @@ def compile_plan(
     for block in protocol.blocks:
         rng = np.random.default_rng([protocol.seed, block.index])
         common = dict(index=block.index, type=block.type, label=block.label, start_s=t)
+        if block.index in skip_blocks:
+            blocks.append(
+                PlannedBlock(**common, duration_s=0.0, pulses=0, skipped=True)
+            )
+            continue
         dose = report.doses.get(block.index)
         if dose is not None:
             common.update(

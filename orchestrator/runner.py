@@ -38,6 +38,7 @@ from .protocol import (
     WaitBlock,
 )
 from .recording import Recorder, wait_for_streams
+from .resume import ResumePoint
 from .rig import Rig
 from .safety import Thresholds
 from .session_folder import SessionFolder, new_run, write_new
@@ -115,10 +116,12 @@ class SessionRunner:
         say: Callable[[str], None] = print,
         confirm: Callable[[str], bool] | None = None,
         thresholds_source: dict | None = None,
+        resumed_from: dict | None = None,
     ):
         self.checked = checked
         self.confirm = confirm or _ask_operator
         self.thresholds_source = thresholds_source or {"source": "command line"}
+        self.resumed_from = resumed_from
         self.rig: Rig = checked.rig
         self.plan = checked.plan
         self.participant = participant
@@ -208,7 +211,7 @@ class SessionRunner:
             participant=self.participant,
             session=self.session,
             run=folder.run,
-            protocol=protocol.file,
+            protocol=str(Path(protocol.file).resolve()),
             protocol_sha256=protocol.sha256,
             thresholds=self.plan.thresholds,
             thresholds_source=self.thresholds_source,
@@ -217,6 +220,7 @@ class SessionRunner:
             limits_file=self.plan.limits_file,
             limits_justifications=list(self.plan.limits_justifications),
             delivered_today=self.plan.delivered_today,
+            resumed_from=self.resumed_from,
         )
         for note in self.plan.limits_justifications:
             self.say(f"lab limit loosened: {note}")
@@ -284,6 +288,13 @@ class SessionRunner:
                 ):
                     if self.stop():
                         break
+                    if planned.skipped:
+                        # Finished in an earlier run of this session (resume).
+                        self.journal.write(
+                            "block_skipped", block=block.index, label=block.label
+                        )
+                        completed.append(block.index)
+                        continue
                     self._run_block(win, block, planned)
                     if not self.stop():
                         completed.append(block.index)
@@ -671,11 +682,15 @@ def run_protocol(
     simulated_participant: bool | None = None,
     say: Callable[[str], None] = print,
     thresholds_source: dict | None = None,
+    resume: ResumePoint | None = None,
 ) -> SessionResult:
     """Check and run a protocol file (the ``stimtrain run`` command).
 
     ``thresholds_source`` (file, measured, method …) is written to the
-    journal with the thresholds.
+    journal with the thresholds. With ``resume`` (see
+    :func:`~stimtrain.orchestrator.resume.read_resume_point`) the blocks
+    finished in earlier runs are skipped and their pulses count towards the
+    session cap.
 
     Raises
     ------
@@ -695,7 +710,15 @@ def run_protocol(
         require_power=True,
         participant=participant,
         delivered_today=today,
+        skip_blocks=frozenset() if resume is None else resume.completed_blocks,
+        delivered_session=0 if resume is None else resume.pulses_delivered,
     )
+    if resume is not None and checked.protocol.sha256 != resume.protocol_sha256:
+        raise ValueError(
+            f"{protocol}: the protocol (or a fragment it includes) changed since "
+            f"run {resume.runs[0]} (sha256 {resume.protocol_sha256[:12]}…, now "
+            f"{checked.protocol.sha256[:12]}…); resume needs the same protocol"
+        )
     runner = SessionRunner(
         checked,
         participant=participant,
@@ -704,5 +727,12 @@ def run_protocol(
         simulated_participant=simulated_participant,
         say=say,
         thresholds_source=thresholds_source,
+        resumed_from=None
+        if resume is None
+        else {
+            "runs": list(resume.runs),
+            "completed_blocks": sorted(resume.completed_blocks),
+            "pulses_delivered": resume.pulses_delivered,
+        },
     )
     return runner.run()

@@ -470,6 +470,8 @@ def check_protocol(
     limits: Limits | None = None,
     require_power: bool = False,
     delivered_today: int = 0,
+    skip_blocks: frozenset[int] = frozenset(),
+    delivered_session: int = 0,
 ) -> SafetyReport:
     """Check a protocol against the safety limits and, given a rig, its device.
 
@@ -490,6 +492,11 @@ def check_protocol(
     delivered_today : int
         Pulses the participant already received today (earlier sessions and
         runs, counted from their journals), for the per-day cap.
+    skip_blocks : frozenset of int
+        Blocks finished in an earlier run of this session (a resume): not
+        run again, so not checked again.
+    delivered_session : int
+        Pulses delivered in earlier runs of this session, for the session cap.
 
     Returns
     -------
@@ -502,19 +509,25 @@ def check_protocol(
     c = _Checker(protocol, limits, report)
     margin_on = limits.stricter_margin or protocol.stricter_margin
     caps = None if rig is None else _capabilities(rig)
-    for block in protocol.blocks:
+    blocks = [b for b in protocol.blocks if b.index not in skip_blocks]
+    for block in blocks:
         if isinstance(block, StimulateBlock):
             _check_stimulate(c, block, thresholds, require_power, margin_on, caps, rig)
         elif isinstance(block, TaskBlock) and block.tms is not None:
             _check_online(c, block, thresholds, require_power, caps, rig)
-    total = sum(block_pulses(b) for b in protocol.blocks)
+    total = sum(block_pulses(b) for b in blocks)
     if limits.max_pulses_per_session is not None:
+        earlier = (
+            f" ({delivered_session} delivered in earlier runs)"
+            if delivered_session
+            else ""
+        )
         c.rule(
             None,
             "blocks",
-            "pulses per session",
+            f"pulses per session{earlier}",
             limits.max_pulses_per_session,
-            total,
+            delivered_session + total,
             "pulses",
         )
     if limits.max_pulses_per_day is not None:

@@ -212,7 +212,8 @@ class StreamWatch:
             measured over the last ``window_s``; None until there is a
             measure), ``age_s`` (seconds since the newest sample, by its LSL
             time; None before the first), ``n_samples`` received, and ``ok``
-            (receiving, not stalled).
+            (a regular stream has sent samples and is not stalled; an
+            irregular one is always ok).
         """
         now = pylsl.local_clock()
         out = []

@@ -1,0 +1,70 @@
+"""Reading where a crashed session stands, from the fsynced journals of its runs."""
+
+import pytest
+
+from stimtrain.orchestrator.journal import Journal
+from stimtrain.orchestrator.resume import read_resume_point
+from stimtrain.orchestrator.session_folder import new_run
+
+
+def _run(root, events, sha="abc", truncate=False):
+    folder = new_run(root, "P01", "1")
+    journal = Journal(folder.file("journal.jsonl"))
+    journal.write(
+        "run_created",
+        protocol="/x/demo.yaml",
+        protocol_sha256=sha,
+        thresholds={"rmt": 50, "amt": None},
+        rig="sim",
+    )
+    for event, fields in events:
+        journal.write(event, **fields)
+    journal.close()
+    if truncate:
+        # A run killed while writing: the last line is cut in the middle.
+        with open(folder.file("journal.jsonl"), "a") as f:
+            f.write('{"event": "pulse", "blo')
+    return folder
+
+
+def test_resume_point_counts_blocks_and_pulses_across_runs(tmp_path):
+    pulses = [("pulse", {"block": 2, "pulse": i}) for i in range(5)]
+    first = _run(
+        tmp_path,
+        [
+            ("block_end", {"block": 0, "completed": True}),
+            ("block_end", {"block": 1, "completed": True}),
+            *pulses,
+        ],
+        truncate=True,
+    )
+    _run(
+        tmp_path,
+        [
+            ("block_skipped", {"block": 0}),
+            *pulses[:3],
+            ("block_end", {"block": 2, "completed": True}),
+            ("block_end", {"block": 3, "completed": False}),
+        ],
+    )
+    point = read_resume_point(first.path)
+    assert point.runs == (1, 2)
+    assert point.completed_blocks == {0, 1, 2}
+    assert point.pulses_delivered == 8
+    assert point.participant == "P01" and point.session == "1"
+    assert point.thresholds == {"rmt": 50, "amt": None}
+    assert not point.finished
+
+
+def test_resume_refuses_mixed_protocols_and_empty_folders(tmp_path):
+    first = _run(tmp_path, [], sha="aaa")
+    _run(tmp_path, [], sha="bbb")
+    with pytest.raises(ValueError, match="ran another protocol"):
+        read_resume_point(first.path)
+    with pytest.raises(ValueError, match="no run of a session here"):
+        read_resume_point(tmp_path)
+
+
+def test_finished_session_is_reported(tmp_path):
+    folder = _run(tmp_path, [("session_end", {"status": "completed"})])
+    assert read_resume_point(folder.path).finished
