@@ -26,6 +26,7 @@ import numpy as np
 import pylsl
 
 from .checking import CheckedProtocol, check_file
+from .console import ConsoleState, OperatorConsole, StreamHealth, TaskProgress
 from .device_process import DeviceConfig, DeviceFault, DeviceProcess, PulseReport
 from .journal import Journal
 from .markers import MarkerOutlet
@@ -43,6 +44,7 @@ from .rig import Rig
 from .safety import Thresholds
 from .session_folder import SessionFolder, new_run, write_new
 from .simrig import start_simulated_rig
+from .streamwatch import StreamWatch
 
 logger = logging.getLogger("stimtrain.orchestrator.runner")
 
@@ -101,8 +103,14 @@ class SessionRunner:
     say : callable
         Where progress lines go (the console).
     confirm : callable | None
-        ``confirm(question) -> bool`` asks the operator (default: a yes/no
-        prompt on the terminal).
+        ``confirm(question) -> bool`` asks the operator (default: the live
+        console's question, or a yes/no prompt on the terminal).
+    thresholds_source : dict | None
+        Where the thresholds came from, for the journal.
+    resumed_from : dict | None
+        Earlier runs this run resumes (see :mod:`~stimtrain.orchestrator.resume`).
+    live_console : bool
+        Show the live operator console when the terminal allows it.
     """
 
     def __init__(
@@ -117,6 +125,7 @@ class SessionRunner:
         confirm: Callable[[str], bool] | None = None,
         thresholds_source: dict | None = None,
         resumed_from: dict | None = None,
+        live_console: bool = True,
     ):
         self.checked = checked
         self.confirm = confirm or _ask_operator
@@ -144,7 +153,17 @@ class SessionRunner:
         #: Per-pulse fields of online TMS pulses: (block, index) -> trial fields.
         self._online_fields: dict[tuple[int, int], dict] = {}
         self._block_delivered: dict[int, int] = {}
+        self._fired: dict[int, set[int]] = {}
         self.task_levels: dict[str, float] = {}
+        #: Operator keys: pause at the next safe point, skip the current block.
+        self.pause = threading.Event()
+        self.skip = threading.Event()
+        #: Set while a required stream has stopped: no pulse is given then.
+        self.stalled = threading.Event()
+        self._watch: StreamWatch | None = None
+        self.recording_check: dict | None = None
+        self.state: ConsoleState | None = None
+        self.live_console = live_console
 
     # -- callbacks from the device reader thread ---------------------------------
     def _on_pulse(self, report: PulseReport) -> None:
@@ -164,9 +183,14 @@ class SessionRunner:
         else:
             pulses = [(None, report.actual, fields)]
         with self._delivered_lock:
+            self._fired.setdefault(report.block, set()).add(report.index)
             self.delivered += len(pulses)
             n = self._block_delivered.get(report.block, 0) + len(pulses)
             self._block_delivered[report.block] = n
+        if self.state is not None:
+            self.state.update(
+                pulses_delivered=self.delivered, markers_sent=self.markers.count
+            )
         for role, actual, extra in pulses:
             role_field = {} if role is None else {"role": role}
             self.markers.push(
@@ -252,6 +276,17 @@ class SessionRunner:
                 )
                 recorder = Recorder(folder.file("recording.xdf"), streams)
                 self.journal.write("recording_started", streams=recorder.streams)
+                # The required streams (EEG, EMG) are watched for the whole
+                # session: one that stops pauses stimulation.
+                watch = stack.enter_context(
+                    StreamWatch(
+                        [i for i in streams if i.name() in stream_names],
+                        stall_s=STREAM_STALL_S,
+                        on_stall=self._on_stream_stall,
+                        on_recover=self._on_stream_recover,
+                    )
+                )
+                self._watch = watch
                 self.device = DeviceProcess(
                     DeviceConfig(
                         model=self.rig.stimulator_model,
@@ -275,6 +310,20 @@ class SessionRunner:
                 state = self.device.start()
                 self.journal.write("device_opened", state=state)
                 win = self._open_window(stack)
+                self.state = ConsoleState.from_plan(
+                    self.plan, self.participant, self.session, run=folder.run
+                )
+                self.state.update(device=state)
+                console = stack.enter_context(
+                    OperatorConsole(self.state, self._on_key, keys=self.live_console)
+                )
+                plain_say, self.say = self.say, console.say
+                stack.callback(setattr, self, "say", plain_say)
+                health = _HealthFeed(watch, self.state)
+                stack.callback(health.stop)
+                if console.keys_active and self.confirm is _ask_operator:
+                    # One reader of the terminal: the console asks the questions.
+                    self.confirm = console.confirm
                 self.markers.push(
                     "session_start",
                     participant=self.participant,
@@ -293,12 +342,21 @@ class SessionRunner:
                         self.journal.write(
                             "block_skipped", block=block.index, label=block.label
                         )
+                        self.state.finish_block(block.index, skipped=True)
                         completed.append(block.index)
                         continue
+                    self._pause_point(block.index)
+                    if self.stop():
+                        break
+                    self.state.start_block(block.index, pylsl.local_clock())
                     self._run_block(win, block, planned)
-                    if not self.stop():
+                    skipped = self.skip.is_set()
+                    self.skip.clear()
+                    self.state.finish_block(block.index, skipped=skipped)
+                    if not self.stop() and not skipped:
                         completed.append(block.index)
                 status = "completed" if not self.stop() else "aborted"
+                self.state.update(status="finished" if not self.stop() else "aborting")
         except KeyboardInterrupt:
             self.stop.set("interrupted (Ctrl+C)")
         except SessionAborted:
@@ -333,6 +391,7 @@ class SessionRunner:
                 self.delivered,
                 completed,
             )
+            self.recording_check = self._check_recording(folder, recorder)
             self._write_summary(result)
             self.journal.write(
                 "session_end",
@@ -342,6 +401,45 @@ class SessionRunner:
             )
             self.journal.close()
         return result
+
+    def _check_recording(self, folder, recorder) -> dict | None:
+        """Check the XDF against the journal: every pulse must have its marker."""
+        if recorder is None:
+            return None
+        from .xdfcheck import check_recording
+
+        check = check_recording(
+            folder.file("recording.xdf"),
+            folder.file("journal.jsonl"),
+            marker_stream=self.markers.name if self.markers else None,
+        )
+        result = check.as_dict()
+        self.journal.write("recording_checked", **result)
+        self.say(
+            f"recording: {check.pulses_matched} of {check.pulses_journal} pulses "
+            f"have their marker" + ("" if check.ok else f"; PROBLEM: {check.reason}")
+        )
+        return result
+
+    def _on_stream_stall(self, name: str, age_s: float) -> None:
+        # Called on the watch thread: set flags and record, nothing slow.
+        self.stalled.set()
+        self.journal.write("stream_stalled", stream=name, age_s=age_s)
+        if self.markers is not None:
+            self.markers.push("stream_stalled", stream=name, age_s=age_s)
+        if self.state is not None:
+            self.state.warn(
+                f"stream {name} stopped ({age_s:.1f} s): stimulation paused"
+            )
+
+    def _on_stream_recover(self, name: str) -> None:
+        self.journal.write("stream_recovered", stream=name)
+        if self.markers is not None:
+            self.markers.push("stream_recovered", stream=name)
+        if self._watch is not None and not self._watch.stalled:
+            self.stalled.clear()
+        if self.state is not None:
+            self.state.warn(f"stream {name} is back")
 
     def _on_signal(self, signum, frame) -> None:
         self.stop.set(f"signal {signal.Signals(signum).name}")
@@ -385,7 +483,7 @@ class SessionRunner:
         )
         outcome: dict = {}
         if isinstance(block, RestBlock):
-            show_fixation(win, block.duration_s, clock=clock, should_stop=self.stop)
+            show_fixation(win, block.duration_s, clock=clock, should_stop=self._leave)
         elif isinstance(block, InstructionsBlock):
             show_text(win, block.text, block.duration_s, clock=clock)
         elif isinstance(block, StimulateBlock):
@@ -394,8 +492,11 @@ class SessionRunner:
             outcome = self._task(win, block, planned)
         elif isinstance(block, WaitBlock):
             outcome = self._wait_for_operator(win, block)
+        if self.skip.is_set():
+            outcome["skipped_by_operator"] = True
         self.markers.push("block_end", **fields)
-        self.journal.write("block_end", completed=not self.stop(), **fields, **outcome)
+        done = not self.stop() and not self.skip.is_set()
+        self.journal.write("block_end", completed=done, **fields, **outcome)
 
     def _wait_for_operator(self, win, block: WaitBlock) -> dict:
         from stimtrain.tasks.runner import show_text
@@ -435,7 +536,7 @@ class SessionRunner:
             )
         else:
             self.device.request("set_power", planned.power)
-        self.device.request("arm", 3.0, timeout=6.0)
+        self.state.update(device=self.device.request("arm", 3.0, timeout=6.0))
         self.journal.write("armed", block=block.index, power=planned.power)
         first = t_block + planned.pulse_offsets_s[0]
         if first < clock() + 0.05:
@@ -449,19 +550,107 @@ class SessionRunner:
             block.index, [(t, i, planned.delivery) for i, t in enumerate(times)]
         )
         end = t_block + planned.duration_s
+        self.state.update(
+            next_event=lambda: next((t for t in times if t > clock()), end)
+        )
         show_fixation(
-            win, max(0.0, times[-1] - clock()), clock=clock, should_stop=self.stop
+            win, max(0.0, times[-1] - clock()), clock=clock, should_stop=self._leave
         )
         if self.stop():
             raise SessionAborted(self.stop.reason)
+        while self.stalled.is_set() and not self.stop() and not self.skip.is_set():
+            times = self._pause_for_streams(win, block, planned, times)
+            if times:
+                show_fixation(
+                    win,
+                    max(0.0, times[-1] - clock()),
+                    clock=clock,
+                    should_stop=self._leave,
+                )
+            end = clock() + (planned.duration_s - planned.pulse_offsets_s[-1])
+        if self.stop():
+            raise SessionAborted(self.stop.reason)
+        if self.skip.is_set():
+            # The operator skipped the block: a disarm also drops its schedule.
+            self.state.update(device=self.device.request("disarm"))
+            self.journal.write("disarmed", block=block.index, reason="block skipped")
+            self.state.update(next_event=None)
+            return {"pulses_planned": planned.pulses}
         if not self.device.wait_block(block.index, timeout=5.0):
             raise DeviceFault(
                 self.device.fault or "pulses were not all delivered in time"
             )
-        self.device.request("disarm")
+        self.state.update(device=self.device.request("disarm"), next_event=None)
         self.journal.write("disarmed", block=block.index)
-        show_fixation(win, max(0.0, end - clock()), clock=clock, should_stop=self.stop)
+        show_fixation(
+            win, max(0.0, end - clock()), clock=clock, should_stop=self._leave
+        )
         return {"pulses_planned": planned.pulses}
+
+    def _leave(self) -> bool:
+        """Whether the current block must stop waiting (abort, skip, stream loss)."""
+        return self.stop() or self.skip.is_set() or self.stalled.is_set()
+
+    def _pause_for_streams(self, win, block, planned, times: list[float]) -> list:
+        """A required stream stopped: disarm, wait for it, reschedule what is left.
+
+        Pulses not yet given keep their intervals, shifted after the pause;
+        nothing is given twice, so the block never exceeds its plan.
+        """
+        from stimtrain.tasks.runner import show_fixation
+
+        clock = pylsl.local_clock
+        self.state.update(device=self.device.request("disarm"))
+        fired = self._fired.get(block.index, set())
+        left = [i for i in range(len(times)) if i not in fired]
+        self.journal.write(
+            "stimulation_paused", block=block.index, pulses_left=len(left)
+        )
+        self.say(f"  a required stream stopped: stimulation paused ({len(left)} left)")
+        while self.stalled.is_set() and not self.stop() and not self.skip.is_set():
+            show_fixation(win, 0.1, clock=clock, should_stop=self.stop)
+        if self.stop() or self.skip.is_set() or not left:
+            return []
+        self.state.update(device=self.device.request("arm", 3.0, timeout=6.0))
+        offsets = planned.pulse_offsets_s
+        start = clock() + 0.5 - offsets[left[0]]
+        new_times = [start + offsets[i] for i in left]
+        self.device.schedule(
+            block.index,
+            [(t, i, planned.delivery) for i, t in zip(left, new_times, strict=True)],
+        )
+        self.journal.write("stimulation_resumed", block=block.index)
+        self.say("  streams back: stimulation resumed")
+        return new_times
+
+    def _pause_point(self, index: int) -> None:
+        """A safe point between blocks: hold here while the operator paused."""
+        if not self.pause.is_set():
+            return
+        self.journal.write("paused", before_block=index)
+        self.state.update(status="paused")
+        while self.pause.is_set() and not self.stop():
+            time.sleep(0.05)
+        self.journal.write("resumed", before_block=index)
+        self.state.update(status="running")
+
+    def _on_key(self, key: str, action: str) -> None:
+        """Every operator key press goes into the journal, then takes effect."""
+        current = None if self.state is None else self.state.current_block
+        self.journal.write("operator_key", key=key, action=action, block=current)
+        if action == "abort":
+            self.stop.set("operator abort key")
+            try:
+                # Disarm at once, from this thread: it also drops the schedule.
+                self.device.request("disarm", timeout=2.0)
+            except DeviceFault:
+                pass  # the session's safe stop kills the device process
+        elif action == "pause":
+            self.pause.set()
+        elif action == "resume":
+            self.pause.clear()
+        elif action == "skip":
+            self.skip.set()
 
     def _task(self, win, block: TaskBlock, planned: PlannedBlock) -> dict:
         from stimtrain.tasks.levels import load_levels, record_level
@@ -474,8 +663,22 @@ class SessionRunner:
             else None
         )
 
+        scored: list[bool] = []
+
         def emit(event: str, timestamp: float, **fields) -> None:
             self.markers.push(event, timestamp, **fields)
+            # The console shows the trial and the running accuracy.
+            if event == "stim_onset":
+                self.state.update(
+                    task=TaskProgress(
+                        task=block.task,
+                        trial=int(fields.get("trial", 0)) + 1,
+                        n_trials=block.trials,
+                        accuracy=sum(scored) / len(scored) if scored else None,
+                    )
+                )
+            elif event == "response" and fields.get("correct") is not None:
+                scored.append(bool(fields["correct"]))
 
         # Levels carry over between blocks and sessions of one participant.
         levels_path = self.folder.path.parent / "task_levels.json"
@@ -496,13 +699,13 @@ class SessionRunner:
                 block=block.index,
                 participant=participant,
                 clock=pylsl.local_clock,
-                should_stop=self.stop,
+                should_stop=self._leave,
                 start_level=start_level,
                 on_event=None if online is None else online.on_event,
             )
         finally:
             outcome_online = {} if online is None else online.finish()
-        if result.stopped:
+        if result.stopped and not self.stop() and not self.skip.is_set():
             self.stop.set("task stopped (escape key)")
         elif result.level is not None:
             record_level(levels_path, block.task, result.level)
@@ -532,10 +735,45 @@ class SessionRunner:
             "recording": result.folder.file("recording.xdf").name,
             "thresholds": self.plan.thresholds,
             "task_levels": self.task_levels,
+            "recording_check": self.recording_check,
             "rig": self.rig.name,
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         write_new(result.folder.file("summary.json"), json.dumps(summary, indent=2))
+
+
+#: A required stream with no new sample for this long pauses stimulation.
+STREAM_STALL_S = 1.0
+
+
+class _HealthFeed:
+    """Copies the streams' health into the console state twice a second."""
+
+    def __init__(self, watch: StreamWatch, state: ConsoleState) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(watch, state), daemon=True, name="health-feed"
+        )
+        self._thread.start()
+
+    def _run(self, watch: StreamWatch, state: ConsoleState) -> None:
+        while not self._stop.wait(0.5):
+            state.update(
+                streams=[
+                    StreamHealth(
+                        name=h["name"],
+                        nominal_rate=h["nominal_srate"],
+                        measured_rate=h["srate"],
+                        age_s=h["age_s"],
+                        ok=h["ok"],
+                    )
+                    for h in watch.health()
+                ]
+            )
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2.0)
 
 
 class _OnlineTMS:
@@ -606,7 +844,8 @@ class _OnlineTMS:
             locked_to=event,
             delay=self.tms.delay_s,
         )
-        if trial.index not in self.chosen:
+        if trial.index not in self.chosen or self.runner.stalled.is_set():
+            # Not stimulated (or a required stream is down: no pulse then).
             self.no_pulse += 1
             self.runner.markers.push(
                 "no_pulse", deadline, block=self.block.index, scheduled=deadline,

@@ -57,6 +57,11 @@ EVENTS: dict[str, tuple[tuple[str, ...], str]] = {
         "online TMS: an eligible trial that was not stimulated; timestamp = when "
         "its pulse would have been (the comparison trials)",
     ),
+    "stream_stalled": (
+        ("stream", "age_s"),
+        "a required stream stopped delivering samples; stimulation is paused",
+    ),
+    "stream_recovered": (("stream",), "the stream delivers samples again"),
     "abort": (("reason",), "the session was stopped early; the device is disarmed"),
     "session_end": (("status", "pulses_delivered"), "the runner finished"),
 }
