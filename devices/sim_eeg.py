@@ -247,6 +247,7 @@ class SimulatedEEG:
         # The lock guards the pulses and the render position: add_pulse() is
         # called from the stimulator's thread while the stream thread renders.
         self._lock = threading.Lock()
+        self._dropouts: list[tuple[float, float]] = []
         self._t0: float | None = None
         self._n_generated = 0
         self._bg = np.zeros((0, self._n_channels))
@@ -578,10 +579,24 @@ class SimulatedEEG:
             if n <= 0:
                 return
             chunk = self._render(n)
+        now = self._clock()
+        if any(start <= now < end for start, end in self._dropouts):
+            # An amplifier dropout: the samples are generated (time goes on)
+            # but never reach the stream, as with a pulled cable.
+            self._n_pushed = n_end
+            return
         # One timestamp for the chunk: liblsl treats it as the time of the
         # *last* sample and derives the others backwards at the nominal rate.
         self._outlet.push_chunk(chunk, self._t0 + (n_end - 1) / self._sfreq)
         self._n_pushed = n_end
+
+    def add_dropout(self, start: float, duration: float) -> None:
+        """Stop pushing samples from clock time ``start`` for ``duration`` s.
+
+        Fault injection: the stream goes silent (its samples are lost), as
+        when an amplifier's cable is pulled, then resumes.
+        """
+        self._dropouts.append((start, start + duration))
 
     def add_pulse(self, time: float, power: int) -> int:
         """Draw a TMS pulse delivered at clock time ``time`` into the signal.

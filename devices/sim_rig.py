@@ -14,6 +14,8 @@ import sys
 import threading
 from typing import IO
 
+from pylsl import local_clock
+
 from .faults import FaultPlan
 from .magstim.simulator import MagstimSimulator, Pulse
 from .sim_triggerbox import TriggerBoxSimulator
@@ -169,6 +171,7 @@ def serve(
     faults: FaultPlan | str | None = None,
     eeg_name: str | None = None,
     stop_event: threading.Event | None = None,
+    eeg_dropout: tuple[float, float] | None = None,
 ) -> None:
     """Run one simulated device until interrupted.
 
@@ -197,6 +200,9 @@ def serve(
         For ``"rig"``: also stream the simulated EEG under this LSL name.
     stop_event : threading.Event | None
         Serve until this is set (for embedding and tests).
+    eeg_dropout : tuple of float | None
+        For ``"rig"``: ``(start, duration)`` in seconds after start, a window
+        in which the simulated EEG sends nothing (a stream-loss rehearsal).
     """
     if device not in SERVE_DEVICES:
         raise ValueError(
@@ -243,6 +249,9 @@ def serve(
         )
         stimulator = server.stimulator
         server.start()
+        if eeg_dropout is not None and server.eeg is not None:
+            start, duration = eeg_dropout
+            server.eeg.add_dropout(local_clock() + start, duration)
         lines = [
             f"port: {server.stimulator_port}",
             f"trigger_port: {server.trigger_port}",

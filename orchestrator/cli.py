@@ -171,6 +171,10 @@ def cmd_run(args) -> int:
             data_root=args.data,
             thresholds=thresholds,
             thresholds_source=source,
+            sim_options={
+                "faults": args.sim_faults,
+                "eeg_dropout": args.sim_eeg_dropout,
+            },
             limits=args.limits,
             simulated_participant=args.simulated_participant,
             say=_say,
@@ -338,6 +342,13 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def _dropout(text: str | None) -> tuple[float, float] | None:
+    if not text:
+        return None
+    start, _, duration = text.partition(",")
+    return float(start), float(duration)
+
+
 def cmd_sim(args) -> int:
     """Serve a simulated device until interrupted."""
     use_local_lsl()
@@ -350,6 +361,7 @@ def cmd_sim(args) -> int:
             eeg_name=args.eeg_name,
             model=args.model,
             faults=args.faults,
+            eeg_dropout=_dropout(args.eeg_dropout),
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -443,6 +455,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--participant", required=True)
     p.add_argument("--session", required=True)
+    p.add_argument(
+        "--sim-faults",
+        metavar="TEXT",
+        help="simulated rig only: faults for the stimulator to rehearse "
+        "(see `stimtrain sim --help`)",
+    )
+    p.add_argument(
+        "--sim-eeg-dropout",
+        metavar="START,SECONDS",
+        help="simulated rig only: the EEG goes silent from START s for SECONDS",
+    )
     p.add_argument("--data", default="stimtrain-data", help="data root folder")
     p.add_argument(
         "--simulated-participant",
@@ -519,6 +542,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--faults",
         help="faults to inject, e.g. 'drop_every=5,late_every=3,late_s=0.3,"
         "silent_after=20,disconnect_after=40,overheat_after_pulses=100,refuse_arm'",
+    )
+    p.add_argument(
+        "--eeg-dropout",
+        metavar="START,SECONDS",
+        help="rig only: the simulated EEG sends nothing from START s for SECONDS",
     )
     p.set_defaults(func=cmd_sim)
     return parser

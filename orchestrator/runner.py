@@ -111,6 +111,8 @@ class SessionRunner:
         Earlier runs this run resumes (see :mod:`~stimtrain.orchestrator.resume`).
     live_console : bool
         Show the live operator console when the terminal allows it.
+    sim_options : dict | None
+        Simulated rig only: ``faults`` and ``eeg_dropout`` to rehearse.
     """
 
     def __init__(
@@ -126,6 +128,7 @@ class SessionRunner:
         thresholds_source: dict | None = None,
         resumed_from: dict | None = None,
         live_console: bool = True,
+        sim_options: dict | None = None,
     ):
         self.checked = checked
         self.confirm = confirm or _ask_operator
@@ -164,6 +167,9 @@ class SessionRunner:
         self.recording_check: dict | None = None
         self.state: ConsoleState | None = None
         self.live_console = live_console
+        self.sim_options = {k: v for k, v in (sim_options or {}).items() if v}
+        if self.sim_options and not self.rig.simulated:
+            raise ValueError("--sim-faults/--sim-eeg-dropout need a simulated rig")
 
     # -- callbacks from the device reader thread ---------------------------------
     def _on_pulse(self, report: PulseReport) -> None:
@@ -263,6 +269,7 @@ class SessionRunner:
                         pulse_log=folder.file("simulator_pulses.jsonl"),
                         eeg_stream=name,
                         model=self.rig.stimulator_model,
+                        **self.sim_options,
                     )
                     stream_names = [name]
                     self.say(
@@ -922,6 +929,7 @@ def run_protocol(
     say: Callable[[str], None] = print,
     thresholds_source: dict | None = None,
     resume: ResumePoint | None = None,
+    sim_options: dict | None = None,
 ) -> SessionResult:
     """Check and run a protocol file (the ``stimtrain run`` command).
 
@@ -966,6 +974,7 @@ def run_protocol(
         simulated_participant=simulated_participant,
         say=say,
         thresholds_source=thresholds_source,
+        sim_options=sim_options,
         resumed_from=None
         if resume is None
         else {

@@ -52,6 +52,8 @@ def start_simulated_rig(
     pulse_log: Path | None = None,
     eeg_stream: str,
     model: str = "super_rapid2",
+    faults: str | None = None,
+    eeg_dropout: str | None = None,
     timeout: float = 20.0,
 ) -> SimulatedRigProcess:
     """Start the simulated rig and wait for it to announce its ports.
@@ -64,11 +66,19 @@ def start_simulated_rig(
         Name of the simulated EEG's LSL stream (unique per run).
     model : str
         Stimulator model of the rig (any registered model key).
+    faults : str | None
+        Faults the stimulator simulator injects (``stimtrain sim --faults``).
+    eeg_dropout : str | None
+        ``"START,SECONDS"``: the simulated EEG goes silent for a while.
     timeout : float
         Seconds to wait for the ports.
     """
     cmd = [sys.executable, "-m", "stimtrain.orchestrator.cli", "sim", "rig"]
     cmd += ["--eeg-name", eeg_stream, "--model", model]
+    if faults:
+        cmd += ["--faults", faults]
+    if eeg_dropout:
+        cmd += ["--eeg-dropout", eeg_dropout]
     if pulse_log is not None:
         cmd += ["--pulse-log", str(pulse_log)]
     proc = subprocess.Popen(
