@@ -8,9 +8,14 @@ delivered time (median, 99th percentile, max) for
 
 * single pulses at 1 Hz fired by serial command (``EH`` + CRC), and
 * theta-burst triplets (50 Hz, 20 ms apart, bursts at 5 Hz) through the
-  serial TTL trigger box wired to the stimulator's trigger input.
+  serial TTL trigger box wired to the stimulator's trigger input, and
+* with ``--with-task``: both again while the main process renders a flanker
+  task (PsychoPy, simulated participant, under Xvfb when there is no display),
+  plus online pulses at stimulus onset + 150 ms, scheduled from the flip
+  time of each onset as a session does.
 
-Usage: ``python benchmarks/pulse_timing.py [--serial-pulses N] [--tbs-pulses N]``
+Usage: ``python benchmarks/pulse_timing.py [--serial-pulses N] [--tbs-pulses N]
+[--with-task] [--online-trials N]``
 """
 
 from __future__ import annotations
@@ -19,8 +24,11 @@ import argparse
 import json
 import os
 import platform
+import queue
 import tempfile
+import threading
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 from stimtrain.orchestrator.lslconfig import use_local_lsl  # noqa: E402
@@ -60,9 +68,39 @@ def read_pulses(path: Path, n: int, timeout: float = 5.0) -> list[float]:
     return [json.loads(line)["time"] for line in lines]
 
 
-def run(label: str, device, log: Path, block: int, times: list[float], via: str):
+def render_task(win, tmp: Path, until: float, seed: int, on_event=None) -> int:
+    """Run flanker trials in the main process until the clock passes ``until``."""
+    from stimtrain.tasks.participant import SimulatedParticipant
+    from stimtrain.tasks.runner import run_task_block
+
+    result = run_task_block(
+        win,
+        "flanker",
+        {},
+        n_trials=10_000,
+        seed=seed,
+        tsv_path=tmp / f"trials-{seed}.tsv",
+        emit=lambda *a, **k: None,
+        participant=SimulatedParticipant(seed=seed),
+        should_stop=lambda: pylsl.local_clock() > until,
+        on_event=on_event,
+    )
+    return len(result.results)
+
+
+def run(
+    label: str,
+    device,
+    log: Path,
+    block: int,
+    times: list[float],
+    via: str,
+    during=None,
+):
     before = len(read_pulses(log, 0, timeout=0))
     device.schedule(block, [(t, i, via) for i, t in enumerate(times)])
+    if during is not None:
+        during(times[-1])
     device.wait_block(block, timeout=times[-1] - pylsl.local_clock() + 5)
     delivered = read_pulses(log, before + len(times))[before:]
     if len(delivered) != len(times):
@@ -82,10 +120,63 @@ def run(label: str, device, log: Path, block: int, times: list[float], via: str)
     return stats
 
 
+def run_online(device, log: Path, win, tmp: Path, n_trials: int, block: int):
+    """Pulses at stimulus onset + 150 ms, scheduled from each onset's flip."""
+    before = len(read_pulses(log, 0, timeout=0))
+    wanted: list[float] = []
+    todo: queue.Queue = queue.Queue()
+
+    def on_event(event, t, trial):
+        if event == "stim_onset":
+            wanted.append(t + 0.150)
+            todo.put((t + 0.150, len(wanted) - 1))
+
+    def forward():
+        # As in a session: the flip callback must return at once.
+        while (item := todo.get()) is not None:
+            device.schedule(block, [(item[0], item[1], "trigger")])
+
+    thread = threading.Thread(target=forward, daemon=True)
+    thread.start()
+    from stimtrain.tasks.participant import SimulatedParticipant
+    from stimtrain.tasks.runner import run_task_block
+
+    run_task_block(
+        win,
+        "flanker",
+        {},
+        n_trials=n_trials,
+        seed=7,
+        tsv_path=tmp / "online.tsv",
+        emit=lambda *a, **k: None,
+        participant=SimulatedParticipant(seed=7),
+        on_event=on_event,
+    )
+    todo.put(None)
+    thread.join()
+    time.sleep(0.5)
+    delivered = read_pulses(log, before + len(wanted))[before:]
+    if len(delivered) != len(wanted):
+        print(f"online: {len(delivered)} of {len(wanted)} pulses delivered")
+        return
+    err = (np.asarray(delivered) - np.asarray(wanted)) * 1e3
+    print(
+        f"{'online, onset + 150 ms, trigger box':<40} n={len(err):4d}  "
+        f"median {np.median(err):.3f} ms  p99 {np.percentile(err, 99):.3f} ms  "
+        f"max {np.max(np.abs(err)):.3f} ms"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--serial-pulses", type=int, default=30)
     parser.add_argument("--tbs-pulses", type=int, default=600)
+    parser.add_argument(
+        "--with-task",
+        action="store_true",
+        help="render a flanker task in the main process meanwhile; add online pulses",
+    )
+    parser.add_argument("--online-trials", type=int, default=100)
     args = parser.parse_args()
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -98,22 +189,45 @@ def main() -> None:
                 trigger_port=sim.trigger_port,
             )
         )
-        try:
+        with ExitStack() as stack:
+            stack.callback(sim.stop)
+            stack.callback(device.stop)
+            during = win = None
+            if args.with_task:
+                from stimtrain.tasks.display import open_window, virtual_display
+
+                stack.enter_context(virtual_display())
+                win = open_window(size=(1024, 768), fullscr=False)
+                stack.callback(win.close)
+
+                def during(until):
+                    render_task(win, Path(tmp), until, seed=int(until))
+
             device.start()
             device.request("set_power", 30)
             device.request("arm", 3.0, timeout=6.0)
+            where = " + task" if args.with_task else ""
             t0 = pylsl.local_clock() + 0.5
             # 1.001 s: the unit refuses a serial fire sooner than 1 s after the last.
             serial = [t0 + 1.001 * i for i in range(args.serial_pulses)]
-            run("single pulses, 1 Hz, serial command", device, log, 0, serial, "serial")
+            run(
+                f"1 Hz, serial command{where}", device, log, 0, serial, "serial", during
+            )
             t0 = pylsl.local_clock() + 0.5
             bursts = args.tbs_pulses // 3
             tbs = [t0 + 0.2 * b + 0.02 * k for b in range(bursts) for k in range(3)]
-            run("theta-burst triplets, trigger box", device, log, 1, tbs, "trigger")
+            run(
+                f"TBS triplets, trigger box{where}",
+                device,
+                log,
+                1,
+                tbs,
+                "trigger",
+                during,
+            )
+            if args.with_task:
+                run_online(device, log, win, Path(tmp), args.online_trials, block=2)
             device.request("disarm")
-        finally:
-            device.stop()
-            sim.stop()
 
 
 if __name__ == "__main__":
