@@ -36,7 +36,7 @@ import threading
 import time
 from pathlib import Path
 
-from pulse_timing import machine  # same folder: one machine description
+from machine import describe  # same folder: one machine description
 
 from stimtrain.orchestrator.lslconfig import use_local_lsl
 
@@ -250,7 +250,7 @@ def main() -> None:
     if args.serve:
         serve(args.serve)
         return
-    print(f"machine: {machine()}")
+    print(f"machine: {describe()}")
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "arrivals.jsonl"
         child = subprocess.Popen(

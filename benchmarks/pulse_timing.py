@@ -23,13 +23,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import queue
 import tempfile
 import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
+
+from machine import describe  # same folder: one machine description
 
 from stimtrain.orchestrator.lslconfig import use_local_lsl  # noqa: E402
 
@@ -40,22 +41,6 @@ import pylsl  # noqa: E402
 
 from stimtrain.orchestrator.device_process import DeviceConfig, DeviceProcess  # noqa: E402
 from stimtrain.orchestrator.simrig import start_simulated_rig  # noqa: E402
-
-
-def machine() -> str:
-    """One line describing this machine."""
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}"
-    )
 
 
 def read_pulses(path: Path, n: int, timeout: float = 5.0) -> list[float]:
@@ -178,7 +163,7 @@ def main() -> None:
     )
     parser.add_argument("--online-trials", type=int, default=100)
     args = parser.parse_args()
-    print(f"machine: {machine()}")
+    print(f"machine: {describe()}")
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "pulses.jsonl"
         sim = start_simulated_rig(pulse_log=log, eeg_stream=f"bench-eeg-{os.getpid()}")

@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from pulse_timing import machine  # same folder: one description of the machine
+from machine import describe  # same folder: one description of the machine
 
 from stimtrain.tasks import SimulatedParticipant, open_window, virtual_display
 from stimtrain.tasks.runner import run_task_block
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
             }
         finally:
             win.close()
-    print(f"Machine: {machine()}")
+    print(f"Machine: {describe()}")
     print(f"Display: {'Xvfb ' + display if display else 'existing display'}, "
           f"OpenGL renderer: {renderer}; window 1024x768")  # fmt: skip
     budgets = " | ".join(f"p99 / {hz} Hz budget" for hz in BUDGETS_HZ)

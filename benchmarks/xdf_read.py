@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import textwrap
@@ -29,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import describe  # same folder: one machine description
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "analysis"))
@@ -84,22 +84,6 @@ for s in streams:
 n = max(len(s["time_stamps"]) for s in streams)
 print(json.dumps(dict(wall=wall, peak_kb=peak, base_kb=base, data=nbytes, n=n)))
 """
-
-
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return (
-        f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, Python "
-        f"{platform.python_version()}, numpy {np.__version__}"
-    )
 
 
 def available_gib() -> float:
@@ -193,7 +177,7 @@ def main(argv=None) -> None:
     )
     args = parser.parse_args(argv)
 
-    print(f"Machine: {machine()}")
+    print(f"Machine: {describe()}")
     print(
         f"{'reader':<20} {'file':>8} {'wall s':>8} {'peak GB':>8} "
         f"{'data GB':>8} {'peak/data':>9} {'samples':>11}",

@@ -184,9 +184,14 @@ def cmd_run(args) -> int:
     except ValueError as exc:
         print(f"error: {exc}")
         return 1
+    return _report_run(result)
+
+
+def _report_run(result, scope: str = "") -> int:
+    """What a run delivered on stderr, its folder as the last line of stdout."""
     print(
         f"{result.status}: {result.pulses_delivered} of {result.pulses_planned} pulses "
-        f"delivered" + (f"; stopped: {result.reason}" if result.reason else ""),
+        f"delivered{scope}" + (f"; stopped: {result.reason}" if result.reason else ""),
         file=sys.stderr,
     )
     print(result.path)
@@ -233,14 +238,7 @@ def cmd_resume(args) -> int:
     except ValueError as exc:
         print(f"error: {exc}")
         return 1
-    print(
-        f"{result.status}: {result.pulses_delivered} of {result.pulses_planned} pulses "
-        f"delivered in this run"
-        + (f"; stopped: {result.reason}" if result.reason else ""),
-        file=sys.stderr,
-    )
-    print(result.path)
-    return 0 if result.status == "completed" else 2
+    return _report_run(result, " in this run")
 
 
 def _file_backend() -> None:
