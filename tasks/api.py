@@ -178,8 +178,10 @@ class Task:
 
     Subclasses set :attr:`name` and :attr:`default_params` and implement
     :meth:`make_trials`, :meth:`build_stimuli`, :meth:`draw_stimulus`,
-    :meth:`keys` and :meth:`measures`. They may extend :meth:`_check_params`
-    (range checks), :meth:`timing`, :meth:`tsv_fields`, :meth:`score`,
+    :meth:`keys` (unless a ``keys`` parameter lists them) and :meth:`measures`.
+    They may extend :meth:`_check_params`
+    (range checks), :meth:`timing`, :meth:`tsv_fields` (or name stimulus
+    entries in :attr:`tsv_stimulus_fields`), :meth:`score`,
     :meth:`feedback_text` and :meth:`instructions`; multi-phase trials add
     :meth:`draw_cue` or :meth:`draw_signal`; adaptive tasks
     :meth:`adaptation` (and :meth:`updates_level` or :meth:`next_level`);
@@ -194,6 +196,8 @@ class Task:
     name: ClassVar[str] = ""
     #: Every parameter the task accepts, with its default.
     default_params: ClassVar[dict[str, Any]] = {}
+    #: Entries of :attr:`Trial.stimulus` copied into the trials TSV as columns.
+    tsv_stimulus_fields: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -236,7 +240,8 @@ class Task:
     def _check_params(self, params: dict[str, Any]) -> None:
         """Check ranges and relations; raise :class:`TaskParamError`.
 
-        The base class checks the timing parameters it knows about.
+        The base class checks the timing parameters, ``target_accuracy`` and
+        ``letter_height`` (window heights, in (0, 1]) where the task has them.
         """
         for key in ("fixation_s", "iti_s", "feedback_s"):
             if key in params:
@@ -248,6 +253,14 @@ class Task:
         if "target_accuracy" in params:
             check_range(
                 "target_accuracy", params["target_accuracy"], low=0.5, high=0.99
+            )
+        if "letter_height" in params:
+            check_range(
+                "letter_height",
+                params["letter_height"],
+                low=0.0,
+                high=1.0,
+                low_open=True,
             )
 
     def timing(self, params: Mapping[str, Any]) -> TrialTiming:
@@ -458,9 +471,12 @@ class Task:
         Returns
         -------
         keys : list of str
-            PsychoPy key names.
+            PsychoPy key names: by default the ``keys`` parameter, for a
+            task that has one.
         """
-        raise NotImplementedError
+        if "keys" in params:
+            return list(params["keys"])
+        raise NotImplementedError(f"{self.name}: no 'keys' parameter and no keys()")
 
     def score(self, trial: Trial, key: str | None) -> bool:
         """Return whether ``key`` (``None`` = no response) is correct on ``trial``.
@@ -519,9 +535,11 @@ class Task:
         Returns
         -------
         fields : dict
-            Column name to value; the same columns on every row.
+            Column name to value; the same columns on every row. By default
+            the stimulus entries named in :attr:`tsv_stimulus_fields`.
         """
-        return {}
+        stim = trial_result.trial.stimulus
+        return {name: stim[name] for name in self.tsv_stimulus_fields}
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
@@ -647,6 +665,49 @@ def balanced(
         for i, j in zip(idx, rng.permutation(len(idx)), strict=True):
             out[i] = pool[j]
     return out
+
+
+def exact_conditions(n_trials: int, shares: Mapping[str, float | None]) -> list[str]:
+    """Return a block's condition labels, each share made exact, in label order.
+
+    A condition with share ``p`` gets ``round(n_trials * p)`` trials (at most
+    the trials not yet given out, in the order of ``shares``); the one
+    condition whose share is ``None`` gets the rest. Shuffle the list (or
+    index it with a permutation) to get a presentation order.
+
+    Parameters
+    ----------
+    n_trials : int
+        Number of trials.
+    shares : mapping
+        Condition label -> share in [0, 1], or ``None`` for the condition that
+        takes the rest (exactly one).
+
+    Returns
+    -------
+    conditions : list of str
+        ``n_trials`` labels grouped by condition, in the order of ``shares``.
+
+    Raises
+    ------
+    ValueError
+        If ``n_trials`` is negative or not exactly one share is ``None``.
+    """
+    if n_trials < 0:
+        raise ValueError(f"n_trials must be >= 0, got {n_trials}")
+    rest = [cond for cond, p in shares.items() if p is None]
+    if len(rest) != 1:
+        raise ValueError(
+            f"shares: exactly one condition must take the rest (None), got {rest}"
+        )
+    counts: dict[str, int] = {}
+    left = n_trials
+    for cond, p in shares.items():
+        if p is not None:
+            counts[cond] = min(int(round(n_trials * p)), left)
+            left -= counts[cond]
+    counts[rest[0]] = left
+    return [cond for cond in shares for _ in range(counts[cond])]
 
 
 # -- registry ------------------------------------------------------------------

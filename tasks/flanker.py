@@ -8,7 +8,7 @@ feedback. The participant reports the direction of the central arrow.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -21,11 +21,10 @@ from .api import (
     balanced,
     check_keys,
     check_range,
+    exact_conditions,
 )
 from .measures import condition_effect, condition_summary
-
-if TYPE_CHECKING:  # pragma: no cover
-    from psychopy.visual import Window
+from .stimuli import TextStimulus
 
 CONDITIONS = ("congruent", "incongruent")
 _ARROW = {"left": "<", "right": ">"}
@@ -50,7 +49,7 @@ def flanker_text(target: str, flankers: str, n_flankers: int = 2) -> str:
     return side + _ARROW[target] + side
 
 
-class FlankerTask(AdaptiveDeadline, Task):
+class FlankerTask(TextStimulus, AdaptiveDeadline, Task):
     """Eriksen flanker with arrows.
 
     Parameters (``default_params``)
@@ -92,9 +91,8 @@ class FlankerTask(AdaptiveDeadline, Task):
         "letter_height": 0.08,
         **DEADLINE_ADAPTATION_PARAMS,
     }
-
-    def __init__(self) -> None:
-        self._stim = None
+    tsv_stimulus_fields = ("target", "flankers")
+    text_style = {"text": "<<<<<", "color": "white", "font": "DejaVu Sans Mono"}
 
     def _check_params(self, params: dict[str, Any]) -> None:
         super()._check_params(params)
@@ -103,34 +101,13 @@ class FlankerTask(AdaptiveDeadline, Task):
         n = params["n_flankers"]
         if not isinstance(n, int) or n < 1 or n > 10:
             raise TaskParamError("n_flankers", "must be an integer in [1, 10]", n)
-        check_range(
-            "letter_height", params["letter_height"], low=0.0, high=1.0, low_open=True
-        )
 
     def make_trials(
         self, n_trials: int, rng: np.random.Generator, params: Mapping[str, Any]
     ) -> list[Trial]:
-        """Make a block with the congruent share and target sides balanced.
-
-        Parameters
-        ----------
-        n_trials : int
-            Number of trials.
-        rng : numpy.random.Generator
-            Source of the order.
-        params : mapping
-            Validated parameters.
-
-        Returns
-        -------
-        trials : list of Trial
-        """
-        if n_trials < 0:
-            raise ValueError(f"n_trials must be >= 0, got {n_trials}")
-        n_congruent = int(round(n_trials * params["p_congruent"]))
-        conditions = ["congruent"] * n_congruent + ["incongruent"] * (
-            n_trials - n_congruent
-        )
+        """Make a block with the congruent share and target sides balanced."""
+        shares = {"congruent": params["p_congruent"], "incongruent": None}
+        conditions = exact_conditions(n_trials, shares)
         # Balance left/right targets within each condition (as far as an odd
         # count allows) so that a side bias cannot masquerade as congruency.
         targets = balanced(conditions, ["left", "right"], rng)
@@ -154,63 +131,8 @@ class FlankerTask(AdaptiveDeadline, Task):
             )
         return trials
 
-    def build_stimuli(self, win: Window, params: Mapping[str, Any]) -> None:
-        """Create the one text stimulus reused by every trial.
-
-        Parameters
-        ----------
-        win : psychopy.visual.Window
-            The window.
-        params : mapping
-            Validated parameters.
-        """
-        from psychopy import visual
-
-        self._stim = visual.TextStim(
-            win,
-            text="<<<<<",
-            height=params["letter_height"],
-            color="white",
-            font="DejaVu Sans Mono",
-            autoLog=False,
-        )
-
-    def draw_stimulus(self, trial: Trial) -> None:
-        """Draw the trial's arrows.
-
-        Parameters
-        ----------
-        trial : Trial
-            The trial.
-        """
-        if self._stim is None:
-            raise RuntimeError("build_stimuli() must be called before drawing")
-        # TextStim re-renders only when the text changes, so setting it every
-        # frame is cheap after the first.
-        if self._stim.text != trial.stimulus["text"]:
-            self._stim.text = trial.stimulus["text"]
-        self._stim.draw()
-
-    def keys(self, params: Mapping[str, Any]) -> list[str]:
-        """Return the left and right response keys.
-
-        Parameters
-        ----------
-        params : mapping
-            Validated parameters.
-
-        Returns
-        -------
-        keys : list of str
-        """
-        return list(params["keys"])
-
     def measures(self, results: Sequence[TrialResult]) -> dict[str, Any]:
         """Compute mean correct RT and accuracy per condition and their effects.
-
-        Parameters
-        ----------
-        results : sequence of TrialResult
 
         Returns
         -------
@@ -224,20 +146,6 @@ class FlankerTask(AdaptiveDeadline, Task):
         out = condition_summary(results, CONDITIONS)
         out.update(condition_effect(out, "congruency_effect", *CONDITIONS[::-1]))
         return out
-
-    def tsv_fields(self, trial_result: TrialResult) -> dict[str, Any]:
-        """Add the target and flanker directions to the trials TSV.
-
-        Parameters
-        ----------
-        trial_result : TrialResult
-
-        Returns
-        -------
-        fields : dict
-        """
-        stim = trial_result.trial.stimulus
-        return {"target": stim["target"], "flankers": stim["flankers"]}
 
 
 def _other(side: str) -> str:

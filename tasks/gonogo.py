@@ -8,23 +8,28 @@ on go trials) and the mean go RT.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from .adaptive import DEADLINE_ADAPTATION_PARAMS, AdaptiveDeadline
-from .api import Task, TaskParamError, Trial, TrialResult, check_keys, check_range
-from .measures import condition_summary, dprime
-
-if TYPE_CHECKING:  # pragma: no cover
-    from psychopy.visual import Window
+from .api import (
+    Task,
+    TaskParamError,
+    Trial,
+    TrialResult,
+    check_keys,
+    check_range,
+    exact_conditions,
+)
+from .measures import condition_summary, detection, mean_ms, of_condition, proportion
+from .stimuli import TextStimulus
 
 CONDITIONS = ("go", "nogo")
 
 
-class GoNoGoTask(AdaptiveDeadline, Task):
+class GoNoGoTask(TextStimulus, AdaptiveDeadline, Task):
     """Go/no-go with letters.
 
     Parameters (``default_params``)
@@ -69,9 +74,8 @@ class GoNoGoTask(AdaptiveDeadline, Task):
         "letter_height": 0.12,
         **DEADLINE_ADAPTATION_PARAMS,
     }
-
-    def __init__(self) -> None:
-        self._stim = None
+    tsv_stimulus_fields = ("letter",)
+    text_field = "letter"
 
     def _check_params(self, params: dict[str, Any]) -> None:
         super()._check_params(params)
@@ -88,27 +92,13 @@ class GoNoGoTask(AdaptiveDeadline, Task):
                 params["nogo_stimulus"],
             )
         check_keys("keys", params["keys"], 1)
-        check_range(
-            "letter_height", params["letter_height"], low=0.0, high=1.0, low_open=True
-        )
 
     def make_trials(
         self, n_trials: int, rng: np.random.Generator, params: Mapping[str, Any]
     ) -> list[Trial]:
-        """Make a block with exactly ``round(n * p_nogo)`` no-go trials.
-
-        Parameters
-        ----------
-        n_trials : int
-        rng : numpy.random.Generator
-        params : mapping
-
-        Returns
-        -------
-        trials : list of Trial
-        """
-        n_nogo = int(round(n_trials * params["p_nogo"]))
-        conditions = np.array(["go"] * (n_trials - n_nogo) + ["nogo"] * n_nogo)
+        """Make a block with exactly ``round(n * p_nogo)`` no-go trials."""
+        shares = {"go": None, "nogo": params["p_nogo"]}
+        conditions = np.array(exact_conditions(n_trials, shares))
         conditions = conditions[rng.permutation(n_trials)]
         go = list(params["go_stimuli"])
         trials = []
@@ -122,46 +112,6 @@ class GoNoGoTask(AdaptiveDeadline, Task):
                 Trial(index, str(cond), {"letter": letter, "text": letter}, key)
             )
         return trials
-
-    def build_stimuli(self, win: Window, params: Mapping[str, Any]) -> None:
-        """Create the letter stimulus.
-
-        Parameters
-        ----------
-        win : psychopy.visual.Window
-        params : mapping
-        """
-        from psychopy import visual
-
-        self._stim = visual.TextStim(
-            win, text="", height=params["letter_height"], color="white", autoLog=False
-        )
-
-    def draw_stimulus(self, trial: Trial) -> None:
-        """Draw the letter.
-
-        Parameters
-        ----------
-        trial : Trial
-        """
-        if self._stim is None:
-            raise RuntimeError("build_stimuli() must be called before drawing")
-        if self._stim.text != trial.stimulus["letter"]:
-            self._stim.text = trial.stimulus["letter"]
-        self._stim.draw()
-
-    def keys(self, params: Mapping[str, Any]) -> list[str]:
-        """Return the response key.
-
-        Parameters
-        ----------
-        params : mapping
-
-        Returns
-        -------
-        keys : list of str
-        """
-        return list(params["keys"])
 
     def feedback_text(self, result: TrialResult) -> str:
         """Name a no-go error as such."""
@@ -179,10 +129,6 @@ class GoNoGoTask(AdaptiveDeadline, Task):
     def measures(self, results: Sequence[TrialResult]) -> dict[str, Any]:
         """Compute commission and omission rates and the go RT.
 
-        Parameters
-        ----------
-        results : sequence of TrialResult
-
         Returns
         -------
         measures : dict
@@ -193,29 +139,13 @@ class GoNoGoTask(AdaptiveDeadline, Task):
             vs no-go false alarms).
         """
         out = condition_summary(results, CONDITIONS)
-        go = [r for r in results if r.trial.condition == "go"]
-        nogo = [r for r in results if r.trial.condition == "nogo"]
-        commissions = [r for r in nogo if r.key is not None]
-        hits = sum(r.key is not None for r in go)
-        out["commissions"] = len(commissions)
-        out["omissions"] = len(go) - hits
-        out["commission_rate"] = len(commissions) / len(nogo) if nogo else math.nan
-        out["omission_rate"] = out["omissions"] / len(go) if go else math.nan
+        go, nogo = of_condition(results, "go"), of_condition(results, "nogo")
+        sd = detection(go, nogo)
+        out["commissions"] = sd["false_alarms"]
+        out["omissions"] = sd["misses"]
+        out["commission_rate"] = sd["false_alarm_rate"]
+        out["omission_rate"] = proportion(sd["misses"], len(go))
         out["go_rt_ms"] = out["rt_go_ms"]
-        rts = [r.rt for r in commissions]
-        out["commission_rt_ms"] = float(np.mean(rts)) * 1e3 if rts else math.nan
-        out["dprime"] = dprime(hits, len(go), len(commissions), len(nogo))
+        out["commission_rt_ms"] = mean_ms(r.rt for r in nogo if r.key is not None)
+        out["dprime"] = sd["dprime"]
         return out
-
-    def tsv_fields(self, trial_result: TrialResult) -> dict[str, Any]:
-        """Add the letter shown.
-
-        Parameters
-        ----------
-        trial_result : TrialResult
-
-        Returns
-        -------
-        fields : dict
-        """
-        return {"letter": trial_result.trial.stimulus["letter"]}

@@ -1,4 +1,4 @@
-"""Measures shared by the tasks: per-condition summaries, d′ and SSRT.
+"""Measures shared by the tasks: per-condition summaries, d′, SSRT and helpers.
 
 Every function takes a block's :class:`~stimtrain.tasks.api.TrialResult` list
 (or plain numbers) and returns plain floats, ``nan`` where undefined, so the
@@ -17,6 +17,55 @@ import numpy as np
 from .api import TrialResult
 
 
+def of_condition(results: Iterable[TrialResult], condition: str) -> list[TrialResult]:
+    """Return the results of the trials of one condition, in order.
+
+    Parameters
+    ----------
+    results : iterable of TrialResult
+    condition : str
+        The condition label.
+
+    Returns
+    -------
+    results : list of TrialResult
+    """
+    return [r for r in results if r.trial.condition == condition]
+
+
+def proportion(count: float, total: int) -> float:
+    """Return ``count / total``, ``nan`` when ``total`` is 0.
+
+    Parameters
+    ----------
+    count : float
+        How many (or how much).
+    total : int
+        Out of how many.
+
+    Returns
+    -------
+    p : float
+    """
+    return count / total if total else math.nan
+
+
+def mean_ms(seconds: Iterable[float | None]) -> float:
+    """Return the mean of durations in seconds, in ms (``nan`` if none).
+
+    Parameters
+    ----------
+    seconds : iterable of float | None
+        E.g. RTs; ``None`` (no response) is left out.
+
+    Returns
+    -------
+    mean : float
+    """
+    values = [s for s in seconds if s is not None]
+    return float(np.mean(values)) * 1e3 if values else math.nan
+
+
 def mean_rt_ms(results: Iterable[TrialResult]) -> float:
     """Return the mean RT of the correct responses, in ms (``nan`` if none).
 
@@ -28,8 +77,7 @@ def mean_rt_ms(results: Iterable[TrialResult]) -> float:
     -------
     rt : float
     """
-    rts = [r.rt for r in results if r.correct and r.rt is not None]
-    return float(np.mean(rts)) * 1e3 if rts else math.nan
+    return mean_ms(r.rt for r in results if r.correct)
 
 
 def accuracy(results: Sequence[TrialResult]) -> float:
@@ -67,7 +115,7 @@ def condition_summary(
     """
     out: dict[str, Any] = {"n_trials": len(results)}
     for cond in conditions:
-        rs = [r for r in results if r.trial.condition == cond]
+        rs = of_condition(results, cond)
         out[f"n_{cond}"] = len(rs)
         out[f"rt_{cond}_ms"] = mean_rt_ms(rs)
         out[f"accuracy_{cond}"] = accuracy(rs)
@@ -101,6 +149,41 @@ def condition_effect(
     return {
         f"{name}_ms": summary[f"rt_{hard}_ms"] - summary[f"rt_{easy}_ms"],
         f"{name}_accuracy": summary[f"accuracy_{easy}"] - summary[f"accuracy_{hard}"],
+    }
+
+
+def detection(
+    signal: Sequence[TrialResult], noise: Sequence[TrialResult]
+) -> dict[str, Any]:
+    """Return signal-detection counts and rates of responding (any key).
+
+    A response on a signal trial (a go letter, an n-back match) is a hit, on a
+    noise trial (a no-go letter, a non-match) a false alarm.
+
+    Parameters
+    ----------
+    signal : sequence of TrialResult
+        Trials that call for a response.
+    noise : sequence of TrialResult
+        Trials that call for none.
+
+    Returns
+    -------
+    counts : dict
+        ``hits``, ``misses``, ``false_alarms``, ``correct_rejections``,
+        ``hit_rate``, ``false_alarm_rate`` and ``dprime`` (log-linear
+        corrected, :func:`dprime`).
+    """
+    hits = sum(r.key is not None for r in signal)
+    fas = sum(r.key is not None for r in noise)
+    return {
+        "hits": hits,
+        "misses": len(signal) - hits,
+        "false_alarms": fas,
+        "correct_rejections": len(noise) - fas,
+        "hit_rate": proportion(hits, len(signal)),
+        "false_alarm_rate": proportion(fas, len(noise)),
+        "dprime": dprime(hits, len(signal), fas, len(noise)),
     }
 
 

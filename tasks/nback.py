@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from .adaptive import Adaptation
 from .api import Task, TaskParamError, Trial, TrialResult, check_keys, check_range
-from .measures import accuracy, dprime
-
-if TYPE_CHECKING:  # pragma: no cover
-    from psychopy.visual import Window
+from .measures import accuracy, detection, mean_ms, of_condition
+from .stimuli import TextStimulus
 
 CONDITIONS = ("target", "nontarget")
 
@@ -40,7 +38,7 @@ def trials_per_block(n: int) -> int:
     return 20 + int(n)
 
 
-class NBackTask(Task):
+class NBackTask(TextStimulus, Task):
     """Adaptive letter n-back.
 
     Parameters (``default_params``)
@@ -93,9 +91,7 @@ class NBackTask(Task):
         "feedback_s": 0.5,
         "letter_height": 0.15,
     }
-
-    def __init__(self) -> None:
-        self._stim = None
+    text_field = "letter"
 
     def _check_params(self, params: dict[str, Any]) -> None:
         super()._check_params(params)
@@ -117,9 +113,6 @@ class NBackTask(Task):
                 "letters", "must be a list of at least 2 distinct letters", letters
             )
         check_keys("keys", params["keys"], 1)
-        check_range(
-            "letter_height", params["letter_height"], low=0.0, high=1.0, low_open=True
-        )
 
     def default_n_trials(self, params: Mapping[str, Any]) -> int:
         """20 + n trials (Jaeggi 2008)."""
@@ -132,16 +125,7 @@ class NBackTask(Task):
         return dataclasses.replace(super().timing(params), fixed_duration=True)
 
     def adaptation(self, params: Mapping[str, Any]) -> Adaptation | None:
-        """Return block-wise adaptation of ``n``, when ``adaptive``.
-
-        Parameters
-        ----------
-        params : mapping
-
-        Returns
-        -------
-        adaptation : Adaptation | None
-        """
+        """Return block-wise adaptation of ``n``, when ``adaptive``."""
         if not params["adaptive"]:
             return None
         return Adaptation(
@@ -166,10 +150,6 @@ class NBackTask(Task):
         level : float
             This block's n.
         params : mapping
-
-        Returns
-        -------
-        n : int
         """
         acc = measures.get("accuracy", math.nan)
         if not math.isfinite(acc):
@@ -195,10 +175,6 @@ class NBackTask(Task):
             Trials (canonically :func:`trials_per_block`).
         rng : numpy.random.Generator
         params : mapping
-
-        Returns
-        -------
-        trials : list of Trial
         """
         n = int(params["n"])
         letters = list(params["letters"])
@@ -220,46 +196,6 @@ class NBackTask(Task):
             )
         return trials
 
-    def build_stimuli(self, win: Window, params: Mapping[str, Any]) -> None:
-        """Create the letter stimulus.
-
-        Parameters
-        ----------
-        win : psychopy.visual.Window
-        params : mapping
-        """
-        from psychopy import visual
-
-        self._stim = visual.TextStim(
-            win, text="", height=params["letter_height"], color="white", autoLog=False
-        )
-
-    def draw_stimulus(self, trial: Trial) -> None:
-        """Draw the letter.
-
-        Parameters
-        ----------
-        trial : Trial
-        """
-        if self._stim is None:
-            raise RuntimeError("build_stimuli() must be called before drawing")
-        if self._stim.text != trial.stimulus["letter"]:
-            self._stim.text = trial.stimulus["letter"]
-        self._stim.draw()
-
-    def keys(self, params: Mapping[str, Any]) -> list[str]:
-        """Return the match key.
-
-        Parameters
-        ----------
-        params : mapping
-
-        Returns
-        -------
-        keys : list of str
-        """
-        return list(params["keys"])
-
     def feedback_text(self, result: TrialResult) -> str:
         """Feedback names hits, misses and false alarms."""
         if result.trial.condition == "target":
@@ -276,10 +212,6 @@ class NBackTask(Task):
     def measures(self, results: Sequence[TrialResult]) -> dict[str, Any]:
         """Compute hits, false alarms, d′ and accuracy.
 
-        Parameters
-        ----------
-        results : sequence of TrialResult
-
         Returns
         -------
         measures : dict
@@ -288,38 +220,20 @@ class NBackTask(Task):
             ``hit_rate``, ``false_alarm_rate``, ``dprime`` (log-linear
             corrected), ``accuracy`` (all trials) and ``rt_hit_ms``.
         """
-        targets = [r for r in results if r.trial.condition == "target"]
+        targets = of_condition(results, "target")
         others = [r for r in results if r.trial.condition != "target"]
-        hits = sum(r.key is not None for r in targets)
-        fas = sum(r.key is not None for r in others)
-        rts = [r.rt for r in targets if r.key is not None and r.rt is not None]
         return {
             # "load" in the trial; the TSV (rebuilt by the analysis) says "n".
             "n": int(_load(results[0].trial)) if results else math.nan,
             "n_trials": len(results),
             "n_targets": len(targets),
-            "hits": hits,
-            "misses": len(targets) - hits,
-            "false_alarms": fas,
-            "correct_rejections": len(others) - fas,
-            "hit_rate": hits / len(targets) if targets else math.nan,
-            "false_alarm_rate": fas / len(others) if others else math.nan,
-            "dprime": dprime(hits, len(targets), fas, len(others)),
+            **detection(targets, others),
             "accuracy": accuracy(results),
-            "rt_hit_ms": float(np.mean(rts)) * 1e3 if rts else math.nan,
+            "rt_hit_ms": mean_ms(r.rt for r in targets if r.key is not None),
         }
 
     def tsv_fields(self, trial_result: TrialResult) -> dict[str, Any]:
-        """Add the letter and n.
-
-        Parameters
-        ----------
-        trial_result : TrialResult
-
-        Returns
-        -------
-        fields : dict
-        """
+        """Add the letter and n."""
         stim = trial_result.trial.stimulus
         return {"letter": stim["letter"], "n": stim["load"]}
 

@@ -28,8 +28,16 @@ from .api import (
     balanced,
     check_keys,
     check_range,
+    exact_conditions,
 )
-from .measures import condition_summary, ssrt_integration
+from .measures import (
+    condition_summary,
+    mean_ms,
+    of_condition,
+    proportion,
+    ssrt_integration,
+)
+from .stimuli import draw_text, text_stim
 
 if TYPE_CHECKING:  # pragma: no cover
     from psychopy.visual import Window
@@ -106,25 +114,13 @@ class StopSignalTask(Task):
                 params["ssd_max_s"],
             )
         check_keys("keys", params["keys"], 2)
-        check_range(
-            "letter_height", params["letter_height"], low=0.0, high=1.0, low_open=True
-        )
 
     def default_n_trials(self, params: Mapping[str, Any]) -> int:
         """64 trials per block (consensus design)."""
         return TRIALS_PER_BLOCK
 
     def adaptation(self, params: Mapping[str, Any]) -> Adaptation:
-        """Return the SSD staircase: 1-up/1-down, longer delay is harder.
-
-        Parameters
-        ----------
-        params : mapping
-
-        Returns
-        -------
-        adaptation : Adaptation
-        """
+        """Return the SSD staircase: 1-up/1-down, longer delay is harder."""
         return Adaptation(
             param="ssd_s",
             start=float(params["ssd_s"]),
@@ -147,19 +143,8 @@ class StopSignalTask(Task):
         """Make a block with exactly ``round(n * p_stop)`` stop trials.
 
         Arrow directions are balanced within go and within stop trials.
-
-        Parameters
-        ----------
-        n_trials : int
-        rng : numpy.random.Generator
-        params : mapping
-
-        Returns
-        -------
-        trials : list of Trial
         """
-        n_stop = int(round(n_trials * params["p_stop"]))
-        conditions = ["go"] * (n_trials - n_stop) + ["stop"] * n_stop
+        conditions = exact_conditions(n_trials, {"go": None, "stop": params["p_stop"]})
         sides = balanced(conditions, ["left", "right"], rng)
         left, right = params["keys"]
         trials = []
@@ -189,10 +174,6 @@ class StopSignalTask(Task):
         trial : Trial
         params : mapping
             With ``ssd_s`` = the staircase's level.
-
-        Returns
-        -------
-        trial : Trial
         """
         if trial.condition != "stop":
             return trial
@@ -205,55 +186,18 @@ class StopSignalTask(Task):
         return key == trial.correct_key
 
     def build_stimuli(self, win: Window, params: Mapping[str, Any]) -> None:
-        """Create the white arrow and its stop-signal (coloured) version.
-
-        Parameters
-        ----------
-        win : psychopy.visual.Window
-        params : mapping
-        """
-        from psychopy import visual
-
-        kw = dict(height=params["letter_height"], font="DejaVu Sans", autoLog=False)
-        self._go = visual.TextStim(win, text="←", color="white", **kw)
-        self._stop = visual.TextStim(win, text="←", color=params["signal_colour"], **kw)
+        """Create the white arrow and its stop-signal (coloured) version."""
+        kw = dict(text="←", font="DejaVu Sans")
+        self._go = text_stim(win, params, color="white", **kw)
+        self._stop = text_stim(win, params, color=params["signal_colour"], **kw)
 
     def draw_stimulus(self, trial: Trial) -> None:
-        """Draw the arrow.
-
-        Parameters
-        ----------
-        trial : Trial
-        """
-        if self._go is None:
-            raise RuntimeError("build_stimuli() must be called before drawing")
-        if self._go.text != trial.stimulus["text"]:
-            self._go.text = trial.stimulus["text"]
-        self._go.draw()
+        """Draw the arrow."""
+        draw_text(self._go, trial.stimulus["text"])
 
     def draw_signal(self, trial: Trial) -> None:
-        """Draw the arrow in the signal colour over the white one.
-
-        Parameters
-        ----------
-        trial : Trial
-        """
-        if self._stop.text != trial.stimulus["text"]:
-            self._stop.text = trial.stimulus["text"]
-        self._stop.draw()
-
-    def keys(self, params: Mapping[str, Any]) -> list[str]:
-        """Return the left and right keys.
-
-        Parameters
-        ----------
-        params : mapping
-
-        Returns
-        -------
-        keys : list of str
-        """
-        return list(params["keys"])
+        """Draw the arrow in the signal colour over the white one."""
+        draw_text(self._stop, trial.stimulus["text"])
 
     def feedback_text(self, result: TrialResult) -> str:
         """Say whether a stop succeeded."""
@@ -272,10 +216,6 @@ class StopSignalTask(Task):
     def measures(self, results: Sequence[TrialResult]) -> dict[str, Any]:
         """Compute the consensus measures and the SSRT.
 
-        Parameters
-        ----------
-        results : sequence of TrialResult
-
         Returns
         -------
         measures : dict
@@ -289,10 +229,9 @@ class StopSignalTask(Task):
             the mean go RT, the condition for estimating SSRT at all).
         """
         out = condition_summary(results, CONDITIONS)
-        go = [r for r in results if r.trial.condition == "go"]
-        stop = [r for r in results if r.trial.condition == "stop"]
+        go, stop = of_condition(results, "go"), of_condition(results, "stop")
         responded = [r for r in stop if r.key is not None]
-        p_respond = len(responded) / len(stop) if stop else math.nan
+        p_respond = proportion(len(responded), len(stop))
         ssds = [d for d in map(_ssd, stop) if d is not None]
         mean_ssd = float(np.mean(ssds)) if ssds else math.nan
         go_rts = [r.rt for r in go]
@@ -302,16 +241,12 @@ class StopSignalTask(Task):
         out["p_respond_signal"] = p_respond
         out["mean_ssd_ms"] = mean_ssd * 1e3
         out["go_rt_ms"] = out["rt_go_ms"]
-        out["go_omission_rate"] = (
-            sum(r.key is None for r in go) / len(go) if go else math.nan
-        )
-        out["go_choice_error_rate"] = (
-            sum(r.key is not None and not r.correct for r in go) / len(go)
-            if go
-            else math.nan
+        out["go_omission_rate"] = proportion(out["misses"], len(go))
+        out["go_choice_error_rate"] = proportion(
+            sum(r.key is not None and not r.correct for r in go), len(go)
         )
         sr = [r.rt for r in responded]
-        out["signal_respond_rt_ms"] = float(np.mean(sr)) * 1e3 if sr else math.nan
+        out["signal_respond_rt_ms"] = mean_ms(sr)
         out["ssrt_ms"] = (
             ssrt_integration(go_rts, p_respond, mean_ssd, _max_rt(results)) * 1e3
         )
@@ -322,10 +257,6 @@ class StopSignalTask(Task):
 
     def tsv_fields(self, trial_result: TrialResult) -> dict[str, Any]:
         """Add the arrow, the planned SSD and the SSD actually shown.
-
-        Parameters
-        ----------
-        trial_result : TrialResult
 
         Returns
         -------

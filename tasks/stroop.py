@@ -22,8 +22,10 @@ from .api import (
     balanced,
     check_keys,
     check_range,
+    exact_conditions,
 )
 from .measures import condition_effect, condition_summary
+from .stimuli import TextStimulus, built
 
 if TYPE_CHECKING:  # pragma: no cover
     from psychopy.visual import Window
@@ -31,7 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
 CONDITIONS = ("congruent", "neutral", "incongruent")
 
 
-class StroopTask(AdaptiveDeadline, Task):
+class StroopTask(TextStimulus, AdaptiveDeadline, Task):
     """Colour-word Stroop.
 
     Parameters (``default_params``)
@@ -73,9 +75,11 @@ class StroopTask(AdaptiveDeadline, Task):
         "letter_height": 0.1,
         **DEADLINE_ADAPTATION_PARAMS,
     }
+    tsv_stimulus_fields = ("word", "ink")
+    text_field = "word"
+    text_style = {"bold": True}
 
     def __init__(self) -> None:
-        self._stim = None
         self._ink: str | None = None  # the ink the stimulus has now
 
     def _check_params(self, params: dict[str, Any]) -> None:
@@ -98,36 +102,21 @@ class StroopTask(AdaptiveDeadline, Task):
                 "colours", "must be a list of at least 2 distinct colour names", colours
             )
         check_keys("keys", params["keys"], len(colours))
-        check_range(
-            "letter_height", params["letter_height"], low=0.0, high=1.0, low_open=True
-        )
 
     def make_trials(
         self, n_trials: int, rng: np.random.Generator, params: Mapping[str, Any]
     ) -> list[Trial]:
         """Make a block with the condition shares exact and inks balanced.
 
-        Parameters
-        ----------
-        n_trials : int
-            Number of trials.
-        rng : numpy.random.Generator
-            Source of the order and of the incongruent words.
-        params : mapping
-            Validated parameters.
-
-        Returns
-        -------
-        trials : list of Trial
+        ``rng`` also picks the word of each incongruent trial.
         """
         colours = list(params["colours"])
-        n_con = int(round(n_trials * params["p_congruent"]))
-        n_neu = min(int(round(n_trials * params["p_neutral"])), n_trials - n_con)
-        conditions = (
-            ["congruent"] * n_con
-            + ["neutral"] * n_neu
-            + ["incongruent"] * (n_trials - n_con - n_neu)
-        )
+        shares = {
+            "congruent": params["p_congruent"],
+            "neutral": params["p_neutral"],
+            "incongruent": None,
+        }
+        conditions = exact_conditions(n_trials, shares)
         # Every condition has (nearly) the same inks.
         inks = balanced(conditions, colours, rng)
         key_of = dict(zip(colours, params["keys"], strict=True))
@@ -152,49 +141,18 @@ class StroopTask(AdaptiveDeadline, Task):
         return trials
 
     def build_stimuli(self, win: Window, params: Mapping[str, Any]) -> None:
-        """Create the word stimulus.
-
-        Parameters
-        ----------
-        win : psychopy.visual.Window
-        params : mapping
-        """
-        from psychopy import visual
-
-        self._stim = visual.TextStim(
-            win, text="", height=params["letter_height"], bold=True, autoLog=False
-        )
+        """Create the word stimulus."""
+        super().build_stimuli(win, params)
         self._ink = None
 
     def draw_stimulus(self, trial: Trial) -> None:
-        """Draw the word in its ink.
-
-        Parameters
-        ----------
-        trial : Trial
-        """
-        if self._stim is None:
-            raise RuntimeError("build_stimuli() must be called before drawing")
-        stim = trial.stimulus
-        if self._stim.text != stim["word"]:
-            self._stim.text = stim["word"]
-        if self._ink != stim["ink"]:
-            self._stim.color = stim["ink"]
-            self._ink = stim["ink"]
-        self._stim.draw()
-
-    def keys(self, params: Mapping[str, Any]) -> list[str]:
-        """Return one key per ink colour.
-
-        Parameters
-        ----------
-        params : mapping
-
-        Returns
-        -------
-        keys : list of str
-        """
-        return list(params["keys"])
+        """Draw the word in its ink."""
+        ink = trial.stimulus["ink"]
+        if self._ink != ink:
+            # Setting a colour converts it every time: set only a change.
+            built(self._stim).color = ink
+            self._ink = ink
+        super().draw_stimulus(trial)
 
     def instructions(self, params: Mapping[str, Any]) -> str:
         """Explain the key of each ink colour."""
@@ -206,10 +164,6 @@ class StroopTask(AdaptiveDeadline, Task):
 
     def measures(self, results: Sequence[TrialResult]) -> dict[str, Any]:
         """Compute per-condition RT and accuracy and the interference effect.
-
-        Parameters
-        ----------
-        results : sequence of TrialResult
 
         Returns
         -------
@@ -224,17 +178,3 @@ class StroopTask(AdaptiveDeadline, Task):
         for cond in ("congruent", "incongruent"):
             out[f"error_rate_{cond}"] = 1 - out[f"accuracy_{cond}"]
         return out
-
-    def tsv_fields(self, trial_result: TrialResult) -> dict[str, Any]:
-        """Add the word and the ink.
-
-        Parameters
-        ----------
-        trial_result : TrialResult
-
-        Returns
-        -------
-        fields : dict
-        """
-        stim = trial_result.trial.stimulus
-        return {"word": stim["word"], "ink": stim["ink"]}

@@ -23,8 +23,10 @@ from .api import (
     balanced,
     check_keys,
     check_range,
+    exact_conditions,
 )
 from .measures import condition_effect, condition_summary
+from .stimuli import draw_text, text_stim
 
 if TYPE_CHECKING:  # pragma: no cover
     from psychopy.visual import Window
@@ -94,6 +96,7 @@ class TaskSwitchingTask(AdaptiveDeadline, Task):
         "letter_height": 0.12,
         **DEADLINE_ADAPTATION_PARAMS,
     }
+    tsv_stimulus_fields = ("rule", "digit", "cti")
 
     def __init__(self) -> None:
         self._digit = None
@@ -114,9 +117,6 @@ class TaskSwitchingTask(AdaptiveDeadline, Task):
         if len(cues) != 2 or not all(isinstance(c, str) and c for c in cues):
             raise TaskParamError("cues", "must be a list of 2 cue texts", cues)
         check_keys("keys", params["keys"], 2)
-        check_range(
-            "letter_height", params["letter_height"], low=0.0, high=1.0, low_open=True
-        )
 
     def timing(self, params: Mapping[str, Any]):
         """Add the longest cue, for planning."""
@@ -134,23 +134,13 @@ class TaskSwitchingTask(AdaptiveDeadline, Task):
         The first trial is labelled ``"first"`` (neither switch nor repeat);
         CTIs are balanced within switch and within repeat trials; digits are
         drawn at random.
-
-        Parameters
-        ----------
-        n_trials : int
-        rng : numpy.random.Generator
-        params : mapping
-
-        Returns
-        -------
-        trials : list of Trial
         """
         if n_trials == 0:
             return []
-        n_switch = int(round((n_trials - 1) * params["p_switch"]))
-        transitions = np.array(
-            ["switch"] * n_switch + ["repeat"] * (n_trials - 1 - n_switch)
-        )[rng.permutation(n_trials - 1)]
+        shares = {"switch": params["p_switch"], "repeat": None}
+        transitions = np.array(exact_conditions(n_trials - 1, shares))[
+            rng.permutation(n_trials - 1)
+        ]
         conditions = ["first", *transitions.tolist()]
         cti_of = [float(c) for c in balanced(conditions, params["cti_s"], rng)]
         rule = RULES[int(rng.integers(2))]
@@ -178,66 +168,21 @@ class TaskSwitchingTask(AdaptiveDeadline, Task):
         return trials
 
     def build_stimuli(self, win: Window, params: Mapping[str, Any]) -> None:
-        """Create the cue (above) and the digit (centre).
-
-        Parameters
-        ----------
-        win : psychopy.visual.Window
-        params : mapping
-        """
-        from psychopy import visual
-
+        """Create the cue (above) and the digit (centre)."""
         h = params["letter_height"]
-        self._cue = visual.TextStim(
-            win,
-            text="",
-            pos=(0, 1.5 * h),
-            height=0.6 * h,
-            color="yellow",
-            autoLog=False,
+        self._cue = text_stim(
+            win, params, pos=(0, 1.5 * h), height=0.6 * h, color="yellow"
         )
-        self._digit = visual.TextStim(
-            win, text="", height=h, color="white", autoLog=False
-        )
+        self._digit = text_stim(win, params, color="white")
 
     def draw_cue(self, trial: Trial) -> None:
-        """Draw the cue alone (the cue–target interval).
-
-        Parameters
-        ----------
-        trial : Trial
-        """
-        if self._cue is None:
-            raise RuntimeError("build_stimuli() must be called before drawing")
-        if self._cue.text != trial.stimulus["cue"]:
-            self._cue.text = trial.stimulus["cue"]
-        self._cue.draw()
+        """Draw the cue alone (the cue–target interval)."""
+        draw_text(self._cue, trial.stimulus["cue"])
 
     def draw_stimulus(self, trial: Trial) -> None:
-        """Draw the cue and the digit.
-
-        Parameters
-        ----------
-        trial : Trial
-        """
+        """Draw the cue and the digit."""
         self.draw_cue(trial)
-        text = str(trial.stimulus["digit"])
-        if self._digit.text != text:
-            self._digit.text = text
-        self._digit.draw()
-
-    def keys(self, params: Mapping[str, Any]) -> list[str]:
-        """Return the two response keys.
-
-        Parameters
-        ----------
-        params : mapping
-
-        Returns
-        -------
-        keys : list of str
-        """
-        return list(params["keys"])
+        draw_text(self._digit, str(trial.stimulus["digit"]))
 
     def instructions(self, params: Mapping[str, Any]) -> str:
         """Explain both rules."""
@@ -250,10 +195,6 @@ class TaskSwitchingTask(AdaptiveDeadline, Task):
 
     def measures(self, results: Sequence[TrialResult]) -> dict[str, Any]:
         """Compute the switch cost overall and per CTI.
-
-        Parameters
-        ----------
-        results : sequence of TrialResult
 
         Returns
         -------
@@ -276,20 +217,6 @@ class TaskSwitchingTask(AdaptiveDeadline, Task):
             eff = condition_effect(sub, "switch_cost", "switch", "repeat")
             out[f"switch_cost_ms_cti{round(cti * 1e3)}"] = eff["switch_cost_ms"]
         return out
-
-    def tsv_fields(self, trial_result: TrialResult) -> dict[str, Any]:
-        """Add the rule, digit and CTI.
-
-        Parameters
-        ----------
-        trial_result : TrialResult
-
-        Returns
-        -------
-        fields : dict
-        """
-        stim = trial_result.trial.stimulus
-        return {"rule": stim["rule"], "digit": stim["digit"], "cti": stim["cti"]}
 
 
 def _cti(result: TrialResult) -> float:
