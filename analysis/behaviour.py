@@ -20,6 +20,8 @@ import numpy as np
 import pandas as pd
 from mne.utils import logger, warn
 
+from stimtrain.tasks.api import TSV_COLUMNS
+
 __all__ = [
     "behaviour_table",
     "read_trials",
@@ -32,17 +34,6 @@ __all__ = [
 ]
 
 _TSV_RE = re.compile(r"block-(\d+)_task-(.+)_trials\.tsv$")
-#: Columns the runner writes on every row; the rest are task extras.
-_BASE_COLUMNS = (
-    "trial",
-    "condition",
-    "stimulus",
-    "correct_key",
-    "onset",
-    "key",
-    "rt",
-    "correct",
-)
 
 
 def _bool_series(values: pd.Series) -> pd.Series:
@@ -145,7 +136,7 @@ def _results_from_rows(rows: pd.DataFrame):
     """Turn TSV rows into TrialResult objects for a task's measures()."""
     from stimtrain.tasks import Trial, TrialResult
 
-    extras = [c for c in rows.columns if c not in (*_BASE_COLUMNS, "block", "task")]
+    extras = [c for c in rows.columns if c not in (*TSV_COLUMNS, "block", "task")]
     results = []
     for ii, row in enumerate(rows.itertuples(index=False)):
         rec = row._asdict()

@@ -34,6 +34,19 @@ if TYPE_CHECKING:  # pragma: no cover
 logger = logging.getLogger("stimtrain.tasks")
 
 
+#: Columns every trials TSV starts with; task extras follow.
+TSV_COLUMNS = (
+    "trial",
+    "condition",
+    "stimulus",
+    "correct_key",
+    "onset",
+    "key",
+    "rt",
+    "correct",
+)
+
+
 class TaskParamError(ValueError):
     """A task parameter is unknown or has a bad value.
 

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pylsl
 
-from .api import Task, Trial, TrialResult, TrialTiming
+from .api import TSV_COLUMNS, Task, Trial, TrialResult, TrialTiming
 from .block import BlockState, TaskBlockResult
 from .participant import SimulatedParticipant
 
@@ -58,17 +58,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 logger = logging.getLogger("stimtrain.tasks")
 
-#: Columns every trials TSV starts with; task extras follow.
-TSV_COLUMNS = (
-    "trial",
-    "condition",
-    "stimulus",
-    "correct_key",
-    "onset",
-    "key",
-    "rt",
-    "correct",
-)
 #: Written for a missing value (BIDS convention).
 NA = "n/a"
 #: Frames flipped once per window to measure the refresh.
