@@ -26,6 +26,7 @@ from ..errors import (
     PortVanished,
     RemoteControlLost,
 )
+from ..serial_link import log_traffic, open_port
 from ..stimulator import Capabilities, Stimulator, StimulatorState, TrafficLog
 from . import limits
 from .capabilities import (
@@ -188,21 +189,13 @@ class Magstim(Stimulator):
         with self._lock:
             if self._serial is not None:
                 return
-            try:
-                # pyserial tolerates ENOTTY when it sets DTR/RTS on open.
-                self._serial = serial.Serial(
-                    self.port,
-                    baudrate=9600,
-                    bytesize=serial.EIGHTBITS,
-                    parity=serial.PARITY_NONE,
-                    stopbits=serial.STOPBITS_ONE,
-                    timeout=self.timeout,
-                    write_timeout=self.timeout,
-                )
-            except serial.SerialException as err:
-                raise PortVanished(
-                    f"{self.model.label}: cannot open {self.port}: {err}"
-                ) from err
+            self._serial = open_port(
+                self.port,
+                baudrate=9600,
+                timeout=self.timeout,
+                write_timeout=self.timeout,
+                device=self.model.label,
+            )
             self._gone = None
             logger.info("opened %s (%s)", self.port, self.model.label)
 
@@ -912,9 +905,4 @@ class Magstim(Stimulator):
         return self._serial
 
     def _log(self, direction: str, data: bytes, t: float) -> None:
-        if self.traffic_log is None:
-            return
-        try:
-            self.traffic_log(direction, data, t)
-        except Exception:
-            logger.exception("traffic_log failed")
+        log_traffic(self.traffic_log, direction, data, t)

@@ -14,16 +14,14 @@ import dataclasses
 import logging
 import math
 import os
-import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from pylsl import local_clock
 
 from ..errors import DeviceLimitError
 from ..faults import FaultPlan
-from ..pty import PtyServer
+from ..sim_common import Pulse, SimulatedStimulator
 from .capabilities import (
     MagstimModel,
     energy_per_pulse,
@@ -48,37 +46,11 @@ from .protocol import (
 
 logger = logging.getLogger("stimtrain.devices.magstim.simulator")
 
+__all__ = ["SYSTEM_MODES", "MagstimSimulator", "Pulse"]
+
 #: BiStim² system-mode characters of the ``X`` reply (single stimulator,
 #: simultaneous, BiStim with normal and with high-resolution IPI).
 SYSTEM_MODES = {"single": b"0", "simultaneous": b"1", "bistim": b"2", "high_res": b"3"}
-
-
-@dataclass(frozen=True)
-class Pulse:
-    """One delivered pulse.
-
-    Attributes
-    ----------
-    time : float
-        Clock time (s) when the complete fire command was read, when the
-        trigger edge arrived, or when the unit's own train timer fired it.
-    power : int
-        Power (%) at that moment.
-    source : str
-        ``"serial"``, ``"trigger"`` or ``"train"`` (a pulse of a train the
-        unit ran by itself after a fire command or trigger in train mode).
-    unit : str
-        ``"A"``, or ``"B"`` for the second stimulator of a BiStim².
-    late_read : bool
-        The trigger edge was read together with later bytes, so the
-        simulator's reader was late and ``time`` is only an upper bound.
-    """
-
-    time: float
-    power: int
-    source: str
-    unit: str = "A"
-    late_read: bool = False
 
 
 class _Refused(Exception):
@@ -103,7 +75,7 @@ def _number(data: str) -> int:
     return int(data)
 
 
-class MagstimSimulator(PtyServer):
+class MagstimSimulator(SimulatedStimulator):
     """Simulated Magstim unit on a pty.
 
     Parameters
@@ -216,7 +188,18 @@ class MagstimSimulator(PtyServer):
         frame_timeout: float = 0.1,
     ) -> None:
         self.model = get_model(model)
-        super().__init__(name=f"magstim-{self.model.name}-sim", clock=clock)
+        faults = faults or FaultPlan()
+        if corrupt_crc_every:
+            faults = dataclasses.replace(faults, corrupt_crc_every=corrupt_crc_every)
+        super().__init__(
+            name=f"magstim-{self.model.name}-sim",
+            clock=clock,
+            faults=faults,
+            ambient_temperature=ambient_temperature,
+            heating=heating,
+            cooling_time_constant=cooling_time_constant,
+            max_coil_temperature=max_coil_temperature,
+        )
         self.version = tuple(version)
         self.charge_time = charge_time
         self.standby_timeout = standby_timeout
@@ -225,20 +208,10 @@ class MagstimSimulator(PtyServer):
         self.rapid_recharge = rapid_recharge
         self.trigger_tolerance = trigger_tolerance
         self.serial_tolerance = serial_tolerance
-        self.ambient_temperature = ambient_temperature
-        self.heating = heating
-        self.cooling_time_constant = cooling_time_constant
-        self.max_coil_temperature = max_coil_temperature
         self.unlock_code = unlock_code
-        faults = faults or FaultPlan()
-        if corrupt_crc_every:
-            faults = dataclasses.replace(faults, corrupt_crc_every=corrupt_crc_every)
-        self.faults = faults
         self.silent = silent
         self.frame_timeout = frame_timeout
 
-        self._lock = threading.Lock()
-        self._listeners: list[Callable[[Pulse], None]] = []
         now = clock()
         self._remote = False
         self._last_refresh = now
@@ -260,17 +233,10 @@ class MagstimSimulator(PtyServer):
         self._duration = 0  # 0.1 s
         self._charge_delay = 0
         self._ignore_interlock = False
-        self._temperature = ambient_temperature
-        self._temperature_time = now
-        self._pulses: list[Pulse] = []
         self._last_pulse: float | None = None
         self._last_pulse_timed = True
-        self._missed = 0
         self._buffer = bytearray()
         self._last_rx = now
-        self._n_replies = 0
-        self._outbox: deque[tuple[float, bytes]] = deque()
-        self.commands_received = 0
         self.disconnected = False
         self._handlers: dict[str, Callable[[str, float], bytes]] = {
             "Q": self._cmd_remote_on,
@@ -308,18 +274,6 @@ class MagstimSimulator(PtyServer):
         self.faults = dataclasses.replace(self.faults, corrupt_crc_every=value)
 
     @property
-    def pulses(self) -> list[Pulse]:
-        """Copy of every pulse delivered so far."""
-        with self._lock:
-            return list(self._pulses)
-
-    @property
-    def missed(self) -> int:
-        """Trigger edges that did not produce a pulse."""
-        with self._lock:
-            return self._missed
-
-    @property
     def power(self) -> int:
         """Current power A (%)."""
         with self._lock:
@@ -339,43 +293,12 @@ class MagstimSimulator(PtyServer):
             self._advance(self._clock())
             return self._remote
 
-    @property
-    def coil_temperature(self) -> float:
-        """Coil temperature (°C) now."""
-        with self._lock:
-            self._advance(self._clock())
-            return self._temperature
-
-    @coil_temperature.setter
-    def coil_temperature(self, value: float) -> None:
-        with self._lock:
-            now = self._clock()
-            self._advance(now)
-            self._temperature = float(value)
-            self._temperature_time = now
-            self._advance(now)
-
     def status(self) -> InstrumentStatus:
         """Instrument status as the unit would report it now."""
         with self._lock:
             now = self._clock()
             self._advance(now)
             return self._instrument(now)
-
-    def add_pulse_listener(self, callback: Callable[[Pulse], None]) -> None:
-        """Call ``callback(pulse)`` for every delivered pulse.
-
-        It runs on the thread that delivered the pulse (the serial thread for
-        ``EH`` and device-timed trains, the caller of :meth:`trigger` for
-        edges), outside any lock; keep it short.
-        """
-        with self._lock:
-            self._listeners.append(callback)
-
-    def remove_pulse_listener(self, callback: Callable[[Pulse], None]) -> None:
-        """Stop calling ``callback``."""
-        with self._lock:
-            self._listeners.remove(callback)
 
     def trigger(self, t: float | None = None, *, late_read: bool = False) -> bool:
         """A rising edge reached the trigger input.
@@ -423,8 +346,7 @@ class MagstimSimulator(PtyServer):
                 logger.debug("trigger at %.6f ignored (missed %d)", now, self._missed)
                 return False
             pulses = self._start(now, "trigger", late_read=late_read)
-        for pulse in pulses:
-            self._notify(pulse)
+        self._notify(pulses)
         return True
 
     # ----------------------------------------------------------- serial input
@@ -451,11 +373,11 @@ class MagstimSimulator(PtyServer):
                 n = self._frame_length(cmd)
                 if n is not None and len(self._buffer) < n + 2:
                     break  # wait for the rest of the frame
-                self.commands_received += 1
-                if self.faults.disconnected(self.commands_received):
+                fault = self._count_command()
+                if fault == "disconnect":
                     hang_up = True
                     break
-                if self.faults.silent(self.commands_received):
+                if fault == "silent":
                     self.silent = True
                     self._buffer.clear()
                     break
@@ -470,12 +392,12 @@ class MagstimSimulator(PtyServer):
                 replies.append(reply)
                 pulses.extend(new)
             for reply in replies:
-                self._queue_reply(reply, t)
+                # A bad checksum: the last byte (or a lone '?') flipped.
+                self._queue_reply(reply, t, checksum_at=-1, flip=0xFF)
             self._flush(t)
         if hang_up:
             self._hang_up()
-        for pulse in pulses:
-            self._notify(pulse)
+        self._notify(pulses)
 
     def _on_tick(self, now: float) -> None:
         pulses: list[Pulse] = []
@@ -486,31 +408,12 @@ class MagstimSimulator(PtyServer):
                 logger.info("discarding incomplete command %r", bytes(self._buffer))
                 self._buffer.clear()
             self._flush(now)
-        for pulse in pulses:
-            self._notify(pulse)
-
-    def _queue_reply(self, reply: bytes, t: float) -> None:
-        """Apply the fault plan to a reply and queue it for sending."""
-        self._n_replies += 1
-        n = self._n_replies
-        if self.faults.corrupt(n):
-            reply = reply[:-1] + bytes([reply[-1] ^ 0xFF])
-        if self.faults.drop(n):
-            reply = reply[:-1]
-        # Replies leave in order: a late one holds back those after it.
-        due = t + self.faults.delay(n)
-        if self._outbox:
-            due = max(due, self._outbox[-1][0])
-        self._outbox.append((due, reply))
-
-    def _flush(self, now: float) -> None:
-        while self._outbox and self._outbox[0][0] <= now:
-            self._write(self._outbox.popleft()[1])
+        self._notify(pulses)
 
     def _hang_up(self) -> None:
         """Pull the cable: close the pty so the driver's port reads EOF/EIO."""
         logger.warning(
-            "%s: disconnecting after %d commands", self._name, self.commands_received
+            "%s: disconnecting after %d commands", self._name, self._n_commands
         )
         self.disconnected = True
         # Ends the serving loop after this pass; stop() closes the rest.
@@ -554,12 +457,7 @@ class MagstimSimulator(PtyServer):
     # ---------------------------------------------------------------- state
     def _advance(self, now: float) -> None:
         """Apply everything time does: cooling, timeouts, auto-disarm."""
-        dt = now - self._temperature_time
-        if dt > 0:
-            excess = self._temperature - self.ambient_temperature
-            decay = math.exp(-dt / self.cooling_time_constant)
-            self._temperature = self.ambient_temperature + excess * decay
-            self._temperature_time = now
+        self._cool(now)
         if self._remote:
             limit = self.armed_timeout if self._armed else self.standby_timeout
             if now - self._last_refresh > limit:
@@ -573,9 +471,6 @@ class MagstimSimulator(PtyServer):
                 self._disarm(f"not fired for {self.auto_disarm_after:g} s")
             elif self._too_hot():
                 self._disarm(f"coil above {self.max_coil_temperature:g} °C")
-
-    def _too_hot(self) -> bool:
-        return self._temperature > self.max_coil_temperature
 
     def _disarm(self, why: str) -> None:
         if self._armed:
@@ -662,7 +557,7 @@ class MagstimSimulator(PtyServer):
     ) -> Pulse:
         power = self._power if unit == "A" else self._power_b
         pulse = Pulse(t, power, source, unit, late_read)
-        self._pulses.append(pulse)
+        overheated = self._record_pulse(pulse, self.heating * energy_per_pulse(power))
         if unit == "A":
             self._last_pulse = t
             self._last_pulse_timed = not late_read
@@ -670,21 +565,11 @@ class MagstimSimulator(PtyServer):
             self._recharge_end = max(self._recharge_end, t + self.rapid_recharge)
         else:
             self._recharge_end = t + recharge_time(self.model, self._power)
-        self._temperature += self.heating * energy_per_pulse(power)
-        if self.faults.overheated(len(self._pulses)):
+        if overheated:
             self._temperature = max(self._temperature, self.max_coil_temperature + 5)
         if self._too_hot():
             self._disarm(f"coil above {self.max_coil_temperature:g} °C")
         return pulse
-
-    def _notify(self, pulse: Pulse) -> None:
-        with self._lock:
-            listeners = list(self._listeners)
-        for callback in listeners:
-            try:
-                callback(pulse)
-            except Exception:
-                logger.exception("pulse listener %r failed", callback)
 
     def _version_text(self) -> bytes:
         return ".".join(str(v) for v in self.version).encode("ascii")

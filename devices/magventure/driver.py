@@ -18,6 +18,7 @@ import serial
 from pylsl import local_clock
 
 from ..errors import CRCError, DeviceError, DeviceTimeout, PortVanished
+from ..serial_link import log_traffic, open_port
 from ..stimulator import Stimulator, StimulatorState, TrafficLog
 from .capabilities import (
     AMPLITUDE_RANGE,
@@ -136,6 +137,9 @@ class MagPro(Stimulator):
         self._reader: threading.Thread | None = None
         self._stopping = threading.Event()
         self._cond = threading.Condition()
+        # Stamping and logging under one lock keeps the traffic log in clock
+        # order although the writer and the reader thread both log.
+        self._log_lock = threading.Lock()
         self._cmd_lock = threading.RLock()
         self._parser = FrameParser()
         self._inbox: list[DeviceFrame] = []
@@ -172,20 +176,14 @@ class MagPro(Stimulator):
         with self._cmd_lock:
             if self._serial is not None:
                 return
-            try:
-                self._serial = serial.Serial(
-                    self.port,
-                    baudrate=38400,
-                    bytesize=serial.EIGHTBITS,
-                    parity=serial.PARITY_NONE,
-                    stopbits=serial.STOPBITS_ONE,
-                    timeout=0.05,
-                    write_timeout=self.timeout,
-                )
-            except serial.SerialException as err:
-                raise PortVanished(
-                    f"MagVenture: cannot open {self.port}: {err}"
-                ) from err
+            # Short read timeout: the reader thread checks for stop often.
+            self._serial = open_port(
+                self.port,
+                baudrate=38400,
+                timeout=0.05,
+                write_timeout=self.timeout,
+                device="MagVenture",
+            )
             self._stopping.clear()
             self._link_error = None
             self._reader = threading.Thread(
@@ -703,8 +701,7 @@ class MagPro(Stimulator):
             raise self._fail(
                 PortVanished(str(self._link_error)), disable=False
             ) from err
-        t = local_clock()
-        self._log("tx", frame, t)
+        t = self._log("tx", frame)
         return t
 
     def _transact(
@@ -816,8 +813,7 @@ class MagPro(Stimulator):
                 return
             if not data:
                 continue
-            t = local_clock()
-            self._log("rx", data, t)
+            t = self._log("rx", data)
             decoded: list[DeviceFrame] = []
             with self._cond:
                 for payload in self._parser.feed(data):
@@ -876,13 +872,12 @@ class MagPro(Stimulator):
         elif isinstance(frame, ModeSettings):
             self._settings = frame
 
-    def _log(self, direction: str, data: bytes, t: float) -> None:
-        if self.traffic_log is None:
-            return
-        try:
-            self.traffic_log(direction, data, t)
-        except Exception:
-            logger.exception("traffic_log failed")
+    def _log(self, direction: str, data: bytes) -> float:
+        """Stamp ``data`` with the clock now, log it and return the stamp."""
+        with self._log_lock:
+            t = local_clock()
+            log_traffic(self.traffic_log, direction, data, t)
+        return t
 
 
 def probe(port: str, timeout: float = 0.3) -> str | None:

@@ -8,19 +8,15 @@ where the spec is silent are listed in :class:`MagVentureSimulator`'s notes.
 from __future__ import annotations
 
 import errno
-import heapq
 import logging
-import math
 import os
-import threading
 from collections.abc import Callable
 from dataclasses import replace
 
 from pylsl import local_clock
 
 from ..faults import FaultPlan
-from ..magstim.simulator import Pulse
-from ..pty import PtyServer
+from ..sim_common import Pulse, SimulatedStimulator
 from .capabilities import (
     MAX_COIL_TEMPERATURE_C,
     MagProModel,
@@ -51,7 +47,7 @@ logger = logging.getLogger("stimtrain.devices.magventure.simulator")
 __all__ = ["MagVentureSimulator", "Pulse"]
 
 
-class MagVentureSimulator(PtyServer):
+class MagVentureSimulator(SimulatedStimulator):
     """Simulated MagPro R30 / X100 on a pty.
 
     Parameters
@@ -133,19 +129,21 @@ class MagVentureSimulator(PtyServer):
         frame_timeout: float = 0.1,
     ) -> None:
         self.model = get_model(model)
-        super().__init__(name=f"{self.model.key}-sim", clock=clock, tick=0.005)
-        self.faults = faults if faults is not None else FaultPlan()
+        super().__init__(
+            name=f"{self.model.key}-sim",
+            clock=clock,
+            tick=0.005,
+            faults=faults,
+            ambient_temperature=ambient_temperature,
+            heating=heating,
+            cooling_time_constant=cooling_time_constant,
+            max_coil_temperature=max_coil_temperature,
+        )
         self.serial_number = serial_number
-        self.ambient_temperature = ambient_temperature
-        self.heating = heating
-        self.cooling_time_constant = cooling_time_constant
-        self.max_coil_temperature = max_coil_temperature
         self.charge_time = charge_time
         self.reply_delay = reply_delay
         self.frame_timeout = frame_timeout
 
-        self._lock = threading.RLock()
-        self._listeners: list[Callable[[Pulse], None]] = []
         self._parser = FrameParser()
         now = clock()
         self._last_rx = now
@@ -157,37 +155,16 @@ class MagVentureSimulator(PtyServer):
         self._train = TrainSettings(1.0, 10, 1, 1.0)
         self._delays = Delays()
         self._page = PAGES["main"]
-        self._temperature = ambient_temperature
-        self._temperature_time = now
         self._reported_temperature = round(ambient_temperature)
-        self._pulses: list[Pulse] = []
         self._last_pulse: float | None = None
         self._ready_at = now
-        self._missed = 0
-        self._n_commands = 0
-        self._n_replies = 0
         self._overheated = False
         self._gone = False
         self._dummy_w: int | None = None
-        # (due time, sequence, frame) of frames waiting to be written, and of
-        # pulses a running train still has to deliver.
-        self._outbox: list[tuple[float, int, bytes]] = []
-        self._seq = 0
+        # Pulse times a running train still has to deliver.
         self._train_times: list[float] = []
 
     # ------------------------------------------------------------------ public
-    @property
-    def pulses(self) -> list[Pulse]:
-        """Copy of every pulse delivered so far."""
-        with self._lock:
-            return list(self._pulses)
-
-    @property
-    def missed(self) -> int:
-        """Fire commands and trigger edges that did not produce a pulse."""
-        with self._lock:
-            return self._missed
-
     @property
     def enabled(self) -> bool:
         """Whether the unit is enabled (armed)."""
@@ -230,43 +207,6 @@ class MagVentureSimulator(PtyServer):
         with self._lock:
             return bool(self._train_times)
 
-    @property
-    def commands_received(self) -> int:
-        """Valid command frames received so far."""
-        with self._lock:
-            return self._n_commands
-
-    @property
-    def coil_temperature(self) -> float:
-        """Coil temperature (°C) now."""
-        with self._lock:
-            self._cool(self._clock())
-            return self._temperature
-
-    @coil_temperature.setter
-    def coil_temperature(self, value: float) -> None:
-        with self._lock:
-            now = self._clock()
-            self._cool(now)
-            self._temperature = float(value)
-            self._temperature_time = now
-            self._check_temperature(now)
-
-    def add_pulse_listener(self, callback: Callable[[Pulse], None]) -> None:
-        """Call ``callback(pulse)`` for every delivered pulse.
-
-        It runs on the thread that delivered the pulse (the serial thread for
-        fire commands and trains, the caller of :meth:`trigger` for edges),
-        outside any lock; keep it short.
-        """
-        with self._lock:
-            self._listeners.append(callback)
-
-    def remove_pulse_listener(self, callback: Callable[[Pulse], None]) -> None:
-        """Stop calling ``callback``."""
-        with self._lock:
-            self._listeners.remove(callback)
-
     def trigger(self, t: float | None = None) -> bool:
         """A rising edge reached the trigger input.
 
@@ -308,11 +248,11 @@ class MagVentureSimulator(PtyServer):
                 return
             self._last_rx = t
             for command in self._parser.feed(data):
-                self._n_commands += 1
-                if self.faults.disconnected(self._n_commands):
+                fault = self._count_command()
+                if fault == "disconnect":
                     self._disconnect()
                     return
-                if self.faults.silent(self._n_commands):
+                if fault == "silent":
                     logger.info("silent: ignoring command %s", command.hex(" "))
                     continue
                 pulses += self._execute(command, t)
@@ -333,9 +273,7 @@ class MagVentureSimulator(PtyServer):
                 pulses += self._deliver(due, "train")
                 if not self._train_times:
                     self._send(PageFrame(self._page, False).to_data(), due)
-            while self._outbox and self._outbox[0][0] <= now:
-                _, _, frame = heapq.heappop(self._outbox)
-                self._write(frame)
+            self._flush(now)
         self._notify(pulses)
 
     def _disconnect(self) -> None:
@@ -362,22 +300,14 @@ class MagVentureSimulator(PtyServer):
     # ----------------------------------------------------------------- replies
     def _send(self, data: bytes, t: float | None = None) -> None:
         """Queue one device frame, applying the planned faults."""
-        frame = encode_frame(data)
-        self._n_replies += 1
-        n = self._n_replies
-        if self.faults.corrupt(n):
-            frame = frame[:-2] + bytes([frame[-2] ^ 0x5A]) + frame[-1:]
-        if self.faults.drop(n):
-            frame = frame[:-1]
         now = self._clock() if t is None else max(t, self._clock())
-        due = now + self.reply_delay + self.faults.delay(n)
-        if self._outbox:
-            due = max(due, max(entry[0] for entry in self._outbox))
-        if due <= now and not self._outbox:
-            self._write(frame)
-            return
-        self._seq += 1
-        heapq.heappush(self._outbox, (due, self._seq, frame))
+        # The CRC is the byte before the end mark.
+        frame = encode_frame(data)
+        due = self._queue_reply(
+            frame, now, checksum_at=-2, flip=0x5A, delay=self.reply_delay
+        )
+        if due <= now and len(self._outbox) == 1:
+            self._flush(now)  # nothing waiting before it: send at once
 
     def _mode_byte(self) -> ModeByte:
         s = self._settings
@@ -567,15 +497,16 @@ class MagVentureSimulator(PtyServer):
                 break
             pulse = Pulse(t + i * step, self._amp_a, source)
             pulses.append(pulse)
-            self._pulses.append(pulse)
+            overheated = self._record_pulse(
+                pulse, self.heating * (self._amp_a / 100) ** 2
+            )
             self._last_pulse = pulse.time
-            self._temperature += self.heating * (self._amp_a / 100) ** 2
             # di/dt grows with the output; about 1.5 A/µs per % on a figure-8
             # coil at 100 % is ~150 A/µs.
             didt = min(255, round(1.5 * self._amp_a))
             didt_b = min(255, round(1.5 * self._amp_b)) if s.mode != "standard" else 0
             self._send(PulseFrame(didt, didt_b, self._mode_byte()).to_data(), t)
-            if self.faults.overheated(len(self._pulses)) and not self._overheated:
+            if overheated and not self._overheated:
                 self._overheated = True
                 self._temperature = max(
                     self._temperature, self.max_coil_temperature + 1
@@ -583,29 +514,13 @@ class MagVentureSimulator(PtyServer):
             self._check_temperature(t)
         return pulses
 
-    def _notify(self, pulses: list[Pulse]) -> None:
-        if not pulses:
-            return
-        with self._lock:
-            listeners = list(self._listeners)
-        for pulse in pulses:
-            for callback in listeners:
-                try:
-                    callback(pulse)
-                except Exception:
-                    logger.exception("pulse listener %r failed", callback)
-
     # ------------------------------------------------------------- temperature
     def _too_hot(self) -> bool:
-        return self._overheated or self._temperature > self.max_coil_temperature
+        # The fault plan's overheat latches: cooling does not clear it.
+        return self._overheated or super()._too_hot()
 
-    def _cool(self, now: float) -> None:
-        dt = now - self._temperature_time
-        if dt > 0:
-            excess = self._temperature - self.ambient_temperature
-            decay = math.exp(-dt / self.cooling_time_constant)
-            self._temperature = self.ambient_temperature + excess * decay
-            self._temperature_time = now
+    def _temperature_changed(self, now: float) -> None:
+        self._check_temperature(now)
 
     def _check_temperature(self, t: float) -> None:
         """Push id 3 when the reported °C changes; disable when too hot."""

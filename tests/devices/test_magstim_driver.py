@@ -9,6 +9,7 @@ from stimtrain.devices.errors import (
     DeviceError,
     DeviceLimitError,
     DeviceTimeout,
+    PortVanished,
 )
 from stimtrain.devices.magstim.capabilities import MODELS, max_frequency_hz
 from stimtrain.devices.magstim.driver import Magstim
@@ -296,3 +297,23 @@ def test_closing_without_remote_control_still_disarms(make_driver):
     assert not sim.armed and not sim.remote
     m.close()
     assert traffic.sent()[-2] == encode("E", "A")
+
+
+def test_open_names_the_unit_and_the_missing_port(tmp_path):
+    missing = str(tmp_path / "no-such-port")
+    with pytest.raises(PortVanished, match=rf"Magstim Rapid².*{missing}"):
+        Magstim(missing, "rapid2").open()
+
+
+def test_failing_traffic_log_does_not_fail_commands(sim, caplog):
+    calls = []
+
+    def broken(direction, data, t):
+        calls.append(direction)
+        raise OSError("disk full")
+
+    with Magstim(sim.port, "rapid2", traffic_log=broken) as magstim:
+        status = magstim.remote_control()
+    assert status.remote_control
+    assert "tx" in calls and "rx" in calls
+    assert "traffic_log failed" in caplog.text

@@ -1,5 +1,6 @@
 """The Magstim driver against the simulator, over real ptys."""
 
+import math
 import time
 
 import pytest
@@ -240,3 +241,13 @@ def test_older_rapid_firmware_widths(make_sim):
         assert magstim.rapid_parameters().power == 45
         with pytest.raises(ValueError, match="no command 'x'"):
             magstim._command("x")
+
+
+def test_coil_cools_exponentially_towards_ambient(make_sim):
+    sim = make_sim(ambient_temperature=25.0, cooling_time_constant=0.2)
+    sim.coil_temperature = 45.0
+    time.sleep(0.2)
+    # At least one time constant has passed: the excess is at most 20 °C / e.
+    cooled = sim.coil_temperature
+    assert 25.0 < cooled <= 25.0 + 20.0 * math.exp(-1.0) + 1e-9
+    assert sim.coil_temperature <= cooled  # it keeps falling, never below ambient

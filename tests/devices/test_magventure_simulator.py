@@ -328,3 +328,18 @@ def test_fault_refuse_arm(make_port):
     (frame,) = frames(ask(port, enable_command(True), 24))
     assert type(frame) is AmplitudeFrame and not frame.mode.enabled
     assert not sim.enabled
+
+
+def test_a_failing_pulse_listener_does_not_stop_the_others(link):
+    sim, port = link
+
+    def broken(pulse):
+        raise RuntimeError("listener bug")
+
+    seen = []
+    sim.add_pulse_listener(broken)
+    sim.add_pulse_listener(seen.append)
+    ask(port, enable_command(True), 24)
+    t = sim._clock()  # noqa: SLF001
+    assert sim.trigger(t) and sim.trigger(t + 1.0)
+    assert seen == sim.pulses and [p.time for p in seen] == [t, t + 1.0]
