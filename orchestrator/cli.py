@@ -201,9 +201,9 @@ def _report_run(result, scope: str = "") -> int:
 def cmd_resume(args) -> int:
     """Continue a session at its first unfinished block, in a new run."""
     use_local_lsl()
+    from .dose import Thresholds
     from .resume import read_resume_point
     from .runner import run_protocol
-    from .safety import Thresholds
 
     try:
         point = read_resume_point(args.session_dir)
@@ -310,8 +310,8 @@ def cmd_demo(args) -> int:
     from stimtrain.analysis.report import analyze_session
     from stimtrain.protocols import protocol_path
 
+    from .dose import Thresholds
     from .runner import run_protocol
-    from .safety import Thresholds
 
     _say(
         f"demo: simulated participant 'demo', resting motor threshold {args.rmt:g} %MSO"

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from .dose import Thresholds
 from .protocol import (
     InstructionsBlock,
     PairedPulses,
@@ -26,7 +27,7 @@ from .protocol import (
     ThetaBurst,
     WaitBlock,
 )
-from .safety import SafetyReport, Thresholds
+from .safety import SafetyReport
 
 #: Time from a stimulation block's start to its first pulse: arming and the
 #: capacitor charge (about 1 s on a Magstim) happen inside it.

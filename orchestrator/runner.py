@@ -13,7 +13,6 @@ import datetime
 import json
 import logging
 import os
-import queue
 import signal
 import threading
 import time
@@ -22,14 +21,15 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pylsl
 
 from .checking import CheckedProtocol, check_file
 from .console import ConsoleState, OperatorConsole, StreamHealth, TaskProgress
 from .device_process import DeviceConfig, DeviceFault, DeviceProcess, PulseReport
+from .dose import Thresholds
 from .journal import Journal
 from .markers import MarkerOutlet
+from .online import OnlinePulses
 from .plan import PlannedBlock
 from .protocol import (
     InstructionsBlock,
@@ -41,7 +41,6 @@ from .protocol import (
 from .recording import Recorder, wait_for_streams
 from .resume import ResumePoint
 from .rig import Rig
-from .safety import Thresholds
 from .session_folder import SessionFolder, new_run, write_new
 from .simrig import start_simulated_rig
 from .streamwatch import StreamWatch
@@ -692,7 +691,7 @@ class SessionRunner:
         start_level = load_levels(levels_path).get(block.task)
         online = None
         if block.tms is not None:
-            online = _OnlineTMS(self, block, planned)
+            online = OnlinePulses(self, block, planned)
             online.start()
         try:
             result = run_task_block(
@@ -781,131 +780,6 @@ class _HealthFeed:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=2.0)
-
-
-class _OnlineTMS:
-    """Pulses locked to a task's events, for one task block.
-
-    The task calls :meth:`on_event` from its flip callback; this must return
-    at once, so the pulse is handed to a small thread that forwards it to the
-    device process (a request there can wait behind a keep-alive exchange).
-    The pulse's deadline is absolute (event flip time + delay), so that wait
-    never moves it.
-    """
-
-    def __init__(self, runner: SessionRunner, block: TaskBlock, planned) -> None:
-        from stimtrain.tasks import get_task
-
-        self.runner = runner
-        self.block = block
-        self.planned = planned
-        self.tms = block.tms
-        task = get_task(block.task)
-        params = task.validate_params(block.params)
-        # The same trials the task will run (same seed), to choose among the
-        # eligible ones exactly as the plan says.
-        trials = task.make_trials(
-            block.trials, np.random.default_rng(planned.seed), params
-        )
-        eligible = [
-            t.index
-            for t in trials
-            if not self.tms.conditions or t.condition in self.tms.conditions
-        ]
-        rng = np.random.default_rng([planned.seed, 1])
-        self.chosen = self.tms.choose(eligible, rng)
-        self.eligible = set(eligible)
-        self.queue: queue.Queue = queue.Queue()
-        self.thread = threading.Thread(target=self._forward, daemon=True)
-        self.scheduled = 0
-        self.no_pulse = 0
-        self.last_deadline = 0.0
-        self.error: str | None = None
-
-    def start(self) -> None:
-        r = self.runner
-        r._pulse_fields[self.block.index] = dict(
-            pattern="online",
-            intensity=self.tms.intensity.value,
-            unit=self.tms.intensity.unit,
-            power=self.planned.power,
-        )
-        r.device.request("set_power", self.planned.power)
-        r.device.request("arm", 3.0, timeout=6.0)
-        r.journal.write(
-            "armed",
-            block=self.block.index,
-            power=self.planned.power,
-            online_trials=sorted(self.chosen),
-        )
-        self.thread.start()
-
-    def on_event(self, event: str, t: float, trial) -> None:
-        if event != self.tms.event or trial.index not in self.eligible:
-            return
-        deadline = t + self.tms.delay_s
-        fields = dict(
-            task=self.block.task,
-            trial=trial.index,
-            condition=trial.condition,
-            locked_to=event,
-            delay=self.tms.delay_s,
-        )
-        if trial.index not in self.chosen or self.runner.stalled.is_set():
-            # Not stimulated (or a required stream is down: no pulse then).
-            self.no_pulse += 1
-            self.runner.markers.push(
-                "no_pulse", deadline, block=self.block.index, scheduled=deadline,
-                **{k: fields[k] for k in ("task", "trial", "condition")},
-            )  # fmt: skip
-            return
-        index = self.scheduled
-        self.scheduled += 1
-        self.last_deadline = deadline
-        self.runner._online_fields[(self.block.index, index)] = fields
-        self.queue.put((deadline, index))
-
-    def _forward(self) -> None:
-        while True:
-            item = self.queue.get()
-            if item is None:
-                return
-            deadline, index = item
-            try:
-                self.runner.device.schedule(
-                    self.block.index, [(deadline, index, self.planned.delivery)]
-                )
-            except Exception as exc:  # noqa: BLE001 - ends the session safely
-                self.error = f"online pulse not scheduled: {exc}"
-                self.runner.stop.set(self.error)
-                return
-
-    def finish(self) -> dict:
-        """Wait for the last pulse, disarm, and say what was delivered."""
-        r = self.runner
-        self.queue.put(None)
-        self.thread.join(timeout=5.0)
-        wait_until = max(self.last_deadline, pylsl.local_clock()) + 1.0
-        while (
-            r._block_delivered.get(self.block.index, 0) < self.scheduled
-            and pylsl.local_clock() < wait_until
-            and r.device.fault is None
-        ):
-            time.sleep(0.01)
-        delivered = r._block_delivered.get(self.block.index, 0)
-        if r.device.fault is None:
-            # On a fault the session's safe stop disarms (or kills) instead.
-            r.device.request("disarm")
-            r.journal.write("disarmed", block=self.block.index)
-        if delivered < self.scheduled and not r.stop():
-            r.stop.set(
-                f"online TMS: {delivered} of {self.scheduled} pulses were delivered"
-            )
-        return {
-            "pulses_scheduled": self.scheduled,
-            "pulses_delivered": delivered,
-            "no_pulse_trials": self.no_pulse,
-        }
 
 
 def _ask_operator(question: str) -> bool:

@@ -19,9 +19,9 @@ import datetime as dt
 from pathlib import Path
 
 from . import spec as s
+from .dose import Thresholds
 from .errors import ProtocolError
 from .fields import FieldReader
-from .safety import Thresholds
 from .yamlpos import load_yaml_file
 
 _PCT = s.number_range(1, 100)
