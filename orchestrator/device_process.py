@@ -464,8 +464,12 @@ class _Worker:
             )
         return f"{type(exc).__name__}: {exc}"
 
-    def shutdown(self) -> None:
-        # Disarm first, whatever happened; then release the lines and ports.
+    def shutdown(self) -> str:
+        """Disarm first, whatever happened; then release the lines and ports.
+
+        Returns what became of the disarm, for the session's journal.
+        """
+        result = "no stimulator was open"
         self.schedule.clear()
         if self.release_at is not None:
             try:
@@ -475,9 +479,11 @@ class _Worker:
         if self.stim is not None:
             try:
                 self.stim.disarm()
-                self.note("disarmed at shutdown")
+                result = "disarmed at shutdown"
+                self.note(result)
             except Exception as exc:  # noqa: BLE001 - the unit's own timeout disarms it
-                self.note(f"disarm at shutdown failed: {exc}")
+                result = f"disarm at shutdown failed: {exc}"
+                self.note(result)
                 logger.warning("disarm at shutdown failed: %s", exc)
             try:
                 self.stim.remote_control(False)
@@ -495,6 +501,7 @@ class _Worker:
                     logger.exception("closing the trigger line failed")
         if self.traffic is not None:
             self.traffic.close()
+        return result
 
 
 class _LinkFault(Exception):
@@ -514,7 +521,7 @@ def _device_main(config: DeviceConfig, conn) -> None:
         worker.note(f"fault: {reason}")
         outbox.send(("fault", reason, traceback.format_exc()))
     finally:
-        worker.shutdown()
+        outbox.send(("shutdown", worker.shutdown()))
         outbox.send(("closed",))
         outbox.close()
 
@@ -556,6 +563,8 @@ class DeviceProcess:
         self._next_id = 0
         self._done_blocks: set[int] = set()
         self.fault: str | None = None
+        #: What the process did with the stimulator when it ended (its disarm).
+        self.shutdown_result: str | None = None
         self.state: dict = {}
         self._reader: threading.Thread | None = None
         self._send_lock = threading.Lock()
@@ -614,6 +623,8 @@ class DeviceProcess:
                     self._cond.notify_all()
             elif kind == "fault":
                 self._set_fault(msg[1])
+            elif kind == "shutdown":
+                self.shutdown_result = msg[1]
             elif kind == "closed":
                 break
         with self._cond:
@@ -692,6 +703,13 @@ class DeviceProcess:
             self.kill()
         if self._reader is not None:
             self._reader.join(1.0)
+
+    def wait_ended(self, timeout: float) -> bool:
+        """Wait for a process that ends by itself (after a fault); True if it did."""
+        self._proc.join(timeout)
+        if self._reader is not None and not self._proc.is_alive():
+            self._reader.join(1.0)
+        return not self._proc.is_alive()
 
     def kill(self) -> None:
         """Kill the process outright; the unit's keep-alive timeout disarms it."""

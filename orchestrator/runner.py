@@ -216,6 +216,7 @@ class SessionRunner:
                 scheduled=report.scheduled,
                 actual=actual,
                 via=report.via,
+                confirmed=report.confirmed,
                 **role_field,
             )
 
@@ -452,9 +453,20 @@ class SessionRunner:
         raise SessionAborted(self.stop.reason)
 
     def _safe_stop(self) -> None:
-        """Disarm first; if the device process can't, kill it so the unit times out."""
-        if self.device is None or not self.device.alive:
+        """Disarm first; if the device process can't, kill it so the unit times out.
+
+        After a device fault the device process disarms and ends by itself:
+        wait for it (killing it would interrupt that disarm) and journal what
+        it reported.
+        """
+        if self.device is None:
             return
+        if self.device.fault is not None or not self.device.alive:
+            if self.device.wait_ended(5.0):
+                result = self.device.shutdown_result or "ended without a report"
+                event = "disarmed" if result.startswith("disarmed") else "disarm_failed"
+                self.journal.write(event, by="device process", result=result)
+                return
         try:
             self.device.request("disarm", timeout=2.0)
             self.journal.write("disarmed", state=self.device.state)
@@ -474,8 +486,6 @@ class SessionRunner:
         return win
 
     def _run_block(self, win, block, planned: PlannedBlock) -> None:
-        from stimtrain.tasks.runner import show_fixation, show_text
-
         clock = pylsl.local_clock
         fields = dict(block=block.index, type=block.type, label=block.label)
         if isinstance(block, RestBlock):
@@ -488,6 +498,20 @@ class SessionRunner:
             + (f", {planned.pulses} pulses)" if planned.pulses else ")")
         )
         outcome: dict = {}
+        try:
+            outcome = self._run_block_body(win, block, planned, clock)
+        finally:
+            # Also when the block is stopped by an abort or a fault.
+            if self.skip.is_set():
+                outcome["skipped_by_operator"] = True
+            self.markers.push("block_end", **fields)
+            done = not self.stop() and not self.skip.is_set()
+            self.journal.write("block_end", completed=done, **fields, **outcome)
+
+    def _run_block_body(self, win, block, planned: PlannedBlock, clock) -> dict:
+        from stimtrain.tasks.runner import show_fixation, show_text
+
+        outcome: dict = {}
         if isinstance(block, RestBlock):
             show_fixation(win, block.duration_s, clock=clock, should_stop=self._leave)
         elif isinstance(block, InstructionsBlock):
@@ -498,11 +522,7 @@ class SessionRunner:
             outcome = self._task(win, block, planned)
         elif isinstance(block, WaitBlock):
             outcome = self._wait_for_operator(win, block)
-        if self.skip.is_set():
-            outcome["skipped_by_operator"] = True
-        self.markers.push("block_end", **fields)
-        done = not self.stop() and not self.skip.is_set()
-        self.journal.write("block_end", completed=done, **fields, **outcome)
+        return outcome
 
     def _wait_for_operator(self, win, block: WaitBlock) -> dict:
         from stimtrain.tasks.runner import show_text

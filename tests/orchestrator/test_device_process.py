@@ -65,13 +65,14 @@ def test_schedule_serial_and_trigger_pulses(rig, tmp_path):
         device.request("set_power", 30)
         state = device.request("arm", 3.0, timeout=6.0)
         assert state["armed"] and state["ready"] and state["intensity"] == 30
-        t0 = pylsl.local_clock() + 0.3
-        device.schedule(0, [(t0, 0, "serial"), (t0 + 1.05, 1, "serial")])
-        assert device.wait_block(0, timeout=5)
-        t1 = pylsl.local_clock() + 0.2
+        # A generous lead: the simulated rig may still be starting its EEG.
+        t0 = pylsl.local_clock() + 1.0
+        device.schedule(0, [(t0, 0, "serial"), (t0 + 1.1, 1, "serial")])
+        assert device.wait_block(0, timeout=6), (faults, device.fault)
+        t1 = pylsl.local_clock() + 0.3
         triplet = [t1, t1 + 0.02, t1 + 0.04]
         device.schedule(1, [(t, i, "trigger") for i, t in enumerate(triplet)])
-        assert device.wait_block(1, timeout=5)
+        assert device.wait_block(1, timeout=5), (faults, device.fault)
         assert not device.request("disarm")["armed"]
     finally:
         device.stop()
