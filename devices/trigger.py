@@ -117,6 +117,22 @@ class SerialCommandTrigger(TriggerLine):
         return self.stimulator.fire()
 
 
+class DeviceTrainStart(SerialCommandTrigger):
+    """Start the train the stimulator runs by itself (programmed beforehand).
+
+    A Magstim Rapid² in train mode runs its train on the fire command; a
+    MagPro starts its Timing-page train with its own command. The unit times
+    every pulse of the train; this returns the time the start command left.
+    """
+
+    kind = "serial"
+
+    def fire(self) -> float:
+        """Send the start command; return the LSL time of the write."""
+        start = getattr(self.stimulator, "start_train", None)
+        return start() if start is not None else self.stimulator.fire()
+
+
 class TriggerBoxTrigger(TriggerLine):
     """Fire through a serial TTL trigger box wired to the trigger input.
 

@@ -43,7 +43,11 @@ from stimtrain.devices.errors import (
 )
 from stimtrain.devices.stimulator import open_stimulator
 from stimtrain.devices.traffic import TrafficWriter
-from stimtrain.devices.trigger import SerialCommandTrigger, make_trigger
+from stimtrain.devices.trigger import (
+    DeviceTrainStart,
+    SerialCommandTrigger,
+    make_trigger,
+)
 
 logger = logging.getLogger("stimtrain.orchestrator.device_process")
 
@@ -190,6 +194,8 @@ class _Worker:
         self.traffic = TrafficWriter(config.traffic_log) if config.traffic_log else None
         self.stim = None
         self.lines: dict[str, object] = {}
+        #: A device-run train is programmed (the unit is in train mode).
+        self.train_programmed = False
         self.release_line = None
         self.release_at: float | None = None
         self.interval = KEEP_ALIVE_S
@@ -221,10 +227,14 @@ class _Worker:
         self.stim.open()
         self.note(f"opened {cfg.model} on {cfg.stimulator_port}")
         self.stim.remote_control(True)
+        # The unit may have been left in train mode by another program.
+        self.train_programmed = True
+        self._single_pulse_mode()
         self.interval = self.stim.keep_alive_interval_s or KEEP_ALIVE_S
         self.lines["serial"] = SerialCommandTrigger(self.stim)
         # A paired-pulse unit (BiStim², MagOption) fires its pair on one command.
         self.lines["paired"] = self.lines["serial"]
+        self.lines["device_train"] = DeviceTrainStart(self.stim)
         if cfg.trigger_port:
             device = "rts" if cfg.trigger_kind == "rts" else "triggerbox"
             line = make_trigger(
@@ -245,9 +255,14 @@ class _Worker:
     # ------------------------------------------------------------ requests
     def handle(self, cmd: str, args: list) -> object:
         if cmd in ("set_power", "set_intensity"):
+            self._single_pulse_mode()
             self.stim.set_intensity(*args)
             return self.stim.state().as_dict()
+        if cmd == "set_train":
+            self._set_train(*args)
+            return self.stim.state().as_dict()
         if cmd == "set_paired":
+            self._single_pulse_mode()
             self._set_paired(*args)
             return self.stim.state().as_dict()
         if cmd == "arm":
@@ -274,6 +289,26 @@ class _Worker:
             self.schedule.sort()
             return len(self.schedule)
         raise ValueError(f"unknown device command {cmd!r}")
+
+    def _set_train(self, frequency_hz: float, pulses: int) -> None:
+        """Program one device-run train (its start is a ``device_train`` item)."""
+        if getattr(self.stim.capabilities, "device_trains", False) is False:
+            raise ValueError(f"{self.config.model} runs no trains by itself")
+        if self.config.model.startswith("magpro"):
+            self.stim.set_train(frequency_hz, pulses, 1, 1.0)
+        else:
+            self.stim.set_train(frequency_hz, pulses)
+        self.train_programmed = True
+
+    def _single_pulse_mode(self) -> None:
+        """Leave train mode before any block that fires single pulses.
+
+        A Rapid² left in train mode would answer the next fire command with a
+        whole train; a MagPro's train only runs on its own start command.
+        """
+        if self.train_programmed and hasattr(self.stim, "set_duration"):
+            self.stim.set_duration(0)
+        self.train_programmed = False
 
     def _set_paired(self, conditioning: float, test: float, isi_ms: float) -> None:
         """Set a paired-pulse unit: conditioning pulse, then test after ``isi_ms``.

@@ -47,6 +47,21 @@ def _shortest_interval(pattern) -> float | None:
     return None
 
 
+def _device_can_run(caps, pattern: RTMSTrains) -> bool:
+    """Whether the unit can run each train of the pattern by itself."""
+    return (
+        caps.device_trains
+        and (
+            caps.max_train_frequency_hz is None
+            or pattern.frequency_hz <= caps.max_train_frequency_hz
+        )
+        and (
+            caps.max_train_pulses is None
+            or pattern.pulses_per_train <= caps.max_train_pulses
+        )
+    )
+
+
 def check_device(c, block: StimulateBlock, dose: Dose, rig: Rig, caps) -> None:
     """Device limits of the rig's stimulator and trigger path; sets the delivery.
 
@@ -107,16 +122,27 @@ def check_device(c, block: StimulateBlock, dose: Dose, rig: Rig, caps) -> None:
             )
         return
     what = "theta burst" if isinstance(pattern, ThetaBurst) else "rTMS"
-    if not has_trigger:
+    if has_trigger:
+        # Host-timed triggers when the rig has a line: every pulse is then
+        # timed and stamped by the host (one marker per pulse, measured).
+        c.report.delivery[block.index] = "trigger"
+    elif isinstance(pattern, RTMSTrains) and _device_can_run(caps, pattern):
+        # Otherwise the unit runs each train by itself; the host starts it.
+        c.report.delivery[block.index] = "device_train"
+    else:
+        why = (
+            f"the {caps.label} runs no theta bursts by itself"
+            if isinstance(pattern, ThetaBurst)
+            else f"the {caps.label} cannot run this train by itself"
+        )
         c.refuse(
             block,
             "pattern",
-            f"{what} needs a trigger line on this rig: the {caps.label} fires at "
-            f"most {max_serial_rate(caps, dose):g} Hz by serial command",
+            f"{what} needs a trigger line on this rig: {why} and fires at most "
+            f"{max_serial_rate(caps, dose):.3g} Hz by serial command",
             raw.get("pattern"),
         )
         return
-    c.report.delivery[block.index] = "trigger"
     if isinstance(pattern, ThetaBurst):
         rate, key = pattern.burst_frequency_hz, "burst_frequency"
         mean_rate = pattern.burst_rate_hz * pattern.pulses_per_burst

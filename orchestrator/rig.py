@@ -73,18 +73,21 @@ class Rig:
     simulated: bool = False
 
 
-def simulated_rig(model: str = "super_rapid2") -> Rig:
+def simulated_rig(model: str = "super_rapid2", *, trigger: bool = True) -> Rig:
     """Return a built-in simulated rig (``--rig sim``, ``--rig sim-<model>``).
 
     ``sim`` is a Super Rapid²; ``sim-bistim`` a BiStim² (paired pulses),
     ``sim-magpro_x100_magoption`` a MagPro X100 with MagOption, and so on for
     every registered model, each with a trigger box on its trigger input.
+    ``sim-<model>-serial`` has no trigger line: serial commands only (trains
+    then run on the unit itself).
     """
+    name = "sim" if model == "super_rapid2" else f"sim-{model}"
     return Rig(
-        name="sim" if model == "super_rapid2" else f"sim-{model}",
+        name=name if trigger else f"sim-{model}-serial",
         stimulator_model=model,
         stimulator_port=None,
-        trigger=TriggerLine(kind="triggerbox", port=None),
+        trigger=TriggerLine(kind="triggerbox", port=None) if trigger else None,
         required_streams=(SIM_EEG_STREAM,),
         stream_timeout_s=10.0,
         screen=Screen(),
@@ -223,6 +226,8 @@ def load_rig(spec: str | Path) -> Rig:
         return simulated_rig()
     if str(spec).startswith("sim-"):
         model = str(spec)[4:]
+        trigger = not model.endswith("-serial")
+        model = model.removesuffix("-serial")
         if model not in _stimulator_models():
             raise ProtocolError(
                 [
@@ -231,13 +236,14 @@ def load_rig(spec: str | Path) -> Rig:
                         0,
                         0,
                         "rig",
-                        "a simulated rig must be sim or sim-<model>, model one of "
+                        "a simulated rig must be sim, sim-<model> or "
+                        "sim-<model>-serial, model one of "
                         + ", ".join(_stimulator_models()),
                         model,
                     )
                 ]
             )
-        return simulated_rig(model)
+        return simulated_rig(model, trigger=trigger)
     doc = load_yaml_file(spec)
     problems: list = []
     r = FieldReader(doc, problems)

@@ -176,17 +176,26 @@ class SessionRunner:
             **self._pulse_fields.get(report.block, {}),
             **self._online_fields.get((report.block, report.index), {}),
         }
-        if report.via == "paired":
+        # (pulse number in the block, role, time, fields) of each pulse: one
+        # firing may give several (a pair, a device-run train).
+        if report.via == "device_train":
+            # The unit times the train's pulses itself, at its frequency.
+            n, rate = fields.pop("train_pulses"), fields.pop("frequency")
+            pulses = [
+                (report.index * n + k, None, report.actual + k / rate, fields)
+                for k in range(n)
+            ]
+        elif report.via == "paired":
             # One firing of a paired-pulse unit gives two pulses, the test
             # pulse ``isi`` after the conditioning one (timed by the unit).
             isi = fields.pop("isi")
-            cond_power = fields.pop("conditioning_power")
+            cond = {**fields, "power": fields.pop("conditioning_power")}
             pulses = [
-                ("conditioning", report.actual, {**fields, "power": cond_power}),
-                ("test", report.actual + isi, fields),
+                (2 * report.index, "conditioning", report.actual, cond),
+                (2 * report.index + 1, "test", report.actual + isi, fields),
             ]
         else:
-            pulses = [(None, report.actual, fields)]
+            pulses = [(report.index, None, report.actual, fields)]
         with self._delivered_lock:
             self._fired.setdefault(report.block, set()).add(report.index)
             self.delivered += len(pulses)
@@ -196,13 +205,13 @@ class SessionRunner:
             self.state.update(
                 pulses_delivered=self.delivered, markers_sent=self.markers.count
             )
-        for role, actual, extra in pulses:
+        for number, role, actual, extra in pulses:
             role_field = {} if role is None else {"role": role}
             self.markers.push(
                 "pulse",
                 actual,
                 block=report.block,
-                pulse=report.index,
+                pulse=number,
                 scheduled=report.scheduled,
                 via=report.via,
                 **role_field,
@@ -212,7 +221,7 @@ class SessionRunner:
             self.journal.write(
                 "pulse",
                 block=report.block,
-                pulse=report.index,
+                pulse=number,
                 scheduled=report.scheduled,
                 actual=actual,
                 via=report.via,
@@ -301,9 +310,11 @@ class SessionRunner:
                         if sim
                         else self.rig.stimulator_port,
                         trigger_port=(
-                            sim.trigger_port
+                            None
+                            if self.rig.trigger is None
+                            else sim.trigger_port
                             if sim
-                            else (self.rig.trigger.port if self.rig.trigger else None)
+                            else self.rig.trigger.port
                         ),
                         trigger_lines=self.rig.trigger.lines if self.rig.trigger else 1,
                         trigger_kind=(
@@ -562,6 +573,15 @@ class SessionRunner:
             )
         else:
             self.device.request("set_power", planned.power)
+        if planned.delivery == "device_train":
+            # The unit runs each train; the host starts it at the train's time.
+            pattern = block.pattern
+            self.device.request(
+                "set_train", pattern.frequency_hz, pattern.pulses_per_train
+            )
+            self._pulse_fields[block.index].update(
+                train_pulses=pattern.pulses_per_train, frequency=pattern.frequency_hz
+            )
         self.state.update(device=self.device.request("arm", 3.0, timeout=6.0))
         self.journal.write("armed", block=block.index, power=planned.power)
         first = t_block + planned.pulse_offsets_s[0]
@@ -572,8 +592,11 @@ class SessionRunner:
             t_block += shift
             self.journal.write("block_late", block=block.index, shift_s=shift)
         times = [t_block + off for off in planned.pulse_offsets_s]
+        starts = times
+        if planned.delivery == "device_train":
+            starts = times[:: block.pattern.pulses_per_train]
         self.device.schedule(
-            block.index, [(t, i, planned.delivery) for i, t in enumerate(times)]
+            block.index, [(t, i, planned.delivery) for i, t in enumerate(starts)]
         )
         end = t_block + planned.duration_s
         self.state.update(
@@ -627,8 +650,14 @@ class SessionRunner:
 
         clock = pylsl.local_clock
         self.state.update(device=self.device.request("disarm"))
+        offsets = list(planned.pulse_offsets_s)
+        per = 1
+        if planned.delivery == "device_train":
+            # Units are whole trains: the disarm cut a running train short.
+            per = block.pattern.pulses_per_train
+            offsets = offsets[::per]
         fired = self._fired.get(block.index, set())
-        left = [i for i in range(len(times)) if i not in fired]
+        left = [i for i in range(len(offsets)) if i not in fired]
         self.journal.write(
             "stimulation_paused", block=block.index, pulses_left=len(left)
         )
@@ -638,7 +667,6 @@ class SessionRunner:
         if self.stop() or self.skip.is_set() or not left:
             return []
         self.state.update(device=self.device.request("arm", 3.0, timeout=6.0))
-        offsets = planned.pulse_offsets_s
         start = clock() + 0.5 - offsets[left[0]]
         new_times = [start + offsets[i] for i in left]
         self.device.schedule(
@@ -647,6 +675,10 @@ class SessionRunner:
         )
         self.journal.write("stimulation_resumed", block=block.index)
         self.say("  streams back: stimulation resumed")
+        if per > 1:
+            # Wait until the last pulse of the last train, not its start.
+            last = block.pattern.pulses_per_train / block.pattern.frequency_hz
+            new_times = [*new_times, new_times[-1] + last]
         return new_times
 
     def _pause_point(self, index: int) -> None:

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pylsl
 import pytest
 import serial
@@ -53,6 +54,36 @@ def _device(sim, reports, faults, tmp_path):
         on_pulse=reports.append,
         on_fault=faults.append,
     )
+
+
+def test_device_run_trains(rig, tmp_path):
+    """The unit runs each programmed train; the host only starts it."""
+    sim, log = rig
+    before = len(log.read_text().splitlines()) if log.exists() else 0
+    reports, faults = [], []
+    device = _device(sim, reports, faults, tmp_path)
+    try:
+        device.start()
+        device.request("set_power", 30)
+        device.request("set_train", 10.0, 5)
+        device.request("arm", 3.0, timeout=6.0)
+        t0 = pylsl.local_clock() + 1.0
+        device.schedule(0, [(t0, 0, "device_train"), (t0 + 3.0, 1, "device_train")])
+        assert device.wait_block(0, timeout=8), (faults, device.fault)
+        time.sleep(0.8)  # the second train runs 0.4 s after its start
+        device.request("disarm")
+    finally:
+        device.stop()
+    assert faults == []
+    assert [(r.index, r.via) for r in reports] == [
+        (0, "device_train"),
+        (1, "device_train"),
+    ]
+    pulses = [json.loads(x)["time"] for x in log.read_text().splitlines()[before:]]
+    assert len(pulses) == 10
+    steps = np.diff(pulses)
+    assert np.allclose(steps[[0, 1, 2, 3, 5, 6, 7, 8]], 0.1, atol=0.002)
+    assert abs(pulses[0] - reports[0].actual) < 0.01
 
 
 def test_schedule_serial_and_trigger_pulses(rig, tmp_path):
@@ -482,7 +513,8 @@ def test_bad_requests_are_refused_without_a_fault(magstim_session):
     with pytest.raises(DeviceFault, match="set_power failed"):
         s.device.request("set_power", 150)
     with pytest.raises(
-        DeviceFault, match=r"via must be one of \[.paired., .serial.\], got .trigger."
+        DeviceFault,
+        match=r"via must be one of \[.device_train., .paired., .serial.\], got .trigger.",
     ):
         s.device.schedule(0, [(pylsl.local_clock() + 1, 0, "trigger")])
     with pytest.raises(DeviceFault, match="unknown device command"):

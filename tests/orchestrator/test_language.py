@@ -370,3 +370,29 @@ def test_stimulate_blocks_inside_repeat_are_checked_once_each():
         report.raise_if_unsafe()
     assert len(info.value.problems) == 1
     assert sum(isinstance(b, StimulateBlock) for b in p.blocks) == 2
+
+
+def test_trains_run_on_the_unit_when_the_rig_has_no_trigger_line():
+    p = _load(
+        """
+        blocks:
+          - {type: stimulate, pattern: rtms, intensity: 90 %RMT, frequency: 10 Hz,
+             pulses_per_train: 10, trains: 3, inter_train_interval: 5 s}
+        """
+    )
+    th = Thresholds(rmt=50)
+    serial_only = simulated_rig(trigger=False)
+    report = check_protocol(p, thresholds=th, rig=serial_only)
+    assert report.ok and report.delivery == {0: "device_train"}
+    # With a trigger line every pulse is host-timed instead.
+    assert check_protocol(p, thresholds=th, rig=simulated_rig()).delivery == {
+        0: "trigger"
+    }
+    plan = compile_plan(p, report, thresholds=th)
+    assert plan.blocks[0].pulses == 30 and len(plan.blocks[0].pulse_offsets_s) == 30
+    tbs = _load(
+        "blocks:\n  - {type: stimulate, pattern: theta_burst, variant: cTBS, "
+        "intensity: 70 %RMT}\n"
+    )
+    refused = check_protocol(tbs, thresholds=th, rig=serial_only)
+    assert "runs no theta bursts by itself" in str(refused.problems[0])
