@@ -27,6 +27,7 @@ import queue
 import tempfile
 import threading
 import time
+from collections import defaultdict
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -73,39 +74,61 @@ def render_task(win, tmp: Path, until: float, seed: int, on_event=None) -> int:
     return len(result.results)
 
 
+def summarize(label: str, err_ms: np.ndarray) -> dict:
+    stats = {
+        "n": len(err_ms),
+        "median_ms": float(np.median(err_ms)),
+        "p99_ms": float(np.percentile(err_ms, 99)),
+        "max_ms": float(np.max(np.abs(err_ms))),
+    }
+    print(
+        f"{label:<48} n={stats['n']:4d}  median {stats['median_ms']:.3f} ms  "
+        f"p99 {stats['p99_ms']:.3f} ms  max {stats['max_ms']:.3f} ms"
+    )
+    return stats
+
+
+def report(label: str, block: int, wanted: list[float], delivered, reports) -> None:
+    """Print the error at the unit, at the host's write, and the hop between."""
+    if len(delivered) != len(wanted):
+        print(f"{label}: {len(delivered)} of {len(wanted)} pulses delivered")
+        return
+    wanted = np.asarray(wanted)
+    delivered = np.asarray(delivered)
+    # The device process stamps every write; the pulse marker carries it.
+    written = np.asarray(
+        [r.actual for r in sorted(reports[block], key=lambda r: r.index)]
+    )
+    summarize(f"{label}: at the unit", (delivered - wanted) * 1e3)
+    if len(written) == len(wanted):
+        summarize("    host: write - schedule", (written - wanted) * 1e3)
+        summarize("    pty hop: unit - write", (delivered - written) * 1e3)
+
+
 def run(
     label: str,
     device,
     log: Path,
+    reports: dict,
     block: int,
     times: list[float],
     via: str,
     during=None,
 ):
+    if not times:
+        return
     before = len(read_pulses(log, 0, timeout=0))
     device.schedule(block, [(t, i, via) for i, t in enumerate(times)])
     if during is not None:
         during(times[-1])
     device.wait_block(block, timeout=times[-1] - pylsl.local_clock() + 5)
     delivered = read_pulses(log, before + len(times))[before:]
-    if len(delivered) != len(times):
-        print(f"{label}: {len(delivered)} of {len(times)} pulses delivered")
-        return None
-    err = (np.asarray(delivered) - np.asarray(times)) * 1e3
-    stats = {
-        "n": len(err),
-        "median_ms": float(np.median(err)),
-        "p99_ms": float(np.percentile(err, 99)),
-        "max_ms": float(np.max(np.abs(err))),
-    }
-    print(
-        f"{label:<40} n={stats['n']:4d}  median {stats['median_ms']:.3f} ms  "
-        f"p99 {stats['p99_ms']:.3f} ms  max {stats['max_ms']:.3f} ms"
-    )
-    return stats
+    report(label, block, times, delivered, reports)
 
 
-def run_online(device, log: Path, win, tmp: Path, n_trials: int, block: int):
+def run_online(
+    device, log: Path, reports: dict, win, tmp: Path, n_trials: int, block: int
+):
     """Pulses at stimulus onset + 150 ms, scheduled from each onset's flip."""
     before = len(read_pulses(log, 0, timeout=0))
     wanted: list[float] = []
@@ -141,15 +164,7 @@ def run_online(device, log: Path, win, tmp: Path, n_trials: int, block: int):
     thread.join()
     time.sleep(0.5)
     delivered = read_pulses(log, before + len(wanted))[before:]
-    if len(delivered) != len(wanted):
-        print(f"online: {len(delivered)} of {len(wanted)} pulses delivered")
-        return
-    err = (np.asarray(delivered) - np.asarray(wanted)) * 1e3
-    print(
-        f"{'online, onset + 150 ms, trigger box':<40} n={len(err):4d}  "
-        f"median {np.median(err):.3f} ms  p99 {np.percentile(err, 99):.3f} ms  "
-        f"max {np.max(np.abs(err)):.3f} ms"
-    )
+    report("online, onset + 150 ms, trigger box", block, wanted, delivered, reports)
 
 
 def main() -> None:
@@ -167,12 +182,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "pulses.jsonl"
         sim = start_simulated_rig(pulse_log=log, eeg_stream=f"bench-eeg-{os.getpid()}")
+        reports: dict[int, list] = defaultdict(list)
         device = DeviceProcess(
             DeviceConfig(
                 model="super_rapid2",
                 stimulator_port=sim.stimulator_port,
                 trigger_port=sim.trigger_port,
-            )
+            ),
+            on_pulse=lambda r: reports[r.block].append(r),
         )
         with ExitStack() as stack:
             stack.callback(sim.stop)
@@ -196,7 +213,14 @@ def main() -> None:
             # 1.001 s: the unit refuses a serial fire sooner than 1 s after the last.
             serial = [t0 + 1.001 * i for i in range(args.serial_pulses)]
             run(
-                f"1 Hz, serial command{where}", device, log, 0, serial, "serial", during
+                f"1 Hz, serial command{where}",
+                device,
+                log,
+                reports,
+                0,
+                serial,
+                "serial",
+                during,
             )
             t0 = pylsl.local_clock() + 0.5
             bursts = args.tbs_pulses // 3
@@ -205,13 +229,16 @@ def main() -> None:
                 f"TBS triplets, trigger box{where}",
                 device,
                 log,
+                reports,
                 1,
                 tbs,
                 "trigger",
                 during,
             )
             if args.with_task:
-                run_online(device, log, win, Path(tmp), args.online_trials, block=2)
+                run_online(
+                    device, log, reports, win, Path(tmp), args.online_trials, block=2
+                )
             device.request("disarm")
 
 

@@ -220,7 +220,7 @@ def _disarm_record(run: RunFiles) -> str | None:
     return after[-1] if after else None
 
 
-def _check_device_disarmed(run: RunFiles, gaps: list[str]) -> None:
+def _check_device_disarmed(run: RunFiles) -> None:
     """The stimulator ended disarmed: from the journal, else from the device log.
 
     When the device process ends by itself on a fault it disarms at shutdown,
@@ -304,7 +304,6 @@ def _check_stopped_run(
     *,
     reason: str | None,
     stop_clock: float | None,
-    gaps: list[str],
     killed: bool = False,
 ) -> None:
     _check_pulses_within_plan(run, stop_clock)
@@ -312,17 +311,17 @@ def _check_stopped_run(
         assert run.end is None
     else:
         _check_journal_end(run, "aborted", reason)
-        _check_device_disarmed(run, gaps)
+        _check_device_disarmed(run)
     _check_recording(run, killed=killed)
 
 
-def _check_completed_run(run: RunFiles, gaps: list[str]) -> None:
+def _check_completed_run(run: RunFiles) -> None:
     _check_journal_end(run, "completed", None)
-    _check_device_disarmed(run, gaps)
+    _check_device_disarmed(run)
     _check_recording(run)
 
 
-def _resume(data: Path, tmp_path: Path, gaps: list[str]) -> None:
+def _resume(data: Path, tmp_path: Path) -> None:
     """``stimtrain resume`` completes the session in a new run, within the plan."""
     before = _runs(data)
     earlier = [_read_run(data, n) for n in before]
@@ -331,7 +330,7 @@ def _resume(data: Path, tmp_path: Path, gaps: list[str]) -> None:
     runs = _runs(data)
     assert runs == [*before, before[-1] + 1]
     new = _read_run(data, runs[-1])
-    _check_completed_run(new, gaps)
+    _check_completed_run(new)
     _check_pulses_within_plan(new, None)
     # The first run's plan is the whole session's.
     plan = earlier[0].plan
@@ -354,10 +353,6 @@ def _resume(data: Path, tmp_path: Path, gaps: list[str]) -> None:
     assert len(new.sim_pulses) == sum(blocks[b]["pulses"] or 0 for b in done_now)
     resumed = new.events("run_created")[0]["resumed_from"]
     assert resumed["pulses_delivered"] == sum(len(r.pulses) for r in earlier)
-
-
-def _finish_gaps(gaps: list[str]) -> None:
-    assert not gaps, gaps
 
 
 # -- 1. device faults ----------------------------------------------------------------
@@ -418,16 +413,14 @@ def test_device_fault_stops_safely(tmp_path, faults, reason, pulses, resume):
     finished = _run(_run_args(data, "--sim-faults", faults), tmp_path / "run")
     assert finished.returncode == 2, str(finished)
     run = _read_run(data, 1)
-    gaps: list[str] = []
-    _check_stopped_run(run, reason=reason, stop_clock=run.fault_clock(), gaps=gaps)
+    _check_stopped_run(run, reason=reason, stop_clock=run.fault_clock())
     low, high = pulses
     assert low <= len(run.sim_pulses) <= high, run.sim_pulses
     # The journal never under-counts (the caps count it); a fire command whose
     # reply was lost counts although the unit may not have fired.
     assert 0 <= len(run.pulses) - len(run.sim_pulses) <= 1
     if resume:
-        _resume(data, tmp_path, gaps)
-    _finish_gaps(gaps)
+        _resume(data, tmp_path)
 
 
 def test_link_noise_is_retried_and_the_session_completes(tmp_path):
@@ -437,8 +430,7 @@ def test_link_noise_is_retried_and_the_session_completes(tmp_path):
     finished = _run(_run_args(data, "--sim-faults", faults), tmp_path / "run")
     assert finished.returncode == 0, str(finished)
     run = _read_run(data, 1)
-    gaps: list[str] = []
-    _check_completed_run(run, gaps)
+    _check_completed_run(run)
     _check_pulses_within_plan(run, None)
     assert len(run.sim_pulses) == len(run.pulses) == run.plan["total_pulses"]
     # The faults really happened: corrupt replies and replies 50 ms late.
@@ -452,7 +444,6 @@ def test_link_noise_is_retried_and_the_session_completes(tmp_path):
             waits.append(r.clock - sent)
             sent = None
     assert sum(w >= 0.045 for w in waits) >= 5, sorted(waits)[-5:]
-    _finish_gaps(gaps)
 
 
 # -- 2. EEG stream loss -----------------------------------------------------------------
@@ -465,8 +456,7 @@ def test_eeg_loss_pauses_stimulation_and_the_session_completes(tmp_path):
     finished = _run(args, tmp_path / "run")
     assert finished.returncode == 0, str(finished)
     run = _read_run(data, 1)
-    gaps: list[str] = []
-    _check_completed_run(run, gaps)
+    _check_completed_run(run)
     _check_pulses_within_plan(run, None)
     pause = ("stream_stalled", "stimulation_paused")
     resume = ("stream_recovered", "stimulation_resumed")
@@ -484,7 +474,6 @@ def test_eeg_loss_pauses_stimulation_and_the_session_completes(tmp_path):
     assert len(run.sim_pulses) == planned
     sim = run.sim_pulses
     assert not np.any((sim > stalled["clock"]) & (sim < resumed["clock"])), sim
-    _finish_gaps(gaps)
 
 
 # -- 3. signals ---------------------------------------------------------------------------
@@ -519,7 +508,6 @@ def test_signal_mid_block_then_resume(tmp_path, sig, reason, resume):
     finally:
         _kill_group(proc)
     run = _read_run(data, 1)
-    gaps: list[str] = []
     if killed:
         assert finished.returncode == -signal.SIGKILL
         # The pulse log stopped when the unit went (no pulse after the kill
@@ -534,10 +522,9 @@ def test_signal_mid_block_then_resume(tmp_path, sig, reason, resume):
         disarms = run.events("disarmed")
         assert disarms and disarms[-1]["clock"] - sent < 2.0
         stop = disarms[-1]["clock"]
-    _check_stopped_run(run, reason=reason, stop_clock=stop, gaps=gaps, killed=killed)
+    _check_stopped_run(run, reason=reason, stop_clock=stop, killed=killed)
     assert 1 <= len(run.sim_pulses) < run.plan["total_pulses"]
     # Every pulse the unit gave is in the journal (a kill may lose the last).
     assert 0 <= len(run.sim_pulses) - len(run.pulses) <= (1 if killed else 0)
     if resume:
-        _resume(data, tmp_path, gaps)
-    _finish_gaps(gaps)
+        _resume(data, tmp_path)
