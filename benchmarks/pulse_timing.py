@@ -31,7 +31,7 @@ from collections import defaultdict
 from contextlib import ExitStack
 from pathlib import Path
 
-from machine import describe  # same folder: one machine description
+from machine import describe, steal_ms, steal_since  # same folder
 
 from stimtrain.orchestrator.lslconfig import use_local_lsl  # noqa: E402
 
@@ -117,6 +117,7 @@ def run(
 ):
     if not times:
         return
+    steal = steal_ms()
     before = len(read_pulses(log, 0, timeout=0))
     device.schedule(block, [(t, i, via) for i, t in enumerate(times)])
     if during is not None:
@@ -124,12 +125,14 @@ def run(
     device.wait_block(block, timeout=times[-1] - pylsl.local_clock() + 5)
     delivered = read_pulses(log, before + len(times))[before:]
     report(label, block, times, delivered, reports)
+    print(f"    hypervisor steal meanwhile: {steal_since(steal)}")
 
 
 def run_online(
     device, log: Path, reports: dict, win, tmp: Path, n_trials: int, block: int
 ):
     """Pulses at stimulus onset + 150 ms, scheduled from each onset's flip."""
+    steal = steal_ms()
     before = len(read_pulses(log, 0, timeout=0))
     wanted: list[float] = []
     todo: queue.Queue = queue.Queue()
@@ -165,6 +168,7 @@ def run_online(
     time.sleep(0.5)
     delivered = read_pulses(log, before + len(wanted))[before:]
     report("online, onset + 150 ms, trigger box", block, wanted, delivered, reports)
+    print(f"    hypervisor steal meanwhile: {steal_since(steal)}")
 
 
 def main() -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import sys
 import threading
@@ -18,6 +17,7 @@ from pylsl import local_clock
 
 from .faults import FaultPlan
 from .magstim.simulator import MagstimSimulator, Pulse
+from .realtime import tune_simulated_hardware
 from .sim_triggerbox import TriggerBoxSimulator
 
 logger = logging.getLogger("stimtrain.devices.sim_rig")
@@ -146,20 +146,16 @@ class SimulatedRig:
 
 
 def _hardware_priority() -> None:
-    """Run the simulators above the host's own real-time work, best effort.
+    """Run the simulators as hardware of their own would, best effort.
 
-    Real devices have their own processors; on one shared 2-core machine the
-    simulator's reader would otherwise wait behind the host's device process
-    while it spins for the next deadline, and stamp pulses late. Threads
-    started afterwards inherit the policy. Without permission, nothing changes.
+    Real devices have their own processors; here the simulators keep off the
+    device process's core, above its priority (see
+    :mod:`stimtrain.devices.realtime`). Threads started afterwards inherit it.
     """
     # The simulated EEG's thread shares the GIL with the serial readers; a
     # short switch interval keeps a reader from waiting up to 5 ms for it.
     sys.setswitchinterval(1e-4)
-    try:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(20))
-    except (AttributeError, OSError):
-        logger.info("no real-time priority for the simulators; timing may be looser")
+    tune_simulated_hardware()
 
 
 def serve(

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
-import os
 import queue
 import termios
 import threading
@@ -42,6 +41,7 @@ from stimtrain.devices.errors import (
     DeviceTimeout,
     RemoteControlLost,
 )
+from stimtrain.devices.realtime import tune_device_process
 from stimtrain.devices.stimulator import open_stimulator
 from stimtrain.devices.traffic import TrafficWriter
 from stimtrain.devices.trigger import (
@@ -146,28 +146,6 @@ class PulseReport:
 
 class DeviceFault(RuntimeError):
     """The device process hit a fault; the stimulator was disarmed (or tried)."""
-
-
-def _tune_process() -> None:
-    # Best effort: a dedicated core and real-time priority make the spin
-    # precise and keep the clock read right after write() from being
-    # preempted. The process never spins *after* a write: the kernel pushes
-    # written bytes on to the port from a per-CPU worker that a real-time
-    # spinner would hold back (measured: ~1 ms late pulses when the trigger
-    # box's 1 ms pulse width was busy-waited).
-    try:
-        cpus = sorted(os.sched_getaffinity(0))
-        if len(cpus) > 1:
-            os.sched_setaffinity(0, {cpus[-1]})
-    except (AttributeError, OSError):
-        pass
-    try:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
-    except (AttributeError, OSError):
-        try:
-            os.nice(-10)
-        except OSError:
-            pass
 
 
 class _Outbox:
@@ -579,7 +557,12 @@ class _LinkFault(Exception):
 
 
 def _device_main(config: DeviceConfig, conn) -> None:
-    _tune_process()
+    # A core of its own and real-time priority make the spin precise and keep
+    # the clock read right after write() from being preempted. The process
+    # never spins *after* a write (see SETTLE_S): a real-time spinner holds
+    # back the kernel worker that passes a pty's bytes on (measured: ~1 ms
+    # late pulses when the trigger box's 1 ms pulse width was busy-waited).
+    tune_device_process()
     outbox = _Outbox(conn)
     worker = _Worker(config, outbox)
     try:
