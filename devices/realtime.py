@@ -1,13 +1,21 @@
-"""Which core and priority the device process and the simulated hardware get.
+"""Which core and scheduling the device process and the simulated hardware get.
 
 The device process, which times every pulse, runs on the last core this
-process may use, at real-time priority. The simulated rig stands for hardware
-with processors of its own: it runs on the other cores, above the device
-process's priority, so that neither ever waits for the other (a simulator on
-the device's core would delay a spin to a deadline; a device process on the
-simulator's core would delay the simulator's stamp of a pulse). Both are best
-effort: without the permission (``CAP_SYS_NICE`` or an ``rtprio`` limit) the
-processes run with normal priority and timing is looser.
+process may use, at real-time priority (``SCHED_FIFO``), so that rendering and
+the main process's garbage collection never delay its wait for a deadline.
+
+The simulated stimulator and trigger box stand for hardware with processors
+of their own. Their serial readers run above the device process's priority
+and on any core, so that the moment a pulse's bytes arrive they are read and
+stamped, even while the device process spins for the next deadline. Keeping
+them off the device's core was tried and is worse: on two cores they then
+queue behind each other and behind the renderer. Background simulation (the
+simulated EEG, which holds its samples back by a latency of its own) runs
+with normal scheduling, in a process of its own, so that it neither preempts
+the readers nor holds the interpreter lock they need.
+
+Everything is best effort: without the permission (``CAP_SYS_NICE`` or an
+``rtprio`` limit) the processes keep normal scheduling and timing is looser.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ logger = logging.getLogger("stimtrain.devices.realtime")
 
 #: SCHED_FIFO priority of the device process.
 DEVICE_PRIORITY = 10
-#: SCHED_FIFO priority of the simulated hardware (above the device process).
+#: SCHED_FIFO priority of the simulated hardware's readers (above the device).
 HARDWARE_PRIORITY = 20
 
 
@@ -36,12 +44,7 @@ def device_core() -> int | None:
     return cpus[-1] if len(cpus) > 1 else None
 
 
-def _set(cpus: set[int] | None, priority: int, who: str) -> bool:
-    if cpus:
-        try:
-            os.sched_setaffinity(0, cpus)
-        except OSError:
-            pass
+def _fifo(priority: int, who: str) -> bool:
     try:
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
         return True
@@ -58,7 +61,12 @@ def tune_device_process() -> bool:
     value instead.
     """
     core = device_core()
-    if _set({core} if core is not None else None, DEVICE_PRIORITY, "device"):
+    if core is not None:
+        try:
+            os.sched_setaffinity(0, {core})
+        except OSError:
+            pass
+    if _fifo(DEVICE_PRIORITY, "device process"):
         return True
     try:
         os.nice(-10)
@@ -68,10 +76,21 @@ def tune_device_process() -> bool:
 
 
 def tune_simulated_hardware() -> bool:
-    """Keep the simulators off :func:`device_core`, above its priority.
+    """Run the calling process above the device process, on any core.
 
-    Returns whether real-time priority was granted.
+    Threads started afterwards inherit it. Returns whether real-time
+    priority was granted.
     """
-    core = device_core()
-    others = set(_allowed()) - {core} if core is not None else None
-    return _set(others, HARDWARE_PRIORITY, "simulators")
+    return _fifo(HARDWARE_PRIORITY, "simulators")
+
+
+def normal_scheduling() -> None:
+    """Give the calling thread normal scheduling (inherited real-time dropped).
+
+    For background work started from a real-time process: it must never
+    delay the threads that time or stamp pulses.
+    """
+    try:
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    except (AttributeError, OSError):
+        pass

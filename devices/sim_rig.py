@@ -68,6 +68,11 @@ class SimulatedRig:
         LSL name of the simulated EEG stream.
     faults : FaultPlan | None
         Faults the stimulator simulator injects.
+    eeg_process : bool
+        Run the EEG in a process of its own
+        (:class:`~stimtrain.devices.sim_eeg_process.EEGProcess`), as a served
+        rig does; False keeps it in this process, where :attr:`eeg` can be
+        inspected.
     **stimulator_kwargs
         Passed on to :class:`MagstimSimulator`.
     """
@@ -80,6 +85,7 @@ class SimulatedRig:
         charge_time: float = 0.3,
         eeg_name: str = "stimtrain-sim-eeg",
         faults: FaultPlan | None = None,
+        eeg_process: bool = False,
         **stimulator_kwargs: object,
     ) -> None:
         self.eeg_name = eeg_name
@@ -88,6 +94,7 @@ class SimulatedRig:
         )
         self.triggerbox = TriggerBoxSimulator(self._on_edge)
         self._want_eeg = eeg
+        self._eeg_process = eeg_process
         self.eeg = None
 
     def _on_edge(self, rising: int, t: float) -> None:
@@ -114,18 +121,30 @@ class SimulatedRig:
         """Every pulse the stimulator delivered."""
         return self.stimulator.pulses
 
-    def start(self) -> SimulatedRig:
-        """Start every simulator; return self."""
-        if self._want_eeg and self.eeg is None:
-            # Imported lazily: the EEG simulator pulls in numpy and an LSL outlet.
+    def start_eeg(self) -> None:
+        """Start the EEG (if wanted and not yet started).
+
+        Separate from :meth:`start` so that a served rig starts its EEG
+        process before it raises its own priority (which children inherit).
+        """
+        if not self._want_eeg or self.eeg is not None:
+            return
+        # An FDI channel carries MEPs, so a simulated session also exercises
+        # the MEP analysis. Imported lazily: the EEG pulls in numpy and LSL.
+        if self._eeg_process:
+            from .sim_eeg_process import EEGProcess
+
+            self.eeg = EEGProcess(self.eeg_name, emg_channels=["FDI"]).start()
+        else:
             from .sim_eeg import SimulatedEEG
 
-            # An FDI channel carries MEPs, so a simulated session also
-            # exercises the MEP analysis.
-            self.eeg = SimulatedEEG(name=self.eeg_name, emg_channels=["FDI"])
-            self.eeg.start()
-            eeg = self.eeg
-            self.stimulator.add_pulse_listener(lambda p: eeg.add_pulse(p.time, p.power))
+            self.eeg = SimulatedEEG(name=self.eeg_name, emg_channels=["FDI"]).start()
+        eeg = self.eeg
+        self.stimulator.add_pulse_listener(lambda p: eeg.add_pulse(p.time, p.power))
+
+    def start(self) -> SimulatedRig:
+        """Start every simulator; return self."""
+        self.start_eeg()
         self.stimulator.start()
         self.triggerbox.start()
         return self
@@ -146,14 +165,8 @@ class SimulatedRig:
 
 
 def _hardware_priority() -> None:
-    """Run the simulators as hardware of their own would, best effort.
-
-    Real devices have their own processors; here the simulators keep off the
-    device process's core, above its priority (see
-    :mod:`stimtrain.devices.realtime`). Threads started afterwards inherit it.
-    """
-    # The simulated EEG's thread shares the GIL with the serial readers; a
-    # short switch interval keeps a reader from waiting up to 5 ms for it.
+    # A short switch interval keeps a serial reader from waiting up to 5 ms
+    # for the interpreter lock (the pulse log's writes, the main thread).
     sys.setswitchinterval(1e-4)
     tune_simulated_hardware()
 
@@ -217,7 +230,6 @@ def serve(
         get_capabilities(model)  # a clear error for an unknown key, before starting
     if isinstance(faults, str):
         faults = FaultPlan.parse(faults)
-    _hardware_priority()
     stop = stop_event or threading.Event()
     log_file = open(pulse_log, "a", encoding="utf-8") if pulse_log else None  # noqa: SIM115
     log_lock = threading.Lock()
@@ -231,6 +243,7 @@ def serve(
             log_file.flush()
 
     if device == "triggerbox":
+        _hardware_priority()
         server = TriggerBoxSimulator(
             lambda mask, t: logger.info("edge %#04x at %.6f", mask, t)
         )
@@ -242,8 +255,11 @@ def serve(
             eeg=eeg_name is not None,
             eeg_name=eeg_name or "stimtrain-sim-eeg",
             faults=faults,
+            eeg_process=True,
         )
         stimulator = server.stimulator
+        server.start_eeg()
+        _hardware_priority()
         server.start()
         if eeg_dropout is not None and server.eeg is not None:
             start, duration = eeg_dropout
@@ -253,6 +269,7 @@ def serve(
             f"trigger_port: {server.trigger_port}",
         ]
     else:
+        _hardware_priority()
         server = make_stimulator_simulator(default_model, faults=faults)
         stimulator = server
         lines = [f"port: {server.start()}"]

@@ -160,6 +160,15 @@ class Stimulator(abc.ABC):
     def wait_ready(self, timeout: float = 3.0) -> None:
         """Block until the device reports it is ready to fire."""
 
+    def prepare_fire(self, at: float) -> None:  # noqa: B027 - optional
+        """Do beforehand what a :meth:`fire` at clock time ``at`` needs.
+
+        Called by the device process just before it waits for a deadline, so
+        that the fire call itself is little more than its write. Drivers that
+        have checks or buffers to clear before a pulse override it; by
+        default it does nothing.
+        """
+
     @abc.abstractmethod
     def fire(self) -> float:
         """Fire one pulse by serial command; return the LSL time of the write."""

@@ -75,6 +75,14 @@ class TriggerLine(abc.ABC):
             pulse returned: when the trigger left the host.
         """
 
+    def prepare(self, at: float) -> None:  # noqa: B027 - most lines need nothing
+        """Get ready for a :meth:`fire` at clock time ``at``.
+
+        The device process calls it just before it waits for the deadline, so
+        that checks and buffer work are done beforehand and :meth:`fire` is
+        little more than its write.
+        """
+
     def release(self) -> None:  # noqa: B027 - lines without a width need none
         """End the pulse started by :meth:`fire` (no-op without a pulse width)."""
 
@@ -112,6 +120,10 @@ class SerialCommandTrigger(TriggerLine):
     def __init__(self, stimulator: Stimulator) -> None:
         self.stimulator = stimulator
 
+    def prepare(self, at: float) -> None:
+        """Let the driver check its limits for ``at`` and clear its input."""
+        self.stimulator.prepare_fire(at)
+
     def fire(self) -> float:
         """Send the fire command; return the LSL time of the write."""
         return self.stimulator.fire()
@@ -126,6 +138,9 @@ class DeviceTrainStart(SerialCommandTrigger):
     """
 
     kind = "serial"
+
+    def prepare(self, at: float) -> None:
+        """Nothing: a train's start is checked when it is sent."""
 
     def fire(self) -> float:
         """Send the start command; return the LSL time of the write."""

@@ -15,8 +15,12 @@ import serial
 from pylsl import local_clock
 
 from .errors import DeviceError
+from .serial_link import write_now
 
 logger = logging.getLogger("stimtrain.devices.triggerbox")
+
+#: Every output byte, made once: a pulse's write does no allocation.
+_BYTES = [bytes([v]) for v in range(256)]
 
 # Sleep (releasing the GIL) until this close to a deadline, then spin.
 _SPIN_S = 0.0003
@@ -125,9 +129,8 @@ class TriggerBox:
             raise ValueError(f"trigger byte must be 0–255, got {value!r}")
         if self._serial is None:
             raise DeviceError(f"trigger box on {self.port} is not open")
-        data = bytes([value])
-        self._serial.write(data)
-        t = local_clock()
+        data = _BYTES[value]
+        t = write_now(self._serial, data)
         self._lines = value
         if self.traffic_log is not None:
             try:

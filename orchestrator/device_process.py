@@ -27,7 +27,6 @@ import termios
 import threading
 import time
 import traceback
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -55,23 +54,13 @@ logger = logging.getLogger("stimtrain.orchestrator.device_process")
 #: Wake this long before a deadline and spin the rest: sleeping is imprecise
 #: by up to a scheduler tick, spinning costs one core for that long.
 SPIN_S = 0.002
-#: A pulse's write is started early by its line's recent median write time
-#: (system call and tty layer, slower from a cold cache after the sleep:
-#: 0.03–0.15 ms on a 2-core VM), so that the write returns, the time the pulse
-#: marker carries, on the deadline rather than after it. Capped: a line whose
-#: writes take longer is slow and its pulses are reported late, not hidden.
-MAX_LEAD_S = 0.0005
-#: Writes remembered per line for that median.
-LEAD_WINDOW = 25
-#: After a pulse's write the process sleeps this long before doing anything
-#: else (reporting the pulse wakes threads of its own). A pseudo-terminal (the
-#: simulated rig) passes written bytes on from a kernel worker thread; with
-#: this core free for a moment the worker runs here at once instead of queuing
-#: behind the renderer on the other core for up to a scheduler slice (~1.5
-#: ms). Measured with a task rendering: online pulses' p99 at the simulator
-#: 1.4 ms without, 0.3–0.4 ms with 0.1 ms (0.05 ms was not enough). Real
-#: serial drivers hand the bytes to the hardware within write(); there it
-#: only delays the report.
+#: After a pulse's write the process sleeps this long before anything else.
+#: A pseudo-terminal (the simulated rig) passes written bytes on from a kernel
+#: worker that is woken on the writer's core; with this core free for a moment
+#: the worker runs at once instead of queuing behind the renderer for up to a
+#: scheduler slice. Measured with a task rendering (online pulses, n=100, at
+#: the simulated unit): p99 1.3 ms without, 0.6 ms with. A real serial driver
+#: hands the bytes on within write(); there it only delays the report.
 SETTLE_S = 0.0001
 #: Supervision interval for drivers that do not say (Magstim recommends a
 #: status command every 500 ms while armed).
@@ -202,19 +191,6 @@ class _Worker:
         self.expect_armed = False
         #: Clock time of the last byte written to the stimulator.
         self.last_tx = 0.0
-        #: Recent write times per line (see MAX_LEAD_S).
-        self.write_times: dict[str, deque] = {}
-
-    def lead(self, via: str) -> float:
-        """How early to start a pulse on line ``via`` (see ``MAX_LEAD_S``)."""
-        times = self.write_times.get(via)
-        if not times:
-            return 0.0
-        return min(MAX_LEAD_S, sorted(times)[len(times) // 2])
-
-    def _record_write(self, via: str, started: float, done: float) -> None:
-        times = self.write_times.setdefault(via, deque(maxlen=LEAD_WINDOW))
-        times.append(max(0.0, done - started))
 
     # ------------------------------------------------------------- traffic
     def _stim_traffic(self, direction: str, data: bytes, t: float) -> None:
@@ -400,10 +376,18 @@ class _Worker:
 
     # ---------------------------------------------------------------- fire
     def fire(self, deadline: float, block: int, index: int, via: str) -> None:
+        """Give one pulse at ``deadline`` on line ``via`` and report it."""
 
         line = self.lines[via]
-        started = pylsl.local_clock()
+        clock = pylsl.local_clock
+        started = deadline
         try:
+            # Checks and buffer work first, so that at the deadline only the
+            # write is left between the clock and the pulse.
+            line.prepare(deadline)
+            while clock() < deadline:
+                pass
+            started = clock()
             actual = line.fire()
             confirmed = True
         except (CRCError, DeviceTimeout) as exc:
@@ -426,7 +410,6 @@ class _Worker:
                 f"trigger line ({line.kind}) on {line.port} lost "
                 f"({type(exc).__name__}: {exc})"
             ) from exc
-        self._record_write(via, started, actual)
         time.sleep(SETTLE_S)
         if line.pulse_width > 0:
             self.release_line = line
@@ -477,9 +460,6 @@ class _Worker:
                         f"time ({late * 1e3:.0f} ms late, the link was busy); "
                         "the rest of the schedule was dropped"
                     )
-                start = deadline - self.lead(via)
-                while clock() < start:
-                    pass
                 self.fire(deadline, block, index, via)
                 continue
             if self.keep_alive_due(clock()):
@@ -557,11 +537,8 @@ class _LinkFault(Exception):
 
 
 def _device_main(config: DeviceConfig, conn) -> None:
-    # A core of its own and real-time priority make the spin precise and keep
-    # the clock read right after write() from being preempted. The process
-    # never spins *after* a write (see SETTLE_S): a real-time spinner holds
-    # back the kernel worker that passes a pty's bytes on (measured: ~1 ms
-    # late pulses when the trigger box's 1 ms pulse width was busy-waited).
+    # A core of its own and real-time priority make the wait for a deadline
+    # precise and keep the clock read right after write() from being preempted.
     tune_device_process()
     outbox = _Outbox(conn)
     worker = _Worker(config, outbox)

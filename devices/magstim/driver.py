@@ -26,7 +26,7 @@ from ..errors import (
     PortVanished,
     RemoteControlLost,
 )
-from ..serial_link import log_traffic, open_port
+from ..serial_link import log_traffic, open_port, write_now
 from ..stimulator import Capabilities, Stimulator, StimulatorState, TrafficLog
 from . import limits
 from .capabilities import (
@@ -182,6 +182,8 @@ class Magstim(Stimulator):
         self._train: tuple[float, int, bool] | None = None
         self._last_fire: float | None = None
         self._busy_until = 0.0  # end of a device-run train plus its wait
+        #: Clock time a pulse was prepared for (see prepare_fire).
+        self._ready_at: float | None = None
 
     # ---------------------------------------------------------------- link
     def open(self) -> None:
@@ -709,6 +711,24 @@ class Magstim(Stimulator):
                     f"was {since:.3f} s ago"
                 )
 
+    def prepare_fire(self, at: float) -> None:
+        """Do now what a pulse at clock time ``at`` needs before its write.
+
+        Checks the device limits for a pulse at ``at`` and drops stale input,
+        so that :meth:`fire`, called at or after ``at``, goes straight to the
+        write: a host-timed pulse then leaves within the write's own system
+        call of its deadline.
+
+        Raises
+        ------
+        DeviceLimitError
+            A pulse at ``at`` would break a device limit (see :meth:`fire`).
+        """
+        with self._lock:
+            self._check_fire(at)
+            self._require_open().reset_input_buffer()
+            self._ready_at = at
+
     def fire(self) -> float:
         """Fire one pulse (in Rapid train mode: start the train) by ``EH``.
 
@@ -732,8 +752,12 @@ class Magstim(Stimulator):
             pulse may have been given.
         """
         with self._lock:
-            self._check_fire(local_clock())
-            _, sent = self._transact("E", "H", resend=False)
+            now = local_clock()
+            ready, self._ready_at = self._ready_at, None
+            # Limits only loosen with time: checked for `ready`, they hold now.
+            if ready is None or now < ready:
+                self._check_fire(now)
+            _, sent = self._transact("E", "H", resend=False, flush=ready is None)
             self._last_fire = sent
             train = self._train
             if self.model.family == "rapid" and train is not None and train[2]:
@@ -818,7 +842,12 @@ class Magstim(Stimulator):
         return self._transact(cmd, data)[0]
 
     def _transact(
-        self, cmd: str, data: bytes | str = b"@", *, resend: bool = True
+        self,
+        cmd: str,
+        data: bytes | str = b"@",
+        *,
+        resend: bool = True,
+        flush: bool = True,
     ) -> tuple[Reply, float]:
         frame = encode(cmd, data)
         major = self._version[0] if self._version else 9
@@ -826,7 +855,7 @@ class Magstim(Stimulator):
         retries = self.crc_retries if resend else 0
         with self._lock:
             for attempt in range(retries + 1):
-                raw, sent = self._exchange(frame, cmd)
+                raw, sent = self._exchange(frame, cmd, flush=flush or attempt > 0)
                 try:
                     return parse_reply(cmd, raw, expected_length=expected), sent
                 except CRCError as err:
@@ -842,13 +871,15 @@ class Magstim(Stimulator):
                     logger.warning("%s; retrying", err)
         raise AssertionError("unreachable")
 
-    def _exchange(self, frame: bytes, cmd: str) -> tuple[bytes, float]:
+    def _exchange(
+        self, frame: bytes, cmd: str, *, flush: bool = True
+    ) -> tuple[bytes, float]:
         """Write one frame and read its reply; map link failures to errors."""
         ser = self._require_open()
         try:
-            ser.reset_input_buffer()  # drop late bytes of an earlier failure
-            ser.write(frame)
-            sent = local_clock()
+            if flush:
+                ser.reset_input_buffer()  # drop late bytes of an earlier failure
+            sent = write_now(ser, frame)
             self._log("tx", frame, sent)
             return self._read_reply(ser, cmd), sent
         except serial.SerialTimeoutException as err:

@@ -18,7 +18,7 @@ import serial
 from pylsl import local_clock
 
 from ..errors import CRCError, DeviceError, DeviceTimeout, PortVanished
-from ..serial_link import log_traffic, open_port
+from ..serial_link import log_traffic, open_port, write_now
 from ..stimulator import Stimulator, StimulatorState, TrafficLog
 from .capabilities import (
     AMPLITUDE_RANGE,
@@ -695,14 +695,13 @@ class MagPro(Stimulator):
 
     def _write(self, frame: bytes, name: str) -> float:
         try:
-            self._serial.write(frame)
+            sent = write_now(self._serial, frame)
         except (serial.SerialException, OSError) as err:
             self._lost(f"writing {name} failed: {err}")
             raise self._fail(
                 PortVanished(str(self._link_error)), disable=False
             ) from err
-        t = self._log("tx", frame)
-        return t
+        return self._log("tx", frame, sent)
 
     def _transact(
         self,
@@ -872,10 +871,11 @@ class MagPro(Stimulator):
         elif isinstance(frame, ModeSettings):
             self._settings = frame
 
-    def _log(self, direction: str, data: bytes) -> float:
-        """Stamp ``data`` with the clock now, log it and return the stamp."""
+    def _log(self, direction: str, data: bytes, t: float | None = None) -> float:
+        """Log ``data`` stamped ``t`` (default: the clock now); return the stamp."""
         with self._log_lock:
-            t = local_clock()
+            if t is None:
+                t = local_clock()
             log_traffic(self.traffic_log, direction, data, t)
         return t
 

@@ -28,12 +28,9 @@ from stimtrain.devices.magventure.simulator import MagVentureSimulator
 from stimtrain.devices.sim_triggerbox import TriggerBoxSimulator
 from stimtrain.devices.traffic import read_traffic
 from stimtrain.orchestrator.device_process import (
-    LEAD_WINDOW,
-    MAX_LEAD_S,
     DeviceConfig,
     DeviceFault,
     DeviceProcess,
-    _Worker,
 )
 from stimtrain.orchestrator.simrig import start_simulated_rig
 
@@ -525,21 +522,3 @@ def test_bad_requests_are_refused_without_a_fault(magstim_session):
     # The process survives a refused command and still answers.
     assert s.device.request("status")["remote_control"]
     assert s.faults == []
-
-
-def test_write_lead_is_the_median_recent_write_time_capped():
-    """Pulses start early by their line's median write time, never by more than the cap."""
-    worker = _Worker(DeviceConfig(model="super_rapid2", stimulator_port="unused"), None)
-    assert worker.lead("trigger") == 0.0
-    for cost in (40e-6, 10e-6, 300e-6, 50e-6, 20e-6):
-        worker._record_write("trigger", 1.0, 1.0 + cost)
-    assert worker.lead("trigger") == pytest.approx(40e-6)
-    # Each line learns its own writes.
-    assert worker.lead("serial") == 0.0
-    # A clock that went backwards counts as no time, not a negative lead.
-    worker._record_write("serial", 2.0, 1.999)
-    assert worker.lead("serial") == 0.0
-    # Only the recent writes count, and a slow line is never led by > the cap.
-    for _ in range(LEAD_WINDOW):
-        worker._record_write("trigger", 0.0, 0.01)
-    assert worker.lead("trigger") == MAX_LEAD_S

@@ -1,0 +1,110 @@
+"""The simulated EEG amplifier in a process of its own.
+
+A simulated rig's serial readers stamp each pulse the moment its bytes arrive;
+in one process with the EEG's rendering thread they would wait for the
+interpreter lock whenever a chunk is being rendered (measured on two cores
+with a task rendering: pulses stamped up to 1.5 ms late). Here the amplifier
+renders in its own process with normal scheduling, and the readers pass each
+pulse to it through a pipe. The amplifier holds its samples back by its
+latency (50 ms), so a pulse that arrives a little after it happened is still
+drawn at its own time.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import multiprocessing as mp
+import signal
+
+from .realtime import normal_scheduling
+
+logger = logging.getLogger("stimtrain.devices.sim_eeg_process")
+
+
+def _die_with_parent() -> None:
+    # The rig killed outright must not leave an EEG stream behind.
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+def _amplifier_main(name: str, emg_channels: list[str], conn) -> None:
+    normal_scheduling()
+    _die_with_parent()
+    from .sim_eeg import SimulatedEEG
+
+    eeg = SimulatedEEG(name=name, emg_channels=emg_channels).start()
+    conn.send(("ready",))
+    try:
+        while True:
+            try:
+                msg = conn.recv()
+            except (EOFError, OSError):
+                break
+            if msg[0] == "pulse":
+                eeg.add_pulse(msg[1], msg[2])
+            elif msg[0] == "dropout":
+                eeg.add_dropout(msg[1], msg[2])
+            else:
+                break
+    finally:
+        eeg.stop()
+
+
+class EEGProcess:
+    """A :class:`~stimtrain.devices.sim_eeg.SimulatedEEG` in a child process.
+
+    Parameters
+    ----------
+    name : str
+        LSL name of the stream.
+    emg_channels : list of str
+        EMG channels after the EEG channels (MEPs are drawn into them).
+    """
+
+    def __init__(self, name: str, emg_channels: list[str] | None = None) -> None:
+        ctx = mp.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(
+            target=_amplifier_main,
+            args=(name, list(emg_channels or []), child),
+            name="stimtrain-sim-eeg",
+            daemon=True,
+        )
+        self._child = child
+
+    def start(self, timeout: float = 30.0) -> EEGProcess:
+        """Start the process; return once its stream is open."""
+        self._proc.start()
+        self._child.close()
+        if not self._conn.poll(timeout):
+            self._proc.kill()
+            raise RuntimeError(f"simulated EEG did not start within {timeout:g} s")
+        self._conn.recv()
+        return self
+
+    def add_pulse(self, time: float, power: int) -> None:
+        """Draw a pulse at clock time ``time`` with ``power`` (%MSO)."""
+        self._send(("pulse", time, power))
+
+    def add_dropout(self, start: float, duration: float) -> None:
+        """Send nothing from clock time ``start`` for ``duration`` seconds."""
+        self._send(("dropout", start, duration))
+
+    def _send(self, msg: tuple) -> None:
+        try:
+            self._conn.send(msg)
+        except (OSError, BrokenPipeError):
+            logger.warning("simulated EEG process is gone; %s not drawn", msg[0])
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """End the stream and the process (idempotent)."""
+        if self._proc.is_alive():
+            self._send(("stop",))
+            self._proc.join(timeout)
+        if self._proc.is_alive():
+            self._proc.kill()
+            self._proc.join(2)
+        self._conn.close()
