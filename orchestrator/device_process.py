@@ -539,11 +539,11 @@ class _LinkFault(Exception):
 def _device_main(config: DeviceConfig, conn) -> None:
     # A core of its own and real-time priority make the wait for a deadline
     # precise and keep the clock read right after write() from being preempted.
-    tune_device_process()
+    realtime = tune_device_process()
     outbox = _Outbox(conn)
     worker = _Worker(config, outbox)
     try:
-        outbox.send(("opened", worker.open()))
+        outbox.send(("opened", worker.open(), realtime))
         worker.run(conn)
     except Exception as exc:  # noqa: BLE001 - every fault goes to the main process
         reason = worker.reason(exc)
@@ -596,6 +596,9 @@ class DeviceProcess:
         #: What the process did with the stimulator when it ended (its disarm).
         self.shutdown_result: str | None = None
         self.state: dict = {}
+        #: Whether the process got real-time priority (known once started);
+        #: without it pulse timing is looser.
+        self.realtime: bool | None = None
         self._reader: threading.Thread | None = None
         self._send_lock = threading.Lock()
 
@@ -620,6 +623,7 @@ class DeviceProcess:
             self._proc.join(2)
             raise DeviceFault(f"could not open the devices: {msg[1]}")
         self.state = msg[1]
+        self.realtime = msg[2]
         self._reader = threading.Thread(
             target=self._read, name="device-reader", daemon=True
         )

@@ -326,7 +326,9 @@ class SessionRunner:
                     on_fault=self._on_fault,
                 )
                 state = self.device.start()
-                self.journal.write("device_opened", state=state)
+                self.journal.write(
+                    "device_opened", state=state, realtime=self.device.realtime
+                )
                 win = self._open_window(stack)
                 self.state = ConsoleState.from_plan(
                     self.plan, self.participant, self.session, run=folder.run
@@ -336,6 +338,13 @@ class SessionRunner:
                     OperatorConsole(self.state, self._on_key, keys=self.live_console)
                 )
                 plain_say, self.say = self.say, console.say
+                if not self.device.realtime:
+                    warning = (
+                        "the device process has no real-time priority: pulse "
+                        "timing is looser (docs/operator.md, Timing)"
+                    )
+                    self.state.warn(warning)
+                    self.say(f"warning: {warning}")
                 stack.callback(setattr, self, "say", plain_say)
                 health = _HealthFeed(watch, self.state)
                 stack.callback(health.stop)

@@ -10,10 +10,14 @@ import pyxdf
 
 from stimtrain.protocols import protocol_path
 
-pytestmark = pytest.mark.slow
+# Whole sessions run one after another on one test worker: two at once on a
+# 2-core machine would measure each other's load, not the tool.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("sessions")]
 
 
-@pytest.fixture(scope="module")
+# Session-scoped: the tests of this module may be interleaved with others on
+# their worker, and the demo must run once.
+@pytest.fixture(scope="session")
 def demo_session(tmp_path_factory):
     data = tmp_path_factory.mktemp("data")
     proc = subprocess.run(
@@ -76,6 +80,14 @@ def test_session_folder_contents(demo_session):
     summary = json.loads((folder / "sub-e2e_ses-1_run-01_summary.json").read_text())
     assert summary["status"] == "completed"
     assert summary["pulses_delivered"] == summary["pulses_planned"] == 72
+    # The journal says whether pulses were timed at real-time priority.
+    journal = folder / "sub-e2e_ses-1_run-01_journal.jsonl"
+    opened = [
+        json.loads(line)
+        for line in journal.read_text().splitlines()
+        if '"device_opened"' in line
+    ]
+    assert len(opened) == 1 and isinstance(opened[0]["realtime"], bool)
 
 
 def test_one_pulse_marker_per_planned_pulse(demo_session):

@@ -38,18 +38,22 @@ import pytest
 
 from stimtrain.analysis.xdf import read_markers
 from stimtrain.devices.traffic import TrafficRecord, format_traffic, read_traffic
-from stimtrain.orchestrator.device_process import KEEP_ALIVE_GUARD_S
+from stimtrain.orchestrator.device_process import KEEP_ALIVE_GUARD_S, DeviceConfig
 from stimtrain.orchestrator.journal import read_journal
 from stimtrain.orchestrator.session_folder import SessionFolder
 from stimtrain.orchestrator.xdfcheck import check_recording
 
-pytestmark = pytest.mark.slow
+# Whole sessions run one after another on one test worker: two at once on a
+# 2-core machine would measure each other's load, not the tool.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("sessions")]
 
 CLI = [sys.executable, "-m", "stimtrain.orchestrator.cli"]
 PROTOCOL = Path(__file__).parent / "fault_protocols" / "single_pulses.yaml"
 PARTICIPANT, SESSION = "faults", "1"
 #: Planned interval of the protocol's pulses (s).
 INTERVAL_S = 1.1
+#: The device process's bound on a late pulse (beyond it: a fault).
+MAX_LATE_S = DeviceConfig("super_rapid2", "unused").max_late_s
 #: A session that takes longer than this is hung.
 RUN_TIMEOUT_S = 180.0
 
@@ -199,8 +203,11 @@ def _check_pulses_within_plan(run: RunFiles, stop_clock: float | None) -> None:
     if stop_clock is not None:
         after = sim[sim > stop_clock] - stop_clock
         assert not len(after), f"pulses {after} s after the stop"
-    # The unit's rate limit and the protocol's interval hold through every fault.
-    assert np.all(np.diff(sim) > INTERVAL_S - 0.005), np.diff(sim)
+    # The protocol's interval holds through every fault: a pulse is never
+    # given early, and one that can't be given within max_late_s of its
+    # time is a fault, so no interval is shorter than planned by more than
+    # that (non-slip timing: after a late pulse the next comes on time).
+    assert np.all(np.diff(sim) > INTERVAL_S - MAX_LATE_S), np.diff(sim)
     indices = [(p["block"], p["pulse"]) for p in run.pulses]
     assert len(set(indices)) == len(indices), f"a pulse journaled twice: {indices}"
 

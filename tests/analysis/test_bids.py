@@ -10,6 +10,9 @@ import pytest
 
 from stimtrain.analysis.bids import validate_bids, write_bids, write_bids_run
 
+# Its module fixtures are costly: every test of it runs on one worker.
+pytestmark = pytest.mark.xdist_group("test_bids")
+
 
 def _session(data, rec, sub, ses):
     folder = data / f"sub-{sub}" / f"ses-{ses}"

@@ -17,6 +17,9 @@ from stimtrain.analysis import read_raw_xdf, timing_diagnostics
 from stimtrain.analysis.xdffile import index_xdf, read_samples
 from stimtrain.analysis.xdfload import load_streams
 
+# Its module fixtures are costly: every test of it runs on one worker.
+pytestmark = pytest.mark.xdist_group("test_xdf_reader")
+
 PULSES = [1.0, 3.0, 5.0, 7.0, 9.0, 13.0, 15.0, 17.0]
 
 

@@ -222,7 +222,9 @@ class _Session:
         self.device.schedule(0, [(t, i, "trigger") for i, t in enumerate(times)])
         return times
 
-    def wait_fault(self, timeout=5.0):
+    def wait_fault(self, timeout=10.0):
+        # Generous: a MagPro's link check waits for a gap between pulses, and
+        # on a loaded machine the first one may only come after the train.
         deadline = time.monotonic() + timeout
         while not self.faults and time.monotonic() < deadline:
             time.sleep(0.02)

@@ -18,6 +18,9 @@ from stimtrain.orchestrator.markers import MarkerOutlet
 from stimtrain.orchestrator.recording import Recorder, StreamsMissing, wait_for_streams
 from stimtrain.orchestrator.xdfcheck import check_recording
 
+# Its module fixtures are costly: every test of it runs on one worker.
+pytestmark = pytest.mark.xdist_group("test_xdfcheck")
+
 PULSES = [(1, p) for p in range(6)] + [(3, p) for p in range(4)]
 DROPPED = (3, 2)
 

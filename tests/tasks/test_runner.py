@@ -17,6 +17,9 @@ from stimtrain.tasks.runner import (
     show_text,
 )
 
+# Its module fixtures are costly: every test of it runs on one worker.
+pytestmark = pytest.mark.xdist_group("test_runner")
+
 N_TRIALS = 40
 PARAMS = {
     "fixation_s": 0.05,

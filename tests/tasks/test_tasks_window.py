@@ -12,6 +12,9 @@ from taskcheck import FAST_PROFILES, Recorder, check_rows_against_markers, read_
 from stimtrain.tasks import SimulatedParticipant
 from stimtrain.tasks.runner import run_task_block
 
+# Its module fixtures are costly: every test of it runs on one worker.
+pytestmark = pytest.mark.xdist_group("test_tasks_window")
+
 SHORT = {"fixation_s": 0.03, "iti_s": 0.03}
 PARAMS = {
     "flanker": {**SHORT, "feedback": True, "feedback_s": 0.03},
