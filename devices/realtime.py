@@ -7,9 +7,9 @@ the main process's garbage collection never delay its wait for a deadline.
 The simulated stimulator and trigger box stand for hardware with processors
 of their own. Their serial readers run above the device process's priority
 and on any core, so that the moment a pulse's bytes arrive they are read and
-stamped, even while the device process spins for the next deadline. Keeping
-them off the device's core was tried and is worse: on two cores they then
-queue behind each other and behind the renderer. Background simulation (the
+stamped, even while the device process spins for the next deadline (kept
+off the device's core, on two cores they would queue behind each other and
+the renderer on the one left). Background simulation (the
 simulated EEG, which holds its samples back by a latency of its own) runs
 with normal scheduling, in a process of its own, so that it neither preempts
 the readers nor holds the interpreter lock they need.

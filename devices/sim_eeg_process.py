@@ -16,6 +16,7 @@ import ctypes
 import logging
 import multiprocessing as mp
 import signal
+import threading
 
 from .realtime import normal_scheduling
 
@@ -74,6 +75,7 @@ class EEGProcess:
             daemon=True,
         )
         self._child = child
+        self._stopping = False
 
     def start(self, timeout: float = 30.0) -> EEGProcess:
         """Start the process; return once its stream is open."""
@@ -83,7 +85,18 @@ class EEGProcess:
             self._proc.kill()
             raise RuntimeError(f"simulated EEG did not start within {timeout:g} s")
         self._conn.recv()
+        threading.Thread(target=self._watch, name="sim-eeg-watch", daemon=True).start()
         return self
+
+    def _watch(self) -> None:
+        # An amplifier that dies is a rig fault to rehearse, but the simulated
+        # one must not die unnoticed: say so where the rig's output goes.
+        self._proc.join()
+        if not self._stopping:
+            logger.error(
+                "simulated EEG process ended (exit code %s); its stream is gone",
+                self._proc.exitcode,
+            )
 
     def add_pulse(self, time: float, power: int) -> None:
         """Draw a pulse at clock time ``time`` with ``power`` (%MSO)."""
@@ -101,6 +114,7 @@ class EEGProcess:
 
     def stop(self, timeout: float = 5.0) -> None:
         """End the stream and the process (idempotent)."""
+        self._stopping = True
         if self._proc.is_alive():
             self._send(("stop",))
             self._proc.join(timeout)

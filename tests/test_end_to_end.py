@@ -10,9 +10,10 @@ import pyxdf
 
 from stimtrain.protocols import protocol_path
 
-# Whole sessions run one after another on one test worker: two at once on a
-# 2-core machine would measure each other's load, not the tool.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("sessions")]
+# Whole sessions run one after another on one test worker (with the device
+# process tests): two at once on a 2-core machine would measure each other's
+# load, not the tool.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("rig")]
 
 
 # Session-scoped: the tests of this module may be interleaved with others on

@@ -43,9 +43,10 @@ from stimtrain.orchestrator.journal import read_journal
 from stimtrain.orchestrator.session_folder import SessionFolder
 from stimtrain.orchestrator.xdfcheck import check_recording
 
-# Whole sessions run one after another on one test worker: two at once on a
-# 2-core machine would measure each other's load, not the tool.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("sessions")]
+# Whole sessions run one after another on one test worker (with the device
+# process tests): two at once on a 2-core machine would measure each other's
+# load, not the tool.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("rig")]
 
 CLI = [sys.executable, "-m", "stimtrain.orchestrator.cli"]
 PROTOCOL = Path(__file__).parent / "fault_protocols" / "single_pulses.yaml"
