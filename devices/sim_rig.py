@@ -164,6 +164,14 @@ class SimulatedRig:
         self.stop()
 
 
+def _check_stream(name: str, timeout: float = 10.0) -> None:
+    """Announce the rig only once its EEG stream can be found; say if not."""
+    from pylsl import resolve_byprop
+
+    if not resolve_byprop("name", name, 1, timeout):
+        logger.error("simulated EEG stream %r cannot be found over LSL", name)
+
+
 def _hardware_priority() -> None:
     # A short switch interval keeps a serial reader from waiting up to 5 ms
     # for the interpreter lock (the pulse log's writes, the main thread).
@@ -259,6 +267,8 @@ def serve(
         )
         stimulator = server.stimulator
         server.start_eeg()
+        if eeg_name is not None:
+            _check_stream(eeg_name)
         _hardware_priority()
         server.start()
         if eeg_dropout is not None and server.eeg is not None:
