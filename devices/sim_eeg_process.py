@@ -17,6 +17,7 @@ import logging
 import multiprocessing as mp
 import signal
 import threading
+from multiprocessing.connection import wait
 
 from .realtime import normal_scheduling
 
@@ -90,8 +91,9 @@ class EEGProcess:
 
     def _watch(self) -> None:
         # An amplifier that dies is a rig fault to rehearse, but the simulated
-        # one must not die unnoticed: say so where the rig's output goes.
-        self._proc.join()
+        # one must not die unnoticed: say so where the rig's output goes. The
+        # sentinel is waited on, not the process: only stop() reaps it.
+        wait([self._proc.sentinel])
         if not self._stopping:
             logger.error(
                 "simulated EEG process ended (exit code %s); its stream is gone",
@@ -112,13 +114,17 @@ class EEGProcess:
         except (OSError, BrokenPipeError):
             logger.warning("simulated EEG process is gone; %s not drawn", msg[0])
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """End the stream and the process (idempotent)."""
+    def stop(self, timeout: float = 2.0) -> None:
+        """End the stream and the process (idempotent).
+
+        The amplifier is simply switched off (SIGTERM): its stream vanishes,
+        and a rig that is shutting down never waits for it to finish a chunk.
+        """
         self._stopping = True
         if self._proc.is_alive():
-            self._send(("stop",))
+            self._proc.terminate()
             self._proc.join(timeout)
         if self._proc.is_alive():
             self._proc.kill()
-            self._proc.join(2)
+            self._proc.join(timeout)
         self._conn.close()
