@@ -162,7 +162,9 @@ def test_arm_fire_disarm(sim, mp):
     assert wait_for(lambda: mp.pulse_count == 1)
     (pulse,) = sim.pulses
     assert pulse.source == "serial" and pulse.power == 60
-    assert 0 <= pulse.time - sent < 0.5  # a sanity bound; timing is benchmarked
+    # A sanity bound (timing is benchmarked); the stamp follows the write and
+    # the unit may read the bytes before it.
+    assert -0.001 < pulse.time - sent < 0.5
     assert mp.didt == (90, 0)
     mp.disarm()
     assert not sim.enabled and not mp.enabled
@@ -300,7 +302,7 @@ def test_device_train_runs_at_the_set_rate(sim, mp):
     times = [p.time for p in sim.pulses]
     assert len(times) == 8 and mp.pulse_count == 8
     assert all(p.source == "train" for p in sim.pulses)
-    assert 0 <= times[0] - sent < 0.5
+    assert -0.001 < times[0] - sent < 0.5
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
     assert gaps[:3] == pytest.approx([0.05] * 3) and gaps[4:] == pytest.approx(
         [0.05] * 3

@@ -89,7 +89,8 @@ def test_serial_command_trigger_fires_the_stimulator():
             assert magstim.status().armed  # the line does not own the stimulator
         (pulse,) = rig.pulses
     assert pulse.source == "serial" and pulse.power == 35
-    assert 0 <= pulse.time - sent < 0.01
+    # The stamp follows the write; the unit may read the bytes before it.
+    assert -0.001 < pulse.time - sent < 0.01
 
 
 def test_rts_on_a_pty_fails_naming_the_port(box_sim):

@@ -125,7 +125,8 @@ def test_schedule_serial_and_trigger_pulses(rig, tmp_path):
     for report, pulse in zip(reports, delivered, strict=True):
         # Generous sanity bounds; benchmarks/pulse_timing.py measures the real numbers.
         assert abs(report.actual - report.scheduled) < 0.005
-        assert 0 <= pulse["time"] - report.actual < 0.01
+        # The stamp follows the write; the unit may read the bytes before it.
+        assert -0.001 < pulse["time"] - report.actual < 0.01
         assert pulse["power"] == 30
     traffic = read_traffic(tmp_path / "traffic.jsonl")
     assert {t.direction for t in traffic} == {"tx", "rx", "note"}
