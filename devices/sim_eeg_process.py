@@ -12,29 +12,22 @@ drawn at its own time.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import multiprocessing as mp
-import signal
 import threading
 from multiprocessing.connection import wait
+
+from stimtrain.lifetime import die_with_parent
 
 from .realtime import normal_scheduling
 
 logger = logging.getLogger("stimtrain.devices.sim_eeg_process")
 
 
-def _die_with_parent() -> None:
-    # The rig killed outright must not leave an EEG stream behind.
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
-
-
 def _amplifier_main(name: str, emg_channels: list[str], conn) -> None:
     normal_scheduling()
-    _die_with_parent()
+    # The rig killed outright must not leave an EEG stream behind.
+    die_with_parent()
     from .sim_eeg import SimulatedEEG
 
     eeg = SimulatedEEG(name=name, emg_channels=emg_channels).start()

@@ -251,11 +251,9 @@ def serve(
             log_file.flush()
 
     if device == "triggerbox":
-        _hardware_priority()
         server = TriggerBoxSimulator(
             lambda mask, t: logger.info("edge %#04x at %.6f", mask, t)
         )
-        lines = [f"port: {server.start()}"]
         stimulator = None
     elif device == "rig":
         server = SimulatedRig(
@@ -266,11 +264,16 @@ def serve(
             eeg_process=True,
         )
         stimulator = server.stimulator
+        # Before this process raises its priority, which children inherit.
         server.start_eeg()
         if eeg_name is not None:
             _check_stream(eeg_name)
-        _hardware_priority()
-        server.start()
+    else:
+        server = make_stimulator_simulator(default_model, faults=faults)
+        stimulator = server
+    _hardware_priority()
+    port = server.start()
+    if device == "rig":
         if eeg_dropout is not None and server.eeg is not None:
             start, duration = eeg_dropout
             server.eeg.add_dropout(local_clock() + start, duration)
@@ -279,10 +282,7 @@ def serve(
             f"trigger_port: {server.trigger_port}",
         ]
     else:
-        _hardware_priority()
-        server = make_stimulator_simulator(default_model, faults=faults)
-        stimulator = server
-        lines = [f"port: {server.start()}"]
+        lines = [f"port: {port}"]
     if stimulator is not None and log_file is not None:
         stimulator.add_pulse_listener(record)
 

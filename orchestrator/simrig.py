@@ -6,15 +6,15 @@ runner talks to them exactly as to hardware: through serial ports and LSL.
 
 from __future__ import annotations
 
-import ctypes
 import os
-import signal
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from stimtrain.lifetime import die_with_parent
 
 
 @dataclass
@@ -35,16 +35,6 @@ class SimulatedRigProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(2)
-
-
-def _die_with_parent() -> None:
-    # A runner killed outright (SIGKILL) must not leave its simulated rig
-    # behind, serving ports and an EEG stream nobody records.
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 def start_simulated_rig(
@@ -87,7 +77,8 @@ def start_simulated_rig(
         stdin=subprocess.DEVNULL,
         text=True,
         env=dict(os.environ),
-        preexec_fn=_die_with_parent,
+        # A runner killed outright must not leave its simulated rig behind.
+        preexec_fn=die_with_parent,
     )
     ports: dict[str, str] = {}
     deadline = time.monotonic() + timeout

@@ -17,6 +17,8 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from stimtrain.lifetime import die_with_parent
+
 if TYPE_CHECKING:  # pragma: no cover
     from psychopy.visual import Window
 
@@ -90,7 +92,7 @@ def virtual_display(
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             # If this process dies without cleaning up, Xvfb goes with it.
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
     finally:
         # Only Xvfb writes to the pipe; closing our copy gives us EOF if it dies.
@@ -146,18 +148,6 @@ def _read_display_number(fd: int, proc: subprocess.Popen) -> int:
             )
         data += chunk
     return int(data.strip())
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    """Ask the kernel to send SIGTERM to this (child) process when its parent dies."""
-    import ctypes
-    import signal
-
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG (Linux only)
-    except (OSError, AttributeError):
-        pass
 
 
 def _psychtoolbox_keyboard_in_use() -> bool:
