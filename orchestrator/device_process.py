@@ -20,6 +20,7 @@ link a Magstim's own keep-alive timeout disarms it) and the process ends.
 
 from __future__ import annotations
 
+import collections
 import logging
 import multiprocessing as mp
 import queue
@@ -191,6 +192,11 @@ class _Worker:
         self.expect_armed = False
         #: Clock time of the last byte written to the stimulator.
         self.last_tx = 0.0
+        #: Messages that arrived too close to a pulse, handled after it.
+        self.deferred: collections.deque = collections.deque()
+        #: Pulses dropped by a hold or disarm (reported by the hold) and when.
+        self.dropped: list[tuple[float, int, int, str]] = []
+        self.dropped_at: float | None = None
 
     # ------------------------------------------------------------- traffic
     def _stim_traffic(self, direction: str, data: bytes, t: float) -> None:
@@ -257,10 +263,19 @@ class _Worker:
             self.stim.wait_ready(timeout=args[0] if args else 3.0)
             return self.stim.state().as_dict()
         if cmd == "disarm":
-            self.schedule.clear()
+            self._drop_schedule()
+            self.dropped, self.dropped_at = [], None
             self.expect_armed = False
             self.stim.disarm()
             return self.stim.state().as_dict()
+        if cmd == "hold":
+            # The schedule was dropped when this arrived (see run): say when,
+            # by this process's clock, and which pulses will not be given.
+            self._drop_schedule()
+            dropped = [(block, index) for _, block, index, _ in self.dropped]
+            held = {"held_at": self.dropped_at, "dropped": dropped}
+            self.dropped, self.dropped_at = [], None
+            return held
         if cmd == "status":
             return self.stim.state().as_dict()
         if cmd == "schedule":
@@ -437,15 +452,29 @@ class _Worker:
             if self.schedule:
                 waits.append(self.schedule[0][0] - SPIN_S - now)
             timeout = max(0.0, min(waits))
-            if self.schedule and self.schedule[0][0] - now < self.guard:
-                # A request now could hold the port past the next deadline:
-                # it waits until that pulse is out.
-                time.sleep(timeout)
-            elif conn.poll(timeout):
-                msg = conn.recv()
-                if msg[0] == "stop":
+            near = self.schedule and self.schedule[0][0] - now < self.guard
+            if self.deferred and not near:
+                if self._message(self.deferred.popleft()):
                     return
-                self._request(msg[1], msg[2])
+                continue
+            if conn.poll(timeout):
+                msg = conn.recv()
+                # The wait may have run into the guard before the next pulse.
+                near = self.schedule and self.schedule[0][0] - clock() < self.guard
+                if near and not _drops_schedule(msg):
+                    # A request now could hold the port past the next
+                    # deadline: it waits until that pulse is out.
+                    self.deferred.append(msg)
+                else:
+                    if _drops_schedule(msg):
+                        # A stop, disarm or hold drops the schedule at once,
+                        # even a pulse due in the next milliseconds; what was
+                        # deferred before it is then handled first, in order.
+                        self._drop_schedule()
+                    self.deferred.append(msg)
+                    while self.deferred:
+                        if self._message(self.deferred.popleft()):
+                            return
                 continue
             if self.release_at is not None:
                 continue
@@ -464,6 +493,20 @@ class _Worker:
                 continue
             if self.keep_alive_due(clock()):
                 self.supervise()
+
+    def _drop_schedule(self) -> None:
+        if self.schedule:
+            self.dropped.extend(self.schedule)
+            self.schedule.clear()
+        if self.dropped_at is None:
+            self.dropped_at = pylsl.local_clock()
+
+    def _message(self, msg: tuple) -> bool:
+        """Handle one message from the main process; True when told to stop."""
+        if msg[0] == "stop":
+            return True
+        self._request(msg[1], msg[2])
+        return False
 
     def _request(self, req_id: int, body: tuple) -> None:
         cmd, *args = body
@@ -530,6 +573,11 @@ class _Worker:
         if self.traffic is not None:
             self.traffic.close()
         return result
+
+
+def _drops_schedule(msg: tuple) -> bool:
+    """Whether a message stops pulses (handled at once, never deferred)."""
+    return msg[0] == "stop" or (msg[0] == "call" and msg[2][0] in ("disarm", "hold"))
 
 
 class _LinkFault(Exception):

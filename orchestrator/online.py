@@ -53,6 +53,9 @@ class OnlinePulses:
         self.thread = threading.Thread(target=self._forward, daemon=True)
         self.scheduled = 0
         self.no_pulse = 0
+        #: Scheduled pulses withdrawn because a required stream stopped.
+        self.withdrawn = 0
+        self.deadlines: dict[int, float] = {}
         self.last_deadline = 0.0
         self.error: str | None = None
 
@@ -87,34 +90,57 @@ class OnlinePulses:
         )
         if trial.index not in self.chosen or self.runner.stalled.is_set():
             # Not stimulated (or a required stream is down: no pulse then).
-            self.no_pulse += 1
-            self.runner.markers.push(
-                "no_pulse", deadline, block=self.block.index, scheduled=deadline,
-                **{k: fields[k] for k in ("task", "trial", "condition")},
-            )  # fmt: skip
+            self._no_pulse(deadline, fields, stalled=trial.index in self.chosen)
             return
         index = self.scheduled
         self.scheduled += 1
         self.last_deadline = deadline
         self.runner._online_fields[(self.block.index, index)] = fields
+        self.deadlines[index] = deadline
         self.queue.put((deadline, index))
 
+    def _no_pulse(self, deadline: float, fields: dict, *, stalled: bool) -> None:
+        self.no_pulse += 1
+        extra = {"reason": "stream_stalled"} if stalled else {}
+        self.runner.markers.push(
+            "no_pulse", deadline, block=self.block.index, scheduled=deadline,
+            **{k: fields[k] for k in ("task", "trial", "condition")}, **extra,
+        )  # fmt: skip
+
+    def dropped(self, items: list[tuple[int, int]]) -> None:
+        """Pulses the device process dropped (a stream stalled): no pulse then.
+
+        Called with the runner's schedule lock held.
+        """
+        for block, index in items:
+            if block != self.block.index:
+                continue
+            self.withdrawn += 1
+            fields = self.runner._online_fields.pop((block, index))
+            self._no_pulse(self.deadlines[index], fields, stalled=True)
+
     def _forward(self) -> None:
+        r = self.runner
         while True:
             item = self.queue.get()
             if item is None:
                 return
             deadline, index = item
-            if self.runner.stop() or self.runner.skip.is_set():
+            if r.stop() or r.skip.is_set():
                 continue  # aborted or skipped: a disarm already dropped the rest
-            try:
-                self.runner.device.schedule(
-                    self.block.index, [(deadline, index, self.planned.delivery)]
-                )
-            except Exception as exc:  # noqa: BLE001 - ends the session safely
-                self.error = f"online pulse not scheduled: {exc}"
-                self.runner.stop.set(self.error)
-                return
+            with r._schedule_lock:
+                if r.stalled.is_set():
+                    # The stream stopped after the event: this pulse is off.
+                    self.dropped([(self.block.index, index)])
+                    continue
+                try:
+                    r.device.schedule(
+                        self.block.index, [(deadline, index, self.planned.delivery)]
+                    )
+                except Exception as exc:  # noqa: BLE001 - ends the session safely
+                    self.error = f"online pulse not scheduled: {exc}"
+                    r.stop.set(self.error)
+                    return
 
     def finish(self) -> dict:
         """Wait for the last pulse, disarm, and say what was delivered."""
@@ -123,7 +149,8 @@ class OnlinePulses:
         self.thread.join(timeout=5.0)
         wait_until = max(self.last_deadline, pylsl.local_clock()) + 1.0
         while (
-            r._block_delivered.get(self.block.index, 0) < self.scheduled
+            r._block_delivered.get(self.block.index, 0)
+            < self.scheduled - self.withdrawn
             and pylsl.local_clock() < wait_until
             and r.device.fault is None
         ):
@@ -133,12 +160,12 @@ class OnlinePulses:
             # On a fault the session's safe stop disarms (or kills) instead.
             r.device.request("disarm")
             r.journal.write("disarmed", block=self.block.index)
-        if delivered < self.scheduled and not r.stop():
-            r.stop.set(
-                f"online TMS: {delivered} of {self.scheduled} pulses were delivered"
-            )
+        expected = self.scheduled - self.withdrawn
+        if delivered < expected and not r.stop():
+            r.stop.set(f"online TMS: {delivered} of {expected} pulses were delivered")
         return {
             "pulses_scheduled": self.scheduled,
             "pulses_delivered": delivered,
+            "pulses_withdrawn": self.withdrawn,
             "no_pulse_trials": self.no_pulse,
         }

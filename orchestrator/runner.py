@@ -162,6 +162,11 @@ class SessionRunner:
         self.skip = threading.Event()
         #: Set while a required stream has stopped: no pulse is given then.
         self.stalled = threading.Event()
+        #: Held while pulses are scheduled or dropped, so a stall never
+        #: falls between checking the flag and scheduling.
+        self._schedule_lock = threading.Lock()
+        #: The online pulses of the task block running now, if any.
+        self._online: OnlinePulses | None = None
         self._watch: StreamWatch | None = None
         self.recording_check: dict | None = None
         self.state: ConsoleState | None = None
@@ -449,15 +454,40 @@ class SessionRunner:
         return result
 
     def _on_stream_stall(self, name: str, age_s: float) -> None:
-        # Called on the watch thread: set flags and record, nothing slow.
-        self.stalled.set()
-        self.journal.write("stream_stalled", stream=name, age_s=age_s)
-        if self.markers is not None:
-            self.markers.push("stream_stalled", stream=name, age_s=age_s)
+        # Called on the watch thread: the pulses stop here and now, not when
+        # the main thread next looks (a frame later, or a pulse later).
+        with self._schedule_lock:
+            self.stalled.set()
+            self.journal.write("stream_stalled", stream=name, age_s=age_s)
+            if self.markers is not None:
+                self.markers.push("stream_stalled", stream=name, age_s=age_s)
+            self._hold()
         if self.state is not None:
             self.state.warn(
                 f"stream {name} stopped ({age_s:.1f} s): stimulation paused"
             )
+
+    def _hold(self) -> None:
+        """Drop every scheduled pulse in the device process, at once.
+
+        The unit stays armed; the block's own code disarms, waits for the
+        streams and reschedules what was not given. Online pulses dropped here
+        become ``no_pulse`` trials.
+        """
+        if self.device is None or self.device.fault is not None:
+            return
+        try:
+            held = self.device.request("hold", timeout=2.0)
+        except DeviceFault as exc:
+            # The device fault ends the session (and its safe stop disarms).
+            logger.warning("hold after a stream stall failed: %s", exc)
+            return
+        dropped = [tuple(item) for item in held["dropped"]]
+        self.journal.write(
+            "stimulation_held", held_at=held["held_at"], pulses_dropped=len(dropped)
+        )
+        if self._online is not None:
+            self._online.dropped(dropped)
 
     def _on_stream_recover(self, name: str) -> None:
         self.journal.write("stream_recovered", stream=name)
@@ -533,7 +563,7 @@ class SessionRunner:
 
         outcome: dict = {}
         if isinstance(block, RestBlock):
-            show_fixation(win, block.duration_s, clock=clock, should_stop=self._leave)
+            show_fixation(win, block.duration_s, clock=clock, should_stop=self._ending)
         elif isinstance(block, InstructionsBlock):
             show_text(win, block.text, block.duration_s, clock=clock)
         elif isinstance(block, StimulateBlock):
@@ -604,9 +634,12 @@ class SessionRunner:
         starts = times
         if planned.delivery == "device_train":
             starts = times[:: block.pattern.pulses_per_train]
-        self.device.schedule(
-            block.index, [(t, i, planned.delivery) for i, t in enumerate(starts)]
-        )
+        with self._schedule_lock:
+            if not self.stalled.is_set():  # else the pause below schedules
+                self.device.schedule(
+                    block.index,
+                    [(t, i, planned.delivery) for i, t in enumerate(starts)],
+                )
         end = t_block + planned.duration_s
         self.state.update(
             next_event=lambda: next((t for t in times if t > clock()), end)
@@ -641,13 +674,21 @@ class SessionRunner:
         self.state.update(device=self.device.request("disarm"), next_event=None)
         self.journal.write("disarmed", block=block.index)
         show_fixation(
-            win, max(0.0, end - clock()), clock=clock, should_stop=self._leave
+            win, max(0.0, end - clock()), clock=clock, should_stop=self._ending
         )
         return {"pulses_planned": planned.pulses}
 
+    def _ending(self) -> bool:
+        """Whether the current block ends now (abort or skip).
+
+        A stalled stream doesn't end a rest or a task block: the stimulation
+        is held, the participant's block goes on.
+        """
+        return self.stop() or self.skip.is_set()
+
     def _leave(self) -> bool:
-        """Whether the current block must stop waiting (abort, skip, stream loss)."""
-        return self.stop() or self.skip.is_set() or self.stalled.is_set()
+        """Whether a stimulation block must stop waiting (abort, skip, stream loss)."""
+        return self._ending() or self.stalled.is_set()
 
     def _pause_for_streams(self, win, block, planned, times: list[float]) -> list:
         """A required stream stopped: disarm, wait for it, reschedule what is left.
@@ -678,10 +719,13 @@ class SessionRunner:
         self.state.update(device=self.device.request("arm", 3.0, timeout=6.0))
         start = clock() + 0.5 - offsets[left[0]]
         new_times = [start + offsets[i] for i in left]
-        self.device.schedule(
-            block.index,
-            [(t, i, planned.delivery) for i, t in zip(left, new_times, strict=True)],
-        )
+        with self._schedule_lock:
+            if self.stalled.is_set():
+                return times  # stalled again already: the caller pauses again
+            items = zip(left, new_times, strict=True)
+            self.device.schedule(
+                block.index, [(t, i, planned.delivery) for i, t in items]
+            )
         self.journal.write("stimulation_resumed", block=block.index)
         self.say("  streams back: stimulation resumed")
         if per > 1:
@@ -754,6 +798,7 @@ class SessionRunner:
         if block.tms is not None:
             online = OnlinePulses(self, block, planned)
             online.start()
+            self._online = online
         try:
             result = run_task_block(
                 win,
@@ -766,12 +811,13 @@ class SessionRunner:
                 block=block.index,
                 participant=participant,
                 clock=pylsl.local_clock,
-                should_stop=self._leave,
+                should_stop=self._ending,
                 start_level=start_level,
                 on_event=None if online is None else online.on_event,
             )
         finally:
             outcome_online = {} if online is None else online.finish()
+            self._online = None
         if result.stopped and not self.stop() and not self.skip.is_set():
             self.stop.set("task stopped (escape key)")
         elif result.level is not None:

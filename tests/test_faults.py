@@ -112,10 +112,10 @@ def _run(args: list[str], logs: Path) -> Finished:
         _kill_group(proc)
 
 
-def _run_args(data: Path, *extra: str) -> list[str]:
+def _run_args(data: Path, *extra: str, protocol: Path = PROTOCOL) -> list[str]:
     return [
         "run",
-        str(PROTOCOL),
+        str(protocol),
         "--participant",
         PARTICIPANT,
         "--session",
@@ -466,22 +466,79 @@ def test_eeg_loss_pauses_stimulation_and_the_session_completes(tmp_path):
     run = _read_run(data, 1)
     _check_completed_run(run)
     _check_pulses_within_plan(run, None)
-    pause = ("stream_stalled", "stimulation_paused")
+    pause = ("stream_stalled", "stimulation_held", "stimulation_paused")
     resume = ("stream_recovered", "stimulation_resumed")
     order = [e["event"] for e in run.journal if e["event"] in pause + resume]
     assert order == [*pause, *resume]
     (stalled,) = run.events("stream_stalled")
+    (held,) = run.events("stimulation_held")
     (resumed,) = run.events("stimulation_resumed")
     (start,) = [e for e in run.events("block_start") if e["block"] == 0]
     (end,) = [e for e in run.events("block_end") if e["block"] == 0]
     assert start["clock"] < stalled["clock"] < end["clock"]
-    # Every planned pulse exactly once, none while the stream was known down
-    # (its first second, until the stall is detected, can't be known).
+    # The device process dropped its schedule as soon as the stall was known
+    # (by its own clock), not a pulse later.
+    assert stalled["clock"] <= held["held_at"] < stalled["clock"] + 0.5
+    assert held["pulses_dropped"] >= 1
+    # Every planned pulse exactly once, none after the hold until the resume
+    # (the stream's first second, until the stall is detected, can't be known;
+    # a pulse whose bytes were being written as the hold came may land 2 ms on).
     planned = run.plan["total_pulses"]
     assert sorted(p["pulse"] for p in run.pulses) == list(range(planned))
     assert len(run.sim_pulses) == planned
     sim = run.sim_pulses
-    assert not np.any((sim > stalled["clock"]) & (sim < resumed["clock"])), sim
+    during = (sim > held["held_at"] + 0.002) & (sim < resumed["clock"])
+    assert not np.any(during), (sim, held)
+
+
+def test_eeg_loss_during_online_tms_withdraws_its_pulses(tmp_path):
+    """Online TMS on every trial while the EEG stops for 3 s mid-task.
+
+    Trials whose pulse would fall in the stall get a ``no_pulse`` marker with
+    the reason instead, also those whose pulse was already scheduled when the
+    stall became known; every other trial has its pulse 150 ms after onset.
+    """
+    data = tmp_path / "data"
+    # The task's trials run from ~6 to ~30 s after the rig starts; the stall
+    # becomes known ~1 s into the silence.
+    protocol = PROTOCOL.parent / "online_pulses.yaml"
+    args = _run_args(data, "--sim-eeg-dropout", "12.5,3", protocol=protocol)
+    finished = _run(args, tmp_path / "run")
+    assert finished.returncode == 0, str(finished)
+    run = _read_run(data, 1)
+    _check_completed_run(run)
+    order = [
+        e["event"]
+        for e in run.journal
+        if e["event"] in ("stream_stalled", "stimulation_held", "stream_recovered")
+    ]
+    assert order == ["stream_stalled", "stimulation_held", "stream_recovered"]
+    (held,) = run.events("stimulation_held")
+    (recovered,) = run.events("stream_recovered")
+    sim = run.sim_pulses
+    during = (sim > held["held_at"] + 0.002) & (sim < recovered["clock"])
+    assert not np.any(during), (sim, held)
+    # Every trial has its pulse or its no_pulse (with the reason), never both.
+    markers = read_markers(run.folder.file("recording.xdf"))
+    onsets = markers[markers.event == "stim_onset"].set_index("trial").time
+    pulses = markers[markers.event == "pulse"].set_index("trial")
+    missed = markers[markers.event == "no_pulse"].set_index("trial")
+    assert len(onsets) == 16
+    assert sorted([*pulses.index, *missed.index]) == sorted(onsets.index)
+    assert len(missed) >= 1 and set(missed.reason) == {"stream_stalled"}
+    assert len(sim) == len(pulses) == len(run.pulses)
+    # Locked to the flip: scheduled at onset + 1 s (the marker times are
+    # synchronised by the reader, `scheduled` is the runner's clock: a few µs
+    # apart), given on time (generous; benchmarks/pulse_timing.py measures).
+    assert np.allclose(pulses.scheduled - onsets[pulses.index], 1.0, atol=1e-4)
+    assert np.allclose(missed.time - onsets[missed.index], 1.0, atol=1e-4)
+    assert np.all(np.abs(sim - pulses.scheduled.to_numpy()) < 0.005), sim
+    (end,) = run.events("block_end")
+    assert end["pulses_delivered"] == len(pulses)
+    assert end["pulses_delivered"] + end["pulses_withdrawn"] == end["pulses_scheduled"]
+    # The dropout is placed so that the stall is usually known between a
+    # trial's onset and its pulse (then one pulse is withdrawn).
+    assert end["pulses_withdrawn"] == held["pulses_dropped"]
 
 
 # -- 3. signals ---------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -436,6 +437,7 @@ def test_keep_alive_while_main_process_is_busy(tmp_path):
 
 _OWNER = """
 import sys
+import threading
 from stimtrain.orchestrator.device_process import DeviceConfig, DeviceProcess
 
 if __name__ == "__main__":
@@ -552,4 +554,64 @@ def test_bad_requests_are_refused_without_a_fault(magstim_session):
         s.device.request("explode")
     # The process survives a refused command and still answers.
     assert s.device.request("status")["remote_control"]
+    assert s.faults == []
+
+
+# ------------------------------------------------------------ holding pulses
+def _sleep_until(t):
+    while (left := t - pylsl.local_clock()) > 0:
+        time.sleep(min(left, 0.002))
+
+
+def test_hold_drops_a_pulse_due_in_the_next_milliseconds(magstim_session):
+    """A hold (a stream stalled) is never deferred behind the next pulse."""
+    s = magstim_session()
+    t0 = pylsl.local_clock() + 0.3
+    times = [t0, t0 + 0.1, t0 + 0.2]
+    s.device.schedule(0, [(t, i, "trigger") for i, t in enumerate(times)])
+    # Inside the device's guard (>= 30 ms), where other requests wait.
+    _sleep_until(t0 - 0.012)
+    held = s.device.request("hold")
+    s.no_pulse_beyond(3)
+    fired = {r.index for r in s.reports}
+    dropped = {index for block, index in held["dropped"]}
+    assert fired | dropped == {0, 1, 2} and not fired & dropped, (fired, dropped)
+    assert all(p.time < held["held_at"] + 0.002 for p in s.sim.pulses)
+    if held["held_at"] < t0:  # the hold got there in time, as it nearly always does
+        assert fired == set() and s.sim.pulses == []
+    assert _armed(s.sim)  # a hold leaves the unit armed: the runner disarms
+    assert s.faults == []
+
+
+def test_a_request_near_a_pulse_waits_for_it(magstim_session):
+    """A status request due just before a pulse is answered after it."""
+    s = magstim_session()
+    t0 = pylsl.local_clock() + 0.3
+    s.device.schedule(0, [(t0, 0, "trigger")])
+    _sleep_until(t0 - 0.012)
+    s.device.request("status")
+    answered = pylsl.local_clock()
+    assert s.device.wait_block(0, timeout=2)
+    (report,) = s.reports
+    assert abs(report.actual - t0) < 0.005  # generous: the pulse was not moved
+    assert answered > report.actual
+    assert s.faults == []
+
+
+def test_disarm_near_a_pulse_also_drops_a_deferred_schedule(magstim_session):
+    """Messages keep their order: a schedule deferred before a disarm is dropped."""
+    s = magstim_session()
+    t0 = pylsl.local_clock() + 0.3
+    s.device.schedule(0, [(t0, 0, "trigger")])
+    _sleep_until(t0 - 0.02)
+    late = threading.Thread(
+        target=s.device.schedule, args=(1, [(t0 + 0.05, 0, "trigger")])
+    )
+    late.start()
+    time.sleep(0.004)
+    state = s.device.request("disarm")
+    late.join(2.0)
+    assert not state["armed"]
+    s.no_pulse_beyond(0, settle=0.2)
+    assert s.sim.pulses == [] and s.reports == []
     assert s.faults == []
