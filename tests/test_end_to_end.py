@@ -108,7 +108,7 @@ def test_one_pulse_marker_per_planned_pulse(demo_session):
     assert max(abs(e) for e in errors) < 0.005
 
 
-def test_artifact_within_one_sample_of_each_pulse_marker(demo_session):
+def test_eeg_artifact_follows_each_pulse_marker(demo_session):
     folder, _ = demo_session
     eeg, times, markers = _streams(folder)
     channels = eeg["info"]["desc"][0]["channels"][0]["channel"]
