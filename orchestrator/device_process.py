@@ -192,6 +192,8 @@ class _Worker:
         self.expect_armed = False
         #: Clock time of the last byte written to the stimulator.
         self.last_tx = 0.0
+        #: Schedule requests per block (tags its "schedule_done").
+        self.scheduled: dict[int, int] = {}
         #: Messages that arrived too close to a pulse, handled after it.
         self.deferred: collections.deque = collections.deque()
         #: Pulses dropped by a hold or disarm (reported by the hold) and when.
@@ -269,9 +271,11 @@ class _Worker:
             self.stim.disarm()
             return self.stim.state().as_dict()
         if cmd == "hold":
-            # The schedule was dropped when this arrived (see run): say when,
-            # by this process's clock, and which pulses will not be given.
-            self._drop_schedule()
+            # A hold of everything dropped the schedule as it arrived (see
+            # run); a hold from a clock time on (a pause at a safe point)
+            # drops the pulses due from then. Say when, by this process's
+            # clock, and which pulses will not be given.
+            self._drop_schedule(*args)
             dropped = [(block, index) for _, block, index, _ in self.dropped]
             held = {"held_at": self.dropped_at, "dropped": dropped}
             self.dropped, self.dropped_at = [], None
@@ -288,7 +292,8 @@ class _Worker:
                     )
             self.schedule.extend((t, block, i, via) for t, i, via in items)
             self.schedule.sort()
-            return len(self.schedule)
+            self.scheduled[block] = self.scheduled.get(block, 0) + 1
+            return self.scheduled[block]
         raise ValueError(f"unknown device command {cmd!r}")
 
     def _set_train(self, frequency_hz: float, pulses: int) -> None:
@@ -436,7 +441,9 @@ class _Worker:
             ("pulse", PulseReport(block, index, deadline, actual, via, confirmed))
         )
         if not any(item[1] == block for item in self.schedule):
-            self.outbox.send(("schedule_done", block))
+            # Tagged with the block's schedule requests so far: a block
+            # rescheduled after a pause is done only once its new pulses are.
+            self.outbox.send(("schedule_done", block, self.scheduled[block]))
 
     # ---------------------------------------------------------------- loop
     def run(self, conn) -> None:
@@ -494,10 +501,11 @@ class _Worker:
             if self.keep_alive_due(clock()):
                 self.supervise()
 
-    def _drop_schedule(self) -> None:
-        if self.schedule:
-            self.dropped.extend(self.schedule)
-            self.schedule.clear()
+    def _drop_schedule(self, after: float | None = None) -> None:
+        """Drop the scheduled pulses (those due at or after ``after``)."""
+        keep = [] if after is None else [p for p in self.schedule if p[0] < after]
+        self.dropped.extend(p for p in self.schedule if p not in keep)
+        self.schedule[:] = keep
         if self.dropped_at is None:
             self.dropped_at = pylsl.local_clock()
 
@@ -576,8 +584,15 @@ class _Worker:
 
 
 def _drops_schedule(msg: tuple) -> bool:
-    """Whether a message stops pulses (handled at once, never deferred)."""
-    return msg[0] == "stop" or (msg[0] == "call" and msg[2][0] in ("disarm", "hold"))
+    """Whether a message stops all pulses (handled at once, never deferred).
+
+    A hold from a later time on (a pause) is an ordinary request: the caller
+    picks a time beyond the next pulse's guard.
+    """
+    if msg[0] == "stop":
+        return True
+    body = msg[2] if msg[0] == "call" else ()
+    return body[:1] == ("disarm",) or body == ("hold",)
 
 
 class _LinkFault(Exception):
@@ -639,7 +654,10 @@ class DeviceProcess:
         self._replies: dict[int, tuple[bool, object]] = {}
         self._cond = threading.Condition()
         self._next_id = 0
-        self._done_blocks: set[int] = set()
+        #: block -> its schedule requests when its pulses were last all given.
+        self._done_blocks: dict[int, int] = {}
+        #: block -> its schedule requests so far.
+        self._scheduled: dict[int, int] = {}
         self.fault: str | None = None
         #: What the process did with the stimulator when it ended (its disarm).
         self.shutdown_result: str | None = None
@@ -701,7 +719,7 @@ class DeviceProcess:
                     self._set_fault("the runner failed to record a pulse")
             elif kind == "schedule_done":
                 with self._cond:
-                    self._done_blocks.add(msg[1])
+                    self._done_blocks[msg[1]] = msg[2]
                     self._cond.notify_all()
             elif kind == "fault":
                 self._set_fault(msg[1])
@@ -724,8 +742,13 @@ class DeviceProcess:
         Commands: ``("set_power", percent)`` or ``("set_intensity", a[, b])``,
         ``("arm", ready_timeout)``, ``("disarm",)``, ``("status",)`` (each
         returns the state as a dict, see
-        :meth:`~stimtrain.devices.stimulator.StimulatorState.as_dict`), and
-        ``("schedule", block, items)``.
+        :meth:`~stimtrain.devices.stimulator.StimulatorState.as_dict`),
+        ``("schedule", block, items)``, and ``("hold",)`` or
+        ``("hold", after)``: drop the scheduled pulses (those due at or after
+        clock time ``after``), leaving the unit armed; returns ``held_at``
+        (when, by the device process's clock) and ``dropped`` (their
+        ``(block, index)``). A disarm or a hold of everything is handled the
+        moment it arrives, even just before a pulse.
         """
         if self.fault is not None:
             raise DeviceFault(self.fault)
@@ -757,13 +780,15 @@ class DeviceProcess:
         ``"paired"`` (the same, for a unit that fires a pair on one command)
         or ``"trigger"`` (the configured trigger line).
         """
-        self.request("schedule", block, items)
+        count = self.request("schedule", block, items)
+        with self._cond:
+            self._scheduled[block] = count
 
     def wait_block(self, block: int, timeout: float) -> bool:
         """Wait until every pulse of ``block`` was fired; False on timeout/fault."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while block not in self._done_blocks:
+            while self._done_blocks.get(block, -1) < self._scheduled.get(block, 0):
                 if self.fault is not None:
                     return False
                 left = deadline - time.monotonic()

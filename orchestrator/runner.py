@@ -10,6 +10,7 @@ close the recording and write the summary.
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import pylsl
 
+from .block_timeline import BlockTimeline
 from .checking import CheckedProtocol, check_file
 from .console import ConsoleState, OperatorConsole, StreamHealth, TaskProgress
 from .device_process import DeviceConfig, DeviceFault, DeviceProcess, PulseReport
@@ -630,35 +632,31 @@ class SessionRunner:
             shift = clock() + 0.1 - first
             t_block += shift
             self.journal.write("block_late", block=block.index, shift_s=shift)
-        times = [t_block + off for off in planned.pulse_offsets_s]
-        starts = times
-        if planned.delivery == "device_train":
-            starts = times[:: block.pattern.pulses_per_train]
+        timeline = BlockTimeline(
+            planned.pulse_offsets_s,
+            block.pattern.pulses_per_train if planned.delivery == "device_train" else 1,
+            planned.duration_s,
+        )
         with self._schedule_lock:
-            if not self.stalled.is_set():  # else the pause below schedules
+            if not self.stalled.is_set():  # else the interruption below schedules
                 self.device.schedule(
                     block.index,
-                    [(t, i, planned.delivery) for i, t in enumerate(starts)],
+                    timeline.items(t_block, range(timeline.n_units), planned.delivery),
                 )
-        end = t_block + planned.duration_s
-        self.state.update(
-            next_event=lambda: next((t for t in times if t > clock()), end)
-        )
-        show_fixation(
-            win, max(0.0, times[-1] - clock()), clock=clock, should_stop=self._leave
-        )
-        if self.stop():
-            raise SessionAborted(self.stop.reason)
-        while self.stalled.is_set() and not self.stop() and not self.skip.is_set():
-            times = self._pause_for_streams(win, block, planned, times)
-            if times:
-                show_fixation(
-                    win,
-                    max(0.0, times[-1] - clock()),
-                    clock=clock,
-                    should_stop=self._leave,
-                )
-            end = clock() + (planned.duration_s - planned.pulse_offsets_s[-1])
+        start, pausable = t_block, True
+        while True:
+            self._show_next_pulse(timeline, start)
+            leave = functools.partial(self._leave, pausable)
+            show_fixation(
+                win,
+                max(0.0, timeline.last_pulse(start) - clock()),
+                clock=clock,
+                should_stop=leave,
+            )
+            if self._ending() or not leave():
+                break
+            start, pausable = self._interrupt(win, block, planned, timeline, start)
+        end = timeline.end(start)
         if self.stop():
             raise SessionAborted(self.stop.reason)
         if self.skip.is_set():
@@ -686,53 +684,104 @@ class SessionRunner:
         """
         return self.stop() or self.skip.is_set()
 
-    def _leave(self) -> bool:
-        """Whether a stimulation block must stop waiting (abort, skip, stream loss)."""
-        return self._ending() or self.stalled.is_set()
+    def _leave(self, pausable: bool) -> bool:
+        """Whether a stimulation block must stop waiting for its pulses.
 
-    def _pause_for_streams(self, win, block, planned, times: list[float]) -> list:
-        """A required stream stopped: disarm, wait for it, reschedule what is left.
+        It must on an abort or skip, a stalled stream, and the pause key
+        while the block still has a safe point to pause at.
+        """
+        return (
+            self._ending()
+            or self.stalled.is_set()
+            or (pausable and self.pause.is_set())
+        )
 
-        Pulses not yet given keep their intervals, shifted after the pause;
-        nothing is given twice, so the block never exceeds its plan.
+    def _show_next_pulse(self, timeline: BlockTimeline, start: float) -> None:
+        clock = pylsl.local_clock
+        times = [start + off for off in timeline.offsets]
+        end = timeline.end(start)
+        self.state.update(
+            next_event=lambda: next((t for t in times if t > clock()), end)
+        )
+
+    def _interrupt(
+        self, win, block, planned, timeline: BlockTimeline, start: float
+    ) -> tuple[float, bool]:
+        """Hold a stimulation block (stalled stream or pause key), then go on.
+
+        A stalled stream has held every pulse already (:meth:`_hold`); the
+        operator's pause takes effect at the next safe point (see
+        :meth:`BlockTimeline.safe_point`): the pulses before it are given
+        first. Then the unit is disarmed until the streams are back and the
+        pause is over, and the units not yet given are rescheduled with their
+        intervals, so nothing is given twice and the block never exceeds its
+        plan. Returns the block's new start and whether the pause key can
+        still interrupt it.
         """
         from stimtrain.tasks.runner import show_fixation
 
         clock = pylsl.local_clock
+        given = lambda: set(self._fired.get(block.index, set()))  # noqa: E731
+        stalled = self.stalled.is_set()
+        if not stalled:
+            point = timeline.safe_point(start, given(), clock() + PAUSE_LEAD_S)
+            if point is None:
+                self.journal.write(
+                    "pause_deferred",
+                    block=block.index,
+                    reason="no safe point left in this block",
+                )
+                self.say("  pause: no safe point left in this block; after it")
+                return start, False
+            unit, t_safe = point
+            held = self.device.request("hold", t_safe)
+            self.journal.write(
+                "stimulation_held",
+                held_at=held["held_at"],
+                pulses_dropped=len(held["dropped"]),
+                reason="operator pause",
+                from_unit=unit,
+            )
+            self.say(f"  pausing before pulse {unit + 1} of the block")
+            last = timeline.last_pulse_before(start, t_safe)
+            if last is not None:
+                # The units before the safe point are given first.
+                show_fixation(
+                    win,
+                    max(0.0, last - clock() + 0.05),
+                    clock=clock,
+                    should_stop=self._ending,
+                )
+        reason = "stream stalled" if stalled else "operator pause"
+        # The disarm's reply follows every pulse report: ``given`` is complete.
         self.state.update(device=self.device.request("disarm"))
-        offsets = list(planned.pulse_offsets_s)
-        per = 1
-        if planned.delivery == "device_train":
-            # Units are whole trains: the disarm cut a running train short.
-            per = block.pattern.pulses_per_train
-            offsets = offsets[::per]
-        fired = self._fired.get(block.index, set())
-        left = [i for i in range(len(offsets)) if i not in fired]
+        left = timeline.left(given())
         self.journal.write(
-            "stimulation_paused", block=block.index, pulses_left=len(left)
+            "stimulation_paused",
+            block=block.index,
+            pulses_left=len(left),
+            reason=reason,
         )
-        self.say(f"  a required stream stopped: stimulation paused ({len(left)} left)")
-        while self.stalled.is_set() and not self.stop() and not self.skip.is_set():
-            show_fixation(win, 0.1, clock=clock, should_stop=self.stop)
-        if self.stop() or self.skip.is_set() or not left:
-            return []
+        self.say(f"  {reason}: stimulation paused ({len(left)} left)")
+        if not stalled:
+            self.state.update(status="paused")
+        while (self.stalled.is_set() or self.pause.is_set()) and not self._ending():
+            show_fixation(win, 0.1, clock=clock, should_stop=self._ending)
+        if not self._ending():
+            self.state.update(status="running")
+        if self._ending() or not left:
+            return start, True
         self.state.update(device=self.device.request("arm", 3.0, timeout=6.0))
-        start = clock() + 0.5 - offsets[left[0]]
-        new_times = [start + offsets[i] for i in left]
+        start = timeline.restart(given(), clock() + 0.5)
         with self._schedule_lock:
             if self.stalled.is_set():
-                return times  # stalled again already: the caller pauses again
-            items = zip(left, new_times, strict=True)
+                return start, True  # stalled again already: interrupted again
             self.device.schedule(
-                block.index, [(t, i, planned.delivery) for i, t in items]
+                block.index, timeline.items(start, left, planned.delivery)
             )
         self.journal.write("stimulation_resumed", block=block.index)
-        self.say("  streams back: stimulation resumed")
-        if per > 1:
-            # Wait until the last pulse of the last train, not its start.
-            last = block.pattern.pulses_per_train / block.pattern.frequency_hz
-            new_times = [*new_times, new_times[-1] + last]
-        return new_times
+        self.say("  stimulation resumed")
+        return start, True
 
     def _pause_point(self, index: int) -> None:
         """A safe point between blocks: hold here while the operator paused."""
@@ -857,6 +906,9 @@ class SessionRunner:
 
 #: A required stream with no new sample for this long pauses stimulation.
 STREAM_STALL_S = 1.0
+#: The operator's pause stops before a unit at least this far ahead (beyond
+#: the device process's guard before a pulse).
+PAUSE_LEAD_S = 0.5
 
 
 class _HealthFeed:

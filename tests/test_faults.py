@@ -27,6 +27,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -593,3 +594,143 @@ def test_signal_mid_block_then_resume(tmp_path, sig, reason, resume):
     assert 0 <= len(run.sim_pulses) - len(run.pulses) <= (1 if killed else 0)
     if resume:
         _resume(data, tmp_path)
+
+
+# -- 4. operator keys, in a real terminal ---------------------------------------
+class _Terminal:
+    """``stimtrain run`` in a pseudo-terminal: its console is live, keys are on."""
+
+    def __init__(self, args: list[str]) -> None:
+        master, slave = os.openpty()
+        self.proc = subprocess.Popen(
+            [*CLI, *args],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            start_new_session=True,
+        )
+        os.close(slave)
+        self.master = master
+        self.output = bytearray()
+        # Drained all the time: a full terminal would block the console.
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                data = os.read(self.master, 65536)
+            except OSError:  # EIO: the run closed the terminal
+                return
+            if not data:
+                return
+            self.output += data
+
+    def press(self, key: str) -> float:
+        os.write(self.master, key.encode())
+        return pylsl.local_clock()
+
+    def finish(self) -> Finished:
+        try:
+            self.proc.wait(RUN_TIMEOUT_S)
+        finally:
+            _kill_group(self.proc)
+            self._reader.join(5)
+            os.close(self.master)
+        text = self.output.decode("utf-8", "replace")
+        return Finished(self.proc.returncode, text, "")
+
+
+def _wait_for_pulses(journal: Path, n: int, term: _Terminal) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if term.proc.poll() is not None:
+            raise AssertionError(f"the run ended early: {term.finish()}")
+        if journal.exists():
+            if sum(e.get("event") == "pulse" for e in read_journal(journal)) >= n:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"fewer than {n} pulses in {journal.name} within 90 s")
+
+
+def test_pause_key_holds_the_block_at_a_safe_point_then_resumes(tmp_path):
+    data = tmp_path / "data"
+    term = _Terminal(_run_args(data))
+    journal = _folder(data, 1).file("journal.jsonl")
+    try:
+        _wait_for_pulses(journal, 2, term)
+        term.press("p")
+        _wait_for_event(journal, "stimulation_paused", term.proc)
+        time.sleep(2.5)  # paused: more than two planned intervals
+        term.press("r")
+        finished = term.finish()
+    finally:
+        _kill_group(term.proc)
+    assert finished.returncode == 0, str(finished)
+    run = _read_run(data, 1)
+    _check_completed_run(run)
+    _check_pulses_within_plan(run, None)
+    keys = [(e["key"], e["action"]) for e in run.events("operator_key")]
+    assert keys == [("p", "pause"), ("r", "resume")]
+    (held,) = run.events("stimulation_held")
+    (paused,) = run.events("stimulation_paused")
+    (resumed,) = run.events("stimulation_resumed")
+    assert held["reason"] == paused["reason"] == "operator pause"
+    # Single pulses 1.1 s apart: every gap is a safe point; the pulse due
+    # within the pause's lead was still given, the rest waited.
+    planned = run.plan["total_pulses"]
+    assert sorted(p["pulse"] for p in run.pulses) == list(range(planned))
+    assert len(run.sim_pulses) == planned
+    sim = run.sim_pulses
+    assert not np.any((sim > paused["clock"]) & (sim < resumed["clock"])), sim
+    assert paused["pulses_left"] == planned - np.sum(sim < paused["clock"])
+    assert resumed["clock"] - paused["clock"] > 2.0
+    # The console showed the pause.
+    assert "paused" in finished.stdout
+
+
+def test_abort_key_disarms_at_once(tmp_path):
+    data = tmp_path / "data"
+    term = _Terminal(_run_args(data))
+    journal = _folder(data, 1).file("journal.jsonl")
+    try:
+        _wait_for_pulses(journal, 2, term)
+        pressed = term.press("a")
+        finished = term.finish()
+    finally:
+        _kill_group(term.proc)
+    assert finished.returncode == 2, str(finished)
+    run = _read_run(data, 1)
+    # The abort is journaled with its key, then the disarm, within a pulse
+    # interval; no pulse after the disarm.
+    (key,) = run.events("operator_key")
+    assert (key["key"], key["action"]) == ("a", "abort")
+    disarms = run.events("disarmed")
+    assert disarms and disarms[0]["clock"] - pressed < INTERVAL_S
+    _check_stopped_run(run, reason="^operator abort key$", stop_clock=key["clock"])
+    assert 2 <= len(run.sim_pulses) < run.plan["total_pulses"]
+
+
+def test_skip_key_asks_then_skips_the_block(tmp_path):
+    data = tmp_path / "data"
+    term = _Terminal(_run_args(data))
+    journal = _folder(data, 1).file("journal.jsonl")
+    try:
+        _wait_for_pulses(journal, 2, term)
+        term.press("s")
+        time.sleep(0.3)
+        skipped = term.press("y")
+        finished = term.finish()
+    finally:
+        _kill_group(term.proc)
+    assert finished.returncode == 0, str(finished)
+    assert "press y to skip block 1" in finished.stdout
+    run = _read_run(data, 1)
+    keys = [(e["key"], e["action"]) for e in run.events("operator_key")]
+    assert keys == [("s", "skip_requested"), ("y", "skip")]
+    ends = {e["block"]: e for e in run.events("block_end")}
+    assert ends[0]["completed"] is False and ends[1]["completed"] is True
+    _check_pulses_within_plan(run, skipped + 0.05)
+    assert 2 <= len(run.sim_pulses) < run.plan["total_pulses"]
+    _check_device_disarmed(run)
+    _check_recording(run)
