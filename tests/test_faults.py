@@ -641,96 +641,83 @@ class _Terminal:
         return Finished(self.proc.returncode, text, "")
 
 
-def _wait_for_pulses(journal: Path, n: int, term: _Terminal) -> None:
+def _wait_for_pulses(journal: Path, block: int, n: int, term: _Terminal) -> None:
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if term.proc.poll() is not None:
             raise AssertionError(f"the run ended early: {term.finish()}")
         if journal.exists():
-            if sum(e.get("event") == "pulse" for e in read_journal(journal)) >= n:
+            events = read_journal(journal)
+            given = [e for e in events if e["event"] == "pulse" and e["block"] == block]
+            if len(given) >= n:
                 return
         time.sleep(0.05)
-    raise AssertionError(f"fewer than {n} pulses in {journal.name} within 90 s")
+    raise AssertionError(f"fewer than {n} pulses in block {block} within 90 s")
 
 
-def test_pause_key_holds_the_block_at_a_safe_point_then_resumes(tmp_path):
+def test_operator_keys_pause_skip_and_abort(tmp_path):
+    """The keys in a real terminal, one session: pause, then skip, then abort."""
     data = tmp_path / "data"
-    term = _Terminal(_run_args(data))
+    protocol = PROTOCOL.parent / "operator_keys.yaml"
+    term = _Terminal(_run_args(data, protocol=protocol))
     journal = _folder(data, 1).file("journal.jsonl")
     try:
-        _wait_for_pulses(journal, 2, term)
+        # Block 0: pause after two pulses, resume 2.5 s after the pause.
+        _wait_for_pulses(journal, 0, 2, term)
         term.press("p")
         _wait_for_event(journal, "stimulation_paused", term.proc)
-        time.sleep(2.5)  # paused: more than two planned intervals
+        time.sleep(2.5)
         term.press("r")
-        finished = term.finish()
-    finally:
-        _kill_group(term.proc)
-    assert finished.returncode == 0, str(finished)
-    run = _read_run(data, 1)
-    _check_completed_run(run)
-    _check_pulses_within_plan(run, None)
-    keys = [(e["key"], e["action"]) for e in run.events("operator_key")]
-    assert keys == [("p", "pause"), ("r", "resume")]
-    (held,) = run.events("stimulation_held")
-    (paused,) = run.events("stimulation_paused")
-    (resumed,) = run.events("stimulation_resumed")
-    assert held["reason"] == paused["reason"] == "operator pause"
-    # Single pulses 1.1 s apart: every gap is a safe point; the pulse due
-    # within the pause's lead was still given, the rest waited.
-    planned = run.plan["total_pulses"]
-    assert sorted(p["pulse"] for p in run.pulses) == list(range(planned))
-    assert len(run.sim_pulses) == planned
-    sim = run.sim_pulses
-    assert not np.any((sim > paused["clock"]) & (sim < resumed["clock"])), sim
-    assert paused["pulses_left"] == planned - np.sum(sim < paused["clock"])
-    assert resumed["clock"] - paused["clock"] > 2.0
-    # The console showed the pause.
-    assert "paused" in finished.stdout
-
-
-def test_abort_key_disarms_at_once(tmp_path):
-    data = tmp_path / "data"
-    term = _Terminal(_run_args(data))
-    journal = _folder(data, 1).file("journal.jsonl")
-    try:
-        _wait_for_pulses(journal, 2, term)
-        pressed = term.press("a")
+        # Block 1: skip it after two pulses (asked, then confirmed).
+        _wait_for_pulses(journal, 1, 2, term)
+        term.press("s")
+        time.sleep(0.3)
+        skipped = term.press("y")
+        # Block 2: abort after two pulses.
+        _wait_for_pulses(journal, 2, 2, term)
+        aborted = term.press("a")
         finished = term.finish()
     finally:
         _kill_group(term.proc)
     assert finished.returncode == 2, str(finished)
     run = _read_run(data, 1)
-    # The abort is journaled with its key, then the disarm, within a pulse
-    # interval; no pulse after the disarm.
-    (key,) = run.events("operator_key")
-    assert (key["key"], key["action"]) == ("a", "abort")
-    disarms = run.events("disarmed")
-    assert disarms and disarms[0]["clock"] - pressed < INTERVAL_S
-    _check_stopped_run(run, reason="^operator abort key$", stop_clock=key["clock"])
-    assert 2 <= len(run.sim_pulses) < run.plan["total_pulses"]
-
-
-def test_skip_key_asks_then_skips_the_block(tmp_path):
-    data = tmp_path / "data"
-    term = _Terminal(_run_args(data))
-    journal = _folder(data, 1).file("journal.jsonl")
-    try:
-        _wait_for_pulses(journal, 2, term)
-        term.press("s")
-        time.sleep(0.3)
-        skipped = term.press("y")
-        finished = term.finish()
-    finally:
-        _kill_group(term.proc)
-    assert finished.returncode == 0, str(finished)
-    assert "press y to skip block 1" in finished.stdout
-    run = _read_run(data, 1)
-    keys = [(e["key"], e["action"]) for e in run.events("operator_key")]
-    assert keys == [("s", "skip_requested"), ("y", "skip")]
+    keys = [(e["key"], e["action"], e["block"]) for e in run.events("operator_key")]
+    assert keys == [
+        ("p", "pause", 0),
+        ("r", "resume", 0),
+        ("s", "skip_requested", 1),
+        ("y", "skip", 1),
+        ("a", "abort", 2),
+    ]
+    # The console showed the pause and asked before skipping.
+    assert "paused" in finished.stdout
+    assert "press y to skip block 2 ('skipped')" in finished.stdout
     ends = {e["block"]: e for e in run.events("block_end")}
-    assert ends[0]["completed"] is False and ends[1]["completed"] is True
-    _check_pulses_within_plan(run, skipped + 0.05)
-    assert 2 <= len(run.sim_pulses) < run.plan["total_pulses"]
-    _check_device_disarmed(run)
-    _check_recording(run)
+    assert [ends[b]["completed"] for b in (0, 1, 2)] == [True, False, False]
+    sim = run.sim_pulses
+    pulses = {b: [p for p in run.pulses if p["block"] == b] for b in (0, 1, 2)}
+
+    # Pause: every gap of 1.1 s is a safe point; the pulse due within the
+    # pause's lead was still given, the rest waited and then came, each once.
+    (held,) = run.events("stimulation_held")
+    (paused,) = run.events("stimulation_paused")
+    (resumed,) = run.events("stimulation_resumed")
+    assert held["reason"] == paused["reason"] == "operator pause"
+    assert sorted(p["pulse"] for p in pulses[0]) == list(range(6))
+    assert not np.any((sim > paused["clock"]) & (sim < resumed["clock"])), sim
+    assert paused["pulses_left"] == 6 - np.sum(sim < paused["clock"])
+    assert resumed["clock"] - paused["clock"] > 2.0
+
+    # Skip: no pulse of block 1 after the confirmation; the unit disarmed.
+    assert 2 <= len(pulses[1]) < 6
+    assert all(p["clock"] < skipped + 0.05 for p in pulses[1])
+    disarms = [e for e in run.events("disarmed") if e.get("block") == 1]
+    assert disarms and disarms[0]["reason"] == "block skipped"
+
+    # Abort: disarmed within a pulse interval of the key, nothing after.
+    (key,) = [e for e in run.events("operator_key") if e["action"] == "abort"]
+    last_disarm = run.events("disarmed")[-1]
+    assert 0 < last_disarm["clock"] - aborted < INTERVAL_S
+    assert 2 <= len(pulses[2]) < 6
+    _check_stopped_run(run, reason="^operator abort key$", stop_clock=key["clock"])
+    assert len(sim) == len(run.pulses)
