@@ -90,7 +90,8 @@ class OnlinePulses:
         )
         if trial.index not in self.chosen or self.runner.stalled.is_set():
             # Not stimulated (or a required stream is down: no pulse then).
-            self._no_pulse(deadline, fields, stalled=trial.index in self.chosen)
+            reason = "stream_stalled" if trial.index in self.chosen else None
+            self._no_pulse(deadline, fields, reason=reason)
             return
         index = self.scheduled
         self.scheduled += 1
@@ -99,25 +100,28 @@ class OnlinePulses:
         self.deadlines[index] = deadline
         self.queue.put((deadline, index))
 
-    def _no_pulse(self, deadline: float, fields: dict, *, stalled: bool) -> None:
+    def _no_pulse(self, deadline: float, fields: dict, *, reason=None) -> None:
         self.no_pulse += 1
-        extra = {"reason": "stream_stalled"} if stalled else {}
+        extra = {} if reason is None else {"reason": reason}
         self.runner.markers.push(
             "no_pulse", deadline, block=self.block.index, scheduled=deadline,
             **{k: fields[k] for k in ("task", "trial", "condition")}, **extra,
         )  # fmt: skip
 
-    def dropped(self, items: list[tuple[int, int]]) -> None:
-        """Pulses the device process dropped (a stream stalled): no pulse then.
+    def dropped(
+        self, items: list[tuple[int, int]], reason: str = "stream_stalled"
+    ) -> None:
+        """Pulses the device process dropped (a stream stalled, a pause).
 
-        Called with the runner's schedule lock held.
+        Their trials get a ``no_pulse`` marker with ``reason``. Called with
+        the runner's schedule lock held.
         """
         for block, index in items:
             if block != self.block.index:
                 continue
             self.withdrawn += 1
             fields = self.runner._online_fields.pop((block, index))
-            self._no_pulse(self.deadlines[index], fields, stalled=True)
+            self._no_pulse(self.deadlines[index], fields, reason=reason)
 
     def _forward(self) -> None:
         r = self.runner
@@ -132,6 +136,9 @@ class OnlinePulses:
                 if r.stalled.is_set():
                     # The stream stopped after the event: this pulse is off.
                     self.dropped([(self.block.index, index)])
+                    continue
+                if r.task_paused.is_set():
+                    self.dropped([(self.block.index, index)], "operator pause")
                     continue
                 try:
                     r.device.schedule(

@@ -167,6 +167,8 @@ class SessionRunner:
         #: Held while pulses are scheduled or dropped, so a stall never
         #: falls between checking the flag and scheduling.
         self._schedule_lock = threading.Lock()
+        #: Set while a task block is paused between trials.
+        self.task_paused = threading.Event()
         #: The online pulses of the task block running now, if any.
         self._online: OnlinePulses | None = None
         self._watch: StreamWatch | None = None
@@ -469,12 +471,12 @@ class SessionRunner:
                 f"stream {name} stopped ({age_s:.1f} s): stimulation paused"
             )
 
-    def _hold(self) -> None:
+    def _hold(self, reason: str = "stream stalled") -> None:
         """Drop every scheduled pulse in the device process, at once.
 
         The unit stays armed; the block's own code disarms, waits for the
         streams and reschedules what was not given. Online pulses dropped here
-        become ``no_pulse`` trials.
+        become ``no_pulse`` trials. Called with the schedule lock held.
         """
         if self.device is None or self.device.fault is not None:
             return
@@ -486,10 +488,13 @@ class SessionRunner:
             return
         dropped = [tuple(item) for item in held["dropped"]]
         self.journal.write(
-            "stimulation_held", held_at=held["held_at"], pulses_dropped=len(dropped)
+            "stimulation_held",
+            held_at=held["held_at"],
+            pulses_dropped=len(dropped),
+            reason=reason,
         )
         if self._online is not None:
-            self._online.dropped(dropped)
+            self._online.dropped(dropped, reason.replace(" ", "_"))
 
     def _on_stream_recover(self, name: str) -> None:
         self.journal.write("stream_recovered", stream=name)
@@ -783,6 +788,36 @@ class SessionRunner:
         self.say("  stimulation resumed")
         return start, True
 
+    def _task_pause_point(self, win, block, online, trials_done: int) -> bool:
+        """Between two trials: hold here while the operator paused.
+
+        With online TMS, pulses still due from the last trial are withdrawn
+        and the unit is disarmed for the pause (a Magstim left armed without
+        firing disarms itself after a minute), then armed again.
+        """
+        from stimtrain.tasks.runner import show_text
+
+        if not self.pause.is_set():
+            return not self._ending()
+        if online is not None:
+            with self._schedule_lock:
+                self.task_paused.set()
+                self._hold(reason="operator pause")
+            self.state.update(device=self.device.request("disarm"))
+        self.journal.write("paused", block=block.index, after_trial=trials_done)
+        self.state.update(status="paused")
+        self.say(f"  paused after trial {trials_done}")
+        while self.pause.is_set() and not self._ending():
+            show_text(win, "Paused", 0.1, should_stop=self._ending)
+        if self._ending():
+            return False
+        if online is not None:
+            self.state.update(device=self.device.request("arm", 3.0, timeout=6.0))
+            self.task_paused.clear()
+        self.journal.write("resumed", block=block.index)
+        self.state.update(status="running")
+        return True
+
     def _pause_point(self, index: int) -> None:
         """A safe point between blocks: hold here while the operator paused."""
         if not self.pause.is_set():
@@ -863,6 +898,9 @@ class SessionRunner:
                 should_stop=self._ending,
                 start_level=start_level,
                 on_event=None if online is None else online.on_event,
+                between_trials=functools.partial(
+                    self._task_pause_point, win, block, online
+                ),
             )
         finally:
             outcome_online = {} if online is None else online.finish()

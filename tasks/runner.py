@@ -377,6 +377,7 @@ def run_task_block(
     break_every: int = 0,
     break_s: float = 10.0,
     frame_times: list[float] | None = None,
+    between_trials: Callable[[int], bool] | None = None,
 ) -> TaskBlockResult:
     """Run one block of a task.
 
@@ -432,6 +433,11 @@ def run_task_block(
         If given, the CPU time of every stimulus frame (draw and
         bookkeeping between the return of one flip and the next flip call,
         seconds) is appended to it, for benchmarks.
+    between_trials : callable | None
+        ``between_trials(trials_done)``, called after each trial's
+        inter-trial interval (not after the last): the safe point where the
+        session runner holds a pause, drawing on ``win`` meanwhile. It
+        returns False to stop the block.
 
     Returns
     -------
@@ -530,6 +536,10 @@ def run_task_block(
             extras = {"level": result.extra.get("level")} if adaptive else {}
             tsv.row(result, {**extras, **task.tsv_fields(result)})
             if not run.iti(timing):
+                stopped = True
+                break
+            last = i + 1 == len(state.trials)
+            if between_trials is not None and not last and not between_trials(i + 1):
                 stopped = True
                 break
             if break_every and (i + 1) % break_every == 0 and i + 1 < len(state.trials):

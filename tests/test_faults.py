@@ -673,8 +673,14 @@ def test_operator_keys_pause_skip_and_abort(tmp_path):
         term.press("s")
         time.sleep(0.3)
         skipped = term.press("y")
-        # Block 2: abort after two pulses.
-        _wait_for_pulses(journal, 2, 2, term)
+        # Block 2: a task with online TMS, paused between trials for 1.5 s.
+        _wait_for_pulses(journal, 2, 1, term)
+        term.press("p")
+        _wait_for_event(journal, "paused", term.proc)
+        time.sleep(1.5)
+        term.press("r")
+        # Block 3: abort after two pulses.
+        _wait_for_pulses(journal, 3, 2, term)
         aborted = term.press("a")
         finished = term.finish()
     finally:
@@ -687,19 +693,21 @@ def test_operator_keys_pause_skip_and_abort(tmp_path):
         ("r", "resume", 0),
         ("s", "skip_requested", 1),
         ("y", "skip", 1),
-        ("a", "abort", 2),
+        ("p", "pause", 2),
+        ("r", "resume", 2),
+        ("a", "abort", 3),
     ]
     # The console showed the pause and asked before skipping.
     assert "paused" in finished.stdout
     assert "press y to skip block 2 ('skipped')" in finished.stdout
     ends = {e["block"]: e for e in run.events("block_end")}
-    assert [ends[b]["completed"] for b in (0, 1, 2)] == [True, False, False]
+    assert [ends[b]["completed"] for b in range(4)] == [True, False, True, False]
     sim = run.sim_pulses
-    pulses = {b: [p for p in run.pulses if p["block"] == b] for b in (0, 1, 2)}
+    pulses = {b: [p for p in run.pulses if p["block"] == b] for b in range(4)}
 
     # Pause: every gap of 1.1 s is a safe point; the pulse due within the
     # pause's lead was still given, the rest waited and then came, each once.
-    (held,) = run.events("stimulation_held")
+    held = run.events("stimulation_held")[0]
     (paused,) = run.events("stimulation_paused")
     (resumed,) = run.events("stimulation_resumed")
     assert held["reason"] == paused["reason"] == "operator pause"
@@ -714,10 +722,31 @@ def test_operator_keys_pause_skip_and_abort(tmp_path):
     disarms = [e for e in run.events("disarmed") if e.get("block") == 1]
     assert disarms and disarms[0]["reason"] == "block skipped"
 
+    # Task pause: between two trials, the unit disarmed meanwhile; every
+    # trial has its pulse 150 ms after onset, or a no_pulse with the reason
+    # if its pulse was still due when the pause began.
+    (task_paused,) = run.events("paused")
+    (task_resumed,) = run.events("resumed")
+    assert task_paused["block"] == task_resumed["block"] == 2
+    assert task_resumed["clock"] - task_paused["clock"] > 1.4
+    assert not np.any((sim > task_paused["clock"]) & (sim < task_resumed["clock"]))
+    markers = read_markers(run.folder.file("recording.xdf"), verbose="error")
+    in_task = markers[markers.block == 2]
+    onsets = in_task[in_task.event == "stim_onset"].set_index("trial").time
+    assert len(onsets) == 6
+    gaps = onsets.diff().dropna()
+    at_pause = gaps.pop(task_paused["after_trial"])
+    assert at_pause - gaps.median() > 1.0, (at_pause, gaps)
+    given = in_task[in_task.event == "pulse"].set_index("trial")
+    withdrawn = in_task[in_task.event == "no_pulse"].set_index("trial")
+    assert sorted([*given.index, *withdrawn.index]) == list(range(6))
+    assert set(withdrawn.reason) <= {"operator_pause"}
+    assert len(given) == len(pulses[2])
+
     # Abort: disarmed within a pulse interval of the key, nothing after.
     (key,) = [e for e in run.events("operator_key") if e["action"] == "abort"]
     last_disarm = run.events("disarmed")[-1]
     assert 0 < last_disarm["clock"] - aborted < INTERVAL_S
-    assert 2 <= len(pulses[2]) < 6
+    assert 2 <= len(pulses[3]) < 6
     _check_stopped_run(run, reason="^operator abort key$", stop_clock=key["clock"])
     assert len(sim) == len(run.pulses)

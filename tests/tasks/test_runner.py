@@ -192,6 +192,41 @@ def test_should_stop_between_trials(win, tmp_path):
     assert result.measures["n_trials"] == 3
 
 
+def test_between_trials_hook_holds_and_stops(win, tmp_path):
+    """The session's pause point: after each trial's ITI but the last."""
+    emit = Recorder()
+    seen, gaps = [], []
+
+    def between(done):
+        seen.append(done)
+        if done == 2:
+            # A pause: the hook holds the block (the runner draws meanwhile).
+            t = time.perf_counter()
+            while time.perf_counter() - t < 0.3:
+                win.flip()
+            gaps.append(time.perf_counter() - t)
+        return done < 4
+
+    params = {"fixation_s": 0.02, "iti_s": 0.02}
+    common = dict(n_trials=6, seed=1, emit=emit, participant=SimulatedParticipant())
+    result = run_task_block(
+        win, "flanker", params, tsv_path=tmp_path / "t.tsv", between_trials=between,
+        **common,
+    )  # fmt: skip
+    assert seen == [1, 2, 3, 4] and result.stopped
+    assert len(result.results) == 4 == len(read_tsv(tmp_path / "t.tsv"))
+    onsets = [t for event, t, _ in emit.markers if event == "stim_onset"]
+    # The hold between trials 2 and 3 shows in the onsets.
+    assert onsets[2] - onsets[1] > onsets[1] - onsets[0] + 0.25
+    # Never after the last trial.
+    seen.clear()
+    run_task_block(
+        win, "flanker", params, tsv_path=tmp_path / "u.tsv",
+        between_trials=lambda done: seen.append(done) or True, **common,
+    )  # fmt: skip
+    assert seen == [1, 2, 3, 4, 5]
+
+
 def test_keyboard_block_without_presses(win, tmp_path):
     """The real (Psychtoolbox) keyboard path: no presses, so every trial misses.
 
