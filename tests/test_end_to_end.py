@@ -139,12 +139,12 @@ def test_eeg_artifact_follows_each_pulse_marker(demo_session):
     # the simulator read the pulse's bytes, one pty hop after the marker's
     # write: 0.06-0.15 ms median (benchmarks/pulse_timing.py), but the
     # simulator is software on the same two cores, and with a second test
-    # worker loading them its reads were seen 5-21 ms late for 3 of 72
+    # worker loading them its reads were seen 5-21 ms late for up to 3 of 72
     # pulses (its own pulse log, not the host, was late). So only generous
     # bounds that a marker stamped at the wrong moment or a clock error would
     # still break: the typical pulse within two samples, nine in ten within
-    # 2 ms, and at most two drawn beyond the search window (trigger pulses).
-    assert len(missing) <= 2 and all(m["via"] == "trigger" for m in missing), missing
+    # 2 ms, and at most four drawn beyond the search window (trigger pulses).
+    assert len(missing) <= 4 and all(m["via"] == "trigger" for m in missing), missing
     offsets = np.abs(offsets)
     assert np.median(offsets) <= 2, offsets
     assert np.mean(offsets <= 10) >= 0.9, offsets
