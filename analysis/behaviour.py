@@ -227,9 +227,12 @@ def trial_pulses(markers: pd.DataFrame) -> pd.DataFrame:
     trials : pandas.DataFrame
         One row per ``stim_onset``: ``block``, ``task``, ``trial``,
         ``onset`` (s), ``end`` (next trial's onset in the block, else the
-        block's end, else the last marker), ``n_pulses``, ``tms`` (bool) and
-        ``first_pulse_ms`` (first pulse − onset; NaN without pulses). A pulse
-        before the first onset of a block is not counted.
+        block's end, else the last marker), ``n_pulses``, ``tms`` (bool),
+        ``first_pulse_ms`` (first pulse − onset; NaN without pulses) and
+        ``pulse_withdrawn``: the ``reason`` of the trial's ``no_pulse``
+        marker when a pulse chosen for it was withdrawn (``stream_stalled``,
+        ``operator_pause``), else missing. A pulse before the first onset of a
+        block is not counted.
     """
     cols = [
         "block",
@@ -240,6 +243,7 @@ def trial_pulses(markers: pd.DataFrame) -> pd.DataFrame:
         "n_pulses",
         "tms",
         "first_pulse_ms",
+        "pulse_withdrawn",
     ]
     if markers.empty or "event" not in markers:
         return pd.DataFrame(columns=cols)
@@ -247,6 +251,13 @@ def trial_pulses(markers: pd.DataFrame) -> pd.DataFrame:
     if onsets.empty:
         return pd.DataFrame(columns=cols)
     pulses = np.sort(markers.loc[markers["event"] == "pulse", "time"].to_numpy(float))
+    withdrawn = {}
+    if "reason" in markers:
+        lost = markers[(markers["event"] == "no_pulse") & markers["reason"].notna()]
+        withdrawn = {
+            (float(m["block"]), float(m["trial"])): m["reason"]
+            for _, m in lost.iterrows()
+        }
     ends = markers[markers["event"] == "block_end"]
     last = float(markers["time"].max())
     rows = []
@@ -269,6 +280,7 @@ def trial_pulses(markers: pd.DataFrame) -> pd.DataFrame:
                     len(inside),
                     len(inside) > 0,
                     (inside[0] - t0) * 1e3 if len(inside) else np.nan,
+                    withdrawn.get((float(block), float(m.get("trial")))),
                 ]
             )
     return pd.DataFrame(rows, columns=cols)
@@ -287,17 +299,20 @@ def join_pulses(trials: pd.DataFrame, markers: pd.DataFrame) -> pd.DataFrame:
     Returns
     -------
     trials : pandas.DataFrame
-        A copy with ``n_pulses``, ``tms`` and ``first_pulse_ms`` (trials
-        without a ``stim_onset`` marker get ``n_pulses`` 0, ``tms`` False).
+        A copy with ``n_pulses``, ``tms``, ``first_pulse_ms`` and
+        ``pulse_withdrawn`` (see :func:`trial_pulses`; trials without a
+        ``stim_onset`` marker get ``n_pulses`` 0, ``tms`` False).
     """
     per_trial = trial_pulses(markers)[
         ["block", "task", "trial", "n_pulses", "tms", "first_pulse_ms"]
+        + ["pulse_withdrawn"]
     ]
     out = trials.copy()
     if per_trial.empty or out.empty:
         out["n_pulses"] = 0
         out["tms"] = False
         out["first_pulse_ms"] = np.nan
+        out["pulse_withdrawn"] = None
         return out
     keys = ["block", "task", "trial"]
     per_trial = per_trial.astype({"block": float, "trial": float, "task": str})
@@ -306,6 +321,7 @@ def join_pulses(trials: pd.DataFrame, markers: pd.DataFrame) -> pd.DataFrame:
     out["n_pulses"] = merged["n_pulses"].fillna(0).astype(int).to_numpy()
     out["tms"] = out["n_pulses"] > 0
     out["first_pulse_ms"] = merged["first_pulse_ms"].to_numpy()
+    out["pulse_withdrawn"] = merged["pulse_withdrawn"].to_numpy()
     return out
 
 
@@ -321,10 +337,14 @@ def tms_comparison(trials: pd.DataFrame) -> pd.DataFrame:
     -------
     table : pandas.DataFrame
         :func:`behaviour_table` grouped by ``task``, ``condition`` and ``tms``,
-        as columns.
+        as columns. Trials whose chosen pulse was withdrawn (a stalled
+        stream, a pause) are left out: they were neither stimulated nor
+        left unstimulated by the protocol's choice.
     """
     if trials.empty or "tms" not in trials:
         return pd.DataFrame()
+    if "pulse_withdrawn" in trials:
+        trials = trials[trials["pulse_withdrawn"].isna()]
     return behaviour_table(trials, by=["task", "condition", "tms"]).reset_index()
 
 

@@ -127,6 +127,31 @@ def test_tms_vs_no_tms(tmp_path):
     assert set(table["tms"]) == {True, False}
 
 
+def test_withdrawn_pulses_are_left_out_of_the_tms_comparison(tmp_path):
+    _write_block(
+        tmp_path, 1, 2, "flanker", _flanker_rows(0.4, 0.5, n=4), "\ttarget\tflankers"
+    )
+    markers = _markers([1.1])
+    # Trial 2 was chosen but its pulse was withdrawn (a stalled EEG stream);
+    # trial 3 was simply not chosen (a no_pulse without a reason).
+    extra = pd.DataFrame(
+        [
+            dict(
+                time=3.15, event="no_pulse", block=1, trial=2, reason="stream_stalled"
+            ),
+            dict(time=4.15, event="no_pulse", block=1, trial=3),
+        ]
+    )
+    markers = pd.concat([markers, extra]).sort_values("time").reset_index(drop=True)
+    tp = trial_pulses(markers)
+    assert list(tp["pulse_withdrawn"].fillna("")) == ["", "", "stream_stalled", ""]
+    trials = join_pulses(read_trials(tmp_path), markers)
+    assert list(trials["pulse_withdrawn"].isna()) == [True, True, False, True]
+    table = tms_comparison(trials)
+    assert table["n_trials"].sum() == 3
+    assert table[table["tms"]]["n_trials"].sum() == 1
+
+
 def test_learning_curves_across_sessions(tmp_path):
     tables = []
     for session, (rc, ri) in zip(
