@@ -657,6 +657,14 @@ def _wait_for_pulses(journal: Path, block: int, n: int, term: _Terminal) -> None
     raise AssertionError(f"fewer than {n} pulses in block {block} within 90 s")
 
 
+def _pause_then_resume(term: _Terminal, journal: Path, event: str, hold_s: float):
+    """Press p, wait until the journal says ``event``, hold, press r."""
+    term.press("p")
+    _wait_for_event(journal, event, term.proc)
+    time.sleep(hold_s)
+    term.press("r")
+
+
 def test_operator_keys_pause_skip_and_abort(tmp_path):
     """The keys in a real terminal, one session: pause, then skip, then abort."""
     data = tmp_path / "data"
@@ -666,10 +674,7 @@ def test_operator_keys_pause_skip_and_abort(tmp_path):
     try:
         # Block 0: pause after two pulses, resume 2.5 s after the pause.
         _wait_for_pulses(journal, 0, 2, term)
-        term.press("p")
-        _wait_for_event(journal, "stimulation_paused", term.proc)
-        time.sleep(2.5)
-        term.press("r")
+        _pause_then_resume(term, journal, "stimulation_paused", 2.5)
         # Block 1: skip it after two pulses (asked, then confirmed).
         _wait_for_pulses(journal, 1, 2, term)
         term.press("s")
@@ -677,10 +682,7 @@ def test_operator_keys_pause_skip_and_abort(tmp_path):
         skipped = term.press("y")
         # Block 2: a task with online TMS, paused between trials for 1.5 s.
         _wait_for_pulses(journal, 2, 1, term)
-        term.press("p")
-        _wait_for_event(journal, "paused", term.proc)
-        time.sleep(1.5)
-        term.press("r")
+        _pause_then_resume(term, journal, "paused", 1.5)
         # Block 3: abort after two pulses.
         _wait_for_pulses(journal, 3, 2, term)
         aborted = term.press("a")
