@@ -468,12 +468,13 @@ class _Worker:
                 msg = conn.recv()
                 # The wait may have run into the guard before the next pulse.
                 near = self.schedule and self.schedule[0][0] - clock() < self.guard
-                if near and not _drops_schedule(msg):
+                drops = _drops_schedule(msg)
+                if near and not drops:
                     # A request now could hold the port past the next
                     # deadline: it waits until that pulse is out.
                     self.deferred.append(msg)
                 else:
-                    if _drops_schedule(msg):
+                    if drops:
                         # A stop, disarm or hold drops the schedule at once,
                         # even a pulse due in the next milliseconds; what was
                         # deferred before it is then handled first, in order.

@@ -53,7 +53,7 @@ class OnlinePulses:
         self.thread = threading.Thread(target=self._forward, daemon=True)
         self.scheduled = 0
         self.no_pulse = 0
-        #: Scheduled pulses withdrawn because a required stream stopped.
+        #: Scheduled pulses withdrawn (a required stream stopped, a pause).
         self.withdrawn = 0
         self.deadlines: dict[int, float] = {}
         self.last_deadline = 0.0
@@ -108,9 +108,7 @@ class OnlinePulses:
             **{k: fields[k] for k in ("task", "trial", "condition")}, **extra,
         )  # fmt: skip
 
-    def dropped(
-        self, items: list[tuple[int, int]], reason: str = "stream_stalled"
-    ) -> None:
+    def dropped(self, items: list[tuple[int, int]], reason: str) -> None:
         """Pulses the device process dropped (a stream stalled, a pause).
 
         Their trials get a ``no_pulse`` marker with ``reason``. Called with
@@ -133,12 +131,13 @@ class OnlinePulses:
             if r.stop() or r.skip.is_set():
                 continue  # aborted or skipped: a disarm already dropped the rest
             with r._schedule_lock:
+                # A stream stopped or the block paused after the event: the
+                # pulse is off.
                 if r.stalled.is_set():
-                    # The stream stopped after the event: this pulse is off.
-                    self.dropped([(self.block.index, index)])
+                    self.dropped([(self.block.index, index)], "stream_stalled")
                     continue
                 if r.task_paused.is_set():
-                    self.dropped([(self.block.index, index)], "operator pause")
+                    self.dropped([(self.block.index, index)], "operator_pause")
                     continue
                 try:
                     r.device.schedule(

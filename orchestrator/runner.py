@@ -471,20 +471,25 @@ class SessionRunner:
                 f"stream {name} stopped ({age_s:.1f} s): stimulation paused"
             )
 
-    def _hold(self, reason: str = "stream stalled") -> None:
-        """Drop every scheduled pulse in the device process, at once.
+    def _hold(
+        self, reason: str = "stream stalled", after: float | None = None, **extra
+    ) -> None:
+        """Drop the scheduled pulses in the device process, at once.
 
-        The unit stays armed; the block's own code disarms, waits for the
-        streams and reschedules what was not given. Online pulses dropped here
-        become ``no_pulse`` trials. Called with the schedule lock held.
+        Every pulse, or those due from clock time ``after`` on (a pause at a
+        safe point). The unit stays armed; the block's own code disarms, waits
+        and reschedules what was not given. Online pulses dropped here become
+        ``no_pulse`` trials. A stall calls it with the schedule lock held.
         """
         if self.device is None or self.device.fault is not None:
             return
         try:
-            held = self.device.request("hold", timeout=2.0)
+            held = self.device.request(
+                "hold", *(() if after is None else (after,)), timeout=2.0
+            )
         except DeviceFault as exc:
             # The device fault ends the session (and its safe stop disarms).
-            logger.warning("hold after a stream stall failed: %s", exc)
+            logger.warning("hold (%s) failed: %s", reason, exc)
             return
         dropped = [tuple(item) for item in held["dropped"]]
         self.journal.write(
@@ -492,6 +497,7 @@ class SessionRunner:
             held_at=held["held_at"],
             pulses_dropped=len(dropped),
             reason=reason,
+            **extra,
         )
         if self._online is not None:
             self._online.dropped(dropped, reason.replace(" ", "_"))
@@ -739,14 +745,7 @@ class SessionRunner:
                 self.say("  pause: no safe point left in this block; after it")
                 return start, False
             unit, t_safe = point
-            held = self.device.request("hold", t_safe)
-            self.journal.write(
-                "stimulation_held",
-                held_at=held["held_at"],
-                pulses_dropped=len(held["dropped"]),
-                reason="operator pause",
-                from_unit=unit,
-            )
+            self._hold("operator pause", after=t_safe, from_unit=unit)
             self.say(f"  pausing before pulse {unit + 1} of the block")
             last = timeline.last_pulse_before(start, t_safe)
             if last is not None:
@@ -802,7 +801,7 @@ class SessionRunner:
         if online is not None:
             with self._schedule_lock:
                 self.task_paused.set()
-                self._hold(reason="operator pause")
+                self._hold("operator pause")
             self.state.update(device=self.device.request("disarm"))
         self.journal.write("paused", block=block.index, after_trial=trials_done)
         self.state.update(status="paused")
