@@ -286,13 +286,17 @@ def serve(
     if stimulator is not None and log_file is not None:
         stimulator.add_pulse_listener(record)
 
+    # The handler only appends to a list: setting ``stop`` there could deadlock
+    # with the main thread inside ``stop.wait`` holding the event's lock (a rig
+    # once stayed up after its runner was killed).
+    terminated: list[int] = []
     previous = None
     if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        previous = signal.signal(signal.SIGTERM, lambda *_: terminated.append(1))
     try:
         out.write("\n".join(lines) + "\n")
         out.flush()
-        while not stop.wait(0.2):
+        while not terminated and not stop.wait(0.2):
             pass
     except KeyboardInterrupt:
         pass

@@ -408,7 +408,7 @@ class OperatorConsole:
 
     Without a terminal (the console is not one, e.g. in CI) there is no live
     view and no keys: :meth:`say` prints plain lines. Keys are read in cbreak
-    mode, not raw, so Ctrl+C still raises ``KeyboardInterrupt`` in the runner.
+    mode, not raw, so Ctrl+C still reaches the runner as SIGINT.
     The terminal's mode is restored by :meth:`stop`, whatever happened.
     """
 

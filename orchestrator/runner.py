@@ -83,8 +83,19 @@ class _Stop:
             self.reason = reason
         self.event.set()
 
+    def note(self, reason: str) -> None:
+        """Record a stop without taking a lock (for signal handlers).
+
+        A handler runs in the main thread between two bytecodes, possibly
+        while that thread holds the event's lock inside ``event.wait``: setting
+        the event there would deadlock. Whoever catches the handler's exception
+        calls :meth:`set`.
+        """
+        if self.reason is None:
+            self.reason = reason
+
     def __call__(self) -> bool:
-        return self.event.is_set()
+        return self.reason is not None or self.event.is_set()
 
 
 class SessionRunner:
@@ -147,6 +158,8 @@ class SessionRunner:
         )
         self.say = say
         self.stop = _Stop()
+        # Set when the safe stop begins; later signals are ignored.
+        self._closing = False
         self.delivered = 0
         self._delivered_lock = threading.Lock()
         self.folder: SessionFolder | None = None
@@ -275,7 +288,8 @@ class SessionRunner:
         self.say(f"session folder: {folder.path} (run {folder.run})")
         status, completed = "aborted", []
         previous = {
-            sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM,)
+            sig: signal.signal(sig, self._on_signal)
+            for sig in (signal.SIGINT, signal.SIGTERM)
         }
         recorder = sim = None
         try:
@@ -395,12 +409,13 @@ class SessionRunner:
                 self.state.update(status="finished" if not self.stop() else "aborting")
         except KeyboardInterrupt:
             self.stop.set("interrupted (Ctrl+C)")
-        except SessionAborted:
-            pass
+        except SessionAborted as exc:
+            self.stop.set(str(exc))
         except Exception as exc:  # noqa: BLE001 - any fault ends in a safe stop
             logger.exception("session fault")
             self.stop.set(f"{type(exc).__name__}: {exc}")
         finally:
+            self._closing = True
             self._safe_stop()
             reason = self.stop.reason
             if self.markers is not None:
@@ -417,8 +432,6 @@ class SessionRunner:
                 self.markers.close()
             if sim is not None:
                 sim.stop()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
             result = SessionResult(
                 folder,
                 status if reason is None else "aborted",
@@ -436,6 +449,10 @@ class SessionRunner:
                 pulses_delivered=self.delivered,
             )
             self.journal.close()
+            # Only now: a repeated signal must not end the process before the
+            # summary and the journal's last line are written.
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         return result
 
     def _check_recording(self, folder, recorder) -> dict | None:
@@ -512,7 +529,14 @@ class SessionRunner:
             self.state.warn(f"stream {name} is back")
 
     def _on_signal(self, signum, frame) -> None:
-        self.stop.set(f"signal {signal.Signals(signum).name}")
+        # Once the session is stopping, a second Ctrl+C or SIGTERM must not
+        # cut the safe stop (disarm, recording close) short: it is ignored.
+        if self._closing or self.stop():
+            return
+        if signum == signal.SIGINT:
+            self.stop.note("interrupted (Ctrl+C)")
+        else:
+            self.stop.note(f"signal {signal.Signals(signum).name}")
         raise SessionAborted(self.stop.reason)
 
     def _safe_stop(self) -> None:

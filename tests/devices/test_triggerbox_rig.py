@@ -18,6 +18,8 @@ from stimtrain.devices.triggerbox import TriggerBox, wait_until
 #: Sanity bound on a simulator's stamp of a pulse: the other test worker's
 #: sessions load both cores (benchmarks/ measure the real numbers).
 STAMP_BOUND_S = 0.05
+#: The command that serves a simulated device (as a lab would switch one on).
+SIM_CLI = [sys.executable, "-m", "stimtrain.orchestrator.cli", "sim"]
 
 
 def test_triggerbox_rising_edges():
@@ -221,3 +223,22 @@ def test_rig_edge_in_train_mode_starts_a_device_train():
     assert [p.source for p in pulses] == ["train"] * 4 and rig.stimulator.missed == 1
     assert pulses[0].time == pytest.approx(sent, abs=STAMP_BOUND_S)
     assert pulses[-1].time - pulses[0].time == pytest.approx(0.15)
+
+
+def test_served_device_survives_a_burst_of_sigterm():
+    # A runner killed outright sends its rig SIGTERM (PDEATHSIG), sometimes more
+    # than once: a handler that set an Event while the main thread held that
+    # Event's lock (or while an earlier handler did) hung the rig for good.
+    proc = subprocess.Popen(
+        [*SIM_CLI, "triggerbox"], stdout=subprocess.PIPE, text=True, env=os.environ
+    )
+    try:
+        assert proc.stdout.readline().startswith("port: ")
+        for _ in range(300):
+            proc.send_signal(signal.SIGTERM)
+        # It must end, not hang; a signal that lands after serve() put the
+        # default handler back may end it by that handler instead.
+        assert proc.wait(timeout=10) in (0, -signal.SIGTERM)
+    finally:
+        proc.kill()
+        proc.wait()
