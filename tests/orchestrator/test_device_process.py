@@ -90,6 +90,15 @@ def test_device_run_trains(rig, tmp_path):
     assert abs(pulses[0] - reports[0].actual) < 0.01
 
 
+def _wait_for_lines(path, n: int, timeout: float) -> None:
+    """Wait until ``path`` holds at least ``n`` lines (or the timeout passed)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and len(path.read_text().splitlines()) >= n:
+            return
+        time.sleep(0.01)
+
+
 def test_schedule_serial_and_trigger_pulses(rig, tmp_path):
     sim, log = rig
     reports, faults = [], []
@@ -108,6 +117,11 @@ def test_schedule_serial_and_trigger_pulses(rig, tmp_path):
         triplet = [t1, t1 + 0.02, t1 + 0.04]
         device.schedule(1, [(t, i, "trigger") for i, t in enumerate(triplet)])
         assert device.wait_block(1, timeout=5), (faults, device.fault)
+        # The simulated unit hears its trigger input through a reader thread
+        # that a loaded machine can delay by milliseconds (a real BNC input
+        # has no such delay): a disarm sent at once on the serial port once
+        # overtook the last edge. Disarm once the unit has logged every pulse.
+        _wait_for_lines(log, 5, timeout=2.0)
         assert not device.request("disarm")["armed"]
     finally:
         device.stop()
