@@ -32,17 +32,14 @@ def wait_for_streams(names: list[str], timeout: float) -> list[pylsl.StreamInfo]
     deadline = time.monotonic() + timeout
     found: dict[str, pylsl.StreamInfo] = {}
     resolver = pylsl.ContinuousResolver(forget_after=max(5.0, timeout))
-    try:
-        while True:
-            everything = resolver.results()
-            for info in everything:
-                if info.name() in names and info.name() not in found:
-                    found[info.name()] = info
-            if len(found) == len(names) or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
-    finally:
-        del resolver
+    while True:
+        everything = resolver.results()
+        for info in everything:
+            if info.name() in names and info.name() not in found:
+                found[info.name()] = info
+        if len(found) == len(names) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     missing = [n for n in names if n not in found]
     if missing:
         visible = sorted(f"{i.name()} ({i.type()})" for i in everything)

@@ -87,7 +87,7 @@ class _Stop:
         """Record a stop without taking a lock (for signal handlers).
 
         A handler runs in the main thread between two bytecodes, possibly
-        while that thread holds the event's lock inside ``event.wait``: setting
+        while that thread holds the event's lock (inside :meth:`set`): setting
         the event there would deadlock. Whoever catches the handler's exception
         calls :meth:`set`.
         """
@@ -407,8 +407,6 @@ class SessionRunner:
                         completed.append(block.index)
                 status = "completed" if not self.stop() else "aborted"
                 self.state.update(status="finished" if not self.stop() else "aborting")
-        except KeyboardInterrupt:
-            self.stop.set("interrupted (Ctrl+C)")
         except SessionAborted as exc:
             self.stop.set(str(exc))
         except Exception as exc:  # noqa: BLE001 - any fault ends in a safe stop
