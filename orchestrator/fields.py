@@ -6,6 +6,7 @@ problems in the same ``FILE:LINE:COL: error: field: rule (got value)`` form.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -75,6 +76,26 @@ def integer(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise UnitError("must be a whole number")
     return value
+
+
+def finite_number(value: Any) -> float:
+    """A plain number (int or float) as a finite float.
+
+    Raises
+    ------
+    UnitError
+        For anything but a number, for ``.nan`` and ``.inf`` (every later
+        comparison would mishandle them) and for integers too large for a
+        float.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise UnitError("must be a number")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UnitError("must be a finite number")
+    try:
+        return float(value)
+    except OverflowError:
+        raise UnitError("must be a number within ±1.8e308") from None
 
 
 def text(value: Any) -> str:

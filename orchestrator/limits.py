@@ -12,7 +12,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from .errors import Problem, ProtocolError
-from .fields import FieldReader, boolean, positive
+from .fields import FieldReader, boolean, finite_number, positive
 from .units import UnitError
 from .yamlpos import load_yaml_file
 
@@ -75,9 +75,8 @@ _NUMBERS = (
 
 
 def _number(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise UnitError("must be a number")
-    return float(value)
+    # Finite: a cap of .inf or .nan would pass every comparison unnoticed.
+    return finite_number(value)
 
 
 #: How each limit loosens: "max" caps loosen upwards (None = no cap is the
@@ -138,7 +137,7 @@ def _read_table(r: FieldReader, top: dict):
     cols = table.get("intensities_pct_mt")
     rows = table.get("max_train_s")
     tpath = ("train_duration_table",)
-    if not isinstance(cols, list) or not cols or cols != sorted(cols):
+    if not isinstance(cols, list) or not cols or not _increasing(cols):
         r.fail((*tpath, "intensities_pct_mt"), "must be an increasing list", cols)
         cols = []
     parsed: dict[float, tuple[float, ...]] = {}
@@ -147,12 +146,39 @@ def _read_table(r: FieldReader, top: dict):
     else:
         for freq, row in rows.items():
             rpath = (*tpath, "max_train_s", freq)
+            hz = _positive_finite(freq)
+            if hz is None:
+                r.fail(rpath, "must be a frequency in Hz (a positive number)", freq)
+                continue
             ok = isinstance(row, list) and len(row) == len(cols)
-            if not ok or not all(isinstance(v, (int, float)) and v > 0 for v in row):
+            if not ok or not all(_positive_finite(v) for v in row):
                 r.fail(rpath, f"must list {len(cols)} positive durations", row)
                 continue
-            parsed[float(freq)] = tuple(float(v) for v in row)
+            parsed[hz] = tuple(float(v) for v in row)
     return tuple(float(c) for c in cols), parsed
+
+
+def _positive_finite(value: object) -> float | None:
+    """``value`` as a positive finite float (keys arrive as text), else None."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    try:
+        number = finite_number(value)
+    except UnitError:
+        return None
+    return number if number > 0 else None
+
+
+def _increasing(values: list) -> bool:
+    """Whether ``values`` are finite numbers in increasing order."""
+    try:
+        numbers = [finite_number(v) for v in values]
+    except UnitError:
+        return False
+    return numbers == sorted(numbers)
 
 
 def _looser(key: str, default, value) -> bool:

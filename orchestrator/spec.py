@@ -9,6 +9,7 @@ so the editor's completion and the loader can never disagree about a field.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,16 +59,19 @@ def choice(options: tuple[str, ...]) -> Kind:
 
 
 def number_range(lo: float | None = None, hi: float | None = None) -> Kind:
-    """A plain number (int or float), optionally bounded, e.g. a percentage."""
+    """A plain finite number (int or float), optionally bounded, e.g. a percentage."""
 
     def parse(value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise f.UnitError("must be a number")
-        if lo is not None and value < lo:
-            raise f.UnitError(f"must be at least {lo:g}")
-        if hi is not None and value > hi:
-            raise f.UnitError(f"must be at most {hi:g}")
-        return float(value)
+        if isinstance(value, float) and not math.isfinite(value):
+            # NaN compares False with everything: range checks let it pass.
+            raise f.UnitError("must be a finite number")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            # Compared exactly, so a 400-digit integer is just too large.
+            if lo is not None and value < lo:
+                raise f.UnitError(f"must be at least {lo:g}")
+            if hi is not None and value > hi:
+                raise f.UnitError(f"must be at most {hi:g}")
+        return f.finite_number(value)
 
     schema: dict = {"type": "number"}
     if lo is not None:

@@ -7,6 +7,7 @@ the participant's threshold and must happen visibly in the plan.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -54,6 +55,14 @@ def _split(text: object, kind: str, example: str) -> tuple[float, str]:
     return float(match.group(1)), match.group(2).replace(" ", "")
 
 
+def _finite(value: float) -> float:
+    # ``1e400 s`` reads as inf and ``1e308 h`` becomes inf in seconds; every
+    # later check would compare against inf (or NaN) and pass or fail by luck.
+    if not math.isfinite(value):
+        raise UnitError("must be a finite number")
+    return value
+
+
 def parse_time(text: object) -> float:
     """Parse a duration such as ``150 ms``, ``2 s`` or ``10 min`` into seconds.
 
@@ -67,6 +76,11 @@ def parse_time(text: object) -> float:
     -------
     float
         The duration in seconds.
+
+    Raises
+    ------
+    UnitError
+        Without a known unit, or when the value is not finite in seconds.
     """
     value, unit = _split(text, "duration", "150 ms")
     if unit == "":
@@ -74,7 +88,7 @@ def parse_time(text: object) -> float:
     factor = TIME_UNITS.get(unit) or TIME_UNITS.get(unit.lower())
     if factor is None:
         raise UnitError(f"unknown time unit '{unit}'; use us, ms, s, min or h")
-    return value * factor
+    return _finite(value * factor)
 
 
 def parse_frequency(text: object) -> float:
@@ -83,7 +97,7 @@ def parse_frequency(text: object) -> float:
     factor = FREQUENCY_UNITS.get(unit.lower())
     if factor is None:
         raise UnitError("needs a frequency unit (Hz), e.g. '20 Hz'")
-    return value * factor
+    return _finite(value * factor)
 
 
 def parse_intensity(text: object) -> Intensity:
@@ -92,7 +106,7 @@ def parse_intensity(text: object) -> Intensity:
     canonical = INTENSITY_UNITS.get(unit.lower())
     if canonical is None:
         raise UnitError("needs an intensity unit (%MSO, %RMT or %AMT), e.g. '80 %RMT'")
-    return Intensity(value, canonical)
+    return Intensity(_finite(value), canonical)
 
 
 def format_time(seconds: float) -> str:
