@@ -1,4 +1,4 @@
-"""Load, check and plan in one step: what validate, plan and run share."""
+"""Load, compile and judge in one step: what validate, plan and run share."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from .limits import Limits, load_limits
 from .plan import Plan, compile_plan
 from .protocol import Protocol, load_protocol
 from .rig import Rig, load_rig
-from .safety import SafetyReport, check_protocol
+from .safety import SafetyReport, check_plan
 
 
 @dataclass(frozen=True)
@@ -70,25 +70,25 @@ def check_file(
     rig_obj = rig if isinstance(rig, Rig) else load_rig(rig)
     limits_obj = limits if isinstance(limits, Limits) else load_limits(limits)
     protocol = load_protocol(path, participant=participant)
-    report = check_protocol(
+    plan = compile_plan(
         protocol,
+        rig=rig_obj,
         thresholds=thresholds,
+        limits_file=limits_obj.source,
+        justifications=limits_obj.justifications,
+        skip_blocks=skip_blocks,
+        delivered_today=delivered_today,
+    )
+    report = check_plan(
+        plan,
+        protocol,
         rig=rig_obj,
         limits=limits_obj,
         require_power=require_power,
-        delivered_today=delivered_today,
-        skip_blocks=skip_blocks,
         delivered_session=delivered_session,
     )
     if not report.ok:
         raise ProtocolError(report.problems)
-    plan = compile_plan(
-        protocol,
-        report,
-        thresholds=thresholds,
-        rig=rig_obj.name,
-        limits_file=limits_obj.source,
-        justifications=limits_obj.justifications,
-        skip_blocks=skip_blocks,
+    return CheckedProtocol(
+        protocol, rig_obj, thresholds, limits_obj, report, report.plan
     )
-    return CheckedProtocol(protocol, rig_obj, thresholds, limits_obj, report, plan)

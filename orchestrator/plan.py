@@ -9,12 +9,14 @@ starts, so that lateness in one block never shifts pulses within another.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from .dose import Thresholds
+from .delivery import Delivery, device_can_run, has_trigger_line, max_serial_rate
+from .dose import Dose, Thresholds, resolve_intensity
 from .protocol import (
+    Block,
     InstructionsBlock,
     PairedPulses,
     Protocol,
@@ -27,7 +29,7 @@ from .protocol import (
     ThetaBurst,
     WaitBlock,
 )
-from .safety import SafetyReport
+from .pulses import PulseTable, block_pulse_table
 
 #: Time from a stimulation block's start to its first pulse: arming and the
 #: capacitor charge (about 1 s on a Magstim) happen inside it.
@@ -43,11 +45,19 @@ class PlannedBlock:
     """One block of the plan.
 
     ``pulse_offsets_s`` are seconds from the block's start of each firing
-    (a BiStim pair is one firing of two pulses); ``delivery`` says how pulses
-    reach the stimulator (``serial`` command, host-timed ``trigger``, or a
-    ``paired`` firing); ``power`` is the %MSO sent (None when no threshold is
-    known). For task blocks with online TMS, ``online`` describes the rule and
-    ``pulses`` is the most it can deliver.
+    (a paired-pulse pair is one firing of two pulses); ``delivery`` says how
+    pulses reach the stimulator (None with ``delivery_problem`` when this
+    rig can't deliver them); ``power`` is the %MSO sent (None when no
+    threshold is known). For task blocks with online TMS, ``online``
+    describes the rule and ``pulses`` is the most it can deliver.
+    ``earliest_start_s`` is the block's start when every block before it is
+    as short as the run can make it (the safety check's worst case), and
+    ``run_decides_timing`` is true where the intervals are drawn or follow
+    the participant (jitter, online TMS): the pulses are then judged both as
+    single pulses and, at their shortest intervals, as trains. ``fields``
+    names where the protocol wrote each quantity the safety rules
+    judge (``rate``, ``length``, ``gap``, ``intensity``), for located
+    messages.
     """
 
     index: int
@@ -59,23 +69,40 @@ class PlannedBlock:
     pulse_offsets_s: tuple[float, ...] = ()
     pattern: str | None = None
     intensity: str | None = None
+    unit: str | None = None
     power: int | None = None
     pct_rmt: float | None = None
-    delivery: str | None = None
+    pct_amt: float | None = None
+    delivery: Delivery | None = None
+    delivery_problem: str | None = None
     task: str | None = None
     trials: int | None = None
     seed: int | None = None
     conditioning: str | None = None
     conditioning_power: int | None = None
+    conditioning_pct_rmt: float | None = None
     isi_s: float | None = None
     online: str | None = None
+    min_interval_s: float | None = None
+    run_decides_timing: bool = False
+    earliest_start_s: float = 0.0
+    fields: tuple[tuple[str, str], ...] = ()
     waits_for_operator: bool = False
     skipped: bool = False
+
+    def field(self, role: str) -> str:
+        """Where the protocol wrote the quantity of ``role`` (or the pattern)."""
+        return dict(self.fields).get(role, "pattern")
 
 
 @dataclass(frozen=True)
 class Plan:
-    """The compiled timeline of a protocol."""
+    """The compiled timeline of a protocol, and every pulse it can deliver.
+
+    ``pulses`` holds each pulse at its worst-case time, power and intensity
+    (what the safety check judges); ``trains`` and ``checks`` are what the
+    check found and applied.
+    """
 
     protocol: str
     protocol_file: str
@@ -90,6 +117,8 @@ class Plan:
     delivered_today: int = 0
     limits_file: str | None = None
     limits_justifications: tuple[str, ...] = ()
+    pulses: PulseTable = field(default_factory=PulseTable.empty, compare=False)
+    trains: tuple[dict, ...] = ()
 
     @property
     def total_duration_s(self) -> float:
@@ -106,6 +135,7 @@ class Plan:
         blocks = []
         for b in self.blocks:
             d = asdict(b)
+            d["fields"] = dict(b.fields)
             if not offsets:
                 del d["pulse_offsets_s"]
             blocks.append(d)
@@ -124,6 +154,7 @@ class Plan:
             "limits_file": self.limits_file,
             "limits_justifications": list(self.limits_justifications),
             "total_pulses": self.total_pulses,
+            "trains": list(self.trains),
             "safety": list(self.checks),
         }
 
@@ -175,78 +206,140 @@ def pulse_offsets(pattern, rng: np.random.Generator) -> tuple[np.ndarray, float]
     raise TypeError(f"unknown pattern {pattern!r}")
 
 
+def worst_case_offsets(pattern) -> tuple[np.ndarray, float]:
+    """Like :func:`pulse_offsets` with every jittered interval at its shortest."""
+    if isinstance(pattern, (SinglePulses, PairedPulses)) and pattern.jitter_s:
+        pattern = replace(
+            pattern, interval_s=pattern.interval_s - pattern.jitter_s, jitter_s=0.0
+        )
+    return pulse_offsets(pattern, np.random.default_rng(0))
+
+
 def trial_duration_s(task: str, params: dict) -> float:
     """Upper estimate of one trial's duration (every phase at its longest)."""
+    timing = _timing(task, params)
+    return DEFAULT_TRIAL_S if timing is None else timing.max_trial_s
+
+
+def _timing(task: str, params: dict):
     try:
         from stimtrain.tasks import get_task
 
         t = get_task(task)
-        timing = t.timing(t.validate_params(params))
+        return t.timing(t.validate_params(params))
     except Exception:  # noqa: BLE001 - an estimate only; validation reports errors
-        return DEFAULT_TRIAL_S
-    return timing.max_trial_s
+        return None
+
+
+#: Where each pattern writes the quantities the safety rules judge.
+_FIELDS = {
+    SinglePulses: {"rate": "interval", "length": "pulses", "gap": "interval"},
+    PairedPulses: {"rate": "interval", "length": "pairs", "gap": "interval"},
+    PulseList: {"rate": "times", "length": "times", "gap": "times"},
+    RTMSTrains: {"rate": "frequency", "gap": "inter_train_interval"},
+    ThetaBurst: {
+        "rate": "burst_frequency",
+        "length": "pulses",
+        "gap": "inter_train_interval",
+    },
+}
+
+
+def _fields(block: Block) -> tuple[tuple[str, str], ...]:
+    if isinstance(block, TaskBlock):
+        return (
+            ("intensity", "tms.intensity"),
+            ("rate", "tms"),
+            ("length", "trials"),
+            ("gap", "tms"),
+        )
+    out = dict(_FIELDS[type(block.pattern)], intensity="intensity")
+    if isinstance(block.pattern, RTMSTrains):
+        written = (
+            "train_duration" if "train_duration" in block.raw else "pulses_per_train"
+        )
+        out["length"] = written
+    if isinstance(block.pattern, ThetaBurst) and "train_duration" in block.raw:
+        out["length"] = "train_duration"
+    return tuple(out.items())
+
+
+def _capabilities(rig):
+    if rig is None:
+        return None
+    from stimtrain.devices.stimulator import get_capabilities
+
+    return get_capabilities(rig.stimulator_model)
 
 
 def compile_plan(
     protocol: Protocol,
-    report: SafetyReport,
     *,
+    rig=None,
     thresholds: Thresholds | None = None,
-    rig: str | None = None,
     limits_file: str | None = None,
     justifications: tuple[str, ...] = (),
     skip_blocks: frozenset[int] = frozenset(),
+    delivered_today: int = 0,
 ) -> Plan:
-    """Compile a checked protocol into a :class:`Plan`.
+    """Compile a protocol for a rig and thresholds into a :class:`Plan`.
+
+    The plan owns every block's power and delivery path and every pulse at
+    its worst-case time; the safety check judges it
+    (:func:`~stimtrain.orchestrator.safety.check_plan`) and the runner runs
+    it, neither recomputing them.
 
     Parameters
     ----------
     protocol : Protocol
         The protocol.
-    report : SafetyReport
-        Its safety report (gives each block's dose and delivery path).
+    rig : Rig | None
+        The rig: its stimulator and trigger line choose each block's
+        delivery path (None: no path is chosen).
     thresholds : Thresholds | None
-        The thresholds used, recorded in the plan.
-    rig : str | None
-        The rig's name, recorded in the plan.
+        The participant's motor thresholds, which set device power.
     limits_file : str | None
         The limits file used, recorded in the plan.
     justifications : tuple of str
         Written justifications of loosened limits, copied into the plan.
     skip_blocks : frozenset of int
         Blocks finished in an earlier run (a resume): planned as skipped.
+    delivered_today : int
+        Pulses the participant already received today, recorded.
     """
     thresholds = thresholds or Thresholds()
-    blocks = []
-    t = 0.0
+    caps = _capabilities(rig)
+    trigger = caps is not None and has_trigger_line(rig, caps)
+    blocks, tables = [], []
+    t = earliest = 0.0
     for block in protocol.blocks:
         rng = np.random.default_rng([protocol.seed, block.index])
-        common = dict(index=block.index, type=block.type, label=block.label, start_s=t)
+        common = dict(
+            index=block.index,
+            type=block.type,
+            label=block.label,
+            start_s=t,
+            earliest_start_s=earliest,
+        )
         if block.index in skip_blocks:
             blocks.append(
                 PlannedBlock(**common, duration_s=0.0, pulses=0, skipped=True)
             )
             continue
-        dose = report.doses.get(block.index)
-        if dose is not None:
-            common.update(
-                intensity=str(dose.intensity), power=dose.power, pct_rmt=dose.pct_rmt
-            )
+        shortest = 0.0
         if isinstance(block, StimulateBlock):
-            planned = _stimulate(block, rng, report, common)
-        elif isinstance(block, TaskBlock):
-            planned = PlannedBlock(
-                **common,
-                duration_s=block.trials * trial_duration_s(block.task, block.params),
-                pulses=block.n_pulses,
-                task=block.task,
-                trials=block.trials,
-                seed=int(rng.integers(2**31)),
-                online=None if block.tms is None else describe_online(block.tms),
-                delivery=report.delivery.get(block.index),
+            planned, table, shortest = _stimulate(
+                block, rng, thresholds, caps, trigger, common
             )
+            tables.append(table)
+        elif isinstance(block, TaskBlock):
+            planned, table, shortest = _task(
+                block, rng, thresholds, caps, trigger, common
+            )
+            tables.append(table)
         elif isinstance(block, (RestBlock, InstructionsBlock)):
             planned = PlannedBlock(**common, duration_s=block.duration_s, pulses=0)
+            shortest = block.duration_s
         elif isinstance(block, WaitBlock):
             planned = PlannedBlock(
                 **common, duration_s=0.0, pulses=0, waits_for_operator=True
@@ -255,47 +348,183 @@ def compile_plan(
             raise TypeError(block)
         blocks.append(planned)
         t += planned.duration_s
+        earliest += shortest
     return Plan(
         protocol=protocol.name,
         protocol_file=protocol.file,
         protocol_sha256=protocol.sha256,
         seed=protocol.seed,
         thresholds={"rmt": thresholds.rmt, "amt": thresholds.amt},
-        rig=rig,
+        rig=None if rig is None else rig.name,
         blocks=tuple(blocks),
-        checks=tuple(c.as_dict() for c in report.checks),
         participant=protocol.participant,
         order=protocol.order,
-        delivered_today=report.delivered_today,
+        delivered_today=delivered_today,
         limits_file=limits_file,
         limits_justifications=tuple(justifications),
+        pulses=PulseTable.concat(tables),
     )
 
 
-def _stimulate(block: StimulateBlock, rng, report: SafetyReport, common: dict):
-    offsets, end = pulse_offsets(block.pattern, rng)
+def _dose_fields(dose: Dose) -> dict:
+    return dict(
+        intensity=str(dose.intensity),
+        unit=dose.intensity.unit,
+        power=dose.power,
+        pct_rmt=dose.pct_rmt,
+        pct_amt=dose.pct_amt,
+    )
+
+
+def _stimulate(block: StimulateBlock, rng, thresholds, caps, trigger, common):
+    """Plan a stimulation block: offsets, power, delivery and worst-case pulses."""
     pattern = block.pattern
-    delivery = report.delivery.get(block.index)
+    dose = resolve_intensity(block.intensity, thresholds)
+    offsets, end = pulse_offsets(pattern, rng)
+    worst, worst_end = worst_case_offsets(pattern)
+    min_interval = float(np.min(np.diff(worst))) if len(worst) > 1 else None
     extra: dict = {}
+    doses = [dose]
+    pair_isi = None
+    collapse = paired_firing = False
     if isinstance(pattern, PairedPulses):
-        cond = report.conditioning.get(block.index)
+        cond = resolve_intensity(pattern.conditioning, thresholds)
+        doses = [cond, dose]
+        pair_isi = pattern.isi_s
         extra = dict(
             conditioning=str(pattern.conditioning),
-            conditioning_power=None if cond is None else cond.power,
+            conditioning_power=cond.power,
+            conditioning_pct_rmt=cond.pct_rmt,
             isi_s=pattern.isi_s,
         )
-        if delivery != "paired":
+        collapse = _pair_is_one_stimulus(pattern, cond, dose, min_interval)
+    delivery, problem = _stimulate_delivery(
+        pattern, dose, doses, caps, trigger, min_interval
+    )
+    if isinstance(pattern, PairedPulses):
+        paired_firing = delivery == Delivery.PAIRED
+        if delivery != Delivery.PAIRED:
             # Without a paired-pulse unit each pulse is its own trigger.
             offsets = np.sort(np.concatenate([offsets, offsets + pattern.isi_s]))
-    return PlannedBlock(
+    table = block_pulse_table(
+        ARM_LEAD_S + worst,
+        common["earliest_start_s"],
+        block.index,
+        doses,
+        pair_isi_s=pair_isi,
+        collapse_pairs=collapse,
+        paired_firing=paired_firing,
+    )
+    planned = PlannedBlock(
         **common,
+        **_dose_fields(dose),
         duration_s=ARM_LEAD_S + end,
         pulses=pattern.n_pulses,
         pulse_offsets_s=tuple(float(x) for x in ARM_LEAD_S + offsets),
         pattern=block.pattern_name,
         delivery=delivery,
+        delivery_problem=problem,
+        min_interval_s=min_interval,
+        run_decides_timing=bool(getattr(pattern, "jitter_s", 0.0)),
+        fields=_fields(block),
         **extra,
     )
+    return planned, table, ARM_LEAD_S + worst_end
+
+
+def _pair_is_one_stimulus(pattern, cond: Dose, test: Dose, pair_interval) -> bool:
+    """specs/safety.md: a conditioned pair (conditioning below the test, ISI
+    1-200 ms) is one stimulus unless pairs come at 1 Hz or faster."""
+    if pair_interval is not None and pair_interval <= 1.0 + 1e-6:
+        return False
+    if not 0.001 - 1e-9 <= pattern.isi_s <= 0.200 + 1e-9:
+        return False
+    if cond.power is not None and test.power is not None:
+        return cond.power < test.power
+    same_unit = pattern.conditioning.unit == test.intensity.unit
+    return same_unit and pattern.conditioning.value < test.intensity.value
+
+
+def _stimulate_delivery(pattern, dose, doses, caps, trigger, min_interval):
+    """The path a stimulation block's pulses take on this rig, or why none."""
+    if caps is None:
+        return None, None
+    if isinstance(pattern, PairedPulses):
+        if caps.paired_pulse:
+            return Delivery.PAIRED, None
+        powers = {d.power for d in doses}
+        if trigger and len(powers) == 1 and None not in powers:
+            # Two equal pulses are two triggers; their rate is judged as a train.
+            return Delivery.TRIGGER, None
+        return None, (
+            f"paired pulses at {pattern.isi_s * 1e3:g} ms with these intensities "
+            "need a paired-pulse stimulator (BiStim², MagPro with MagOption); "
+            f"this rig has a {caps.label}"
+        )
+    if isinstance(pattern, (SinglePulses, PulseList)):
+        rate = max_serial_rate(caps, dose.power)
+        if min_interval is None or min_interval >= 1.0 / rate - 1e-9:
+            return Delivery.SERIAL, None
+        # Faster than serial firing: the trigger line, or the serial rate
+        # rule refuses it (this rig has none).
+        return (Delivery.TRIGGER if trigger else Delivery.SERIAL), None
+    if trigger:
+        # Host-timed triggers when the rig has a line: every pulse is then
+        # timed and stamped by the host (one marker per pulse, measured).
+        return Delivery.TRIGGER, None
+    if isinstance(pattern, RTMSTrains) and device_can_run(
+        caps, pattern.frequency_hz, pattern.pulses_per_train
+    ):
+        return Delivery.DEVICE_TRAIN, None
+    what = "theta burst" if isinstance(pattern, ThetaBurst) else "rTMS"
+    why = (
+        f"the {caps.label} runs no theta bursts by itself"
+        if isinstance(pattern, ThetaBurst)
+        else f"the {caps.label} cannot run this train by itself"
+    )
+    return None, (
+        f"{what} needs a trigger line on this rig: {why} and fires at most "
+        f"{max_serial_rate(caps, dose.power):.3g} Hz by serial command"
+    )
+
+
+def _task(block: TaskBlock, rng, thresholds, caps, trigger, common):
+    """Plan a task block; with online TMS, its pulses on the shortest trials."""
+    timing = _timing(block.task, block.params)
+    trial_max = DEFAULT_TRIAL_S if timing is None else timing.max_trial_s
+    trial_min = 0.0 if timing is None else timing.min_trial_s
+    extra: dict = {}
+    table = PulseTable.empty()
+    tms = block.tms
+    if tms is not None:
+        dose = resolve_intensity(tms.intensity, thresholds)
+        n = tms.max_pulses(block.trials)
+        # "every k": k trials apart at least; any other selection can stimulate
+        # consecutive trials.
+        step = trial_min * (tms.every if tms.select == "every" else 1)
+        table = block_pulse_table(
+            np.arange(n) * step, common["earliest_start_s"], block.index, [dose]
+        )
+        extra = dict(
+            **_dose_fields(dose),
+            online=describe_online(tms),
+            min_interval_s=step if n > 1 else None,
+            run_decides_timing=True,
+            delivery=None
+            if caps is None
+            else (Delivery.TRIGGER if trigger else Delivery.SERIAL),
+            fields=_fields(block),
+        )
+    planned = PlannedBlock(
+        **common,
+        duration_s=block.trials * trial_max,
+        pulses=block.n_pulses,
+        task=block.task,
+        trials=block.trials,
+        seed=int(rng.integers(2**31)),
+        **extra,
+    )
+    return planned, table, block.trials * trial_min
 
 
 def describe_online(tms) -> str:

@@ -1,9 +1,12 @@
-"""The safety check: physiological limits, lab caps and the rig's device limits.
+"""The safety check: judge the pulses a plan will deliver, whatever wrote them.
 
-Runs before anything touches a device (validate, plan and run all call it).
-Every rule that applies to a block is reported with its limit, the protocol's
-value and the margin, pass or fail, so that ``stimtrain plan`` can show how
-close a protocol runs to each limit. The limits are in
+Runs before anything touches a device (validate, plan and run all call it),
+on a compiled :class:`~stimtrain.orchestrator.plan.Plan`: every pulse with its
+worst-case time, power and intensity. Trains are found by their intervals
+(:mod:`~stimtrain.orchestrator.trains`), so single pulses, pairs, lists, online
+pulses and patterns are held to the same rules. Every rule applied is reported
+with its limit, the value and the margin, pass or fail, so that ``stimtrain
+plan`` can show what was judged. The limits are in
 :mod:`~stimtrain.orchestrator.limits`, the device rules in
 :mod:`~stimtrain.orchestrator.device_rules`.
 """
@@ -14,23 +17,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .blocks import (
-    Block,
-    PairedPulses,
-    Protocol,
-    PulseList,
-    RTMSTrains,
-    SinglePulses,
-    StimulateBlock,
-    TaskBlock,
-    ThetaBurst,
-    block_pulses,
-)
-from .device_rules import check_device, check_power_range, max_serial_rate
+from .blocks import Block, Protocol
 from .dose import Dose, Thresholds, resolve_intensity, round_half_up  # noqa: F401
 from .errors import Problem, ProtocolError
 from .limits import DEFAULT_LIMITS, Limits, load_limits  # noqa: F401
+from .plan import Plan, PlannedBlock, compile_plan
 from .rig import Rig
+from .trains import Train, find_trains
 
 
 @dataclass(frozen=True)
@@ -47,6 +40,7 @@ class RuleCheck:
     unit: str
     kind: str = "max"
     field: str = ""
+    train: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -66,6 +60,7 @@ class RuleCheck:
         """JSON-ready form."""
         return {
             "block": self.block,
+            "train": self.train,
             "rule": self.rule,
             "limit": self.limit,
             "value": self.value,
@@ -82,10 +77,9 @@ class SafetyReport:
 
     checks: list[RuleCheck] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
-    doses: dict[int, Dose] = field(default_factory=dict)
-    conditioning: dict[int, Dose] = field(default_factory=dict)
-    delivery: dict[int, str] = field(default_factory=dict)
+    trains: list[Train] = field(default_factory=list)
     delivered_today: int = 0
+    plan: Plan | None = None
 
     @property
     def ok(self) -> bool:
@@ -99,17 +93,34 @@ class SafetyReport:
 
 
 class _Checker:
-    def __init__(self, protocol: Protocol, limits: Limits, report: SafetyReport):
+    """Records each rule applied and each refusal, located in the protocol."""
+
+    def __init__(
+        self,
+        protocol: Protocol,
+        limits: Limits,
+        report: SafetyReport,
+        rig: Rig | None = None,
+    ):
         self.protocol = protocol
         self.limits = limits
         self.report = report
+        self.rig = rig
+
+    def block(self, index: int) -> Block:
+        return self.protocol.blocks[index]
+
+    def written(self, block: Block, key: str) -> object:
+        return written(block, key)
 
     def refuse(self, block: Block | None, key: str, rule: str, value) -> None:
         if block is None:
             problem = self.protocol.document.problem((key,), rule, value)
         else:
             problem = block.problem(key, rule, value)
-        self.report.problems.append(problem)
+        # Equal trains break a rule alike: say it once.
+        if all(str(p) != str(problem) for p in self.report.problems[-50:]):
+            self.report.problems.append(problem)
 
     def rule(
         self,
@@ -121,9 +132,17 @@ class _Checker:
         unit: str,
         kind: str = "max",
         written: object = None,
+        train: Train | None = None,
     ) -> None:
         check = RuleCheck(
-            None if block is None else block.index, rule, limit, value, unit, kind, key
+            None if block is None else block.index,
+            rule,
+            limit,
+            value,
+            unit,
+            kind,
+            key,
+            None if train is None else train.number,
         )
         self.report.checks.append(check)
         if not check.ok:
@@ -134,7 +153,19 @@ class _Checker:
             ):
                 # Say what the written value amounts to in the rule's unit.
                 shown = f"{written} = {shown}"
-            self.refuse(block, key, f"{rule}: must be {word} {limit:g} {unit}", shown)
+            what = "" if train is None else f"{train.describe()}: "
+            self.refuse(
+                block, key, f"{what}{rule}: must be {word} {limit:g} {unit}", shown
+            )
+
+
+def written(block: Block, key: str) -> object:
+    """The value as the protocol wrote it at ``key`` (None for lists)."""
+    value: object = block.raw
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    # A list (pulse times) is not worth quoting: the rule's value says it.
+    return None if isinstance(value, (list, dict)) else value
 
 
 def check_protocol(
@@ -148,49 +179,300 @@ def check_protocol(
     skip_blocks: frozenset[int] = frozenset(),
     delivered_session: int = 0,
 ) -> SafetyReport:
-    """Check a protocol against the safety limits and, given a rig, its device.
+    """Compile a protocol for a rig and thresholds, then judge its plan.
+
+    See :func:`~stimtrain.orchestrator.plan.compile_plan` and
+    :func:`check_plan` for the parameters. The report's ``plan`` is the
+    compiled plan with the rules and trains attached.
+    """
+    limits = limits or load_limits()
+    plan = compile_plan(
+        protocol,
+        rig=rig,
+        thresholds=thresholds,
+        limits_file=limits.source,
+        justifications=limits.justifications,
+        skip_blocks=skip_blocks,
+        delivered_today=delivered_today,
+    )
+    return check_plan(
+        plan,
+        protocol,
+        rig=rig,
+        limits=limits,
+        require_power=require_power,
+        delivered_session=delivered_session,
+    )
+
+
+def check_plan(
+    plan: Plan,
+    protocol: Protocol,
+    *,
+    rig: Rig | None = None,
+    limits: Limits | None = None,
+    require_power: bool = False,
+    delivered_session: int = 0,
+) -> SafetyReport:
+    """Judge a compiled plan against the safety limits and the rig's device.
 
     Parameters
     ----------
+    plan : Plan
+        The compiled plan: its pulses, powers and delivery paths are judged
+        as they are, never recomputed.
     protocol : Protocol
-        The loaded protocol.
-    thresholds : Thresholds | None
-        Motor thresholds in %MSO; without them %RMT intensities can be checked
-        against the physiological table but not converted to device power.
+        The protocol the plan was compiled from (to locate problems).
     rig : Rig | None
-        When given, the device limits of its stimulator and trigger path.
+        When given, the device limits of its stimulator.
     limits : Limits | None
         Safety limits; the shipped defaults when None.
     require_power : bool
         Refuse intensities that can't be converted to device power (a run
         must know exactly what it sends).
-    delivered_today : int
-        Pulses the participant already received today (earlier sessions and
-        runs, counted from their journals), for the per-day cap.
-    skip_blocks : frozenset of int
-        Blocks finished in an earlier run of this session (a resume): not
-        run again, so not checked again.
     delivered_session : int
         Pulses delivered in earlier runs of this session, for the session cap.
 
     Returns
     -------
     SafetyReport
-        Every rule applied with its margin, and the problems.
+        Every rule applied with its margin, the trains found, the problems,
+        and the plan with both attached.
     """
-    thresholds = thresholds or Thresholds()
+    from dataclasses import replace
+
+    from . import device_rules
+
     limits = limits or load_limits()
-    report = SafetyReport(delivered_today=delivered_today)
-    c = _Checker(protocol, limits, report)
+    report = SafetyReport(delivered_today=plan.delivered_today)
+    c = _Checker(protocol, limits, report, rig)
+    caps = None if rig is None else device_rules.capabilities(rig)
+    active = [b for b in plan.blocks if b.pulses and not b.skipped]
+    for pb in active:
+        _check_power(c, pb, caps, require_power)
+    stimuli = plan.pulses.grouped("stimulus")
+    trains = find_trains(
+        stimuli.t_s, stimuli.block, stimuli.pct_rmt, stimuli.pct_amt, stimuli.power
+    )
+    report.trains = trains
     margin_on = limits.stricter_margin or protocol.stricter_margin
-    caps = None if rig is None else _capabilities(rig)
-    blocks = [b for b in protocol.blocks if b.index not in skip_blocks]
-    for block in blocks:
-        if isinstance(block, StimulateBlock):
-            _check_stimulate(c, block, thresholds, require_power, margin_on, caps, rig)
-        elif isinstance(block, TaskBlock) and block.tms is not None:
-            _check_online(c, block, thresholds, require_power, caps, rig)
-    total = sum(block_pulses(b) for b in blocks)
+    for train in trains:
+        if train.kind == "theta_burst":
+            _check_theta_burst(c, plan.blocks[train.block], train)
+        else:
+            _check_rtms(c, plan.blocks[train.block], train, margin_on)
+    _check_inter_train(c, plan, trains)
+    _check_single_pulses(c, plan, stimuli, trains)
+    if caps is not None:
+        device_rules.check_device(c, plan, caps)
+    _check_caps(c, plan, delivered_session)
+    report.plan = replace(
+        plan,
+        checks=tuple(check.as_dict() for check in report.checks),
+        trains=tuple(t.as_dict() for t in trains),
+    )
+    return report
+
+
+def _check_power(c: _Checker, pb: PlannedBlock, caps, require_power: bool) -> None:
+    """Each block's power: known when a run needs it, within the device's range."""
+    block = c.block(pb.index)
+    lo, hi = (1, 100) if caps is None else caps.intensity_range
+    pairs = [(pb.field("intensity"), pb.power, pb.unit)]
+    if pb.conditioning is not None:
+        pairs.append(
+            ("conditioning", pb.conditioning_power, pb.conditioning.split()[-1])
+        )
+    for key, power, unit in pairs:
+        shown = written(block, key)
+        if power is None:
+            if require_power:
+                need = "--rmt" if unit == "%RMT" else "--amt"
+                c.refuse(
+                    block,
+                    key,
+                    f"needs the participant's threshold ({need}) to set device power",
+                    shown,
+                )
+            continue
+        c.rule(block, key, "device power", hi, power, "%MSO", written=shown)
+        if caps is not None:
+            c.rule(block, key, f"{caps.label} lowest power", lo, power, "%MSO", "min")
+    if pb.delivery_problem:
+        c.refuse(block, "pattern", pb.delivery_problem, block.raw.get("pattern"))
+
+
+def _check_rtms(c: _Checker, pb: PlannedBlock, train: Train, margin_on: bool) -> None:
+    """The physiological rules of a conventional train (the Wassermann table)."""
+    limits = c.limits
+    block = c.block(pb.index)
+    ikey, rkey, lkey = pb.field("intensity"), pb.field("rate"), pb.field("length")
+    # The frequency limit needs no threshold: it holds even where a lab
+    # allows rTMS without one. A train faster than this that is not a theta
+    # burst is refused here.
+    c.rule(
+        block,
+        rkey,
+        "rTMS frequency beyond the safety table",
+        limits.max_rtms_frequency_hz,
+        train.frequency_hz,
+        "Hz",
+        written=written(block, rkey),
+        train=train,
+    )
+    if train.pct_rmt is None:
+        if not limits.allow_rtms_without_threshold:
+            c.refuse(
+                block,
+                ikey,
+                f"{train.describe()}: rTMS needs the resting motor threshold "
+                "(give --rmt or use %RMT)",
+                written(block, ikey),
+            )
+        return
+    shown = written(block, ikey)
+    c.rule(
+        block,
+        ikey,
+        "rTMS intensity beyond the safety table",
+        limits.max_rtms_intensity_pct_mt,
+        train.pct_rmt,
+        "%RMT",
+        written=shown,
+        train=train,
+    )
+    if limits.rtms_intensity_cap_pct_mt is not None:
+        c.rule(
+            block,
+            ikey,
+            "lab rTMS intensity cap",
+            limits.rtms_intensity_cap_pct_mt,
+            train.pct_rmt,
+            "%RMT",
+            written=shown,
+            train=train,
+        )
+    max_train = limits.max_train_duration(train.frequency_hz, train.pct_rmt)
+    if max_train is not None:
+        factor = limits.stricter_margin_factor if margin_on else 1.0
+        name = "train duration (Wassermann 1998"
+        name += ", with the Chen 1997 margin)" if margin_on else ")"
+        c.rule(
+            block,
+            lkey,
+            name,
+            round(max_train * factor, 6),
+            round(train.duration_s, 9),
+            "s",
+            # A task's trial count is not the train's length: say only seconds.
+            written=None if pb.task else written(block, lkey),
+            train=train,
+        )
+
+
+def _check_theta_burst(c: _Checker, pb: PlannedBlock, train: Train) -> None:
+    """Theta-burst caps, in the threshold unit the intensity was written in.
+
+    An intensity in %MSO is checked against every threshold that is known.
+    """
+    limits = c.limits
+    block = c.block(pb.index)
+    key = pb.field("intensity")
+    checked = False
+    for cap_unit, pct, cap in (
+        ("%AMT", train.pct_amt, limits.theta_burst_max_pct_amt),
+        ("%RMT", train.pct_rmt, limits.theta_burst_max_pct_rmt),
+    ):
+        if pct is None or cap is None or pb.unit not in (cap_unit, "%MSO"):
+            continue
+        checked = True
+        c.rule(
+            block,
+            key,
+            "theta-burst intensity cap",
+            cap,
+            pct,
+            cap_unit,
+            written=written(block, key),
+            train=train,
+        )
+    if not checked:
+        c.refuse(
+            block,
+            key,
+            "theta burst needs a motor threshold (use %RMT or %AMT, or give --rmt)",
+            written(block, key),
+        )
+
+
+def _check_inter_train(c: _Checker, plan: Plan, trains: list[Train]) -> None:
+    """Chen 1997: trains at or above the rule's intensity keep their distance."""
+    limits = c.limits
+    for before, after in zip(trains[:-1], trains[1:], strict=True):
+        strongest = max(
+            (p for p in (before.pct_rmt, after.pct_rmt) if p is not None),
+            default=None,
+        )
+        if strongest is None:
+            continue
+        if strongest < limits.inter_train_rule_from_pct_mt - 1e-9:
+            continue
+        pb = plan.blocks[after.block]
+        block = c.block(pb.index)
+        key = pb.field("gap")
+        where = (
+            "" if before.block == after.block else f" (after block {before.block + 1})"
+        )
+        c.rule(
+            block,
+            key,
+            f"inter-train interval (Chen 1997){where}",
+            limits.min_inter_train_interval_s,
+            round(after.start_s - before.end_s, 9),
+            "s",
+            kind="min",
+            written=written(block, key) if key != pb.field("rate") else None,
+            train=after,
+        )
+
+
+def _check_single_pulses(c: _Checker, plan: Plan, stimuli, trains) -> None:
+    """The single-pulse cap, on every stimulus that is not part of a train."""
+    cap = c.limits.single_pulse_max_pct_mt
+    if cap is None or not len(stimuli):
+        return
+    alone = np.ones(len(stimuli), dtype=bool)
+    for train in trains:
+        alone[train.first : train.stop] = False
+    # Where the run decides the intervals, the pulses may well come singly.
+    varies = [b.index for b in plan.blocks if b.run_decides_timing]
+    alone |= np.isin(stimuli.block, varies)
+    for index in np.unique(stimuli.block[alone]):
+        pct = stimuli.pct_rmt[alone & (stimuli.block == index)]
+        pct = pct[~np.isnan(pct)]
+        if not len(pct):
+            continue
+        pb = plan.blocks[int(index)]
+        block = c.block(pb.index)
+        key = pb.field("intensity")
+        if pb.conditioning_pct_rmt is not None and (
+            pb.pct_rmt is None or pb.conditioning_pct_rmt > pb.pct_rmt
+        ):
+            key = "conditioning"
+        c.rule(
+            block,
+            key,
+            "single-pulse intensity cap",
+            cap,
+            float(pct.max()),
+            "%RMT",
+            written=written(block, key),
+        )
+
+
+def _check_caps(c: _Checker, plan: Plan, delivered_session: int) -> None:
+    limits = c.limits
+    total = plan.total_pulses
     if limits.max_pulses_per_session is not None:
         earlier = (
             f" ({delivered_session} delivered in earlier runs)"
@@ -209,260 +491,8 @@ def check_protocol(
         c.rule(
             None,
             "blocks",
-            f"pulses per day ({delivered_today} already delivered today)",
+            f"pulses per day ({plan.delivered_today} already delivered today)",
             limits.max_pulses_per_day,
-            delivered_today + total,
+            plan.delivered_today + total,
             "pulses",
-        )
-    return report
-
-
-def _capabilities(rig: Rig):
-    from stimtrain.devices.stimulator import get_capabilities
-
-    return get_capabilities(rig.stimulator_model)
-
-
-def _dose(c: _Checker, block: Block, key: str, intensity, thresholds, require_power):
-    """Resolve an intensity and apply the device power range to it."""
-    dose = resolve_intensity(intensity, thresholds)
-    written = _written(block, key)
-    if dose.power is None and require_power:
-        need = "--rmt" if intensity.unit == "%RMT" else "--amt"
-        c.refuse(
-            block,
-            key,
-            f"needs the participant's threshold ({need}) to set device power",
-            written,
-        )
-    if dose.power is not None:
-        c.rule(block, key, "device power", 100, dose.power, "%MSO", written=written)
-    return dose
-
-
-def _written(block: Block, key: str) -> object:
-    value: object = block.raw
-    for part in key.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
-    # A list (pulse times) is not worth quoting: the rule's value says it.
-    return None if isinstance(value, list) else value
-
-
-def _single_pulse_cap(c: _Checker, block: Block, key: str, dose: Dose) -> None:
-    cap = c.limits.single_pulse_max_pct_mt
-    if dose.pct_rmt is not None and cap is not None:
-        c.rule(
-            block,
-            key,
-            "single-pulse intensity cap",
-            cap,
-            dose.pct_rmt,
-            "%RMT",
-            written=_written(block, key),
-        )
-
-
-def _check_stimulate(c, block, thresholds, require_power, margin_on, caps, rig):
-    pattern = block.pattern
-    dose = _dose(c, block, "intensity", block.intensity, thresholds, require_power)
-    c.report.doses[block.index] = dose
-    written = _written(block, "intensity")
-    if isinstance(pattern, SinglePulses):
-        _single_pulse_cap(c, block, "intensity", dose)
-    elif isinstance(pattern, PairedPulses):
-        cond = _dose(
-            c, block, "conditioning", pattern.conditioning, thresholds, require_power
-        )
-        c.report.conditioning[block.index] = cond
-        _single_pulse_cap(c, block, "intensity", dose)
-        _single_pulse_cap(c, block, "conditioning", cond)
-    elif isinstance(pattern, RTMSTrains):
-        _check_train(
-            c,
-            block,
-            dose,
-            margin_on,
-            pattern.frequency_hz,
-            pattern.train_duration_s,
-            "frequency",
-            "train_duration" if "train_duration" in block.raw else "pulses_per_train",
-        )
-        _check_inter_train(c, block, dose, pattern)
-    elif isinstance(pattern, ThetaBurst):
-        _check_theta_burst(c, block, dose, written)
-    elif isinstance(pattern, PulseList):
-        _check_pulse_list(c, block, dose, margin_on)
-    if caps is not None:
-        check_device(c, block, dose, rig, caps)
-
-
-def _check_online(c, block: TaskBlock, thresholds, require_power, caps, rig):
-    dose = _dose(
-        c, block, "tms.intensity", block.tms.intensity, thresholds, require_power
-    )
-    c.report.doses[block.index] = dose
-    _single_pulse_cap(c, block, "tms.intensity", dose)
-    if caps is None:
-        return
-    check_power_range(c, block, "tms.intensity", dose, caps)
-    # Pulses locked to a flip need the lowest latency the rig has.
-    if rig.trigger is not None and "ttl" in caps.trigger_inputs:
-        c.report.delivery[block.index] = "trigger"
-        return
-    from stimtrain.tasks import get_task
-
-    task = get_task(block.task)
-    timing = task.timing(task.validate_params(block.params))
-    # A trial can end at the response: fixation, feedback and ITI always remain.
-    trial_s = timing.fixation_s + timing.feedback_s + timing.iti_s
-    serial_rate = max_serial_rate(caps, dose)
-    if trial_s < 1.0 / serial_rate - 1e-9:
-        c.rule(
-            block,
-            "tms",
-            f"{caps.label} fires by serial command at most {serial_rate:g} Hz; "
-            "shortest trial",
-            1.0 / serial_rate,
-            trial_s,
-            "s",
-            kind="min",
-        )
-    c.report.delivery[block.index] = "serial"
-
-
-def _check_train(c, block, dose, margin_on, frequency, duration, fkey, dkey):
-    """The physiological rules of a train of pulses at ``frequency``."""
-    limits = c.limits
-    written = _written(block, "intensity")
-    # The frequency limit needs no threshold: it holds even where a lab
-    # allows rTMS without one.
-    c.rule(
-        block,
-        fkey,
-        "rTMS frequency beyond the safety table",
-        limits.max_rtms_frequency_hz,
-        frequency,
-        "Hz",
-        written=_written(block, fkey),
-    )
-    if dose.pct_rmt is None:
-        if not limits.allow_rtms_without_threshold:
-            c.refuse(
-                block,
-                "intensity",
-                "rTMS needs the resting motor threshold (give --rmt or use %RMT)",
-                written,
-            )
-        return
-    c.rule(
-        block,
-        "intensity",
-        "rTMS intensity beyond the safety table",
-        limits.max_rtms_intensity_pct_mt,
-        dose.pct_rmt,
-        "%RMT",
-        written=written,
-    )
-    if limits.rtms_intensity_cap_pct_mt is not None:
-        c.rule(
-            block,
-            "intensity",
-            "lab rTMS intensity cap",
-            limits.rtms_intensity_cap_pct_mt,
-            dose.pct_rmt,
-            "%RMT",
-            written=written,
-        )
-    max_train = limits.max_train_duration(frequency, dose.pct_rmt)
-    if max_train is not None:
-        factor = limits.stricter_margin_factor if margin_on else 1.0
-        name = "train duration (Wassermann 1998"
-        name += ", with the Chen 1997 margin)" if margin_on else ")"
-        c.rule(
-            block,
-            dkey,
-            name,
-            round(max_train * factor, 6),
-            duration,
-            "s",
-            written=_written(block, dkey),
-        )
-
-
-def _check_inter_train(c, block, dose, pattern: RTMSTrains) -> None:
-    limits = c.limits
-    if dose.pct_rmt is None or pattern.trains <= 1:
-        return
-    if dose.pct_rmt >= limits.inter_train_rule_from_pct_mt - 1e-9:
-        c.rule(
-            block,
-            "inter_train_interval",
-            "inter-train interval (Chen 1997)",
-            limits.min_inter_train_interval_s,
-            pattern.inter_train_interval_s,
-            "s",
-            kind="min",
-            written=_written(block, "inter_train_interval"),
-        )
-
-
-def _runs(times: tuple[float, ...], gap: float) -> list[tuple[int, int]]:
-    """Runs of pulses whose consecutive intervals are shorter than ``gap``."""
-    runs, start = [], 0
-    for i in range(1, len(times) + 1):
-        if i == len(times) or times[i] - times[i - 1] >= gap:
-            if i - start > 1:
-                runs.append((start, i))
-            start = i
-    return runs
-
-
-def _check_pulse_list(c, block, dose: Dose, margin_on: bool) -> None:
-    """A pulse list is single pulses, unless pulses come faster than 1 Hz.
-
-    Pulses less than 1 s apart are treated as a train at the rate of the
-    shortest interval in them, and the train rules apply to each such run.
-    """
-    pattern: PulseList = block.pattern
-    runs = _runs(pattern.times_s, 1.0)
-    if not runs:
-        _single_pulse_cap(c, block, "intensity", dose)
-        return
-    longest = max(runs, key=lambda r: r[1] - r[0])
-    times = pattern.times_s
-    rate = 1.0 / min(float(np.min(np.diff(times[s:e]))) for s, e in runs)
-    duration = (longest[1] - longest[0]) / rate
-    _check_train(c, block, dose, margin_on, rate, duration, "times", "times")
-
-
-def _check_theta_burst(c, block, dose: Dose, written) -> None:
-    """Theta-burst caps, in the threshold unit the intensity was written in.
-
-    An intensity in %MSO is checked against every threshold that is known.
-    """
-    limits = c.limits
-    unit = block.intensity.unit
-    checked = False
-    for cap_unit, pct, cap in (
-        ("%AMT", dose.pct_amt, limits.theta_burst_max_pct_amt),
-        ("%RMT", dose.pct_rmt, limits.theta_burst_max_pct_rmt),
-    ):
-        if pct is None or cap is None or unit not in (cap_unit, "%MSO"):
-            continue
-        checked = True
-        c.rule(
-            block,
-            "intensity",
-            "theta-burst intensity cap",
-            cap,
-            pct,
-            cap_unit,
-            written=written,
-        )
-    if not checked:
-        c.refuse(
-            block,
-            "intensity",
-            "theta burst needs a motor threshold (use %RMT or %AMT, or give --rmt)",
-            written,
         )

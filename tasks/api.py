@@ -175,6 +175,14 @@ class TrialTiming:
     cue_s: float = 0.0
 
     @property
+    def min_trial_s(self) -> float:
+        """The shortest time (s) from an event of one trial to the same event of
+        the next: fixation, feedback and ITI always lie between, and the whole
+        response window too in a paced task."""
+        paced = self.deadline_s if self.fixed_duration else 0.0
+        return self.fixation_s + self.feedback_s + self.iti_s + paced
+
+    @property
     def max_trial_s(self) -> float:
         """The longest a trial can last (every phase at its longest), in seconds."""
         return (

@@ -256,11 +256,18 @@ def min_wait_after_train(n_pulses: int, frequency: float, power: float) -> float
 
 
 def max_on_time(frequency: float, power: float) -> float:
-    """Longest Rapid train (s) at ``frequency`` and ``power``: ``63000/(f·E)``."""
+    """Longest Rapid train (s) at ``frequency`` and ``power``: ``63000/(f·E)``.
+
+    The limit applies only above the continuous-running rate ``1050/E``: at
+    or below it the unit runs without an on-time limit (``inf``; its train
+    length is then bounded by its pulse limit).
+    """
     if frequency <= 0:
         raise ValueError(f"frequency must be positive, got {frequency}")
+    if frequency <= max_continuous_frequency(power) + 1e-9:
+        return float("inf")
     energy = energy_per_pulse(power)
-    return float("inf") if energy == 0 else ENERGY_PER_MINUTE_J / (frequency * energy)
+    return ENERGY_PER_MINUTE_J / (frequency * energy)
 
 
 def max_continuous_frequency(power: float) -> float:

@@ -30,7 +30,6 @@ import yaml
 
 from stimtrain.orchestrator.course import load_course
 from stimtrain.orchestrator.errors import ProtocolError
-from stimtrain.orchestrator.plan import compile_plan
 from stimtrain.orchestrator.protocol import load_protocol_text
 from stimtrain.orchestrator.rig import load_rig, simulated_rig
 from stimtrain.orchestrator.safety import Thresholds, check_protocol, load_limits
@@ -161,13 +160,8 @@ def _check_protocol(ex: Example) -> list[str]:
     )
     if not report.ok:
         return [str(p) for p in report.problems]
-    plan = compile_plan(
-        protocol,
-        report,
-        thresholds=thresholds,
-        rig=_rig(ex).name,
-        justifications=limits.justifications,
-    )
+    plan = report.plan
+    assert plan.limits_justifications == limits.justifications
     if "pulses" in ex.directions:
         assert plan.total_pulses == int(ex.directions["pulses"]), ex
     assert set(ex.orders) <= set(plan.order), ex

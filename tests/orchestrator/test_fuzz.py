@@ -13,7 +13,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stimtrain.orchestrator.errors import ProtocolError
-from stimtrain.orchestrator.plan import compile_plan
 from stimtrain.orchestrator.protocol import load_protocol_text
 from stimtrain.orchestrator.rig import simulated_rig
 from stimtrain.orchestrator.safety import Thresholds, check_protocol
@@ -80,7 +79,9 @@ def _run(text: str) -> None:
         report = check_protocol(
             protocol, thresholds=Thresholds(rmt=50, amt=40), rig=RIG
         )
-        compile_plan(protocol, report)
+        assert report.plan is not None and len(report.plan.blocks) == len(
+            protocol.blocks
+        )
     except ProtocolError as exc:
         assert exc.problems and all(p.file == "fuzz.yaml" for p in exc.problems)
 

@@ -106,7 +106,8 @@ blocks:
     # 70 % of 45 = 31.5 -> 32 %MSO = 71.1 %RMT: what would be sent is over the cap.
     report = check_protocol(protocol, thresholds=Thresholds(rmt=45))
     assert [str(p) for p in report.problems] == [
-        "t.yaml:8:16: error: blocks[0].intensity: theta-burst intensity cap: "
+        "t.yaml:8:16: error: blocks[0].intensity: a theta-burst train of 200 bursts "
+        "of 3 at 50 Hz (40 s): theta-burst intensity cap: "
         "must be at most 70 %RMT (got 70 %RMT = 71.11 %RMT)"
     ]
 
