@@ -110,21 +110,33 @@ def _read_limit_values(doc, r: FieldReader, *, partial: bool) -> dict:
         "a limits file",
     )
     values: dict = {}
+
+    def keep(key: str, value: object, n_problems: int) -> None:
+        # A value refused (None) is left out: comparing it with the default
+        # would crash, or pass it as "no cap".
+        if len(r.problems) == n_problems:
+            values[key] = value
+
     for key in _NUMBERS:
         if key in top or not partial:
-            values[key] = r.get(top, (), key, _number, required=True, check=positive)
+            n = len(r.problems)
+            keep(key, r.get(top, (), key, _number, required=True, check=positive), n)
     for key in _OPTIONAL_NUMBERS:
         if key not in top:
             if not partial:
                 r.fail((key,), "is required (null for no cap)", "nothing")
             continue
         value = top[key]
-        values[key] = (
-            None if value is None else r.get(top, (), key, _number, check=positive)
+        n = len(r.problems)
+        keep(
+            key,
+            None if value is None else r.get(top, (), key, _number, check=positive),
+            n,
         )
     for key in ("stricter_margin", "allow_rtms_without_threshold"):
         if key in top or not partial:
-            values[key] = r.get(top, (), key, boolean, required=True)
+            n = len(r.problems)
+            keep(key, r.get(top, (), key, boolean, required=True), n)
     if "train_duration_table" in top or not partial:
         cols, table = _read_table(r, top)
         values["intensities_pct_mt"] = cols

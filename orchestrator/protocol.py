@@ -41,6 +41,7 @@ from .blocks import (  # noqa: F401 - the model is part of this module's API
     WaitBlock,
     block_pulses,
 )
+from .bounds import MAX_PULSES_PER_BLOCK, count_text
 from .errors import Problem, ProtocolError
 from .fields import FieldReader
 from .protocol_fields import (  # noqa: F401 - the tables are part of the API
@@ -87,6 +88,7 @@ def _read_pattern(
                 )
         if name == "paired":
             _check_paired(r, m, path, v)
+        _check_count(r, m, path, count, v[count], 1 if name == "single" else 2)
         if len(r.problems) > n_problems:
             return None
         if name == "single":
@@ -105,7 +107,14 @@ def _read_pattern(
         return _read_rtms(r, m, path, v, n_problems)
     if name == "list":
         times = v["times"]
-        if times is not None:
+        if times is not None and len(times) > MAX_PULSES_PER_BLOCK:
+            r.fail(
+                (*path, "times"),
+                f"must list at most {MAX_PULSES_PER_BLOCK} pulses "
+                "(the most in one block)",
+                m["times"],
+            )
+        elif times is not None:
             if times[0] != 0:
                 r.fail(
                     (*path, "times", 0), "the first pulse must be at 0 s", m["times"][0]
@@ -122,6 +131,27 @@ def _read_pattern(
             return None
         return PulseList(times_s=tuple(times))
     return _read_theta_burst(r, m, path, v, n_problems)
+
+
+def _check_count(
+    r: FieldReader, m: dict, path: tuple, key: str, n: int | None, per: int
+) -> bool:
+    """Refuse a count of ``per``-pulse units above the pulses one block may have.
+
+    Checked as the block is read, before any pulse is computed (a count is
+    one line, the pulses it asks for could fill the memory). Returns whether
+    the count is within the bound (or not known).
+    """
+    most = MAX_PULSES_PER_BLOCK // per
+    if n is None or n <= most:
+        return True
+    why = (
+        "the most pulses in one block"
+        if per == 1
+        else f"{per} pulses each; one block may have at most {MAX_PULSES_PER_BLOCK}"
+    )
+    r.fail((*path, key), f"must be at most {most} ({why})", m.get(key, n))
+    return False
 
 
 def _check_paired(r: FieldReader, m: dict, path: tuple, v: dict) -> None:
@@ -158,11 +188,20 @@ def _read_rtms(r, m, path, v, n_problems) -> RTMSTrains | None:
         v["pulses_per_train"],
         v["train_duration"],
     )
+    most = MAX_PULSES_PER_BLOCK
     if ("pulses_per_train" in m) == ("train_duration" in m):
         r.fail(
             (*path, "pulses_per_train"),
             "give exactly one of pulses_per_train and train_duration",
             "both" if "train_duration" in m else "neither",
+        )
+    elif dur is not None and freq is not None and not dur * freq <= most:
+        # ``not <=`` also catches a product that overflowed to inf.
+        r.fail(
+            (*path, "train_duration"),
+            f"holds more than {MAX_PULSES_PER_BLOCK} pulses at {freq:g} Hz "
+            "(the most in one block)",
+            m["train_duration"],
         )
     elif dur is not None and freq is not None:
         ppt = round(dur * freq)
@@ -172,6 +211,15 @@ def _read_rtms(r, m, path, v, n_problems) -> RTMSTrains | None:
                 f"must hold a whole number of pulses at {freq:g} Hz",
                 m["train_duration"],
             )
+    if "pulses_per_train" in m:
+        _check_count(r, m, path, "pulses_per_train", ppt, 1)
+    if ppt is not None and trains is not None and ppt <= most < ppt * trains:
+        r.fail(
+            (*path, "trains"),
+            f"make {count_text(ppt * trains)} pulses with {ppt} per train; "
+            f"one block may have at most {most}",
+            m.get("trains", trains),
+        )
     iti = v["inter_train_interval"]
     if trains is not None and trains > 1 and "inter_train_interval" not in m:
         r.fail((*path, "inter_train_interval"), "is required", "nothing")
@@ -207,7 +255,9 @@ def _read_theta_burst(r, m, path, v, n_problems) -> ThetaBurst | None:
                     "does not apply to cTBS (one continuous train)",
                     m[key],
                 )
-    if pulses is not None and ppb is not None and pulses % ppb:
+    # A partial burst among a trillion pulses is beside the point.
+    within = _check_count(r, m, path, "pulses", pulses, 1)
+    if within and pulses is not None and ppb is not None and pulses % ppb:
         r.fail(
             (*path, "pulses"),
             f"must be a whole number of bursts of {ppb} pulses",

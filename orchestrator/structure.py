@@ -3,6 +3,11 @@
 ``${name}`` substitution keeps a whole-value variable's type; a ``repeat``'s
 blocks run in a fixed, seeded random, or counterbalanced (balanced Latin
 square) order, and how each order was drawn is recorded for the plan.
+Repeats are counted before they are unrolled: a protocol that would unroll to
+more than :data:`~.bounds.MAX_BLOCKS` blocks or :data:`~.bounds.MAX_PULSES`
+pulses, or has a task block of more than
+:data:`~.bounds.MAX_TRIALS_PER_BLOCK` trials, is refused with a located
+problem before any block is copied.
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from .blocks import Block
+from .blocks import Block, TaskBlock, block_pulses
+from .bounds import MAX_BLOCKS, MAX_PULSES, MAX_TRIALS_PER_BLOCK, count_text
+from .errors import ProtocolError
 from .fields import FieldReader
 from .yamlpos import LocatedDocument
 
@@ -103,7 +110,124 @@ def balanced_latin_square_row(n: int, row: int) -> list[int]:
     return seq[::-1] if row >= n else seq
 
 
+def _unrolled(item: Block | RepeatTemplate) -> tuple[int, int]:
+    """Blocks and pulses ``item`` unrolls to, counted without unrolling."""
+    if not isinstance(item, RepeatTemplate):
+        return 1, block_pulses(item)
+    blocks = pulses = 0
+    for child in item.children:
+        b, p = _unrolled(child)
+        blocks += b
+        pulses += p
+    return item.times * blocks, item.times * pulses
+
+
+def _walk(items: list):
+    """Every block template in ``items``, inside repeats too, each once."""
+    for item in items:
+        if isinstance(item, RepeatTemplate):
+            yield from _walk(item.children)
+        else:
+            yield item
+
+
+def _crossing(sizes: list[int], bound: int) -> int:
+    """Index of the item at which the running total of ``sizes`` passes ``bound``."""
+    running = 0
+    for i, size in enumerate(sizes):
+        running += size
+        if running > bound:
+            return i
+    raise AssertionError("the total does not pass the bound")
+
+
+def check_unrolled_size(items: list) -> None:
+    """Refuse a protocol too large to unroll, before anything is unrolled.
+
+    Parameters
+    ----------
+    items : list
+        The protocol's top-level templates (blocks and
+        :class:`RepeatTemplate`), with includes already read in.
+
+    Raises
+    ------
+    ProtocolError
+        A task block of more than :data:`~.bounds.MAX_TRIALS_PER_BLOCK`
+        trials (each is reported); else more than :data:`~.bounds.MAX_BLOCKS`
+        blocks or :data:`~.bounds.MAX_PULSES` pulses once unrolled, located at
+        the ``times`` of the outermost repeat (or at the block) that passes
+        the bound, with the protocol's total.
+    """
+    problems = [
+        block.doc.problem(
+            (*block.src, "trials"),
+            f"must be at most {MAX_TRIALS_PER_BLOCK} (the most trials in one block)",
+            block.trials,
+        )
+        for block in _walk(items)
+        if isinstance(block, TaskBlock) and block.trials > MAX_TRIALS_PER_BLOCK
+    ]
+    if problems:
+        raise ProtocolError(problems)
+    sizes = [_unrolled(item) for item in items]
+    for which, bound, noun in ((0, MAX_BLOCKS, "blocks"), (1, MAX_PULSES, "pulses")):
+        counts = [size[which] for size in sizes]
+        total = sum(counts)
+        if total <= bound:
+            continue
+        at = _crossing(counts, bound)
+        item = items[at]
+        in_all = f"{count_text(total)} {noun}"
+        if isinstance(item, RepeatTemplate):
+            problem = item.doc.problem(
+                (*item.src, "times"),
+                f"makes {in_all} in all once repeated; "
+                f"a protocol may have at most {bound}",
+                item.times,
+            )
+        else:
+            problem = item.doc.problem(
+                item.src,
+                f"makes {in_all} in all; a protocol may have at most {bound}",
+                f"{count_text(counts[at])} {noun}",
+            )
+        raise ProtocolError([problem])
+
+
 def expand_blocks(
+    items: list,
+    seed: int,
+    participant: str | None,
+    order: list[str],
+    counter: list[int],
+) -> list[Block]:
+    """Unroll repeats into blocks, drawing and recording each repeat's order.
+
+    Parameters
+    ----------
+    items : list
+        Templates as read: blocks and :class:`RepeatTemplate`.
+    seed : int
+        The protocol's seed (random orders).
+    participant : str | None
+        Whose counterbalancing row to use.
+    order : list of str
+        Appended to: how each non-fixed order was drawn, for the plan.
+    counter : list of int
+        ``[0]``: numbers the repeats in reading order (random streams).
+
+    Raises
+    ------
+    ProtocolError
+        When the protocol would be too large (:func:`check_unrolled_size`),
+        before anything is unrolled.
+    """
+    check_unrolled_size(items)
+    return _unroll(items, seed, participant, order, counter)
+
+
+def _unroll(
     items: list,
     seed: int,
     participant: str | None,
@@ -137,7 +261,7 @@ def expand_blocks(
                 order.append(
                     f"{name} {rep + 1}/{item.times}: {how}: {', '.join(labels)}"
                 )
-            for child in expand_blocks(children, seed, participant, order, counter):
+            for child in _unroll(children, seed, participant, order, counter):
                 if item.times > 1 and child.label is not None:
                     child = replace(
                         child, label=f"{child.label} ({rep + 1}/{item.times})"
