@@ -63,8 +63,8 @@ class OnlinePulses:
         r = self.runner
         r._pulse_fields[self.block.index] = dict(
             pattern="online",
-            intensity=self.tms.intensity.value,
-            unit=self.tms.intensity.unit,
+            intensity=self.planned.intensity_value,
+            unit=self.planned.unit,
             power=self.planned.power,
         )
         r.device.request("set_power", self.planned.power)

@@ -69,6 +69,7 @@ class PlannedBlock:
     pulse_offsets_s: tuple[float, ...] = ()
     pattern: str | None = None
     intensity: str | None = None
+    intensity_value: float | None = None
     unit: str | None = None
     power: int | None = None
     pct_rmt: float | None = None
@@ -82,6 +83,8 @@ class PlannedBlock:
     conditioning_power: int | None = None
     conditioning_pct_rmt: float | None = None
     isi_s: float | None = None
+    train_pulses: int | None = None
+    train_frequency_hz: float | None = None
     online: str | None = None
     min_interval_s: float | None = None
     run_decides_timing: bool = False
@@ -369,6 +372,7 @@ def compile_plan(
 def _dose_fields(dose: Dose) -> dict:
     return dict(
         intensity=str(dose.intensity),
+        intensity_value=dose.intensity.value,
         unit=dose.intensity.unit,
         power=dose.power,
         pct_rmt=dose.pct_rmt,
@@ -401,6 +405,11 @@ def _stimulate(block: StimulateBlock, rng, thresholds, caps, trigger, common):
     delivery, problem = _stimulate_delivery(
         pattern, dose, doses, caps, trigger, min_interval
     )
+    if delivery == Delivery.DEVICE_TRAIN:
+        extra.update(
+            train_pulses=pattern.pulses_per_train,
+            train_frequency_hz=pattern.frequency_hz,
+        )
     if isinstance(pattern, PairedPulses):
         paired_firing = delivery == Delivery.PAIRED
         if delivery != Delivery.PAIRED:

@@ -631,8 +631,8 @@ class SessionRunner:
         t_block = clock()
         self._pulse_fields[block.index] = dict(
             pattern=planned.pattern,
-            intensity=block.intensity.value,
-            unit=block.intensity.unit,
+            intensity=planned.intensity_value,
+            unit=planned.unit,
             power=planned.power,
         )
         if planned.delivery == "paired":
@@ -649,12 +649,11 @@ class SessionRunner:
             self.device.request("set_power", planned.power)
         if planned.delivery == "device_train":
             # The unit runs each train; the host starts it at the train's time.
-            pattern = block.pattern
             self.device.request(
-                "set_train", pattern.frequency_hz, pattern.pulses_per_train
+                "set_train", planned.train_frequency_hz, planned.train_pulses
             )
             self._pulse_fields[block.index].update(
-                train_pulses=pattern.pulses_per_train, frequency=pattern.frequency_hz
+                train_pulses=planned.train_pulses, frequency=planned.train_frequency_hz
             )
         self.state.update(device=self.device.request("arm", 3.0, timeout=6.0))
         self.journal.write("armed", block=block.index, power=planned.power)
@@ -667,7 +666,7 @@ class SessionRunner:
             self.journal.write("block_late", block=block.index, shift_s=shift)
         timeline = BlockTimeline(
             planned.pulse_offsets_s,
-            block.pattern.pulses_per_train if planned.delivery == "device_train" else 1,
+            planned.train_pulses or 1,
             planned.duration_s,
         )
         with self._schedule_lock:
