@@ -331,6 +331,9 @@ class _Expander:
                             sub.start_mark,
                         )
                     groups.append(self.pairs(sub_node, path, merging, sub_via))
+                    gathered = sum(len(group) for group in groups)
+                    if self.count + len(merged) + gathered > MAX_VALUES:
+                        raise self.too_many(path, node, sub_via)
                 for group in reversed(groups):
                     merged.extend(group)
             else:
