@@ -270,6 +270,9 @@ class Protocol:
         Fragment files read, in order (their text is hashed with the protocol).
     participant : str | None
         The participant the block order was drawn for.
+    rig : str | None
+        The rig the protocol is written for (``sim``, ``sim-<model>`` or a rig
+        file's path), used when no other rig is named.
     """
 
     name: str
@@ -281,6 +284,7 @@ class Protocol:
     order: tuple[str, ...] = ()
     includes: tuple[LocatedDocument, ...] = field(default=(), repr=False)
     participant: str | None = None
+    rig: str | None = None
 
     @property
     def file(self) -> str:

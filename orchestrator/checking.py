@@ -29,7 +29,7 @@ class CheckedProtocol:
 def check_file(
     path: str | Path,
     *,
-    rig: str | Path | Rig = "sim",
+    rig: str | Path | Rig | None = None,
     thresholds: Thresholds | None = None,
     limits: str | Path | Limits | None = None,
     require_power: bool = False,
@@ -44,8 +44,9 @@ def check_file(
     ----------
     path : str | Path
         Protocol file.
-    rig : str | Path | Rig
-        ``"sim"``, a rig file, or a loaded rig.
+    rig : str | Path | Rig | None
+        ``"sim"``, ``"sim-<model>"``, a rig file, or a loaded rig; None: the
+        rig the protocol names (``sim`` when it names none).
     thresholds : Thresholds | None
         The participant's motor thresholds (%MSO).
     limits : str | Path | Limits | None
@@ -67,9 +68,11 @@ def check_file(
         With every problem in the protocol, rig or limits file.
     """
     thresholds = thresholds or Thresholds()
-    rig_obj = rig if isinstance(rig, Rig) else load_rig(rig)
     limits_obj = limits if isinstance(limits, Limits) else load_limits(limits)
     protocol = load_protocol(path, participant=participant)
+    if rig is None:
+        rig = protocol.rig or "sim"
+    rig_obj = rig if isinstance(rig, Rig) else load_rig(rig)
     plan = compile_plan(
         protocol,
         rig=rig_obj,

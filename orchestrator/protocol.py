@@ -532,7 +532,12 @@ def protocol_from_document(
         raise ProtocolError(state.problems)
     order: list[str] = []
     blocks = number_blocks(expand_blocks(templates, v["seed"], participant, order, [0]))
+    rig = v["rig"]
+    if rig is not None and not rig.startswith("sim") and doc.file != "<string>":
+        # A rig file is named relative to the protocol, like an include.
+        rig = os.path.normpath(os.path.join(os.path.dirname(doc.file), rig))
     return Protocol(
+        rig=rig,
         name=v["name"],
         description=v["description"] or "",
         seed=v["seed"],

@@ -357,6 +357,12 @@ PROTOCOL_SPEC = s.RecordSpec(
         s.FieldSpec("name", s.TEXT, "Protocol name.", required=True),
         s.FieldSpec("description", s.TEXT, "What the protocol is for."),
         s.FieldSpec(
+            "rig",
+            s.TEXT,
+            "The rig it is written for: sim, sim-<model> or a rig file (relative "
+            "to the protocol); used when no --rig is given.",
+        ),
+        s.FieldSpec(
             "seed",
             s.INTEGER,
             "Seed of every random choice, recorded with the run.",

@@ -1012,7 +1012,7 @@ def run_protocol(
     *,
     participant: str,
     session: str | int,
-    rig: str | Path = "sim",
+    rig: str | Path | None = None,
     data_root: str | Path = "stimtrain-data",
     thresholds: Thresholds | None = None,
     limits: str | Path | None = None,

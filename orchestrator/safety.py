@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .blocks import Block, Protocol
-from .dose import Dose, Thresholds, resolve_intensity, round_half_up  # noqa: F401
+from .dose import Dose, Thresholds, resolve_intensity  # noqa: F401
 from .errors import Problem, ProtocolError
 from .limits import DEFAULT_LIMITS, Limits, load_limits  # noqa: F401
 from .plan import Plan, PlannedBlock, compile_plan

@@ -82,15 +82,16 @@ def test_bad_limits_file_is_located(tmp_path):
         load_limits(lab)
 
 
-def test_intensity_conversion_rounds_to_device_resolution():
+def test_intensity_conversion_rounds_down_to_device_resolution():
     dose = resolve_intensity(Intensity(110, "%RMT"), Thresholds(rmt=47))
-    assert dose.power == 52  # 51.7 rounds to 52 %MSO
-    assert dose.pct_rmt == pytest.approx(100 * 52 / 47)
+    assert dose.power == 51  # 51.7 rounds down: never more than written
+    assert dose.pct_rmt == pytest.approx(100 * 51 / 47)
+    assert resolve_intensity(Intensity(120, "%RMT"), Thresholds(rmt=50)).power == 60
     assert resolve_intensity(Intensity(60, "%MSO"), Thresholds()).pct_rmt is None
     assert resolve_intensity(Intensity(80, "%AMT"), Thresholds(amt=40)).power == 32
 
 
-def test_safety_applies_to_the_rounded_power():
+def test_power_is_rounded_down_and_judged_as_sent():
     text = """
 stimtrain: 1
 name: tbs
@@ -101,14 +102,18 @@ blocks:
     intensity: 70 %RMT
 """
     protocol = load_protocol_text(text, "t.yaml")
-    # 70 % of 43 = 30.1 -> 30 %MSO = 69.8 %RMT: allowed.
-    assert check_protocol(protocol, thresholds=Thresholds(rmt=43)).ok
-    # 70 % of 45 = 31.5 -> 32 %MSO = 71.1 %RMT: what would be sent is over the cap.
+    # 70 % of 45 = 31.5 -> 31 %MSO = 68.9 %RMT: the power sent never exceeds
+    # the intensity written, so a protocol at the cap stays at it.
     report = check_protocol(protocol, thresholds=Thresholds(rmt=45))
+    assert report.ok, report.problems
+    assert report.plan.blocks[0].power == 31
+    # Written in %MSO, the power is judged in %RMT: 36 %MSO = 72 %RMT.
+    mso = load_protocol_text(text.replace("70 %RMT", "36 %MSO"), "t.yaml")
+    report = check_protocol(mso, thresholds=Thresholds(rmt=50))
     assert [str(p) for p in report.problems] == [
         "t.yaml:8:16: error: blocks[0].intensity: a theta-burst train of 200 bursts "
         "of 3 at 50 Hz (40 s): theta-burst intensity cap: "
-        "must be at most 70 %RMT (got 70 %RMT = 71.11 %RMT)"
+        "must be at most 70 %RMT (got 36 %MSO = 72 %RMT)"
     ]
 
 
