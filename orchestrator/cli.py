@@ -18,8 +18,10 @@ def _say(text: str) -> None:
 
 def _add_check_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rig", default="sim", help="'sim' (default) or a rig YAML file")
-    p.add_argument("--rmt", type=float, help="resting motor threshold, %%MSO")
-    p.add_argument("--amt", type=float, help="active motor threshold, %%MSO")
+    # Thresholds are read as text and checked by load_thresholds, so that a bad
+    # value is reported like any other problem (exit 1), not by argparse.
+    p.add_argument("--rmt", metavar="N", help="resting motor threshold, 1-100 %%MSO")
+    p.add_argument("--amt", metavar="N", help="active motor threshold, 1-100 %%MSO")
     p.add_argument(
         "--thresholds",
         metavar="FILE",
@@ -31,6 +33,7 @@ def _add_check_options(p: argparse.ArgumentParser) -> None:
 
 
 def _thresholds(args, *, record: bool = False):
+    """The thresholds of --thresholds/--rmt/--amt; ProtocolError when invalid."""
     from .thresholds import load_thresholds
 
     thresholds, source = load_thresholds(
@@ -52,13 +55,17 @@ def cmd_validate(args) -> int:
     """Validate protocol files; one line per problem."""
     from .checking import check_file
 
+    try:
+        thresholds = _thresholds(args)
+    except ProtocolError as exc:
+        return _print_problems(exc)
     status = 0
     for path in args.files:
         try:
             check_file(
                 path,
                 rig=args.rig,
-                thresholds=_thresholds(args),
+                thresholds=thresholds,
                 limits=args.limits,
                 participant=args.participant,
             )
@@ -221,13 +228,19 @@ def cmd_resume(args) -> int:
     )
     root = Path(args.session_dir).resolve().parents[1]
     try:
+        # Checked again: the journal's values may predate the threshold rules.
+        thresholds = Thresholds(**point.thresholds)
+    except (TypeError, ValueError) as exc:
+        print(f"error: {point.session_dir}: thresholds of the earlier runs: {exc}")
+        return 1
+    try:
         result = run_protocol(
             args.protocol or point.protocol,
             participant=point.participant,
             session=point.session,
             rig=point.rig,
             data_root=root,
-            thresholds=Thresholds(**point.thresholds),
+            thresholds=thresholds,
             limits=args.limits,
             simulated_participant=args.simulated_participant,
             say=_say,
@@ -310,11 +323,16 @@ def cmd_demo(args) -> int:
     from stimtrain.analysis.report import analyze_session
     from stimtrain.protocols import protocol_path
 
-    from .dose import Thresholds
     from .runner import run_protocol
+    from .thresholds import load_thresholds
 
+    try:
+        thresholds, _ = load_thresholds(None, rmt=args.rmt)
+    except ProtocolError as exc:
+        return _print_problems(exc)
     _say(
-        f"demo: simulated participant 'demo', resting motor threshold {args.rmt:g} %MSO"
+        "demo: simulated participant 'demo', resting motor threshold "
+        f"{thresholds.rmt:g} %MSO"
     )
     result = run_protocol(
         protocol_path("demo.yaml"),
@@ -322,7 +340,7 @@ def cmd_demo(args) -> int:
         session=1,
         rig="sim",
         data_root=args.data,
-        thresholds=Thresholds(rmt=args.rmt),
+        thresholds=thresholds,
         say=_say,
     )
     if result.status != "completed":
@@ -518,7 +536,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data", default="stimtrain-data", help="data root folder")
     p.add_argument(
-        "--rmt", type=float, default=50.0, help="simulated participant's RMT"
+        "--rmt",
+        metavar="N",
+        default="50",
+        help="simulated participant's RMT, 1-100 %%MSO (default 50)",
     )
     p.set_defaults(func=cmd_demo)
 

@@ -11,20 +11,43 @@ A thresholds file is a small YAML file kept with the participant's data::
 
 Values given on the command line (``--rmt``, ``--amt``) win over the file;
 whatever is used is recorded in the plan of the session.
+
+Every value is checked wherever it came from, and so is the merged result
+(specs/safety.md): a motor threshold is a finite number from 1 to 100 %MSO,
+and an active motor threshold above the resting one is implausible. A file's
+problem is located at its line; a command-line problem is reported as
+``<command line>:0:0: error: --rmt: <rule> (got <value as typed>)``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
+import re
+from dataclasses import replace
 from pathlib import Path
 
 from . import spec as s
 from .dose import Thresholds
-from .errors import ProtocolError
+from .errors import Problem, ProtocolError
 from .fields import FieldReader
-from .yamlpos import load_yaml_file
+from .units import UnitError
+from .yamlpos import LocatedDocument, load_yaml_file
 
-_PCT = s.number_range(1, 100)
+#: The "file" of a problem in a command-line option (there is no line).
+COMMAND_LINE = "<command line>"
+
+
+def _motor_threshold(value: object) -> float:
+    rule = Thresholds.value_rule(value)
+    if rule:
+        raise UnitError(rule)
+    return float(value)
+
+
+# Same JSON Schema as any number from 1 to 100; the parser also refuses NaN
+# and infinity, which compare False with both bounds.
+_PCT = s.Kind("number", _motor_threshold, dict(s.number_range(1, 100).schema))
 
 
 def _date_or_text(value) -> str:
@@ -49,12 +72,62 @@ THRESHOLDS_SPEC = s.RecordSpec(
     ),
 )
 
+# YAML's spellings of infinity and NaN; Python would print them inf and nan.
+_YAML_SPECIAL = re.compile(r"[-+]?\.(?:inf|Inf|INF|nan|NaN|NAN)(?![\w.])")
+
+
+def _as_written(doc: LocatedDocument, problem: Problem, key: str) -> Problem:
+    """Show a non-finite value of ``key`` as written in the file (``.nan``)."""
+    value = problem.value
+    if problem.field != key or not isinstance(value, float) or math.isfinite(value):
+        return problem
+    line, col = doc.positions.get((key,), (0, 0))
+    lines = doc.text.splitlines()
+    if not 1 <= line <= len(lines):
+        return problem
+    m = _YAML_SPECIAL.match(lines[line - 1], col - 1)
+    return replace(problem, value=m.group(0)) if m else problem
+
+
+def threshold_option(
+    option: str, value: str | float | None, problems: list[Problem]
+) -> float | None:
+    """Read a motor threshold given on the command line.
+
+    Parameters
+    ----------
+    option : str
+        The option's name, e.g. ``"--rmt"``; the field of any problem.
+    value : str | float | None
+        The value as typed (or a number from Python); None when not given.
+    problems : list of Problem
+        Where a problem is appended, located at ``<command line>:0:0``.
+
+    Returns
+    -------
+    float | None
+        The threshold in %MSO, or None when not given or not valid.
+    """
+    if value is None:
+        return None
+    number: object = value
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+    rule = Thresholds.value_rule(number)
+    if rule:
+        problems.append(Problem(COMMAND_LINE, 0, 0, option, rule, value))
+        return None
+    return float(number)
+
 
 def load_thresholds(
     path: str | Path | None,
     *,
-    rmt: float | None = None,
-    amt: float | None = None,
+    rmt: str | float | None = None,
+    amt: str | float | None = None,
     participant: str | None = None,
 ) -> tuple[Thresholds, dict]:
     """Read a thresholds file and apply command-line values on top.
@@ -63,8 +136,9 @@ def load_thresholds(
     ----------
     path : str | Path | None
         The thresholds file (None: command-line values only).
-    rmt, amt : float | None
-        Values from the command line; they win over the file's.
+    rmt, amt : str | float | None
+        Values from the command line, as typed (text) or as numbers; they win
+        over the file's.
     participant : str | None
         When given, the file's ``participant`` must match it.
 
@@ -78,14 +152,25 @@ def load_thresholds(
     Raises
     ------
     ProtocolError
-        When the file has problems, located to the line.
+        With every problem at once: the file's located to the line, the
+        options' at ``<command line>:0:0``, and an active threshold above the
+        resting one at the active threshold's source.
     """
-    record: dict = {"rmt": rmt, "amt": amt, "file": None, "source": "command line"}
+    problems: list[Problem] = []
+    given = {
+        "rmt": threshold_option("--rmt", rmt, problems),
+        "amt": threshold_option("--amt", amt, problems),
+    }
+    record: dict = {**given, "file": None, "source": "command line"}
     values: dict = {}
+    doc: LocatedDocument | None = None
     if path is not None:
-        doc = load_yaml_file(path)
-        problems: list = []
-        r = FieldReader(doc, problems)
+        try:
+            doc = load_yaml_file(path)
+        except ProtocolError as exc:
+            raise ProtocolError([*problems, *exc.problems]) from None
+        file_problems: list[Problem] = []
+        r = FieldReader(doc, file_problems)
         top = r.mapping(doc.data, ()) or {}
         values = THRESHOLDS_SPEC.read(r, top, ())
         if values.get("stimtrain") not in (None, 1):
@@ -102,16 +187,26 @@ def load_thresholds(
                 f"is another participant's file (this session is {participant})",
                 values["participant"],
             )
-        if problems:
-            raise ProtocolError(problems)
+        for key in ("rmt", "amt"):
+            file_problems = [_as_written(doc, p, key) for p in file_problems]
+        problems += file_problems
         record.update(
             file=str(path),
             measured=values.get("measured"),
             method=values.get("method"),
             source="thresholds file",
         )
-    final_rmt = rmt if rmt is not None else values.get("rmt")
-    final_amt = amt if amt is not None else values.get("amt")
+    if problems:
+        raise ProtocolError(problems)
+    final_rmt = given["rmt"] if rmt is not None else values.get("rmt")
+    final_amt = given["amt"] if amt is not None else values.get("amt")
+    rule = Thresholds.pair_rule(final_rmt, final_amt)
+    if rule:
+        if amt is not None or doc is None:
+            problem = Problem(COMMAND_LINE, 0, 0, "--amt", rule, amt)
+        else:
+            problem = doc.problem(("amt",), rule, top.get("amt"))
+        raise ProtocolError([problem])
     if path is not None and (rmt is not None or amt is not None):
         record["source"] = "thresholds file, overridden on the command line"
     record.update(rmt=final_rmt, amt=final_amt)

@@ -1,0 +1,262 @@
+"""Motor thresholds are checked wherever they come from (specs/safety.md).
+
+A threshold is a finite number from 1 to 100 %MSO and an active motor
+threshold above the resting one is implausible, whether the value was typed
+on the command line (``--rmt``/``--amt`` of validate, plan, run and demo),
+read from a thresholds file, or found in the journal a resumed session ran
+with. Every refusal is one ``FILE:LINE:COL: error: field: rule (got value)``
+line and exit status 1, never a traceback, and nothing is started.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stimtrain.orchestrator.cli import main
+from stimtrain.orchestrator.dose import Thresholds
+from stimtrain.orchestrator.journal import Journal
+from stimtrain.orchestrator.session_folder import new_run
+from stimtrain.orchestrator.thresholds import load_thresholds
+from stimtrain.protocols import protocol_path
+
+DEMO = str(protocol_path("demo.yaml"))
+RANGE = "must be a finite number from 1 to 100 %MSO"
+BAD_VALUES = ["inf", "-inf", "1000", "nan", "0", "-5", "0.5", "100.5", "fifty"]
+
+
+def _above(rmt: str) -> str:
+    return (
+        f"an active motor threshold above the resting one ({rmt} %MSO) is implausible"
+    )
+
+
+def _cli(option: str, rule: str, got: str) -> str:
+    return f"<command line>:0:0: error: {option}: {rule} (got {got})"
+
+
+def _run_main(argv: list[str], capsys) -> tuple[int, list[str]]:
+    status = main(argv)
+    out = capsys.readouterr().out.strip().splitlines()
+    return status, out
+
+
+def _run_argv(tmp_path: Path) -> list[str]:
+    """``stimtrain run`` of the demo with a lab limits file allowing 1 pulse.
+
+    The thresholds are refused before the limits are read; the cap only makes
+    sure that no session can start here if they ever were not.
+    """
+    lab = tmp_path / "lab.yaml"
+    lab.write_text("max_pulses_per_session: 1\n")
+    data = tmp_path / "data"
+    return ["run", DEMO, "--participant", "P01", "--session", "1"] + [
+        "--limits",
+        str(lab),
+        "--data",
+        str(data),
+    ]
+
+
+@pytest.mark.parametrize("option", ["--rmt", "--amt"])
+@pytest.mark.parametrize("value", BAD_VALUES)
+@pytest.mark.parametrize("command", ["validate", "plan"])
+def test_bad_option_value_is_one_line_and_exit_1(command, option, value, capsys):
+    status, out = _run_main([command, DEMO, f"{option}={value}"], capsys)
+    assert status == 1
+    assert out == [_cli(option, RANGE, value)]
+
+
+# Values the code before these rules crashed on or refused for another reason:
+# a bad value must never start a session here, even while the test fails.
+@pytest.mark.parametrize("value", ["inf", "1000", "nan", "0"])
+def test_run_refuses_bad_threshold_before_creating_anything(value, tmp_path, capsys):
+    status, out = _run_main([*_run_argv(tmp_path), "--rmt", value], capsys)
+    assert status == 1
+    assert out == [_cli("--rmt", RANGE, value)]
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("value", ["inf", "1000", "nan", "0"])
+def test_demo_refuses_bad_threshold_before_starting(value, tmp_path, capsys):
+    data = tmp_path / "data"
+    status, out = _run_main(["demo", "--rmt", value, "--data", str(data)], capsys)
+    assert status == 1
+    assert out == [_cli("--rmt", RANGE, value)]
+    assert not data.exists()
+
+
+@pytest.mark.parametrize("command", ["validate", "plan"])
+def test_active_above_resting_on_the_command_line(command, capsys):
+    status, out = _run_main([command, DEMO, "--amt", "60", "--rmt", "50"], capsys)
+    assert status == 1
+    assert out == [_cli("--amt", _above("50"), "60")]
+
+
+def test_run_refuses_active_above_resting(tmp_path, capsys):
+    argv = [*_run_argv(tmp_path), "--rmt", "50", "--amt", "50.5"]
+    status, out = _run_main(argv, capsys)
+    assert status == 1
+    assert out == [_cli("--amt", _above("50"), "50.5")]
+    assert not (tmp_path / "data").exists()
+
+
+def test_both_bad_options_are_reported_at_once(capsys):
+    status, out = _run_main(["validate", DEMO, "--rmt", "inf", "--amt", "0"], capsys)
+    assert status == 1
+    assert out == [_cli("--rmt", RANGE, "inf"), _cli("--amt", RANGE, "0")]
+
+
+def test_a_bad_option_is_reported_once_for_many_files(capsys):
+    status, out = _run_main(["validate", DEMO, DEMO, "--rmt", "nan"], capsys)
+    assert status == 1
+    assert out == [_cli("--rmt", RANGE, "nan")]
+
+
+def test_good_values_still_pass(tmp_path, monkeypatch, capsys):
+    assert _run_main(["validate", DEMO, "--rmt", "50", "--amt", "40"], capsys) == (
+        0,
+        [f"{DEMO}: ok"],
+    )
+    # Equal thresholds are unusual but not impossible.
+    assert _run_main(["validate", DEMO, "--rmt", "50", "--amt", "50"], capsys)[0] == 0
+    monkeypatch.chdir(tmp_path)
+    Path("th.yaml").write_text("stimtrain: 1\nrmt: 50\namt: 40\n")
+    assert _run_main(["validate", DEMO, "--thresholds", "th.yaml"], capsys)[0] == 0
+
+
+# -- thresholds files ----------------------------------------------------------
+@pytest.mark.parametrize(
+    ("written", "got"),
+    [
+        (".nan", ".nan"),
+        (".NaN", ".NaN"),
+        (".inf", ".inf"),
+        ("-.inf", "-.inf"),
+        ("1000", "1000"),
+        ("0", "0"),
+        ("-5", "-5"),
+        ("100.5", "100.5"),
+        ("true", "True"),
+        ("'50'", "50"),
+    ],
+)
+@pytest.mark.parametrize("key", ["rmt", "amt"])
+def test_bad_value_in_thresholds_file_is_located(
+    key, written, got, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    other = {"rmt": "amt: 30", "amt": "rmt: 50"}[key]
+    Path("th.yaml").write_text(
+        f"stimtrain: 1\nparticipant: P01\n{other}\n{key}: {written}  # measured\n"
+    )
+    status, out = _run_main(["validate", DEMO, "--thresholds", "th.yaml"], capsys)
+    assert status == 1
+    assert out == [f"th.yaml:4:6: error: {key}: {RANGE} (got {got})"]
+
+
+def test_active_above_resting_in_the_file(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    Path("th.yaml").write_text("stimtrain: 1\nrmt: 50\namt: 60\n")
+    status, out = _run_main(["plan", DEMO, "--thresholds", "th.yaml"], capsys)
+    assert status == 1
+    assert out == [f"th.yaml:3:6: error: amt: {_above('50')} (got 60)"]
+
+
+def test_merged_file_and_command_line_values_are_checked(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    Path("th.yaml").write_text("stimtrain: 1\nrmt: 48\namt: 36\n")
+    base = ["validate", DEMO, "--thresholds", "th.yaml"]
+    # The file's RMT with a command-line AMT above it: the option is at fault.
+    status, out = _run_main([*base, "--amt", "60"], capsys)
+    assert (status, out) == (1, [_cli("--amt", _above("48"), "60")])
+    # A command-line RMT below the file's AMT: located at the file's amt.
+    status, out = _run_main([*base, "--rmt", "30"], capsys)
+    assert (status, out) == (1, [f"th.yaml:3:6: error: amt: {_above('30')} (got 36)"])
+    # An override does not hide a broken file.
+    Path("th.yaml").write_text("stimtrain: 1\nrmt: .nan\n")
+    status, out = _run_main([*base, "--rmt", "50"], capsys)
+    assert (status, out) == (1, [f"th.yaml:2:6: error: rmt: {RANGE} (got .nan)"])
+    # A bad option and a bad file: both problems at once.
+    status, out = _run_main([*base, "--amt", "inf"], capsys)
+    assert status == 1
+    assert out == [
+        _cli("--amt", RANGE, "inf"),
+        f"th.yaml:2:6: error: rmt: {RANGE} (got .nan)",
+    ]
+
+
+def test_run_refuses_a_bad_thresholds_file_before_creating_anything(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    Path("th.yaml").write_text("stimtrain: 1\nrmt: .inf\n")
+    argv = [*_run_argv(tmp_path), "--thresholds", "th.yaml"]
+    status, out = _run_main(argv, capsys)
+    assert status == 1
+    assert out == [f"th.yaml:2:6: error: rmt: {RANGE} (got .inf)"]
+    assert not (tmp_path / "data").exists()
+
+
+# -- the Thresholds value itself and resumed sessions --------------------------
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"rmt": float("inf")}, f"rmt: {RANGE} (got inf)"),
+        ({"rmt": float("nan")}, f"rmt: {RANGE} (got nan)"),
+        ({"amt": 0}, f"amt: {RANGE} (got 0)"),
+        ({"rmt": -5.0}, f"rmt: {RANGE} (got -5)"),
+        ({"rmt": True}, f"rmt: {RANGE} (got True)"),
+        ({"rmt": 50, "amt": 60}, f"amt: {_above('50')} (got 60)"),
+    ],
+)
+def test_thresholds_refuse_impossible_values(kwargs, message):
+    with pytest.raises(ValueError) as info:
+        Thresholds(**kwargs)
+    assert str(info.value) == message
+
+
+def test_load_thresholds_checks_numbers_from_python_too():
+    with pytest.raises(ValueError) as info:
+        load_thresholds(None, rmt=float("inf"))
+    assert str(info.value) == _cli("--rmt", RANGE, "inf")
+    thresholds, record = load_thresholds(None, rmt="48.5", amt=36)
+    assert thresholds == Thresholds(rmt=48.5, amt=36.0)
+    assert (record["rmt"], record["amt"]) == (48.5, 36.0)
+
+
+def test_resume_refuses_impossible_thresholds_in_the_journal(tmp_path, capsys):
+    folder = new_run(tmp_path, "P01", "1")
+    journal = Journal(folder.file("journal.jsonl"))
+    journal.write(
+        "run_created",
+        protocol=DEMO,
+        protocol_sha256="0" * 64,
+        thresholds={"rmt": 1000.0, "amt": None},
+        rig="sim",
+    )
+    journal.close()
+    before = sorted(p.name for p in folder.path.iterdir())
+    status, out = _run_main(["resume", str(folder.path)], capsys)
+    assert status == 1
+    assert out == [
+        f"error: {folder.path}: thresholds of the earlier runs: rmt: {RANGE} (got 1000)"
+    ]
+    assert sorted(p.name for p in folder.path.iterdir()) == before
+
+
+def test_console_script_prints_no_traceback():
+    script = Path(sys.executable).with_name("stimtrain")
+    for value in ("nan", "inf", "0"):
+        done = subprocess.run(
+            [str(script), "validate", DEMO, "--rmt", value],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "Traceback" not in done.stderr
+        assert done.stdout.splitlines() == [_cli("--rmt", RANGE, value)]
