@@ -37,8 +37,9 @@ MAX_BLOCKS = 10_000
 MAX_PULSES_PER_BLOCK = 100_000
 
 #: Most pulses in a whole protocol with its repeats unrolled, before planning:
-#: per-day caps are a few thousand.
-MAX_PULSES = 1_000_000
+#: per-day caps are a few thousand, and compiling and judging this many takes
+#: about 0.3 s and 100 MB (a million took 385 MB).
+MAX_PULSES = 200_000
 
 #: Most trials in one task block: a long training block has a few hundred.
 MAX_TRIALS_PER_BLOCK = 100_000

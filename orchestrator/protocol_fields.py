@@ -30,7 +30,7 @@ def _selection(value: Any) -> tuple[str, float]:
     text = str(value).strip() if isinstance(value, (str, int)) else None
     if text == "all":
         return "all", 1.0
-    m = re.fullmatch(r"every\s+(\d+)(?:st|nd|rd|th)?(?:\s+trial)?", text or "")
+    m = re.fullmatch(r"every\s+(\d{1,9})(?:st|nd|rd|th)?(?:\s+trial)?", text or "")
     if m and int(m.group(1)) >= 1:
         return "every", float(m.group(1))
     m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*%", text or "")

@@ -147,7 +147,7 @@ class _Checker:
         self.report.checks.append(check)
         if not check.ok:
             word = "at most" if kind == "max" else "at least"
-            shown = f"{value:.4g} {unit}".rstrip()
+            shown = f"{_number(value)} {unit}".rstrip()
             if written is not None and str(written).replace(" ", "") != shown.replace(
                 " ", ""
             ):
@@ -155,8 +155,18 @@ class _Checker:
                 shown = f"{written} = {shown}"
             what = "" if train is None else f"{train.describe()}: "
             self.refuse(
-                block, key, f"{what}{rule}: must be {word} {limit:g} {unit}", shown
+                block,
+                key,
+                f"{what}{rule}: must be {word} {_number(limit)} {unit}",
+                shown,
             )
+
+
+def _number(value: float) -> str:
+    """A rule's number for people: whole counts in full, others to 4 digits."""
+    if float(value).is_integer() and abs(value) < 1e12:
+        return str(int(value))
+    return f"{value:.4g}"
 
 
 def written(block: Block, key: str) -> object:

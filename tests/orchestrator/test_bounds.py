@@ -346,9 +346,12 @@ def test_repeats_counted_through_includes(tmp_path):
 def test_protocol_pulses_in_all():
     single = stimulate("single", pulses=MAX_PULSES_PER_BLOCK, interval="1 s")
     block = single.split("blocks:\n", 1)[1]
-    text = HEAD + "blocks:\n" + block * 10 + REST.split("\n", 1)[1] + block
+    # n full blocks reach the bound exactly; the block after a rest crosses it.
+    n = MAX_PULSES // MAX_PULSES_PER_BLOCK
+    text = HEAD + "blocks:\n" + block * n + REST.split("\n", 1)[1] + block
     assert problems(text) == [
-        f"t.yaml:{4 + 5 * 10 + 2}:5: error: blocks[11]: makes 1100000 pulses in all; "
+        f"t.yaml:{4 + 5 * n + 2}:5: error: blocks[{n + 1}]: makes "
+        f"{(n + 1) * MAX_PULSES_PER_BLOCK} pulses in all; "
         f"a protocol may have at most {MAX_PULSES} (got 100000 pulses)"
     ]
 

@@ -98,3 +98,96 @@ def test_course_library_loads():
         "fu1w",
         "fu1m",
     ]
+
+
+# --- every library protocol on every simulated rig, RMT 35 to 65 %MSO -------
+
+#: The thresholds swept: every RMT a participant is likely to have, and an AMT
+#: of 80 % of it (rounded down) for the protocols written in %AMT.
+RMTS = range(35, 66)
+SIM_RIGS = ("sim",) + tuple(
+    f"sim-{key}"
+    for key in (
+        "200",
+        "bistim",
+        "rapid2",
+        "super_rapid2_plus",
+        "magpro_r30",
+        "magpro_r30_magoption",
+        "magpro_x100",
+        "magpro_x100_magoption",
+    )
+)
+DOCS = Path(__file__).parents[2] / "docs" / "protocols.md"
+
+
+def _sweep(name: str, rig_name: str) -> dict[int, list[str]]:
+    """Each RMT's refusals (empty when the protocol passes), on one rig."""
+    from stimtrain.orchestrator.limits import load_limits
+    from stimtrain.orchestrator.plan import compile_plan
+    from stimtrain.orchestrator.protocol import load_protocol
+    from stimtrain.orchestrator.rig import load_rig
+    from stimtrain.orchestrator.safety import check_plan
+
+    protocol = load_protocol(LIBRARY / name)
+    rig = load_rig(rig_name)
+    limits = load_limits()
+    out = {}
+    for rmt in RMTS:
+        th = Thresholds(rmt=rmt, amt=int(0.8 * rmt))
+        plan = compile_plan(protocol, rig=rig, thresholds=th)
+        report = check_plan(plan, protocol, rig=rig, limits=limits, require_power=True)
+        out[rmt] = [str(p) for p in report.problems]
+    return out
+
+
+def _range(refusals: dict[int, list[str]]) -> str:
+    fits = [rmt for rmt, problems in refusals.items() if not problems]
+    if not fits:
+        return "—"
+    # The ranges are contiguous: a gap would be a finding worth a row of its own.
+    assert fits == list(range(fits[0], fits[-1] + 1)), fits
+    return f"{fits[0]}–{fits[-1]}"
+
+
+def _docs_ranges() -> dict[str, dict[str, str]]:
+    """The RMT-range table of docs/protocols.md §9, as {file: {rig: range}}."""
+    lines = DOCS.read_text(encoding="utf-8").splitlines()
+    head = next(i for i, ln in enumerate(lines) if ln.startswith("| file | sim |"))
+    rigs = [c.strip().strip("`") for c in lines[head].strip("|").split("|")][1:]
+    table = {}
+    for line in lines[head + 2 :]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        table[cells[0].strip("`")] = dict(zip(rigs, cells[1:], strict=True))
+    return table
+
+
+def test_every_library_protocol_names_its_rig():
+    from stimtrain.orchestrator.protocol import load_protocol
+
+    for name in EXPECTED:
+        assert load_protocol(LIBRARY / name).rig in SIM_RIGS, name
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_library_fits_its_rig_or_names_a_device_limit(name):
+    """On its own rig a library protocol passes for every RMT from 35 to 65 %MSO;
+    on every other simulated rig it passes or is refused for a device limit
+    (never for a physiological rule), and the docs give the range it fits."""
+    from stimtrain.devices.stimulator import get_capabilities
+    from stimtrain.orchestrator.protocol import load_protocol
+    from stimtrain.orchestrator.rig import load_rig
+
+    own = load_protocol(LIBRARY / name).rig
+    documented = _docs_ranges()[name]
+    for rig_name in SIM_RIGS:
+        refusals = _sweep(name, rig_name)
+        if rig_name == own:
+            assert all(not p for p in refusals.values()), refusals
+        label = get_capabilities(load_rig(rig_name).stimulator_model).label
+        for problems in refusals.values():
+            for problem in problems:
+                assert label in problem or "device power" in problem, problem
+        assert documented[rig_name] == _range(refusals), rig_name
