@@ -17,7 +17,11 @@ def _say(text: str) -> None:
 
 
 def _add_check_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--rig", default="sim", help="'sim' (default) or a rig YAML file")
+    p.add_argument(
+        "--rig",
+        help="'sim', 'sim-<model>' or a rig YAML file (default: the protocol's rig, "
+        "else 'sim')",
+    )
     # Thresholds are read as text and checked by load_thresholds, so that a bad
     # value is reported like any other problem (exit 1), not by argparse.
     p.add_argument("--rmt", metavar="N", help="resting motor threshold, 1-100 %%MSO")
@@ -146,13 +150,57 @@ def cmd_plan(args) -> int:
         console.print(f"block order: {line}")
     for note in plan.limits_justifications:
         console.print(f"[bold]lab limit loosened[/bold] ({plan.limits_file}): {note}")
+    trains = Table(title="trains found in the planned pulses (worst-case timing)")
+    for col in ("trains", "block", "kind", "pulses", "rate", "duration", "strongest"):
+        trains.add_column(col)
+    for numbers, t in _grouped(
+        plan.trains,
+        lambda t: (
+            t["block"],
+            t["kind"],
+            t["pulses"],
+            round(t["frequency_hz"], 6),
+            round(t["duration_s"], 6),
+            t["pct_rmt"],
+            t["pct_amt"],
+            t["power"],
+        ),
+        "train",
+    ):
+        rate = f"{t['frequency_hz']:.4g} Hz"
+        if t["kind"] == "theta_burst":
+            rate = (
+                f"{t['bursts']} bursts of {t['pulses_per_burst']} at "
+                f"{t['burst_frequency_hz']:.3g} Hz"
+            )
+        strongest = [
+            f"{t[k]:.4g} {u}"
+            for k, u in (("pct_rmt", "%RMT"), ("pct_amt", "%AMT"), ("power", "%MSO"))
+            if t[k] is not None
+        ]
+        trains.add_row(
+            numbers,
+            str(t["block"] + 1),
+            t["kind"].replace("_", " "),
+            str(t["pulses"]),
+            rate,
+            format_time(t["duration_s"]),
+            ", ".join(strongest),
+        )
+    if plan.trains:
+        console.print(trains)
     margins = Table(title="safety margins")
-    for col in ("block", "rule", "limit", "value", "margin", ""):
+    for col in ("block", "trains", "rule", "limit", "value", "margin", ""):
         margins.add_column(col)
-    for c in plan.checks:
+    for numbers, c in _grouped(
+        plan.checks,
+        lambda c: (c["block"], c["rule"], c["limit"], c["value"], c["unit"]),
+        "train",
+    ):
         block = "session" if c["block"] is None else str(c["block"] + 1)
         margins.add_row(
             block,
+            numbers,
             c["rule"],
             f"{c['limit']:g} {c['unit']}",
             f"{c['value']:.4g} {c['unit']}",
@@ -161,6 +209,35 @@ def cmd_plan(args) -> int:
         )
     console.print(margins)
     return 0
+
+
+def _grouped(rows, key, number: str) -> list[tuple[str, dict]]:
+    """Merge rows with the same ``key`` into one (in first-seen order), their
+    numbers shown as ranges.
+
+    Seventy-five identical trains of a clinical protocol read as one row
+    ``1–75`` instead of a wall of equal lines.
+    """
+    out: dict = {}
+    for row in rows:
+        out.setdefault(key(row), ([], row))[0].append(row[number])
+    return [(_ranges(nums), row) for nums, row in out.values()]
+
+
+def _ranges(numbers: list) -> str:
+    """``[1, 2, 3, 5]`` → ``1–3, 5``; no numbers → empty."""
+    nums = [n for n in numbers if n is not None]
+    if not nums:
+        return ""
+    parts, start, prev = [], nums[0], nums[0]
+    for n in nums[1:] + [None]:
+        if n is not None and n == prev + 1:
+            prev = n
+            continue
+        parts.append(str(start) if start == prev else f"{start}–{prev}")
+        if n is not None:
+            start = prev = n
+    return ", ".join(parts)
 
 
 def cmd_run(args) -> int:

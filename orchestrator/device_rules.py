@@ -16,6 +16,15 @@ from .delivery import Delivery, has_trigger_line, max_serial_rate
 from .plan import Plan, PlannedBlock
 from .trains import find_trains
 
+#: A unit that recharges for seconds between pulses (200², BiStim²) refuses a
+#: pulse fired a hair early, and a host-timed pulse can be a few milliseconds
+#: late while the next one is on time: plans keep this much more than such a
+#: recharge time between firings. (A unit whose "recharge" is only its rate
+#: limit, a MagPro, runs trains at that rate; no margin there.)
+RECHARGE_MARGIN_S = 0.1
+#: Recharge times from this long get the margin.
+SLOW_RECHARGE_S = 1.0
+
 
 def capabilities(rig):
     """The :class:`~stimtrain.devices.stimulator.Capabilities` of a rig's unit."""
@@ -103,12 +112,14 @@ def _check_firing_rate(c, pb: PlannedBlock, caps, shortest: float) -> None:
         )
     if _in_range(caps, power):
         recharge = caps.recharge_time(power)
+        margin = RECHARGE_MARGIN_S if recharge >= SLOW_RECHARGE_S else 0.0
         if recharge > 0:
             c.rule(
                 block,
                 key,
-                f"{caps.label} recharge time at {power:g} %MSO",
-                recharge,
+                f"{caps.label} recharge time at {power:g} %MSO"
+                + (f" (+{margin * 1e3:g} ms margin)" if margin else ""),
+                round(recharge + margin, 6),
                 round(shortest, 9),
                 "s",
                 kind="min",

@@ -102,7 +102,8 @@ class Thresholds:
 class Dose:
     """An intensity resolved against the thresholds.
 
-    ``power`` is the %MSO sent to the device, rounded to its 1 % resolution;
+    ``power`` is the %MSO sent to the device, rounded down to its 1 %
+    resolution;
     ``pct_rmt`` and ``pct_amt`` are what that power is in threshold units.
     """
 
@@ -112,13 +113,16 @@ class Dose:
     pct_amt: float | None
 
 
-def round_half_up(value: float) -> int:
-    """Round to the nearest whole %MSO, halves up (30.5 → 31), as people do.
+def round_down(value: float) -> int:
+    """Round down to a whole %MSO (30.9 → 30): the power sent never exceeds
+    the intensity written.
 
-    Python's ``round`` rounds halves to even (30.5 → 30); a tiny tolerance
-    keeps products like 61 × 50 / 100 from falling just below the half.
+    Rounding to the nearest step would send 71 %RMT for "70 %RMT" at some
+    thresholds and push a protocol written at a cap over it; a tiny
+    tolerance keeps products like 60 × 50 / 100 from falling just below a
+    whole number.
     """
-    return math.floor(value + 0.5 + 1e-9)
+    return math.floor(value + 1e-9)
 
 
 def resolve_intensity(intensity: Intensity, thresholds: Thresholds) -> Dose:
@@ -129,18 +133,18 @@ def resolve_intensity(intensity: Intensity, thresholds: Thresholds) -> Dose:
     """
     power: int | None
     if intensity.unit == "%MSO":
-        power = round_half_up(intensity.value)
+        power = round_down(intensity.value)
     elif intensity.unit == "%RMT":
         power = (
             None
             if thresholds.rmt is None
-            else round_half_up(intensity.value * thresholds.rmt / 100)
+            else round_down(intensity.value * thresholds.rmt / 100)
         )
     else:
         power = (
             None
             if thresholds.amt is None
-            else round_half_up(intensity.value * thresholds.amt / 100)
+            else round_down(intensity.value * thresholds.amt / 100)
         )
 
     def pct(threshold: float | None, unit: str) -> float | None:
