@@ -71,6 +71,18 @@ def trillion_pulses(folder: Path) -> Path:
     return path
 
 
+def pulses_at_the_bound(folder: Path) -> Path:
+    """Two blocks of 100,000 single pulses: the most a protocol may hold, all
+    compiled and judged (refused only by the session and day caps)."""
+    path = folder / "pulses_at_the_bound.yaml"
+    block = (
+        "  - type: stimulate\n    pattern: single\n"
+        "    intensity: 50 %MSO\n    pulses: 100000\n    interval: 2 s\n"
+    )
+    path.write_text(_HEAD + "blocks:\n" + block * 2)
+    return path
+
+
 def huge_file(folder: Path) -> Path:
     """50 MB: a protocol followed by a comment of 50 million characters."""
     path = folder / "huge_file.yaml"
@@ -103,6 +115,7 @@ WORST: dict[str, Callable[[Path], Path]] = {
     "repeat 10**9 nested 3 deep": nested_repeats,
     "100,000-deep nesting": deep_nesting,
     "10**12 pulses": trillion_pulses,
+    "200,000 pulses (at the bound)": pulses_at_the_bound,
     "50 MB file": huge_file,
     "1 MiB of tiny values": tiny_values,
     "FIFO": fifo,
