@@ -18,7 +18,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -115,10 +114,15 @@ WORST: dict[str, Callable[[Path], Path]] = {
     "repeat 10**9 nested 3 deep": nested_repeats,
     "100,000-deep nesting": deep_nesting,
     "10**12 pulses": trillion_pulses,
-    "200,000 pulses (at the bound)": pulses_at_the_bound,
     "50 MB file": huge_file,
     "1 MiB of tiny values": tiny_values,
     "FIFO": fifo,
+}
+
+
+#: Inputs within the bounds that still ask for the most work.
+WITHIN_BOUNDS: dict[str, Callable[[Path], Path]] = {
+    "200,000 pulses (at the bound)": pulses_at_the_bound,
 }
 
 
@@ -133,33 +137,53 @@ class Run:
     stderr: str
 
 
+#: Runs ``stimtrain validate`` and, at exit, prints its own peak resident
+#: memory (VmHWM, KiB) as the last line of stderr.
+_CHILD = (
+    "import atexit, sys\n"
+    "def _peak():\n"
+    "    for line in open('/proc/self/status'):\n"
+    "        if line.startswith('VmHWM:'):\n"
+    "            print('VmHWM', line.split()[1], file=sys.stderr, flush=True)\n"
+    "atexit.register(_peak)\n"
+    "from stimtrain.orchestrator.cli import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+
+
 def run_validate(path: Path, *, timeout: float = 120.0) -> Run:
     """Run ``stimtrain validate path`` in a subprocess; measure that child alone.
 
-    The child's peak RSS comes from ``os.wait4`` (its own rusage, unlike
-    ``RUSAGE_CHILDREN``, which is the largest of all children so far); it is
-    killed after ``timeout`` seconds (status -9).
+    The peak is the child's own high-water mark after it started Python
+    (``VmHWM``, read by the child at exit): the rusage of a child counts the
+    memory of the process it was forked from, which in a test worker is far
+    more than the validator's. It is killed after ``timeout`` seconds
+    (status -9).
     """
-    command = [sys.executable, "-m", "stimtrain.orchestrator.cli", "validate"]
+    command = [sys.executable, "-c", _CHILD, "validate"]
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.perf_counter()
         child = subprocess.Popen([*command, str(path)], stdout=out, stderr=err)
-        watchdog = threading.Timer(timeout, child.kill)
-        watchdog.start()
         try:
-            _, status, usage = os.wait4(child.pid, 0)
-        finally:
-            watchdog.cancel()
+            child.wait(timeout)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
         seconds = time.perf_counter() - start
-        child.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
+        stderr = err.read().decode("utf-8", "replace")
+        peak = float("nan")
+        lines = stderr.splitlines()
+        if lines and lines[-1].startswith("VmHWM "):
+            peak = int(lines[-1].split()[1]) / 1024
+            stderr = "".join(f"{ln}\n" for ln in lines[:-1])
         return Run(
             status=child.returncode,
             seconds=seconds,
-            peak_mib=usage.ru_maxrss / 1024,  # KiB on Linux
+            peak_mib=peak,
             stdout=out.read().decode("utf-8", "replace"),
-            stderr=err.read().decode("utf-8", "replace"),
+            stderr=stderr,
         )
 
 
@@ -182,7 +206,7 @@ def main() -> None:
             f"{'a valid 3-line protocol (baseline)':30} {baseline.seconds:6.2f} s "
             f"{baseline.peak_mib:6.0f} MiB  exit {baseline.status}"
         )
-        for name, write in WORST.items():
+        for name, write in {**WORST, **WITHIN_BOUNDS}.items():
             path = write(folder)
             size = path.stat().st_size
             runs = [run_validate(path) for _ in range(args.repeat)]

@@ -22,7 +22,6 @@ import sys
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO
 
 from pylsl import local_clock
 
@@ -76,7 +75,10 @@ class TrafficWriter:
     Writing happens in the process that owns the ports, right after a byte
     went out, so it only formats a short line into a buffer; the flush (a
     system call) happens at most every ``flush_interval`` and the fsync only
-    on :meth:`close`.
+    on :meth:`close`. A log that can't be written (a full disk) never fails
+    the command whose bytes it records: lines are written whole or not at
+    all, and from the first failure on the log counts what it lost
+    (:attr:`lost`, :attr:`error`) instead of writing.
     """
 
     def __init__(
@@ -89,8 +91,14 @@ class TrafficWriter:
         self.path = Path(path)
         self.flush_interval = flush_interval
         self._clock = clock
-        self._file: IO[str] | None = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+        self._fd: int | None = os.open(self.path, flags, 0o644)
+        self._pending: list[str] = []
         self._last_flush = clock()
+        #: The first write error (the log stopped writing there), and the
+        #: records lost from then on.
+        self.error: OSError | None = None
+        self.lost = 0
 
     def callback(self, device: str) -> TrafficLog:
         """Return a ``traffic_log(direction, data, clock_time)`` for ``device``."""
@@ -114,28 +122,48 @@ class TrafficWriter:
         self._line({"dir": "note", "device": device, "text": text, "clock": t})
 
     def _line(self, record: dict) -> None:
-        if self._file is None:
+        if self._fd is None:
             raise ValueError(f"traffic log {self.path} is closed")
-        self._file.write(json.dumps(record) + "\n")
+        if self.error is not None:
+            self.lost += 1
+            return
+        self._pending.append(json.dumps(record) + "\n")
         if self._clock() - self._last_flush >= self.flush_interval:
             self.flush()
 
     def flush(self) -> None:
-        """Hand buffered lines to the operating system."""
-        if self._file is not None:
-            self._file.flush()
-            self._last_flush = self._clock()
+        """Hand buffered lines to the operating system (whole lines only)."""
+        self._last_flush = self._clock()
+        if self._fd is None or not self._pending:
+            return
+        data = "".join(self._pending).encode("utf-8")
+        count = len(self._pending)
+        self._pending.clear()
+        start = os.lseek(self._fd, 0, os.SEEK_END)
+        try:
+            done = 0
+            while done < len(data):
+                done += os.write(self._fd, data[done:])
+        except OSError as exc:
+            try:
+                os.ftruncate(self._fd, start)
+            except OSError:
+                pass
+            self.error, self.lost = exc, self.lost + count
+            logger.warning("traffic log %s stopped: %s", self.path, exc)
 
     def close(self) -> None:
-        """Flush, fsync and close (idempotent)."""
-        if self._file is None:
+        """Flush, fsync and close (idempotent; never raises for I/O errors)."""
+        if self._fd is None:
             return
         try:
-            self._file.flush()
-            os.fsync(self._file.fileno())
+            self.flush()
+            os.fsync(self._fd)
+        except OSError as exc:
+            logger.warning("traffic log %s: %s", self.path, exc)
         finally:
-            self._file.close()
-            self._file = None
+            os.close(self._fd)
+            self._fd = None
 
     def __enter__(self) -> TrafficWriter:
         return self

@@ -580,7 +580,12 @@ class _Worker:
                 except Exception:  # noqa: BLE001
                     logger.exception("closing the trigger line failed")
         if self.traffic is not None:
-            self.traffic.close()
+            try:
+                self.traffic.close()
+            except OSError as exc:
+                # A full disk: the unit is disarmed already; say what was lost.
+                logger.warning("traffic log not closed cleanly: %s", exc)
+                result = f"{result}; traffic log not closed cleanly: {exc}"
         return result
 
 

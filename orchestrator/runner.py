@@ -28,6 +28,7 @@ from .block_timeline import BlockTimeline
 from .checking import CheckedProtocol, check_file
 from .console import ConsoleState, OperatorConsole, StreamHealth, TaskProgress
 from .device_process import DeviceConfig, DeviceFault, DeviceProcess, PulseReport
+from .diskwatch import DiskWatch, free_space_problem, recording_rate
 from .dose import Thresholds
 from .journal import Journal
 from .markers import MarkerOutlet
@@ -186,6 +187,10 @@ class SessionRunner:
         self._online: OnlinePulses | None = None
         self._watch: StreamWatch | None = None
         self.recording_check: dict | None = None
+        #: What failed during the safe stop, each reported once.
+        self.stop_failures: list[str] = []
+        #: Set once stimulation has been stopped because data can't be kept.
+        self._data_fault = threading.Event()
         self.state: ConsoleState | None = None
         self.live_console = live_console
         self.sim_options = {k: v for k, v in (sim_options or {}).items() if v}
@@ -259,7 +264,9 @@ class SessionRunner:
         """Run the session; returns its result (also on abort)."""
         folder = new_run(self.data_root, self.participant, self.session)
         self.folder = folder
-        self.journal = Journal(folder.file("journal.jsonl"))
+        self.journal = Journal(
+            folder.file("journal.jsonl"), on_failure=self._on_journal_failure
+        )
         protocol = self.checked.protocol
         write_new(folder.file("protocol.yaml"), protocol.document.text)
         write_new(
@@ -313,8 +320,26 @@ class SessionRunner:
                 streams = wait_for_streams(
                     [*stream_names, self.markers.name], self.rig.stream_timeout_s
                 )
+                rate = recording_rate(streams)
+                problem = free_space_problem(
+                    folder.path, self.plan.total_duration_s, rate
+                )
+                if problem is not None:
+                    self.journal.write("refused", reason=problem)
+                    raise SessionAborted(problem)
                 recorder = Recorder(folder.file("recording.xdf"), streams)
-                self.journal.write("recording_started", streams=recorder.streams)
+                self.journal.write(
+                    "recording_started", streams=recorder.streams, bytes_per_s=rate
+                )
+                # The recording's disk is watched like a required stream: when
+                # it fills or the file stops growing, stimulation stops.
+                stack.enter_context(
+                    DiskWatch(
+                        folder.file("recording.xdf"),
+                        rate,
+                        self._on_recording_failure,
+                    )
+                )
                 # The required streams (EEG, EMG) are watched for the whole
                 # session: one that stops pauses stimulation.
                 watch = stack.enter_context(
@@ -414,22 +439,29 @@ class SessionRunner:
             self.stop.set(f"{type(exc).__name__}: {exc}")
         finally:
             self._closing = True
-            self._safe_stop()
+            # Every step runs whatever the one before did (a full disk, a dead
+            # process); the unit is disarmed before anything touches the disk.
+            step = self._stop_step
+            step("disarm", self._safe_stop)
             reason = self.stop.reason
             if self.markers is not None:
                 if reason:
-                    self.markers.push("abort", reason=reason)
-                self.markers.push(
-                    "session_end", status=status, pulses_delivered=self.delivered
+                    step("abort marker", self.markers.push, "abort", reason=reason)
+                step(
+                    "session_end marker",
+                    self.markers.push,
+                    "session_end",
+                    status=status,
+                    pulses_delivered=self.delivered,
                 )
             if self.device is not None:
-                self.device.stop()
+                step("device process", self.device.stop)
             if recorder is not None:
-                recorder.stop()
+                step("recording", recorder.stop)
             if self.markers is not None:
-                self.markers.close()
+                step("marker stream", self.markers.close)
             if sim is not None:
-                sim.stop()
+                step("simulated rig", sim.stop)
             result = SessionResult(
                 folder,
                 status if reason is None else "aborted",
@@ -438,20 +470,85 @@ class SessionRunner:
                 self.delivered,
                 completed,
             )
-            self.recording_check = self._check_recording(folder, recorder)
-            self._write_summary(result)
-            self.journal.write(
+            self.recording_check = step(
+                "recording check", self._check_recording, folder, recorder
+            )
+            step("summary", self._write_summary, result)
+            step(
+                "journal",
+                self.journal.write,
                 "session_end",
                 status=result.status,
                 reason=reason,
                 pulses_delivered=self.delivered,
+                stop_failures=self.stop_failures,
+                journal_unwritten=len(self.journal.unwritten),
             )
-            self.journal.close()
+            if self.journal.fallback is not None:
+                step(
+                    "journal copy",
+                    self.say,
+                    f"journal: {len(self.journal.unwritten)} lines could not be "
+                    f"written to {self.journal.path}; they are in "
+                    f"{self.journal.fallback}",
+                )
+            step("journal close", self.journal.close)
             # Only now: a repeated signal must not end the process before the
             # summary and the journal's last line are written.
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         return result
+
+    def _stop_step(self, name: str, fn: Callable, *args, **kwargs):
+        """One step of the safe stop: run it; report a failure once, go on."""
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - the next steps must still run
+            failure = f"{name}: {type(exc).__name__}: {exc}"
+            logger.error("safe stop: %s", failure)
+            self.stop_failures.append(failure)
+            try:
+                self.say(f"safe stop: {failure}")
+            except Exception:  # noqa: BLE001 - the console itself may be gone
+                pass
+            return None
+
+    def _on_recording_failure(self, reason: str) -> None:
+        """The recording can't be kept: hold and disarm now, then stop."""
+        self._stop_for_data(f"recording: {reason}", "recording_failed")
+
+    def _on_journal_failure(self, error: OSError) -> None:
+        # Called on whatever thread wrote the line (the device reader thread,
+        # among others, which can't wait for a device reply): a thread of its
+        # own holds and disarms.
+        threading.Thread(
+            target=self._stop_for_data,
+            args=(f"journal: {error}", "journal_failed"),
+            daemon=True,
+        ).start()
+
+    def _stop_for_data(self, reason: str, event: str) -> None:
+        """Stop stimulating because data can no longer be kept: disarm first."""
+        if self._data_fault.is_set():
+            return
+        self._data_fault.set()
+        with self._schedule_lock:
+            self.stalled.set()
+            self._hold(reason=event)
+            if self.device is not None and self.device.fault is None:
+                try:
+                    self.device.request("disarm", timeout=2.0)
+                except DeviceFault as exc:
+                    logger.warning("disarm after %s failed: %s", event, exc)
+        self.stop.set(reason)
+        self.journal.write(event, reason=reason)
+        if self.markers is not None:
+            try:
+                self.markers.push(event, reason=reason)
+            except Exception:  # noqa: BLE001 - the stop matters, not the marker
+                logger.exception("marker %s", event)
+        if self.state is not None:
+            self.state.warn(f"{reason}: stimulation stopped")
 
     def _check_recording(self, folder, recorder) -> dict | None:
         """Check the XDF against the journal: every pulse must have its marker."""

@@ -62,6 +62,16 @@ EVENTS: dict[str, tuple[tuple[str, ...], str]] = {
         "a required stream stopped delivering samples; stimulation is paused",
     ),
     "stream_recovered": (("stream",), "the stream delivers samples again"),
+    "recording_failed": (
+        ("reason",),
+        "the recording's disk filled or the file stopped growing; the device "
+        "was disarmed and the session stops",
+    ),
+    "journal_failed": (
+        ("reason",),
+        "the journal could not be written; the device was disarmed and the "
+        "session stops",
+    ),
     "abort": (("reason",), "the session was stopped early; the device is disarmed"),
     "session_end": (("status", "pulses_delivered"), "the runner finished"),
 }
