@@ -171,3 +171,34 @@ def test_a_disk_filled_to_the_last_byte_keeps_the_journal_whole(tmp_path, small_
     # The recording is readable up to where the disk filled.
     markers = read_markers(folder.file("recording.xdf"))
     assert "session_start" in set(markers["event"])
+
+
+def test_a_disk_too_small_for_the_plan_is_refused_before_any_pulse(tmp_path):
+    mount = tmp_path / "data"
+    mount.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small filesystem needs root")
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"mounting a tmpfs is not permitted here: {done.stderr.strip()}")
+    try:
+        protocol = tmp_path / "protocol.yaml"
+        protocol.write_text(PROTOCOL)
+        args = ["run", str(protocol), "--participant", PARTICIPANT, "--session"]
+        args += [SESSION, "--rmt", "50", "--data", str(mount)]
+        run = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=120)
+        folder = SessionFolder(mount.resolve(), PARTICIPANT, SESSION, 1)
+        assert run.returncode == 2, run.stderr[-3000:]
+        assert "Traceback" not in run.stderr
+        assert "not enough free space for the recording" in run.stderr
+        assert "MB free" in run.stderr
+        events = [e["event"] for e in read_journal(folder.file("journal.jsonl"))]
+        assert "refused" in events and "pulse" not in events
+        assert "device_opened" not in events
+        assert _sim_pulses(folder).size == 0
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
