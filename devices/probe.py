@@ -187,7 +187,10 @@ def _magstim_complete(cmd: str) -> Callable[[bytes], bool]:
         if data == b"?" or (len(data) == 3 and data[1:2] in (b"?", b"S")):
             return True
         if cmd == "N":
-            return len(data) >= 3 and data[-2:-1] == b"\x00"
+            # To the 0x00 after the version's digits, then the checksum (the
+            # status byte before the digits may itself be 0x00).
+            body = data[1:-1]
+            return body.endswith(b"\x00") and any(48 <= b <= 57 for b in body)
         return expected is not None and len(data) >= expected
 
     return complete

@@ -903,10 +903,13 @@ class Magstim(Stimulator):
         if second in (b"?", b"S"):
             return first + second + self._read(ser, 1, cmd)
         if cmd == "N":
-            text = second
+            # The instrument status byte (which may itself be 0x00) comes
+            # first; an older form starts with the version's digits at once.
+            text = b"" if not second.isdigit() else second
             while not text.endswith(b"\x00"):
                 text += self._read(ser, 1, cmd)
-            return first + text + self._read(ser, 1, cmd)
+            head = first if second.isdigit() else first + second
+            return head + text + self._read(ser, 1, cmd)
         major = self._version[0] if self._version else 9
         n = reply_length(cmd, self.model.family, major)
         return first + second + self._read(ser, n - 2, cmd)

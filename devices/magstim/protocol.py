@@ -314,7 +314,11 @@ def parse_reply(
             f"got {len(reply)} bytes {reply!r}"
         )
     if name == "N":
-        return Reply(name, None, None, reply[1:-1].rstrip(b"\x00"), reply)
+        data = reply[1:-1].rstrip(b"\x00")
+        if data[:1].isdigit():
+            # An older form without the instrument status byte.
+            return Reply(name, None, None, data, reply)
+        return Reply(name, InstrumentStatus.from_byte(data[0]), None, data[1:], reply)
     instrument = InstrumentStatus.from_byte(reply[1])
     if name in RAPID_STATUS_REPLIES:
         return Reply(

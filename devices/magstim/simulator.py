@@ -443,7 +443,9 @@ class MagstimSimulator(SimulatedStimulator):
             if cmd == "N":
                 if data != "D":
                     raise _bad(f"version query needs 'D', got {data!r}")
-                return frame(b"N" + self._version_text() + b"\x00"), []
+                # Instrument status first, as in every other reply (magstim.md).
+                reply = b"N" + bytes([instrument]) + self._version_text() + b"\x00"
+                return frame(reply), []
             payload = self._handlers[cmd](data, t)
         except _Refused as refused:
             logger.info("command %r refused (%s): %s", command, refused.code, refused)

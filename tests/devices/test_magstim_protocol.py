@@ -108,3 +108,12 @@ def test_charge_delay_and_v9_commands():
         "o", frame(b"o" + bytes([status]) + b"01500"), expected_length=8
     )
     assert reply.rapid is None and reply.data == b"01500"
+
+
+@pytest.mark.parametrize("status", [0x00, 0x89])
+def test_version_reply_with_the_instrument_status_byte(status):
+    # magstim.md: the unit sends its status before the digits, as in every
+    # other reply; the status may itself be 0x00.
+    reply = parse_reply("N", frame(b"N" + bytes([status]) + b"9.2.0\x00"))
+    assert reply.instrument == InstrumentStatus.from_byte(status)
+    assert parse_version(reply.data) == (9, 2, 0)
