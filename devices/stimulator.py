@@ -13,6 +13,8 @@ import abc
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .errors import DeviceLimitError
+
 #: ``traffic_log(direction, data, clock_time)``: ``"tx"`` or ``"rx"``, raw bytes,
 #: LSL clock time of the write or read.
 TrafficLog = Callable[[str, bytes, float], None]
@@ -176,6 +178,38 @@ class Stimulator(abc.ABC):
     @abc.abstractmethod
     def state(self) -> StimulatorState:
         """Query the device and return its common state."""
+
+    # Hooks of the delivery paths a model may lack. The defaults refuse with
+    # DeviceLimitError (nothing is sent), so a caller never asks which model
+    # it holds: a refusal is a refused value, not a fault.
+    def program_train(self, frequency_hz: float, pulses: int) -> None:
+        """Program one train of ``pulses`` at ``frequency_hz`` that the unit runs
+        by itself when :meth:`start_train` is called.
+
+        Raises
+        ------
+        DeviceLimitError
+            The model runs no trains by itself, or a value is off its grid.
+        """
+        raise DeviceLimitError(f"{self.capabilities.label} runs no trains by itself")
+
+    def start_train(self) -> float:
+        """Start the programmed train; return the LSL time of the command."""
+        raise DeviceLimitError(f"{self.capabilities.label} runs no trains by itself")
+
+    def single_pulse_mode(self) -> None:  # noqa: B027 - nothing to leave by default
+        """Leave train mode, so that the next :meth:`fire` gives one pulse."""
+
+    def set_paired(self, conditioning: float, test: float, isi_ms: float) -> None:
+        """Set a paired pulse: ``conditioning`` %MSO, then ``test`` %MSO
+        ``isi_ms`` later, both given by one :meth:`fire`.
+
+        Raises
+        ------
+        DeviceLimitError
+            The model has no paired-pulse mode, or a value is off its grid.
+        """
+        raise DeviceLimitError(f"{self.capabilities.label} has no paired-pulse mode")
 
     def __enter__(self) -> Stimulator:
         self.open()

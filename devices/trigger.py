@@ -144,8 +144,7 @@ class DeviceTrainStart(SerialCommandTrigger):
 
     def fire(self) -> float:
         """Send the start command; return the LSL time of the write."""
-        start = getattr(self.stimulator, "start_train", None)
-        return start() if start is not None else self.stimulator.fire()
+        return self.stimulator.start_train()
 
 
 class TriggerBoxTrigger(TriggerLine):

@@ -298,38 +298,19 @@ class _Worker:
 
     def _set_train(self, frequency_hz: float, pulses: int) -> None:
         """Program one device-run train (its start is a ``device_train`` item)."""
-        if getattr(self.stim.capabilities, "device_trains", False) is False:
-            raise ValueError(f"{self.config.model} runs no trains by itself")
-        if self.config.model.startswith("magpro"):
-            self.stim.set_train(frequency_hz, pulses, 1, 1.0)
-        else:
-            self.stim.set_train(frequency_hz, pulses)
+        self.stim.program_train(frequency_hz, pulses)
         self.train_programmed = True
 
     def _single_pulse_mode(self) -> None:
-        """Leave train mode before any block that fires single pulses.
-
-        A Rapid² left in train mode would answer the next fire command with a
-        whole train; a MagPro's train only runs on its own start command.
-        """
-        if self.train_programmed and hasattr(self.stim, "set_duration"):
-            self.stim.set_duration(0)
+        """Leave train mode before any block that fires single pulses (a unit
+        left in it could answer the next fire command with a whole train)."""
+        if self.train_programmed:
+            self.stim.single_pulse_mode()
         self.train_programmed = False
 
     def _set_paired(self, conditioning: float, test: float, isi_ms: float) -> None:
-        """Set a paired-pulse unit: conditioning pulse, then test after ``isi_ms``.
-
-        A BiStim² fires stimulator A then B after its IPI; a MagPro with
-        MagOption runs in Twin mode with its A and B amplitudes and IPI.
-        """
-        if hasattr(self.stim, "set_ipi"):
-            self.stim.set_intensity(conditioning, test)
-            self.stim.set_ipi(isi_ms)
-        elif hasattr(self.stim, "set_mode"):
-            self.stim.set_mode("twin", ipi_ms=isi_ms)
-            self.stim.set_intensity(conditioning, test)
-        else:
-            raise ValueError(f"{self.config.model} has no paired-pulse mode")
+        """Set a paired-pulse unit: conditioning pulse, then test after ``isi_ms``."""
+        self.stim.set_paired(conditioning, test, isi_ms)
 
     # --------------------------------------------------------- supervision
     def supervise(self) -> None:

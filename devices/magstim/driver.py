@@ -360,6 +360,32 @@ class Magstim(Stimulator):
         if value_b is not None:
             self.set_power_b(value_b)
 
+    # ---------------------------------------------- delivery-path hooks
+    def program_train(self, frequency_hz: float, pulses: int) -> None:
+        """Program a Rapid device-run train (see :meth:`set_train`)."""
+        if self.model.family != "rapid":
+            super().program_train(frequency_hz, pulses)
+        self.set_train(frequency_hz, pulses)
+
+    def start_train(self) -> float:
+        """A Rapid in train mode runs its train on the fire command."""
+        if self.model.family != "rapid":
+            return super().start_train()
+        return self.fire()
+
+    def single_pulse_mode(self) -> None:
+        """A Rapid left in train mode (by this program or another) would answer
+        a fire with a whole train: set its duration to 0."""
+        if self.model.family == "rapid":
+            self.set_duration(0)
+
+    def set_paired(self, conditioning: float, test: float, isi_ms: float) -> None:
+        """A BiStim² fires stimulator A, then B after its IPI."""
+        if self.model.family != "bistim":
+            super().set_paired(conditioning, test, isi_ms)
+        self.set_intensity(conditioning, test)
+        self.set_ipi(isi_ms)
+
     # -------------------------------------------------------------- BiStim
     def _parameters(self) -> tuple[int, int, int]:
         data = self._command("J").data

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..errors import DeviceError
+from ..errors import DeviceLimitError
 from ..stimulator import Capabilities
 from .protocol import BA_RATIOS, BURST_IPI_MS, TWIN_IPI_MS, ipi_table
 
@@ -165,9 +165,9 @@ def get_model(model: str | MagProModel) -> MagProModel:
 # ------------------------------------------------------------------ grid checks
 def _check_range(name: str, value: float, bounds: tuple, unit: str = "") -> None:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise DeviceError(f"MagVenture {name}: expected a number, got {value!r}")
+        raise DeviceLimitError(f"MagVenture {name}: expected a number, got {value!r}")
     if not math.isfinite(value) or not bounds[0] <= value <= bounds[1]:
-        raise DeviceError(
+        raise DeviceLimitError(
             f"MagVenture {name}: must be within {bounds[0]:g}–{bounds[1]:g}{unit}, "
             f"got {value!r}"
         )
@@ -175,7 +175,7 @@ def _check_range(name: str, value: float, bounds: tuple, unit: str = "") -> None
 
 def _check_step(name: str, value: float, step: float, unit: str = "") -> None:
     if abs(value / step - round(value / step)) > 1e-6:
-        raise DeviceError(
+        raise DeviceLimitError(
             f"MagVenture {name}: must be a multiple of {step:g}{unit}, got {value!r}"
         )
 
@@ -185,22 +185,22 @@ def check_integer(name: str, value: object, bounds: tuple[int, int]) -> int:
 
     Raises
     ------
-    DeviceError
+    DeviceLimitError
         Naming the parameter, the rule and the value.
     """
     _check_range(name, value, bounds)
     if int(value) != value:
-        raise DeviceError(f"MagVenture {name}: must be an integer, got {value!r}")
+        raise DeviceLimitError(f"MagVenture {name}: must be an integer, got {value!r}")
     return int(value)
 
 
 def check_on_table(name: str, value: float, table: tuple[float, ...]) -> float:
-    """Return ``value`` if it is an entry of ``table``, else raise DeviceError."""
+    """Return ``value`` if it is an entry of ``table``, else raise DeviceLimitError."""
     _check_range(name, value, (min(table), max(table)))
     for entry in table:
         if abs(entry - value) < 1e-6:
             return entry
-    raise DeviceError(
+    raise DeviceLimitError(
         f"MagVenture {name}: {value!r} is not on the device grid ({_describe(table)})"
     )
 
@@ -253,16 +253,16 @@ def check_mode(
 ) -> None:
     """Refuse a mode/waveform/burst/IPI/ratio combination the model can't do."""
     if mode not in model.modes:
-        raise DeviceError(
+        raise DeviceLimitError(
             f"MagVenture mode: {model.label} offers {list(model.modes)}, got {mode!r}"
         )
     if waveform not in model.waveforms:
-        raise DeviceError(
+        raise DeviceLimitError(
             f"MagVenture waveform: {model.label} offers {list(model.waveforms)}, "
             f"got {waveform!r}"
         )
     if direction not in ("normal", "reverse"):
-        raise DeviceError(
+        raise DeviceLimitError(
             f"MagVenture current direction: must be 'normal' or 'reverse', "
             f"got {direction!r}"
         )
@@ -271,11 +271,11 @@ def check_mode(
     table = ipi_table(mode, waveform)
     if table is None:
         if ipi_ms is not None:
-            raise DeviceError(
+            raise DeviceLimitError(
                 f"MagVenture IPI: only Twin/Dual mode or Biphasic Burst have an "
                 f"IPI; got {ipi_ms!r} ms in {mode}/{waveform}"
             )
     elif ipi_ms is None:
-        raise DeviceError(f"MagVenture IPI: {mode}/{waveform} needs an IPI in ms")
+        raise DeviceLimitError(f"MagVenture IPI: {mode}/{waveform} needs an IPI in ms")
     else:
         check_on_table("IPI (ms)", ipi_ms, table)

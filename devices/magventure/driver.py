@@ -17,7 +17,13 @@ from collections.abc import Callable
 import serial
 from pylsl import local_clock
 
-from ..errors import CRCError, DeviceError, DeviceTimeout, PortVanished
+from ..errors import (
+    CRCError,
+    DeviceError,
+    DeviceLimitError,
+    DeviceTimeout,
+    PortVanished,
+)
 from ..serial_link import log_traffic, open_port, write_now
 from ..stimulator import Stimulator, StimulatorState, TrafficLog
 from .capabilities import (
@@ -348,7 +354,7 @@ class MagPro(Stimulator):
         b = None
         if value_b is not None:
             if not self.model.magoption:
-                raise DeviceError(
+                raise DeviceLimitError(
                     f"MagVenture amplitude B: {self.model.label} has no second "
                     f"pulse (MagOption); got {value_b!r}"
                 )
@@ -568,6 +574,17 @@ class MagPro(Stimulator):
         return self._transact(
             "get mode", get_mode_command(), lambda fs: _first(ModeSettings, fs)
         )[0]
+
+    def program_train(self, frequency_hz: float, pulses: int) -> None:
+        """One Timing-page train of ``pulses`` at ``frequency_hz``."""
+        self.set_train(frequency_hz, pulses, 1, 1.0)
+
+    def set_paired(self, conditioning: float, test: float, isi_ms: float) -> None:
+        """A MagPro with MagOption in Twin mode: amplitudes A and B, its IPI."""
+        if not self.model.magoption:
+            super().set_paired(conditioning, test, isi_ms)
+        self.set_mode("twin", ipi_ms=isi_ms)
+        self.set_intensity(conditioning, test)
 
     def set_mode(
         self,
