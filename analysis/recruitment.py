@@ -1,6 +1,6 @@
 """Recruitment (input-output) curves and the resting motor threshold from MEPs.
 
-The curve is the Boltzmann sigmoid of ``specs/analysis.md``,
+The curve is the Boltzmann sigmoid of ``docs/specs/analysis.md``,
 ``MEP(S) = MEPmin + (MEPmax - MEPmin) / (1 + exp((S50 - S) / k))``, fitted by
 non-linear least squares (:func:`scipy.optimize.curve_fit`). Confidence
 intervals are percentile intervals of a trial-wise bootstrap by default (MEP

@@ -1,6 +1,6 @@
 """TMS-evoked potentials: pulse events, artifact interpolation, TEP and GMFP.
 
-Follows the reference order of ``specs/analysis.md`` (TESA): epoch around each
+Follows the reference order of ``docs/specs/analysis.md`` (TESA): epoch around each
 pulse marker, replace -2..10 ms with a cubic fit on 1 ms of data either side,
 only then downsample, baseline, and average; find the artifact in the EEG
 (with or without markers) and realign the pulses to it. ICA, filtering and the
@@ -26,7 +26,7 @@ __all__ = [
     "TEP_WINDOWS",
 ]
 
-#: Motor-cortex TEP component windows (s), from specs/analysis.md.
+#: Motor-cortex TEP component windows (s), from docs/specs/analysis.md.
 TEP_WINDOWS = {
     "N15": (0.010, 0.020),
     "P30": (0.020, 0.040),

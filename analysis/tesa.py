@@ -1,6 +1,6 @@
 """The TMS-EEG pipeline in TESA's reference order, on MNE objects.
 
-:func:`run_tesa` follows ``specs/analysis.md`` (Rogasch et al. 2017):
+:func:`run_tesa` follows ``docs/specs/analysis.md`` (Rogasch et al. 2017):
 
 1. pulses from the markers, optionally realigned to the artifact;
 2. epoch -1..1 s, demean; replace -2..10 ms with a cubic fit on 1 ms either

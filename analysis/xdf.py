@@ -14,7 +14,7 @@ synchronisation) is stored in ``raw.info["description"]`` and returned by
 (interpolated between the samples' own timestamps) divided by the sampling
 rate, so it equals ``marker time - first_time`` when the stream has no gaps
 and runs at its nominal rate, and stays attached to the right samples when it
-has gaps or a slightly different effective rate (see ``specs/analysis.md``).
+has gaps or a slightly different effective rate (see ``docs/specs/analysis.md``).
 Gaps between segments and dropouts inside them are filled with zeros and
 annotated ``BAD_ACQ_SKIP``; their length in samples is the gap's duration at
 the effective rate of the segment before it.

@@ -42,7 +42,7 @@ logger = logging.getLogger("stimtrain.devices.probe")
 
 #: Rapid-family models; the serial protocol does not tell them apart.
 RAPID_MODELS = ("rapid2", "super_rapid2", "super_rapid2_plus")
-#: Length of the Rapid ``\\`` reply → software generation (specs/magstim.md).
+#: Length of the Rapid ``\\`` reply → software generation (docs/specs/magstim.md).
 _RAPID_GENERATION = {24: "software v9 or later", 22: "software v7–8", 21: "before v7"}
 
 

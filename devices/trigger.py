@@ -1,6 +1,6 @@
 """Trigger lines: every way a host-timed pulse reaches a stimulator, one interface.
 
-Three paths, from slowest to fastest (specs/magstim.md gives measured
+Three paths, from slowest to fastest (docs/specs/magstim.md gives measured
 latencies on real units):
 
 ``serial``

@@ -50,7 +50,7 @@ ACTIONS = (
     "declined",
     "ignored",
 )
-#: The coil limit of specs/safety.md; the console warns a few degrees before it.
+#: The coil limit of docs/specs/safety.md; the console warns a few degrees before it.
 COIL_LIMIT_C = 40.0
 COIL_WARN_C = 35.0
 _ROW = "{:<9} {:>3}  {:<40} {:<10} {:>9} {:>6}"

@@ -15,7 +15,7 @@ from .units import Intensity
 class Thresholds:
     """The participant's motor thresholds in %MSO (None when unknown).
 
-    Construction refuses values no participant can have (specs/safety.md):
+    Construction refuses values no participant can have (docs/specs/safety.md):
     each threshold is a finite number from 1 to 100 %MSO, and an active motor
     threshold is not above the resting one.
 

@@ -442,7 +442,7 @@ def _stimulate(block: StimulateBlock, rng, thresholds, caps, trigger, common):
 
 
 def _pair_is_one_stimulus(pattern, cond: Dose, test: Dose, pair_interval) -> bool:
-    """specs/safety.md: a conditioned pair (conditioning below the test, ISI
+    """docs/specs/safety.md: a conditioned pair (conditioning below the test, ISI
     1-200 ms) is one stimulus unless pairs come at 1 Hz or faster."""
     if pair_interval is not None and pair_interval <= 1.0 + 1e-6:
         return False

@@ -29,7 +29,7 @@ class PulseTable:
         The power in % of each threshold (NaN when unknown).
     stimulus : ndarray of int
         Pulses with the same number count as one stimulus for the
-        physiological rules (a paired-pulse pair, specs/safety.md).
+        physiological rules (a paired-pulse pair, docs/specs/safety.md).
     firing : ndarray of int
         Pulses with the same number are one firing of the unit (a pair on a
         paired-pulse stimulator).

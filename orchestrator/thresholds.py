@@ -13,7 +13,7 @@ Values given on the command line (``--rmt``, ``--amt``) win over the file;
 whatever is used is recorded in the plan of the session.
 
 Every value is checked wherever it came from, and so is the merged result
-(specs/safety.md): a motor threshold is a finite number from 1 to 100 %MSO,
+(docs/specs/safety.md): a motor threshold is a finite number from 1 to 100 %MSO,
 and an active motor threshold above the resting one is implausible. A file's
 problem is located at its line; a command-line problem is reported as
 ``<command line>:0:0: error: --rmt: <rule> (got <value as typed>)``.

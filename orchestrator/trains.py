@@ -1,6 +1,6 @@
 """Finding trains in compiled pulses, whatever pattern wrote them.
 
-specs/safety.md: a train is a run of stimuli whose intervals are at most 1 s;
+docs/specs/safety.md: a train is a run of stimuli whose intervals are at most 1 s;
 its frequency is the rate of its shortest interval; its duration runs from the
 first stimulus to one interval after the last (the longest interval of the
 train, so an irregular train is never judged shorter than it is). Groups of 3
@@ -19,7 +19,7 @@ import numpy as np
 TRAIN_GAP_S = 1.0
 #: Pulses this close together (30 Hz and faster) can form a burst.
 BURST_MIN_RATE_HZ = 30.0
-#: A burst has at least this many pulses (specs/safety.md) ...
+#: A burst has at least this many pulses (docs/specs/safety.md) ...
 BURST_MIN_PULSES = 3
 #: ... and at most this many: published theta-burst and quadripulse designs
 #: use 3 to 5; a longer group is a fast train, not a burst (stimtrain's

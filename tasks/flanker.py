@@ -1,6 +1,6 @@
 """Eriksen flanker task with arrows (``<<<<<`` / ``<<><<``).
 
-Canonical defaults (specs/tasks.md): 50 % congruent trials, fixation 500 ms,
+Canonical defaults (docs/specs/tasks.md): 50 % congruent trials, fixation 500 ms,
 the stimulus stays up until the response or a 1.5 s deadline, optional
 feedback. The participant reports the direction of the central arrow.
 """

@@ -1,6 +1,6 @@
 """Go/no-go task: respond to every letter except the no-go letter.
 
-Canonical design (specs/tasks.md): 75 % go, 25 % no-go trials, one response
+Canonical design (docs/specs/tasks.md): 75 % go, 25 % no-go trials, one response
 key, the stimulus shown for ~500 ms and a response window of ~1 s. Measures:
 commission errors (responses on no-go trials), omission errors (no response
 on go trials) and the mean go RT.

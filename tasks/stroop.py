@@ -1,6 +1,6 @@
 """Colour-word Stroop task: name the ink colour of a colour word.
 
-Canonical design (specs/tasks.md): colour words × ink colours (RED, GREEN,
+Canonical design (docs/specs/tasks.md): colour words × ink colours (RED, GREEN,
 BLUE), congruent and incongruent trials 50/50, optionally a neutral row
 (``XXXX``); one response key per ink colour. Main measure: the interference
 effect, incongruent − congruent RT, and the error rates.

@@ -1,6 +1,6 @@
 """Cued task switching with digits: parity or magnitude, as the cue says.
 
-Canonical design (specs/tasks.md): digits 1–9 without 5; a cue names the rule
+Canonical design (docs/specs/tasks.md): digits 1–9 without 5; a cue names the rule
 (odd/even or lower/higher than 5); the cue–target interval (CTI) is 100 or
 900 ms; response window 2 s; fixation 500 ms. The cue stays up with the
 target. Main measure: the switch cost, switch − repeat RT and errors (also

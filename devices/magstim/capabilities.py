@@ -1,6 +1,6 @@
 """Magstim model capabilities and Rapid energy limits, as plain data.
 
-Numbers come from specs/magstim.md. The protocol validator and the simulator
+Numbers come from docs/specs/magstim.md. The protocol validator and the simulator
 both read them here, so a device limit is written down exactly once.
 """
 

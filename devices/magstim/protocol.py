@@ -1,7 +1,7 @@
 """Magstim host-interface framing: CRC, command encoding, status bytes, replies.
 
 Pure functions and plain data shared by the driver and the simulator, so both
-ends of the link agree on every byte. Facts come from specs/magstim.md.
+ends of the link agree on every byte. Facts come from docs/specs/magstim.md.
 
 Models are grouped in three *families* that share a command set: ``"200"``
 (Magstim 200²), ``"bistim"`` (BiStim²) and ``"rapid"`` (Rapid² family).

@@ -1,7 +1,7 @@
 """A Magstim 200² / BiStim² / Rapid² simulator speaking the real byte protocol.
 
 It serves on a pseudo-terminal so that the driver under test is the same code
-that talks to hardware. Behaviour follows specs/magstim.md; choices made where
+that talks to hardware. Behaviour follows docs/specs/magstim.md; choices made where
 the spec is silent are listed in :class:`MagstimSimulator`'s notes. Faults
 (dropped bytes, bad checksums, late replies, silence, a pulled cable, an
 overheating coil, a refusal to arm) come from a

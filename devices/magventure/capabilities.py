@@ -1,6 +1,6 @@
 """MagPro models, their value grids and protection limits, as plain data.
 
-Numbers come from specs/magventure.md. The driver (which refuses off-grid
+Numbers come from docs/specs/magventure.md. The driver (which refuses off-grid
 values before sending) and the simulator (which rounds to the grid, as the
 device does) both read them here.
 

@@ -1,7 +1,7 @@
 """MagVenture MagPro serial framing, CRC-8, commands and typed device frames.
 
 Pure functions and plain data shared by the driver and the simulator, so both
-ends of the link agree on every byte. Facts come from specs/magventure.md.
+ends of the link agree on every byte. Facts come from docs/specs/magventure.md.
 
 A frame is ``0xFE | LEN | DATA[LEN] | CRC8(DATA) | 0xFF``; ``DATA[0]`` is the
 command id (host → device) or the frame id (device → host). Multi-byte values

@@ -1,7 +1,7 @@
 """A MagVenture MagPro simulator speaking the real framed byte protocol.
 
 It serves on a pseudo-terminal so that the driver under test is the same code
-that talks to hardware. Behaviour follows specs/magventure.md; choices made
+that talks to hardware. Behaviour follows docs/specs/magventure.md; choices made
 where the spec is silent are listed in :class:`MagVentureSimulator`'s notes.
 """
 

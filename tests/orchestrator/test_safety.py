@@ -1,4 +1,4 @@
-"""The safety check against specs/safety.md, with its limits from a data file."""
+"""The safety check against docs/specs/safety.md, with its limits from a data file."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""Motor thresholds are checked wherever they come from (specs/safety.md).
+"""Motor thresholds are checked wherever they come from (docs/specs/safety.md).
 
 A threshold is a finite number from 1 to 100 %MSO and an active motor
 threshold above the resting one is implausible, whether the value was typed

@@ -23,7 +23,7 @@ def test_registry_and_unknown_task():
 
 
 def test_flanker_defaults_are_canonical():
-    """Defaults follow specs/tasks.md (50 % congruent, 500 ms, 1.5 s deadline)."""
+    """Defaults follow docs/specs/tasks.md (50 % congruent, 500 ms, 1.5 s deadline)."""
     p = get_task("flanker").validate_params(None)
     assert p["p_congruent"] == 0.5
     assert p["fixation_s"] == 0.5

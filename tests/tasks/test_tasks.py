@@ -70,7 +70,7 @@ def test_six_tasks_registered():
     ],
 )
 def test_defaults_are_canonical(name, expected):
-    """Defaults follow specs/tasks.md."""
+    """Defaults follow docs/specs/tasks.md."""
     params = get_task(name).validate_params(None)
     for key, value in expected.items():
         assert params[key] == value, key
