@@ -149,11 +149,6 @@ class Block:
     src: tuple = field(compare=False)
     raw: dict = field(repr=False, compare=False, default_factory=dict)
 
-    @property
-    def path(self) -> tuple:
-        """Path of this block in its document, for messages."""
-        return self.src
-
     def problem(self, key: str | None, rule: str, value: object) -> Problem:
         """A problem located at one of this block's fields (or the block)."""
         path = self.src if key is None else (*self.src, *key.split("."))

@@ -248,7 +248,7 @@ class _Worker:
 
     # ------------------------------------------------------------ requests
     def handle(self, cmd: str, args: list) -> object:
-        if cmd in ("set_power", "set_intensity"):
+        if cmd == "set_power":
             self._single_pulse_mode()
             self.stim.set_intensity(*args)
             return self.stim.state().as_dict()
@@ -726,7 +726,7 @@ class DeviceProcess:
     def request(self, *body, timeout: float = 5.0):
         """Send a command and wait for its result (raises DeviceFault on error).
 
-        Commands: ``("set_power", percent)`` or ``("set_intensity", a[, b])``,
+        Commands: ``("set_power", percent)``,
         ``("arm", ready_timeout)``, ``("disarm",)``, ``("status",)`` (each
         returns the state as a dict, see
         :meth:`~stimtrain.devices.stimulator.StimulatorState.as_dict`),

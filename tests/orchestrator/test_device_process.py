@@ -213,7 +213,7 @@ class _Session:
         )
         self.device.start()
         if arm:
-            self.device.request("set_intensity", 30)
+            self.device.request("set_power", 30)
             self.device.request("arm", 2.0)
             assert self.faults == []
 
@@ -396,7 +396,7 @@ def test_overheating_disarms_and_is_reported(session):
 def test_refused_arm_is_a_fault(session):
     s = session(arm=False)
     s.inject(FaultPlan(refuse_arm=True))
-    s.device.request("set_intensity", 30)
+    s.device.request("set_power", 30)
     with pytest.raises(DeviceFault, match="arm failed"):
         s.device.request("arm", 1.0)
     assert s.wait_fault().startswith("arm: ")
@@ -422,7 +422,7 @@ def test_keep_alive_while_main_process_is_busy(tmp_path):
             )
         )
         device.start()
-        device.request("set_intensity", 30)
+        device.request("set_power", 30)
         device.request("arm", 3.0)
         t_start = pylsl.local_clock()
         # Hold the GIL and allocate for 2.5 s: longer than the 1 s armed timeout.
