@@ -61,7 +61,8 @@ class OnlinePulses:
 
     def start(self) -> None:
         r = self.runner
-        r._pulse_fields[self.block.index] = dict(
+        r.ledger.set_block_fields(
+            self.block.index,
             pattern="online",
             intensity=self.planned.intensity_value,
             unit=self.planned.unit,
@@ -96,7 +97,7 @@ class OnlinePulses:
         index = self.scheduled
         self.scheduled += 1
         self.last_deadline = deadline
-        self.runner._online_fields[(self.block.index, index)] = fields
+        self.runner.ledger.set_online_fields(self.block.index, index, **fields)
         self.deadlines[index] = deadline
         self.queue.put((deadline, index))
 
@@ -118,7 +119,7 @@ class OnlinePulses:
             if block != self.block.index:
                 continue
             self.withdrawn += 1
-            fields = self.runner._online_fields.pop((block, index))
+            fields = self.runner.ledger.take_online_fields(block, index)
             self._no_pulse(self.deadlines[index], fields, reason=reason)
 
     def _forward(self) -> None:
@@ -130,7 +131,7 @@ class OnlinePulses:
             deadline, index = item
             if r.stop() or r.skip.is_set():
                 continue  # aborted or skipped: a disarm already dropped the rest
-            with r._schedule_lock:
+            with r.schedule_lock:
                 # A stream stopped or the block paused after the event: the
                 # pulse is off.
                 if r.stalled.is_set():
@@ -155,13 +156,12 @@ class OnlinePulses:
         self.thread.join(timeout=5.0)
         wait_until = max(self.last_deadline, pylsl.local_clock()) + 1.0
         while (
-            r._block_delivered.get(self.block.index, 0)
-            < self.scheduled - self.withdrawn
+            r.ledger.block_pulses(self.block.index) < self.scheduled - self.withdrawn
             and pylsl.local_clock() < wait_until
             and r.device.fault is None
         ):
             time.sleep(0.01)
-        delivered = r._block_delivered.get(self.block.index, 0)
+        delivered = r.ledger.block_pulses(self.block.index)
         if r.device.fault is None:
             # On a fault the session's safe stop disarms (or kills) instead.
             r.device.request("disarm")

@@ -31,6 +31,7 @@ from .device_process import DeviceConfig, DeviceFault, DeviceProcess, PulseRepor
 from .diskwatch import DiskWatch, free_space_problem, recording_rate
 from .dose import Thresholds
 from .journal import Journal
+from .ledger import PulseLedger
 from .markers import MarkerOutlet
 from .online import OnlinePulses
 from .plan import PlannedBlock
@@ -161,17 +162,12 @@ class SessionRunner:
         self.stop = _Stop()
         # Set when the safe stop begins; later signals are ignored.
         self._closing = False
-        self.delivered = 0
-        self._delivered_lock = threading.Lock()
         self.folder: SessionFolder | None = None
         self.journal: Journal | None = None
         self.markers: MarkerOutlet | None = None
         self.device: DeviceProcess | None = None
-        self._pulse_fields: dict[int, dict] = {}
-        #: Per-pulse fields of online TMS pulses: (block, index) -> trial fields.
-        self._online_fields: dict[tuple[int, int], dict] = {}
-        self._block_delivered: dict[int, int] = {}
-        self._fired: dict[int, set[int]] = {}
+        #: Delivered pulses and their marker fields (created with the markers).
+        self.ledger: PulseLedger | None = None
         self.task_levels: dict[str, float] = {}
         #: Operator keys: pause at the next safe point, skip the current block.
         self.pause = threading.Event()
@@ -180,7 +176,7 @@ class SessionRunner:
         self.stalled = threading.Event()
         #: Held while pulses are scheduled or dropped, so a stall never
         #: falls between checking the flag and scheduling.
-        self._schedule_lock = threading.Lock()
+        self.schedule_lock = threading.Lock()
         #: Set while a task block is paused between trials.
         self.task_paused = threading.Event()
         #: The online pulses of the task block running now, if any.
@@ -198,62 +194,18 @@ class SessionRunner:
             raise ValueError("--sim-faults/--sim-eeg-dropout need a simulated rig")
 
     # -- callbacks from the device reader thread ---------------------------------
+    @property
+    def delivered(self) -> int:
+        """Pulses delivered in this run so far."""
+        return 0 if self.ledger is None else self.ledger.delivered
+
     def _on_pulse(self, report: PulseReport) -> None:
-        fields = {
-            **self._pulse_fields.get(report.block, {}),
-            **self._online_fields.get((report.block, report.index), {}),
-        }
-        # (pulse number in the block, role, time, fields) of each pulse: one
-        # firing may give several (a pair, a device-run train).
-        if report.via == "device_train":
-            # The unit times the train's pulses itself, at its frequency.
-            n, rate = fields.pop("train_pulses"), fields.pop("frequency")
-            pulses = [
-                (report.index * n + k, None, report.actual + k / rate, fields)
-                for k in range(n)
-            ]
-        elif report.via == "paired":
-            # One firing of a paired-pulse unit gives two pulses, the test
-            # pulse ``isi`` after the conditioning one (timed by the unit).
-            isi = fields.pop("isi")
-            cond = {**fields, "power": fields.pop("conditioning_power")}
-            pulses = [
-                (2 * report.index, "conditioning", report.actual, cond),
-                (2 * report.index + 1, "test", report.actual + isi, fields),
-            ]
-        else:
-            pulses = [(report.index, None, report.actual, fields)]
-        with self._delivered_lock:
-            self._fired.setdefault(report.block, set()).add(report.index)
-            self.delivered += len(pulses)
-            n = self._block_delivered.get(report.block, 0) + len(pulses)
-            self._block_delivered[report.block] = n
+        self.ledger.record(report)
+
+    def _on_delivered(self, delivered: int) -> None:
         if self.state is not None:
             self.state.update(
-                pulses_delivered=self.delivered, markers_sent=self.markers.count
-            )
-        for number, role, actual, extra in pulses:
-            role_field = {} if role is None else {"role": role}
-            self.markers.push(
-                "pulse",
-                actual,
-                block=report.block,
-                pulse=number,
-                scheduled=report.scheduled,
-                via=report.via,
-                **role_field,
-                **extra,
-            )
-            # One journal line per pulse: the per-day cap counts them.
-            self.journal.write(
-                "pulse",
-                block=report.block,
-                pulse=number,
-                scheduled=report.scheduled,
-                actual=actual,
-                via=report.via,
-                confirmed=report.confirmed,
-                **role_field,
+                pulses_delivered=delivered, markers_sent=self.markers.count
             )
 
     def _on_fault(self, message: str) -> None:
@@ -317,6 +269,9 @@ class SessionRunner:
                     )
                 suffix = f"{self.participant}-{self.session}-{folder.run}-{os.getpid()}"
                 self.markers = MarkerOutlet(suffix)
+                self.ledger = PulseLedger(
+                    self.markers, self.journal, on_change=self._on_delivered
+                )
                 streams = wait_for_streams(
                     [*stream_names, self.markers.name], self.rig.stream_timeout_s
                 )
@@ -532,7 +487,7 @@ class SessionRunner:
         if self._data_fault.is_set():
             return
         self._data_fault.set()
-        with self._schedule_lock:
+        with self.schedule_lock:
             self.stalled.set()
             self._hold(reason=event)
             if self.device is not None and self.device.fault is None:
@@ -572,7 +527,7 @@ class SessionRunner:
     def _on_stream_stall(self, name: str, age_s: float) -> None:
         # Called on the watch thread: the pulses stop here and now, not when
         # the main thread next looks (a frame later, or a pulse later).
-        with self._schedule_lock:
+        with self.schedule_lock:
             self.stalled.set()
             self.journal.write("stream_stalled", stream=name, age_s=age_s)
             if self.markers is not None:
@@ -726,7 +681,8 @@ class SessionRunner:
 
         clock = pylsl.local_clock
         t_block = clock()
-        self._pulse_fields[block.index] = dict(
+        self.ledger.set_block_fields(
+            block.index,
             pattern=planned.pattern,
             intensity=planned.intensity_value,
             unit=planned.unit,
@@ -739,8 +695,10 @@ class SessionRunner:
                 planned.power,
                 round(planned.isi_s * 1e3, 3),
             )
-            self._pulse_fields[block.index].update(
-                conditioning_power=planned.conditioning_power, isi=planned.isi_s
+            self.ledger.update_block_fields(
+                block.index,
+                conditioning_power=planned.conditioning_power,
+                isi=planned.isi_s,
             )
         else:
             self.device.request("set_power", planned.power)
@@ -749,8 +707,10 @@ class SessionRunner:
             self.device.request(
                 "set_train", planned.train_frequency_hz, planned.train_pulses
             )
-            self._pulse_fields[block.index].update(
-                train_pulses=planned.train_pulses, frequency=planned.train_frequency_hz
+            self.ledger.update_block_fields(
+                block.index,
+                train_pulses=planned.train_pulses,
+                frequency=planned.train_frequency_hz,
             )
         self.state.update(device=self.device.request("arm", 3.0, timeout=6.0))
         self.journal.write("armed", block=block.index, power=planned.power)
@@ -766,7 +726,7 @@ class SessionRunner:
             planned.train_pulses or 1,
             planned.duration_s,
         )
-        with self._schedule_lock:
+        with self.schedule_lock:
             if not self.stalled.is_set():  # else the interruption below schedules
                 self.device.schedule(
                     block.index,
@@ -850,7 +810,7 @@ class SessionRunner:
         from stimtrain.tasks.runner import show_fixation
 
         clock = pylsl.local_clock
-        given = lambda: set(self._fired.get(block.index, set()))  # noqa: E731
+        given = functools.partial(self.ledger.given, block.index)
         stalled = self.stalled.is_set()
         if not stalled:
             point = timeline.safe_point(start, given(), clock() + PAUSE_LEAD_S)
@@ -895,7 +855,7 @@ class SessionRunner:
             return start, True
         self.state.update(device=self.device.request("arm", 3.0, timeout=6.0))
         start = timeline.restart(given(), clock() + 0.5)
-        with self._schedule_lock:
+        with self.schedule_lock:
             if self.stalled.is_set():
                 return start, True  # stalled again already: interrupted again
             self.device.schedule(
@@ -917,7 +877,7 @@ class SessionRunner:
         if not self.pause.is_set():
             return not self._ending()
         if online is not None:
-            with self._schedule_lock:
+            with self.schedule_lock:
                 self.task_paused.set()
                 self._hold("operator pause")
             self.state.update(device=self.device.request("disarm"))
