@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up stimtrain on a fresh Debian/Ubuntu machine: system packages (a virtual
 # X server for headless PsychoPy, OpenGL and audio/HID libraries PsychoPy and
-# Psychtoolbox load), a virtual environment in .venv, and stimtrain with its
+# Psychtoolbox load; strace, with which a test sees the journal's fsyncs), a virtual environment in .venv, and stimtrain with its
 # test tools. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -10,6 +10,7 @@ DEBIAN_PACKAGES=(
   xvfb libgl1 libglu1-mesa libgl1-mesa-dri libegl1
   libxi6 libxrandr2 libxxf86vm1 libxkbcommon0 libxkbcommon-x11-0 libxcursor1 libxinerama1
   libasound2 libportaudio2 libusb-1.0-0 libjack-jackd2-0 libxcb-cursor0
+  strace
 )
 if command -v apt-get >/dev/null; then
   SUDO=""

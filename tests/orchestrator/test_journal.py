@@ -7,6 +7,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 
 import pytest
 
@@ -99,3 +100,43 @@ def test_beyond_the_reserve_lines_go_whole_to_a_second_copy(tiny_disk):
     assert [e["i"] for e in copy] == list(range(written, 40))
     journal.fallback.unlink()
     journal.close()
+
+
+def test_each_line_is_fsynced_before_write_returns(tmp_path):
+    """Durable per event: every line's write is followed by an fsync of the
+    journal, before the next line (seen by strace, the system calls made)."""
+    if shutil.which("strace") is None:
+        pytest.skip("strace is not installed")
+    path = tmp_path / "j.jsonl"
+    trace = tmp_path / "trace.txt"
+    script = (
+        "import sys\n"
+        "from stimtrain.orchestrator.journal import Journal\n"
+        "j = Journal(sys.argv[1], reserve=False)\n"
+        "for i in range(3):\n"
+        "    j.write('pulse', i=i)\n"
+        "j.close()\n"
+    )
+    done = subprocess.run(
+        ["strace", "-f", "-e", "trace=openat,write,fsync,fdatasync", "-o", str(trace)]
+        + [sys.executable, "-c", script, str(path)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0 and "ptrace" in done.stderr:
+        pytest.skip(f"tracing is not permitted here: {done.stderr.strip()}")
+    assert done.returncode == 0, done.stderr
+    lines = trace.read_text().splitlines()
+    fd = next(
+        line.rsplit("=", 1)[1].strip()
+        for line in lines
+        if "openat(" in line and str(path) in line
+    )
+    calls = [
+        "write" if f"write({fd}," in line else "fsync"
+        for line in lines
+        if f"write({fd}," in line
+        or f"fsync({fd})" in line
+        or f"fdatasync({fd})" in line
+    ]
+    assert calls == ["write", "fsync"] * 3
