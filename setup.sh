@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Set up stimtrain on a fresh Debian/Ubuntu machine: system packages (a virtual
 # X server for headless PsychoPy, OpenGL and audio/HID libraries PsychoPy and
-# Psychtoolbox load; strace, with which a test sees the journal's fsyncs), a virtual environment in .venv, and stimtrain with its
-# test tools. Safe to run again.
+# Psychtoolbox load; strace, with which a test sees the journal's fsyncs), a
+# virtual environment in .venv, and stimtrain with its test tools. Safe to run
+# again.
 set -euo pipefail
 cd "$(dirname "$0")"
 
