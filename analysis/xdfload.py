@@ -14,7 +14,7 @@ import numpy as np
 from mne.utils import logger, verbose, warn
 
 from .xdfclock import apply_clock_fit, clock_fit, corrupted_last_offset, dejitter
-from .xdffile import index_xdf, read_samples
+from .xdffile import XdfError, index_xdf, read_samples
 
 __all__ = ["load_streams"]
 
@@ -90,7 +90,11 @@ def load_streams(
     ----------
     fname : path-like
         The XDF file. A file without footer (recorder killed), or whose last
-        chunk is cut off, still loads (with a warning).
+        chunk is cut off, still loads (with a warning). So does a damaged
+        file: damaged chunks are skipped or salvaged and out-of-line
+        timestamps re-derived (see :func:`~stimtrain.analysis.xdffile.index_xdf`
+        and :func:`~stimtrain.analysis.xdffile.read_samples`), with one
+        warning saying what was skipped, where, and how many samples it cost.
     select : str | int | dict | list | None
         Streams to load: names or types (str), stream ids (int) or dicts of
         header fields that must all match (as pyxdf's ``select_streams``).
@@ -133,7 +137,7 @@ def load_streams(
     index = index_xdf(fname)
     logger.info(f"Reading {index.path}")
     if not index.streams:
-        raise ValueError(f"{index.path} holds no stream header")
+        raise XdfError(f"{index.path} holds no readable stream header")
     ids = index.select(select)
     if select is not None and not ids:
         available = [(s.name, s.type) for s in index.streams.values()]
@@ -180,6 +184,10 @@ def load_streams(
             return _in_windows(t, w_starts, w_stops)
 
     samples = read_samples(index, ids, row_filter)
+    summary = index.damage_summary(samples)
+    if summary is not None:
+        # One warning per file: what was skipped, where, and what it cost.
+        warn(summary)
     out = []
     for sid in ids:
         out.append(
@@ -326,6 +334,8 @@ def _assemble(
         segment_srates=[],
         sample_index=numbers,
         n_cut=samples.n_cut,
+        n_lost=samples.n_lost,
+        bad_stamps=samples.bad_stamps,
         truncated=stream.truncated,
         clock_fit=fit,
     )
