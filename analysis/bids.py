@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import mne
 from mne.utils import logger, verbose
 
-from .session import find_runs, session_labels
+from .session import InputError, find_runs, session_labels
 from .xdf import read_raw_xdf
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -102,7 +102,7 @@ def write_bids_run(
     run: int | None = None,
     task: str = "stimtrain",
     line_freq: float = 50.0,
-    overwrite: bool = True,
+    overwrite: bool = False,
     verbose=None,
 ) -> BIDSPath:
     """Write one Raw (EEG + EMG + marker annotations) into a BIDS dataset.
@@ -122,7 +122,8 @@ def write_bids_run(
     line_freq : float
         Power-line frequency (Hz) for the sidecar.
     overwrite : bool
-        Replace an existing run.
+        Replace an existing run (same participant, session, task and run);
+        without it an existing run is refused with :class:`FileExistsError`.
     %(verbose)s
 
     Returns
@@ -143,6 +144,7 @@ def write_bids_run(
         datatype="eeg",
         root=Path(root),
     )
+    _refuse_existing(bids_path, overwrite)
     # Marker fields go to events.tsv as columns; BIDS wants one value per
     # cell, so the decoded JSON is already flat (see xdf._flatten_extras).
     descriptions = {
@@ -171,6 +173,31 @@ def write_bids_run(
     return bids_path
 
 
+def _bids_path(root, participant, session, run, task):
+    from mne_bids import BIDSPath
+
+    return BIDSPath(
+        subject=participant,
+        session=session,
+        run=None if run is None else f"{int(run):02d}",
+        task=task,
+        datatype="eeg",
+        root=Path(root),
+    )
+
+
+def _refuse_existing(bids_path, overwrite: bool) -> None:
+    """Refuse to replace a recording already in the dataset (unless asked)."""
+    if overwrite:
+        return
+    existing = bids_path.copy().update(suffix="eeg", extension=".vhdr").fpath
+    if existing.exists():
+        raise FileExistsError(
+            f"{existing} already exists (the same participant, session and run); "
+            "give --overwrite (overwrite=True) to replace it"
+        )
+
+
 @verbose
 def write_bids(
     session_dirs: list[str | PathLike] | str | PathLike,
@@ -179,7 +206,7 @@ def write_bids(
     task: str = "stimtrain",
     line_freq: float = 50.0,
     sourcedata: bool = True,
-    overwrite: bool = True,
+    overwrite: bool = False,
     verbose=None,
 ) -> Path:
     """Write stimtrain session folders as a BIDS dataset.
@@ -198,7 +225,9 @@ def write_bids(
     sourcedata : bool
         Copy each session folder's files to ``sourcedata/sub-<id>/ses-<n>/``.
     overwrite : bool
-        Replace runs already in the dataset.
+        Replace runs already in the dataset. Without it, a run whose
+        participant, session and run number are already in the dataset is
+        refused before anything is written (:class:`FileExistsError`).
     %(verbose)s
 
     Returns
@@ -216,15 +245,31 @@ def write_bids(
             "session_dirs must name at least one session folder (got none)"
         )
     root = Path(root)
+    plan = []
     for folder in map(Path, session_dirs):
+        # Every folder is checked before anything is written.
         if not folder.is_dir():
-            raise FileNotFoundError(f"session folder does not exist: {folder}")
-        participant, session = session_labels(folder)
+            raise InputError(folder, "no such session folder")
+        try:
+            participant, session = session_labels(folder)
+        except ValueError as err:
+            raise InputError(folder, err) from err
         runs = find_runs(folder)
         if not runs:
-            raise FileNotFoundError(f"no *_run-<rr>_recording.xdf in {folder}")
+            raise InputError(
+                folder, "no *_run-<rr>_recording.xdf: not a session folder"
+            )
+        for run in runs:
+            _refuse_existing(
+                _bids_path(root, participant, session, run, task), overwrite
+            )
+        plan.append((folder, participant, session, runs))
+    for folder, participant, session, runs in plan:
         for run, xdf in runs.items():
-            raw = read_raw_xdf(xdf, verbose=verbose)
+            try:
+                raw = read_raw_xdf(xdf, verbose=verbose)
+            except (OSError, ValueError) as err:
+                raise InputError(xdf, err) from err
             write_bids_run(
                 raw,
                 root,

@@ -31,7 +31,7 @@ from .behaviour import (
 )
 from .mep import mep_epochs, mep_table
 from .recruitment import fit_recruitment, motor_threshold
-from .session import find_run, run_prefix, session_labels
+from .session import InputError, find_run, run_prefix, session_labels
 from .tep import TEP_WINDOWS, artifact_alignment, gmfp
 from .tesa import run_tesa
 from .xdf import (
@@ -97,7 +97,12 @@ def pulse_table(
     if markers.empty or "event" not in markers:
         return pd.DataFrame(columns=["delivered", "scheduled", "error_ms"])
     pulses = markers[markers["event"] == "pulse"].dropna(axis=1, how="all")
-    pulses = pulses.drop(columns="event").rename(columns={"time": "delivered"})
+    # A run stopped before its first pulse has no pulse rows (and so, after
+    # dropna, no columns at all).
+    pulses = pulses.drop(columns="event", errors="ignore")
+    pulses = pulses.rename(columns={"time": "delivered"})
+    if "delivered" not in pulses:
+        pulses["delivered"] = pd.Series(dtype=float)
     pulses = pulses.reset_index(drop=True)
     if "scheduled" in pulses:
         scheduled = pd.to_numeric(pulses["scheduled"], errors="coerce").to_numpy()
@@ -522,6 +527,53 @@ class SessionAnalysis:
     evokeds: dict[str, mne.Evoked] = field(default_factory=dict)
 
 
+#: Every table :func:`session_analysis` may write (``<prefix><name>.tsv``).
+TABLE_NAMES = (
+    "timing",
+    "plan",
+    "pulses",
+    "peaks",
+    "gmfp",
+    "ica",
+    "meps",
+    "recruitment",
+    "motor_threshold",
+    "behaviour",
+    "trials",
+    "measures",
+    "tms_trials",
+)
+
+
+def output_version(folder: Path, stem: str, names=TABLE_NAMES) -> str:
+    """The suffix that makes a new analysis's files new: ``""``, ``"-2"``, …
+
+    Parameters
+    ----------
+    folder : Path
+        Where the outputs go.
+    stem : str
+        The file prefix (``sub-01_ses-1_run-01_`` or ``study_``).
+    names : sequence of str
+        The table names that may be written beside ``<stem>report.html``.
+
+    Returns
+    -------
+    suffix : str
+        The first version for which neither the report nor any table exists
+        (``<stem>report<suffix>.html``, ``<stem><name><suffix>.tsv``): earlier
+        analyses are never overwritten.
+    """
+    version = 1
+    while True:
+        suffix = "" if version == 1 else f"-{version}"
+        taken = [folder / f"{stem}report{suffix}.html"]
+        taken += [folder / f"{stem}{name}{suffix}.tsv" for name in names]
+        if not any(p.exists() for p in taken):
+            return suffix
+        version += 1
+
+
 def _timing_table(diagnostics: dict) -> pd.DataFrame:
     rows = []
     for key, d in diagnostics.items():
@@ -562,14 +614,33 @@ def session_analysis(
     Returns
     -------
     analysis : SessionAnalysis
+
+    Raises
+    ------
+    InputError
+        When the path, the run or a file of it cannot be used (no such
+        folder or run, not an XDF file, no readable stream, an unreadable
+        plan or trials table); its message is ``<path>: <what is wrong>``.
     """
-    xdf = find_run(path, run)
+    try:
+        xdf = find_run(path, run)
+    except OSError as err:
+        raise InputError(path, err) from err
+    try:
+        return _session_analysis(xdf, report=report, tesa=tesa, verbose=verbose)
+    except (OSError, ValueError) as err:
+        raise InputError(xdf, err) from err
+
+
+def _session_analysis(
+    xdf: Path, *, report: bool, tesa: dict | None, verbose
+) -> SessionAnalysis:
     folder, prefix = xdf.parent, run_prefix(xdf)
     try:
         participant, session = session_labels(folder)
     except ValueError:
         participant, session = "", ""
-    streams = load_streams(xdf)
+    streams = load_streams(xdf, verbose=verbose)
     diagnostics = timing_diagnostics(streams)
     markers = _markers_from_streams(streams)
     pulses = pulse_table(markers, streams)
@@ -631,14 +702,20 @@ def session_analysis(
     tables["tms_trials"] = comparison
     _measures_section(rep, measures, comparison)
 
+    # A new version when an earlier analysis of this run is there: nothing
+    # written before is overwritten.
+    suffix = output_version(folder, prefix)
     for name, table in tables.items():
         if name == "pulses" or len(table):
             table.to_csv(
-                folder / f"{prefix}{name}.tsv", sep="\t", index=False, na_rep="n/a"
+                folder / f"{prefix}{name}{suffix}.tsv",
+                sep="\t",
+                index=False,
+                na_rep="n/a",
             )
     if report:
-        out.report_path = folder / f"{prefix}report.html"
-        rep.save(out.report_path, open_browser=False, overwrite=True, verbose=False)
+        out.report_path = folder / f"{prefix}report{suffix}.html"
+        rep.save(out.report_path, open_browser=False, overwrite=False, verbose=False)
         logger.info(f"Wrote {out.report_path}")
     return out
 
@@ -668,7 +745,10 @@ def analyze_session(
     -------
     report_path : Path
         ``<prefix>report.html`` next to the XDF, where ``<prefix>`` is the
-        run's file prefix (``sub-<id>_ses-<n>_run-<rr>_``). Also written,
+        run's file prefix (``sub-<id>_ses-<n>_run-<rr>_``); when an earlier
+        analysis of the run is there, ``<prefix>report-2.html`` (then
+        ``-3`` …) and its tables with the same suffix: nothing is
+        overwritten. Also written,
         as tab-separated tables with the same prefix: ``pulses.tsv`` (pulse
         fields, ``delivered``, ``scheduled``, ``error_ms``, ``onset`` in the
         raw, ``artifact_sample``, ``artifact_offset_samples``,

@@ -10,7 +10,34 @@ import re
 from os import PathLike
 from pathlib import Path
 
-__all__ = ["find_runs", "find_run", "run_prefix", "session_labels"]
+__all__ = ["InputError", "find_runs", "find_run", "run_prefix", "session_labels"]
+
+
+class InputError(ValueError):
+    """Input an analysis cannot use; ``str()`` is ``<path>: <what is wrong>``.
+
+    Parameters
+    ----------
+    path : path-like
+        The file or folder at fault.
+    reason : str | Exception
+        What is wrong with it (an exception's message is used; a leading
+        repetition of the path is dropped).
+    """
+
+    def __init__(self, path: str | PathLike, reason) -> None:
+        self.path = Path(path)
+        text = str(reason)
+        if isinstance(reason, OSError) and reason.strerror:
+            text = reason.strerror
+        elif isinstance(reason, UnicodeDecodeError):
+            text = f"undecodable byte at position {reason.start} ({reason.reason})"
+        for lead in (f"{self.path}: ", f"{self.path} "):
+            if text.startswith(lead):
+                text = text[len(lead) :]
+        self.reason = text or type(reason).__name__
+        super().__init__(f"{self.path}: {self.reason}")
+
 
 _RUN_RE = re.compile(r"_run-(\d+)_recording\.xdf$")
 _SUFFIX = "recording.xdf"
@@ -55,12 +82,16 @@ def find_run(path: str | PathLike, run: int | None = None) -> Path:
     """
     path = Path(path)
     if path.is_file():
+        if run is not None and not _RUN_RE.search(path.name):
+            raise FileNotFoundError(f"{path} is one file: --run {run} does not apply")
         return path
     if not path.is_dir():
         raise FileNotFoundError(f"No session folder or XDF file at {path}")
     runs = find_runs(path)
     if not runs:
-        raise FileNotFoundError(f"No *_run-<rr>_{_SUFFIX} in {path}")
+        raise FileNotFoundError(
+            f"No *_run-<rr>_{_SUFFIX} in {path}: not a session folder"
+        )
     if run is None:
         return runs[max(runs)]
     if run not in runs:

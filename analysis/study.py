@@ -24,11 +24,19 @@ from mne.utils import logger, verbose
 
 from .behaviour import learning_curves
 from .peaks import peak_table
-from .report import SessionAnalysis, session_analysis
+from .report import SessionAnalysis, output_version, session_analysis
 from .session import find_runs
 from .tep import TEP_WINDOWS
 
-__all__ = ["find_sessions", "analyze_study", "StudyAnalysis"]
+__all__ = ["find_sessions", "analyze_study", "StudyAnalysis", "SessionFailure"]
+
+
+@dataclass
+class SessionFailure:
+    """A session of a study that could not be analysed, and why."""
+
+    folder: Path
+    reason: str
 
 
 @dataclass
@@ -38,7 +46,10 @@ class StudyAnalysis:
     Attributes
     ----------
     sessions : list of SessionAnalysis
-        One per session, in folder order.
+        One per session analysed, in folder order.
+    failed : list of SessionFailure
+        Sessions that could not be analysed, with the reason (they are
+        listed in the study report; the others are analysed all the same).
     tables : dict of DataFrame
         ``sessions``, ``peaks`` (every session's), ``group_peaks`` (peaks of
         the grand average), ``peak_summary`` (mean and SD over sessions),
@@ -50,6 +61,7 @@ class StudyAnalysis:
     """
 
     sessions: list[SessionAnalysis]
+    failed: list[SessionFailure] = field(default_factory=list)
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     grand_averages: dict[str, mne.Evoked] = field(default_factory=dict)
     report_path: Path | None = None
@@ -81,7 +93,10 @@ def _one(folder: Path, tesa: dict | None, report: bool) -> SessionAnalysis:
     import matplotlib
 
     matplotlib.use("Agg")
-    return session_analysis(folder, tesa=tesa, report=report, verbose="error")
+    try:
+        return session_analysis(folder, tesa=tesa, report=report, verbose="error")
+    except Exception as err:  # noqa: BLE001 - one broken session must not stop the study
+        return SessionFailure(folder, str(err) or type(err).__name__)
 
 
 def _concat(sessions, name) -> pd.DataFrame:
@@ -129,7 +144,12 @@ def analyze_study(
     -------
     study : StudyAnalysis
         With ``report_path`` = ``<out_dir>/study_report.html``; tables are
-        written beside it as ``study_<name>.tsv``.
+        written beside it as ``study_<name>.tsv``. When an earlier study
+        analysis is there, ``study_report-2.html`` and ``study_<name>-2.tsv``
+        (then ``-3`` …): nothing is overwritten. A session that cannot be
+        analysed is listed in ``study.failed`` and in the report (section
+        "Sessions not analysed", and the ``error`` column of the sessions
+        table); the others are analysed all the same.
     """
     folders = find_sessions(study_dir)
     if not folders:
@@ -147,38 +167,72 @@ def analyze_study(
     else:
         logger.info(f"Analysing {len(folders)} sessions with {n_jobs} job(s)")
         sessions = Parallel(n_jobs=n_jobs)(jobs)
-    study = StudyAnalysis(sessions=list(sessions))
+    study = StudyAnalysis(
+        sessions=[s for s in sessions if isinstance(s, SessionAnalysis)],
+        failed=[s for s in sessions if isinstance(s, SessionFailure)],
+    )
+    for failure in study.failed:
+        logger.warning(f"Session {failure.folder} not analysed: {failure.reason}")
     _group(study, tesa or {})
     out_dir = Path(out_dir) if out_dir is not None else Path(study_dir) / "study"
     out_dir.mkdir(parents=True, exist_ok=True)
+    # An earlier study analysis stays: this one gets the next version.
+    suffix = output_version(out_dir, "study_", STUDY_TABLES)
     for name, table in study.tables.items():
         if len(table):
             table.to_csv(
-                out_dir / f"study_{name}.tsv", sep="\t", index=False, na_rep="n/a"
+                out_dir / f"study_{name}{suffix}.tsv",
+                sep="\t",
+                index=False,
+                na_rep="n/a",
             )
-    study.report_path = out_dir / "study_report.html"
+    study.report_path = out_dir / f"study_report{suffix}.html"
     _study_report(study).save(
-        study.report_path, open_browser=False, overwrite=True, verbose=False
+        study.report_path, open_browser=False, overwrite=False, verbose=False
     )
     logger.info(f"Wrote {study.report_path}")
     return study
 
 
+#: The tables a study writes (``study_<name>.tsv``).
+STUDY_TABLES = (
+    "sessions",
+    "peaks",
+    "meps",
+    "measures",
+    "learning_curves",
+    "peak_summary",
+    "group_peaks",
+)
+
+
 def _group(study: StudyAnalysis, tesa: dict) -> None:
     sessions = study.sessions
-    study.tables["sessions"] = pd.DataFrame(
-        [
-            dict(
-                participant=s.participant,
-                session=s.session,
-                xdf=str(s.xdf),
-                report=str(s.report_path or ""),
-                n_pulses=len(s.tables.get("pulses", [])),
-                has_tep=bool(s.evokeds),
-            )
-            for s in sessions
-        ]
-    )
+    rows = [
+        dict(
+            participant=s.participant,
+            session=s.session,
+            xdf=str(s.xdf),
+            report=str(s.report_path or ""),
+            n_pulses=len(s.tables.get("pulses", [])),
+            has_tep=bool(s.evokeds),
+            error="",
+        )
+        for s in sessions
+    ]
+    rows += [
+        dict(
+            participant=f.folder.parent.name.removeprefix("sub-"),
+            session=f.folder.name.removeprefix("ses-"),
+            xdf="",
+            report="",
+            n_pulses=0,
+            has_tep=False,
+            error=f.reason,
+        )
+        for f in study.failed
+    ]
+    study.tables["sessions"] = pd.DataFrame(rows)
     study.tables["peaks"] = _concat(sessions, "peaks")
     study.tables["meps"] = _concat(sessions, "meps")
     measures = _concat(sessions, "measures")
@@ -220,6 +274,17 @@ def _group(study: StudyAnalysis, tesa: dict) -> None:
 
 def _study_report(study: StudyAnalysis) -> mne.Report:
     rep = mne.Report(title="stimtrain study", verbose=False)
+    if study.failed:
+        items = "".join(
+            f"<li><code>{html.escape(str(f.folder))}</code>: "
+            f"{html.escape(f.reason)}</li>"
+            for f in study.failed
+        )
+        rep.add_html(
+            f"<p>{len(study.failed)} session(s) could not be analysed and are "
+            f"left out of every group result:</p><ul>{items}</ul>",
+            title="Sessions not analysed",
+        )
     sessions = study.tables["sessions"].copy()
     sessions["report"] = [
         f'<a href="{html.escape(r)}">report</a>' if r else ""
