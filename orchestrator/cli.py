@@ -344,6 +344,23 @@ def _mne_verbose(args) -> str:
     return "info" if args.verbose else "warning"
 
 
+def _input_failure(path, err: Exception, args) -> int:
+    # One line for bad input (analyze, bids): `error: <path>: <what>`, exit 1;
+    # the traceback only with -v.
+    from stimtrain.analysis.session import InputError
+
+    if getattr(args, "verbose", False):
+        logging.getLogger("stimtrain").exception("details")
+    if isinstance(err, InputError):
+        print(f"error: {err}", file=sys.stderr)
+    else:
+        what = str(err) or type(err).__name__
+        if isinstance(err, OSError) and err.strerror:
+            what = f"{err.strerror}" + (f": {err.filename}" if err.filename else "")
+        print(f"error: {path}: {what}", file=sys.stderr)
+    return 1
+
+
 def cmd_analyze(args) -> int:
     """Analyse a session folder, an XDF file or a study; prints the report path."""
     _file_backend()
@@ -351,23 +368,31 @@ def cmd_analyze(args) -> int:
     if args.study:
         from stimtrain.analysis.study import analyze_study
 
-        result = analyze_study(
-            Path(args.study),
-            n_jobs=args.n_jobs,
-            scheduler=args.scheduler,
-            tesa=tesa,
-            verbose=_mne_verbose(args),
-        )
+        try:
+            result = analyze_study(
+                Path(args.study),
+                n_jobs=args.n_jobs,
+                scheduler=args.scheduler,
+                tesa=tesa,
+                verbose=_mne_verbose(args),
+            )
+        except Exception as err:  # noqa: BLE001 - bad input: one line, no traceback
+            return _input_failure(args.study, err, args)
+        for failure in result.failed:
+            print(f"error: {failure.folder}: {failure.reason}", file=sys.stderr)
         print(result.report_path)
-        return 0
+        return 1 if result.failed else 0
     if args.path is None:
         print("error: give a session folder or XDF file, or --study DIR")
         return 2
     from stimtrain.analysis.report import analyze_session
 
-    report = analyze_session(
-        Path(args.path), run=args.run, tesa=tesa, verbose=_mne_verbose(args)
-    )
+    try:
+        report = analyze_session(
+            Path(args.path), run=args.run, tesa=tesa, verbose=_mne_verbose(args)
+        )
+    except Exception as err:  # noqa: BLE001 - bad input: one line, no traceback
+        return _input_failure(args.path, err, args)
     print(report)
     return 0
 
@@ -377,12 +402,16 @@ def cmd_bids(args) -> int:
     _file_backend()
     from stimtrain.analysis.bids import validate_bids, write_bids
 
-    root = write_bids(
-        [Path(p) for p in args.session_dirs],
-        Path(args.root),
-        task=args.task,
-        line_freq=args.line_freq,
-    )
+    try:
+        root = write_bids(
+            [Path(p) for p in args.session_dirs],
+            Path(args.root),
+            task=args.task,
+            line_freq=args.line_freq,
+            overwrite=args.overwrite,
+        )
+    except Exception as err:  # noqa: BLE001 - bad input: one line, no traceback
+        return _input_failure(args.root, err, args)
     print(root)
     if args.validate:
         errors, warnings = validate_bids(args.root)
@@ -605,6 +634,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--line-freq", type=float, default=50.0, help="mains frequency")
     p.add_argument(
         "--validate", action="store_true", help="run the BIDS validator afterwards"
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace runs already in the dataset (refused without it)",
     )
     p.set_defaults(func=cmd_bids)
 
