@@ -1,7 +1,7 @@
 """Analysis of recorded stimtrain sessions: XDF to MNE, TEPs, MEPs, reports, BIDS.
 
 Reads only files and the marker vocabulary
-(:mod:`stimtrain.orchestrator.vocabulary`). See ``docs/analysis.md``.
+(:mod:`stimtrain.vocabulary`). See ``docs/analysis.md``.
 """
 
 from .behaviour import (

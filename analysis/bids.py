@@ -32,7 +32,7 @@ __all__ = ["write_bids", "write_bids_run", "validate_bids"]
 
 #: Descriptions of the marker fields that become events.tsv columns.
 COLUMN_DESCRIPTIONS = {
-    "event": "stimtrain marker event (see orchestrator/vocabulary.py)",
+    "event": "stimtrain marker event (see stimtrain/vocabulary.py)",
     "block": "0-based block index of the protocol",
     "type": "block type (stimulate, task, rest, instructions)",
     "label": "block label from the protocol",

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from mne.utils import logger, verbose, warn
 
-from stimtrain.orchestrator.vocabulary import (
+from stimtrain.vocabulary import (
     MARKER_STREAM_PREFIX,
     MARKER_STREAM_TYPE,
     decode_marker,

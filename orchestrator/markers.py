@@ -6,7 +6,7 @@ import threading
 
 import pylsl
 
-from .vocabulary import MARKER_STREAM_PREFIX, MARKER_STREAM_TYPE, encode_marker
+from stimtrain.vocabulary import MARKER_STREAM_PREFIX, MARKER_STREAM_TYPE, encode_marker
 
 
 class MarkerOutlet:

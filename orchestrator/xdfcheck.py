@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from stimtrain.vocabulary import MARKER_STREAM_PREFIX, MARKER_STREAM_TYPE, decode_marker
+
 from .journal import read_journal
-from .vocabulary import MARKER_STREAM_PREFIX, MARKER_STREAM_TYPE, decode_marker
 
 logger = logging.getLogger("stimtrain.orchestrator.xdfcheck")
 

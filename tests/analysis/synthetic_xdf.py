@@ -76,7 +76,7 @@ def _eeg_outlet(pylsl, name, ch_names, sfreq, uid):
 
 
 def _marker_outlet(pylsl, uid):
-    from stimtrain.orchestrator.vocabulary import (
+    from stimtrain.vocabulary import (
         MARKER_STREAM_PREFIX,
         MARKER_STREAM_TYPE,
     )
@@ -419,7 +419,7 @@ def simulate_xdf(
     Each pulse marker is written at ``t0 + pulse`` (recorder clock) and the
     signal has a step of 1000 units at the first sample at or after it.
     """
-    from stimtrain.orchestrator.vocabulary import MARKER_STREAM_PREFIX, encode_marker
+    from stimtrain.vocabulary import MARKER_STREAM_PREFIX, encode_marker
 
     rng = np.random.default_rng(seed)
     true_rate = sfreq * (1 + rate_error_ppm * 1e-6)

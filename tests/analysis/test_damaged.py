@@ -325,7 +325,7 @@ def test_fuzz_random_damage(intact, tmp_path):
 
 def _markers_only_run(folder: Path, events: list[dict], *, eeg: bool = True) -> Path:
     """A run with a few markers (and 3 s of EEG); returns the XDF."""
-    from stimtrain.orchestrator.vocabulary import MARKER_STREAM_PREFIX
+    from stimtrain.vocabulary import MARKER_STREAM_PREFIX
 
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{folder.parent.name}_{folder.name}_run-01_recording.xdf"

@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from stimtrain.orchestrator.vocabulary import EVENTS
+from stimtrain.vocabulary import EVENTS
 
 DOC = Path(__file__).parents[2] / "docs" / "markers.md"
 

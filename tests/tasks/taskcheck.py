@@ -1,7 +1,7 @@
 """Helpers of the task tests: a marker recorder and the TSV-vs-markers check.
 
 The recorder checks every marker against the marker vocabulary
-(``orchestrator/vocabulary.py``) plus :data:`PROPOSED_EVENTS`, the events
+(``stimtrain/vocabulary.py``) plus :data:`PROPOSED_EVENTS`, the events
 the task runner adds that the vocabulary does not list yet.
 """
 
@@ -12,7 +12,7 @@ import math
 
 import pytest
 
-from stimtrain.orchestrator.vocabulary import EVENTS, encode_marker
+from stimtrain.vocabulary import EVENTS, encode_marker
 
 #: Events emitted by the task runner, with their required fields, for the
 #: vocabulary (until it lists them).
