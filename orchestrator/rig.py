@@ -1,4 +1,4 @@
-"""The rig: which stimulator on which port, which trigger line, streams and screen.
+"""The rig: which stimulator on which port, trigger line, streams, screen, LSL network.
 
 A rig file is separate from the protocol so that one protocol runs on every
 lab's hardware. ``sim`` is the built-in simulated rig: a Magstim Super Rapid²
@@ -14,6 +14,7 @@ from pathlib import Path
 from . import spec as s
 from .errors import Problem, ProtocolError
 from .fields import FieldReader
+from .lslconfig import LSL_NETWORKS
 from .units import UnitError
 from .yamlpos import load_yaml_file
 
@@ -40,6 +41,25 @@ class Screen:
 
 
 @dataclass(frozen=True, kw_only=True)
+class LslNetwork:
+    """Where the session's LSL streams may be read (the rig file's ``lsl``).
+
+    Attributes
+    ----------
+    network : str
+        ``local``: LSL stays on this machine (the shipped configuration);
+        ``lab``: streams are recorded over the lab network (networked
+        amplifiers), and the console says so.
+    config : Path or None
+        With ``lab``: the lab's ``lsl_api.cfg``; None uses ``LSLAPICFG`` or
+        liblsl's defaults.
+    """
+
+    network: str = "local"
+    config: Path | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class Rig:
     """A lab set-up.
 
@@ -61,6 +81,8 @@ class Rig:
         The participant's screen.
     simulated : bool
         Start the device simulators and the simulated EEG.
+    lsl : LslNetwork
+        Whether LSL stays on this machine or records over the lab network.
     """
 
     name: str
@@ -71,6 +93,7 @@ class Rig:
     stream_timeout_s: float = 10.0
     screen: Screen = field(default_factory=Screen)
     simulated: bool = False
+    lsl: LslNetwork = field(default_factory=LslNetwork)
 
 
 def simulated_rig(model: str = "super_rapid2", *, trigger: bool = True) -> Rig:
@@ -190,18 +213,67 @@ _SCREEN_SPEC = s.RecordSpec(
         s.FieldSpec("fullscreen", s.BOOLEAN, "Open full screen.", True),
     ),
 )
+_LSL_SPEC = s.RecordSpec(
+    "the LSL network",
+    "Whether LSL stays on this machine or records over the lab network.",
+    (
+        s.FieldSpec(
+            "network",
+            s.choice(LSL_NETWORKS),
+            "local: streams stay on this machine (the shipped configuration); "
+            "lab: record over the lab network (networked amplifiers).",
+            "local",
+        ),
+        s.FieldSpec(
+            "config",
+            s.TEXT,
+            "With network: lab, the lab's lsl_api.cfg (relative to the rig file); "
+            "default: LSLAPICFG or liblsl's own defaults.",
+        ),
+    ),
+)
 RIG_SPEC = s.RecordSpec(
     "a rig",
-    "A lab set-up: stimulator, trigger line, required streams, screen.",
+    "A lab set-up: stimulator, trigger line, required streams, screen, LSL network.",
     (),
-    extra_keys=("stimulator", "trigger", "streams", "screen"),
+    extra_keys=("stimulator", "trigger", "streams", "screen", "lsl"),
 )
 RIG_SECTIONS = {
     "stimulator": _STIMULATOR_SPEC,
     "trigger": _TRIGGER_SPEC,
     "streams": _STREAMS_SPEC,
     "screen": _SCREEN_SPEC,
+    "lsl": _LSL_SPEC,
 }
+
+
+def _lsl_network(
+    r: FieldReader, raw: dict | None, lsl: dict | None, rig_file: Path
+) -> LslNetwork:
+    """The rig's LSL network; ``config`` only with ``lab``, and must exist.
+
+    ``raw`` is the ``lsl`` mapping as written, ``lsl`` its values as read
+    (None when the section is absent or not a mapping).
+    """
+    if raw is None or lsl is None:
+        return LslNetwork()
+    config = None
+    if lsl["config"] is not None:
+        path = ("lsl", "config")
+        config = Path(lsl["config"]).expanduser()
+        if not config.is_absolute():
+            config = rig_file.parent / config
+        network_valid = raw.get("network", "local") in LSL_NETWORKS
+        if lsl["network"] != "lab":
+            if network_valid:
+                r.fail(path, "is only used with network: lab", lsl["config"])
+        elif not config.is_file():
+            r.fail(
+                path,
+                f"must be an existing lsl_api.cfg (no file {config})",
+                lsl["config"],
+            )
+    return LslNetwork(network=lsl["network"], config=config)
 
 
 def load_rig(spec: str | Path) -> Rig:
@@ -259,6 +331,7 @@ def load_rig(spec: str | Path) -> Rig:
             m = r.mapping(top[name], (name,))
             if m is not None:
                 sections[name] = section.read(r, m, (name,))
+    lsl = _lsl_network(r, top.get("lsl"), sections.get("lsl"), Path(spec))
     if problems:
         raise ProtocolError(problems)
     stim = sections["stimulator"]
@@ -278,4 +351,5 @@ def load_rig(spec: str | Path) -> Rig:
             index=screen["index"], size=screen["size"], fullscreen=screen["fullscreen"]
         ),
         simulated=False,
+        lsl=lsl,
     )
