@@ -32,6 +32,7 @@ from .diskwatch import DiskWatch, free_space_problem, recording_rate
 from .dose import Thresholds
 from .journal import Journal
 from .ledger import PulseLedger
+from .lslconfig import configure_lsl_for_rig
 from .markers import MarkerOutlet
 from .online import OnlinePulses
 from .plan import PlannedBlock
@@ -245,6 +246,12 @@ class SessionRunner:
         for note in self.plan.limits_justifications:
             self.say(f"lab limit loosened: {note}")
         self.say(f"session folder: {folder.path} (run {folder.run})")
+        # Before anything in this process uses LSL: liblsl reads its
+        # configuration once.
+        lsl_lines = configure_lsl_for_rig(self.rig)
+        for line in lsl_lines:
+            self.say(line)
+        self.journal.write("lsl_network", network=self.rig.lsl.network, notes=lsl_lines)
         status, completed = "aborted", []
         previous = {
             sig: signal.signal(sig, self._on_signal)
