@@ -1,30 +1,31 @@
 """Task behaviour: per-block measures, pulses per trial, learning curves.
 
 Reads the trials TSVs the task runner writes (``<prefix>block-<bb>_task-
-<name>_trials.tsv``; ``n/a`` for missing values, ``correct`` as 1/0). Each
-task's own ``measures`` (:meth:`stimtrain.tasks.Task.measures`) is used when
-the task is known, so that the numbers match what the runner printed; other
-tasks get RT and accuracy by condition. Pulses are joined to the trials they
+<name>_trials.tsv``; ``n/a`` for missing values, ``correct`` as 1/0) and the
+measures each task computed when its block ended, as the run's journal
+recorded them (``block_end``), so that the numbers are the ones the runner
+printed; without them a block gets RT and accuracy by condition. The analysis
+reads files only: it never imports the task code. Pulses are joined to the trials they
 fell in from the markers: a pulse belongs to a trial when it came between the
 trial's ``stim_onset`` and the next trial's (or the block's end).
 """
 
 from __future__ import annotations
 
-import math
-import re
+import json
 from os import PathLike
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from mne.utils import logger, warn
+from mne.utils import logger
 
-from stimtrain.tasks.api import TSV_COLUMNS
+from stimtrain.taskfiles import TRIALS_FILE
 
 __all__ = [
     "behaviour_table",
     "read_trials",
+    "recorded_measures",
     "task_measures",
     "trial_pulses",
     "join_pulses",
@@ -32,8 +33,6 @@ __all__ = [
     "session_measures",
     "learning_curves",
 ]
-
-_TSV_RE = re.compile(r"block-(\d+)_task-(.+)_trials\.tsv$")
 
 
 def _bool_series(values: pd.Series) -> pd.Series:
@@ -117,7 +116,7 @@ def read_trials(folder: str | PathLike, prefix: str = "") -> pd.DataFrame:
     frames = []
     pattern = f"{prefix or '*'}block-*_task-*_trials.tsv"
     for f in sorted(Path(folder).glob(pattern)):
-        match = _TSV_RE.search(f.name)
+        match = TRIALS_FILE.search(f.name)
         if match is None:
             continue
         df = pd.read_csv(f, sep="\t", na_values=["n/a"], keep_default_na=True)
@@ -132,44 +131,39 @@ def read_trials(folder: str | PathLike, prefix: str = "") -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def _results_from_rows(rows: pd.DataFrame):
-    """Turn TSV rows into TrialResult objects for a task's measures()."""
-    from stimtrain.tasks import Trial, TrialResult
+def recorded_measures(journal: str | PathLike) -> dict[int, dict]:
+    """The measures each task block's own code computed, from a run's journal.
 
-    extras = [c for c in rows.columns if c not in (*TSV_COLUMNS, "block", "task")]
-    results = []
-    for ii, row in enumerate(rows.itertuples(index=False)):
-        rec = row._asdict()
+    Parameters
+    ----------
+    journal : path-like
+        The run's ``…_journal.jsonl``.
 
-        def value(key, rec=rec):
-            v = rec.get(key)
-            return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
-
-        extra = {k: value(k) for k in extras}
-        trial = Trial(
-            index=int(value("trial") if value("trial") is not None else ii),
-            condition=str(value("condition") or ""),
-            stimulus={"text": str(value("stimulus") or ""), **extra},
-            correct_key=None
-            if value("correct_key") is None
-            else str(rec["correct_key"]),
-        )
-        rt = value("rt")
-        correct = _bool_series(pd.Series([rec.get("correct")])).iloc[0]
-        results.append(
-            TrialResult(
-                trial=trial,
-                onset=float(value("onset") or 0.0),
-                key=None if value("key") is None else str(rec["key"]),
-                rt=None if rt is None else float(rt),
-                correct=bool(correct == 1.0),
-                extra=extra,
-            )
-        )
-    return results
+    Returns
+    -------
+    dict
+        Block index (0-based) → the measures the runner recorded when the
+        block ended (``block_end`` lines). A line torn by a crash, or one
+        that is not an event, is skipped.
+    """
+    out: dict[int, dict] = {}
+    with open(journal, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if not isinstance(entry, dict) or entry.get("event") != "block_end":
+                continue
+            measures = entry.get("measures")
+            if isinstance(measures, dict) and isinstance(entry.get("block"), int):
+                out[entry["block"]] = measures
+    return out
 
 
-def task_measures(task: str, trials: pd.DataFrame) -> dict:
+def task_measures(
+    task: str, trials: pd.DataFrame, recorded: dict | None = None
+) -> dict:
     """Compute one block's measures.
 
     Parameters
@@ -178,28 +172,21 @@ def task_measures(task: str, trials: pd.DataFrame) -> dict:
         Task name.
     trials : pandas.DataFrame
         The block's rows (as from :func:`read_trials`).
+    recorded : dict | None
+        The measures the task computed when the block ran (see
+        :func:`recorded_measures`).
 
     Returns
     -------
     measures : dict
-        The task's own measures when ``stimtrain.tasks`` knows the task and
-        its ``measures`` accepts the rows (``source`` = ``"task"``); else
+        ``recorded`` when given (``source`` = ``"session"``); else
         ``n_trials``, ``accuracy``, ``rt_ms`` and per-condition
-        ``accuracy_<c>`` and ``rt_<c>_ms`` (``source`` = ``"generic"``).
+        ``accuracy_<c>`` and ``rt_<c>_ms`` from the rows (``source`` =
+        ``"generic"``).
     """
-    try:
-        from stimtrain.tasks import get_task
-
-        out = dict(get_task(task).measures(_results_from_rows(trials)))
-        out["source"] = "task"
-        return out
-    except KeyError as err:
-        logger.info(f"Generic measures for task {task!r}: {err}")
-    except Exception as err:  # noqa: BLE001 - a task's own code; fall back
-        warn(
-            f"task {task!r} measures() failed on the TSV rows ({err!r}); "
-            "using generic measures"
-        )
+    if recorded:
+        return {**recorded, "source": "session"}
+    logger.info(f"Generic measures for task {task!r} (none recorded)")
     overall = behaviour_table(trials.assign(condition="all")).iloc[0]
     out = {
         "n_trials": int(overall["n_trials"]),
@@ -349,7 +336,11 @@ def tms_comparison(trials: pd.DataFrame) -> pd.DataFrame:
 
 
 def session_measures(
-    trials: pd.DataFrame, *, participant: str = "", session: str = ""
+    trials: pd.DataFrame,
+    *,
+    participant: str = "",
+    session: str = "",
+    recorded: dict[int, dict] | None = None,
 ) -> pd.DataFrame:
     """Every block's measures as a tidy table.
 
@@ -359,6 +350,8 @@ def session_measures(
         From :func:`read_trials` (one or several blocks).
     participant, session : str
         Written into every row.
+    recorded : dict | None
+        Block → the measures its task recorded (:func:`recorded_measures`).
 
     Returns
     -------
@@ -381,7 +374,9 @@ def session_measures(
         )
     for (block, task), grp in trials.groupby(["block", "task"], sort=True):
         measures = task_measures(
-            task, grp.drop(columns=["block_file"], errors="ignore")
+            task,
+            grp.drop(columns=["block_file"], errors="ignore"),
+            (recorded or {}).get(int(block)),
         )
         source = measures.pop("source")
         for key, value in measures.items():

@@ -26,6 +26,7 @@ from .behaviour import (
     behaviour_table,
     join_pulses,
     read_trials,
+    recorded_measures,
     session_measures,
     tms_comparison,
 )
@@ -696,7 +697,11 @@ def _session_analysis(
     if not trials.empty:
         trials = join_pulses(trials, markers)
         tables["trials"] = trials
-    measures = session_measures(trials, participant=participant, session=session)
+    journal = folder / f"{prefix}journal.jsonl"
+    recorded = recorded_measures(journal) if journal.is_file() else {}
+    measures = session_measures(
+        trials, participant=participant, session=session, recorded=recorded
+    )
     comparison = tms_comparison(trials)
     tables["measures"] = measures
     tables["tms_trials"] = comparison

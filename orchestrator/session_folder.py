@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from stimtrain.taskfiles import trials_file_name
+
 # BIDS labels are alphanumeric; this also makes path traversal through an ID
 # ("../x", "a/b") impossible.
 _LABEL = re.compile(r"^[A-Za-z0-9]{1,64}$")
@@ -51,7 +53,7 @@ class SessionFolder:
 
     def task_tsv(self, block: int, task: str) -> Path:
         """Trials TSV of a task block (block numbers are 1-based in names)."""
-        return self.file(f"block-{block + 1:02d}_task-{task}_trials.tsv")
+        return self.file(trials_file_name(block, task))
 
 
 def new_run(root: str | Path, participant: str, session: str | int) -> SessionFolder:

@@ -25,6 +25,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from stimtrain.taskfiles import TSV_COLUMNS  # noqa: F401 - part of the task API
+
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     from psychopy.visual import Window
@@ -32,19 +34,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from .adaptive import Adaptation
 
 logger = logging.getLogger("stimtrain.tasks")
-
-
-#: Columns every trials TSV starts with; task extras follow.
-TSV_COLUMNS = (
-    "trial",
-    "condition",
-    "stimulus",
-    "correct_key",
-    "onset",
-    "key",
-    "rt",
-    "correct",
-)
 
 
 class TaskParamError(ValueError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,6 +12,7 @@ from stimtrain.analysis.behaviour import (
     join_pulses,
     learning_curves,
     read_trials,
+    recorded_measures,
     session_measures,
     task_measures,
     tms_comparison,
@@ -50,19 +53,29 @@ def _flanker_rows(rt_cong, rt_incong, n=8):
     return rows
 
 
-def test_flanker_measures_from_the_task_itself(tmp_path):
+def test_measures_come_from_the_journal_the_runner_wrote(tmp_path):
     _write_block(
         tmp_path, 1, 2, "flanker", _flanker_rows(0.4, 0.5), "\ttarget\tflankers"
     )
     trials = read_trials(tmp_path)
     assert list(trials["block"].unique()) == [1]  # file block 02 = marker block 1
+    # What the runner journals when a task block ends (the task's own
+    # measures), a line torn by a crash, and a line that is not an event.
+    journal = tmp_path / f"{PREFIX.format(1)}journal.jsonl"
+    ended = {
+        "event": "block_end",
+        "block": 1,
+        "type": "task",
+        "measures": {"n_trials": 8, "congruency_effect_ms": 100.0},
+    }
+    journal.write_text(json.dumps(ended) + "\n[1, 2]\n" + '{"event": "block_e')
+    recorded = recorded_measures(journal)
+    assert recorded == {1: {"n_trials": 8, "congruency_effect_ms": 100.0}}
+    m = task_measures("flanker", trials, recorded[1])
+    assert m == {"n_trials": 8, "congruency_effect_ms": 100.0, "source": "session"}
+    # Without a journal the rows give generic measures.
     m = task_measures("flanker", trials)
-    assert m["source"] == "task"
-    assert m["n_trials"] == 8
-    # Correct congruent RTs: 0.400, 0.402, 0.404, 0.406 s.
-    assert m["rt_congruent_ms"] == pytest.approx(403.0)
-    # Incongruent 1,3,5 correct (7 is the error): 0.501, 0.503, 0.505.
-    assert m["congruency_effect_ms"] == pytest.approx(503.0 - 403.0)
+    assert m["source"] == "generic" and m["n_trials"] == 8
     assert m["accuracy_incongruent"] == pytest.approx(0.75)
 
 
@@ -162,9 +175,14 @@ def test_learning_curves_across_sessions(tmp_path):
         _write_block(
             folder, session, 2, "flanker", _flanker_rows(rc, ri), "\ttarget\tflankers"
         )
+        # The flanker task's own congruency effect, as the runner journaled it.
+        recorded = {1: {"congruency_effect_ms": (ri - rc) * 1e3}}
         tables.append(
             session_measures(
-                read_trials(folder), participant="01", session=str(session)
+                read_trials(folder),
+                participant="01",
+                session=str(session),
+                recorded=recorded,
             )
         )
     measures = pd.concat(tables)

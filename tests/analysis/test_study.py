@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from stimtrain.analysis.study import analyze_study, find_sessions
+from stimtrain.orchestrator.journal import Journal
 
 # (participant, session, congruent RT, incongruent RT)
 SESSIONS = [("01", "1", 0.50, 0.62), ("01", "2", 0.45, 0.52), ("02", "1", 0.48, 0.60)]
@@ -28,6 +29,15 @@ def study_dir(tmp_path, rec5k):
         (folder / f"{prefix}block-02_task-flanker_trials.tsv").write_text(
             "\n".join(rows) + "\n"
         )
+        # The flanker task's own measures, as the runner journals them.
+        journal = Journal(folder / f"{prefix}journal.jsonl", reserve=False)
+        journal.write(
+            "block_end",
+            block=1,
+            type="task",
+            measures={"n_trials": 8, "congruency_effect_ms": (ri - rc) * 1e3},
+        )
+        journal.close()
     (tmp_path / "notes").mkdir()  # not a session: ignored
     return tmp_path
 

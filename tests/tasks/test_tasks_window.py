@@ -152,21 +152,28 @@ def test_instructions_practice_breaks_and_frame_times(win, tmp_path):
 
 
 @pytest.mark.parametrize("name", sorted(PARAMS))
-def test_analysis_recomputes_the_same_measures_from_the_tsv(blocks, name):
-    """The analysis rebuilds trials from the TSV; the task's measures agree."""
+def test_analysis_reads_the_tasks_measures_from_the_journal(blocks, name, tmp_path):
+    """The runner journals the task's measures when a block ends; the
+    analysis reads them back from that file, without the task code."""
     import math
 
     import pandas as pd
 
-    from stimtrain.analysis.behaviour import task_measures
+    from stimtrain.analysis.behaviour import recorded_measures, task_measures
+    from stimtrain.orchestrator.journal import Journal
 
     result, _, _, tsv = blocks[name]
+    journal = Journal(tmp_path / "journal.jsonl", reserve=False)
+    journal.write("block_end", block=3, type="task", measures=result.measures)
+    journal.close()
     df = pd.read_csv(tsv, sep="\t", na_values=["n/a"])
-    again = task_measures(name, df)
-    assert again.pop("source") == "task"
+    again = task_measures(name, df, recorded_measures(journal.path).get(3))
+    assert again.pop("source") == "session"
     assert again.keys() == result.measures.keys()
     for key, value in result.measures.items():
         if isinstance(value, float) and math.isnan(value):
-            assert math.isnan(again[key]), key
+            assert again[key] is None or math.isnan(again[key]), key
         else:
             assert again[key] == pytest.approx(value, abs=1e-9), key
+    # From the rows alone the analysis counts the same trials.
+    assert task_measures(name, df)["n_trials"] == len(result.results)
