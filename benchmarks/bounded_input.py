@@ -1,7 +1,7 @@
 """Benchmark: ``stimtrain validate`` on the worst inputs it must refuse quickly.
 
 Each input is written to a temporary folder and validated by the real command
-(``python -m stimtrain.orchestrator.cli validate FILE``) in its own
+(``python -m stimtrain.cli validate FILE``) in its own
 subprocess, whose wall time and peak resident memory (``ru_maxrss`` of that
 child, from ``os.wait4``) are printed with its exit status and first line.
 Before the bounds of :mod:`stimtrain.orchestrator.bounds` these hung for
@@ -146,7 +146,7 @@ _CHILD = (
     "        if line.startswith('VmHWM:'):\n"
     "            print('VmHWM', line.split()[1], file=sys.stderr, flush=True)\n"
     "atexit.register(_peak)\n"
-    "from stimtrain.orchestrator.cli import main\n"
+    "from stimtrain.cli import main\n"
     "sys.exit(main(sys.argv[1:]))\n"
 )
 

@@ -63,7 +63,7 @@ def start_simulated_rig(
     timeout : float
         Seconds to wait for the ports.
     """
-    cmd = [sys.executable, "-m", "stimtrain.orchestrator.cli", "sim", "rig"]
+    cmd = [sys.executable, "-m", "stimtrain.cli", "sim", "rig"]
     cmd += ["--eeg-name", eeg_stream, "--model", model]
     if faults:
         cmd += ["--faults", faults]

@@ -29,7 +29,7 @@ from stimtrain.orchestrator.session_folder import SessionFolder
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("rig")]
 
-CLI = [sys.executable, "-m", "stimtrain.orchestrator.cli"]
+CLI = [sys.executable, "-m", "stimtrain.cli"]
 PARTICIPANT, SESSION = "disk", "1"
 PROTOCOL = """\
 stimtrain: 1

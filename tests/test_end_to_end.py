@@ -25,7 +25,7 @@ def demo_session(tmp_path_factory):
         [
             sys.executable,
             "-m",
-            "stimtrain.orchestrator.cli",
+            "stimtrain.cli",
             "run",
             str(protocol_path("demo.yaml")),
             "--participant",
@@ -165,7 +165,7 @@ def test_task_onsets_for_every_trial(demo_session):
 def test_report(demo_session):
     folder, _ = demo_session
     proc = subprocess.run(
-        [sys.executable, "-m", "stimtrain.orchestrator.cli", "analyze", str(folder)],
+        [sys.executable, "-m", "stimtrain.cli", "analyze", str(folder)],
         capture_output=True,
         text=True,
         timeout=300,

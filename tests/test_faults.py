@@ -49,7 +49,7 @@ from stimtrain.orchestrator.xdfcheck import check_recording
 # load, not the tool.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("rig")]
 
-CLI = [sys.executable, "-m", "stimtrain.orchestrator.cli"]
+CLI = [sys.executable, "-m", "stimtrain.cli"]
 PROTOCOL = Path(__file__).parent / "fault_protocols" / "single_pulses.yaml"
 PARTICIPANT, SESSION = "faults", "1"
 #: Planned interval of the protocol's pulses (s).

@@ -26,7 +26,7 @@ from stimtrain.analysis.report import analyze_session
 from stimtrain.analysis.study import analyze_study
 from stimtrain.analysis.xdffile import XdfError, index_xdf, read_samples
 from stimtrain.analysis.xdfload import load_streams
-from stimtrain.orchestrator.cli import main
+from stimtrain.cli import main
 
 pytestmark = pytest.mark.xdist_group("test_damaged")
 

@@ -19,7 +19,7 @@ from stimtrain.devices.triggerbox import TriggerBox, wait_until
 #: sessions load both cores (benchmarks/ measure the real numbers).
 STAMP_BOUND_S = 0.05
 #: The command that serves a simulated device (as a lab would switch one on).
-SIM_CLI = [sys.executable, "-m", "stimtrain.orchestrator.cli", "sim"]
+SIM_CLI = [sys.executable, "-m", "stimtrain.cli", "sim"]
 
 
 def test_triggerbox_rising_edges():

@@ -20,8 +20,8 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+from stimtrain.cli import main
 from stimtrain.orchestrator.checking import check_file
-from stimtrain.orchestrator.cli import main
 from stimtrain.orchestrator.course import participant_pulses_on
 from stimtrain.orchestrator.dose import Thresholds
 from stimtrain.orchestrator.journal import Journal

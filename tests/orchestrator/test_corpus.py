@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stimtrain.orchestrator.cli import main
+from stimtrain.cli import main
 
 CORPUS = Path(__file__).parents[1] / "corpus"
 EXPECTED = yaml.safe_load((CORPUS / "expected.yaml").read_text())
@@ -45,7 +45,7 @@ def test_console_script_exit_codes(tmp_path):
     good = Path(__file__).parents[2] / "protocols" / "demo.yaml"
     bad = CORPUS / "invalid" / "rest_no_unit.yaml"
     ok = subprocess.run(
-        [sys.executable, "-m", "stimtrain.orchestrator.cli", "validate", str(good)],
+        [sys.executable, "-m", "stimtrain.cli", "validate", str(good)],
         capture_output=True,
         text=True,
     )
@@ -54,7 +54,7 @@ def test_console_script_exit_codes(tmp_path):
         [
             sys.executable,
             "-m",
-            "stimtrain.orchestrator.cli",
+            "stimtrain.cli",
             "validate",
             str(good),
             str(bad),

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
+from stimtrain.cli import main
 from stimtrain.orchestrator.checking import check_file
-from stimtrain.orchestrator.cli import main
 from stimtrain.orchestrator.plan import ARM_LEAD_S, pulse_offsets
 from stimtrain.orchestrator.protocol import RTMSTrains, SinglePulses, ThetaBurst
 from stimtrain.orchestrator.safety import Thresholds

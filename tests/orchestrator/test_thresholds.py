@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from stimtrain.orchestrator.cli import main
+from stimtrain.cli import main
 from stimtrain.orchestrator.dose import Thresholds
 from stimtrain.orchestrator.journal import Journal
 from stimtrain.orchestrator.session_folder import new_run

@@ -1,4 +1,8 @@
-"""The ``stimtrain`` command line: validate, plan, run, analyze, demo, sim."""
+"""The ``stimtrain`` command line: validate, plan, run, analyze, demo, sim.
+
+It sits above the rooms (it is the one module that imports both the
+orchestrator and the analysis), in the shared layer at the package root.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,8 @@ import logging
 import sys
 from pathlib import Path
 
-from .errors import ProtocolError
-from .lslconfig import use_local_lsl
+from stimtrain.orchestrator.errors import ProtocolError
+from stimtrain.orchestrator.lslconfig import use_local_lsl
 
 
 def _say(text: str) -> None:
@@ -38,7 +42,7 @@ def _add_check_options(p: argparse.ArgumentParser) -> None:
 
 def _thresholds(args, *, record: bool = False):
     """The thresholds of --thresholds/--rmt/--amt; ProtocolError when invalid."""
-    from .thresholds import load_thresholds
+    from stimtrain.orchestrator.thresholds import load_thresholds
 
     thresholds, source = load_thresholds(
         args.thresholds,
@@ -57,7 +61,7 @@ def _print_problems(exc: ProtocolError) -> int:
 
 def cmd_validate(args) -> int:
     """Validate protocol files; one line per problem."""
-    from .checking import check_file
+    from stimtrain.orchestrator.checking import check_file
 
     try:
         thresholds = _thresholds(args)
@@ -83,7 +87,7 @@ def cmd_validate(args) -> int:
 
 def cmd_plan(args) -> int:
     """Print the timeline and safety margins of a protocol."""
-    from .checking import check_file
+    from stimtrain.orchestrator.checking import check_file
 
     try:
         checked = check_file(
@@ -102,7 +106,7 @@ def cmd_plan(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from .units import format_time
+    from stimtrain.orchestrator.units import format_time
 
     console = Console()
     table = Table(title=f"{plan.protocol} ({plan.protocol_file})")
@@ -243,7 +247,7 @@ def _ranges(numbers: list) -> str:
 def cmd_run(args) -> int:
     """Run a protocol on a rig; last line printed is the session folder."""
     use_local_lsl()
-    from .runner import run_protocol
+    from stimtrain.orchestrator.runner import run_protocol
 
     try:
         thresholds, source = _thresholds(args, record=True)
@@ -285,9 +289,9 @@ def _report_run(result, scope: str = "") -> int:
 def cmd_resume(args) -> int:
     """Continue a session at its first unfinished block, in a new run."""
     use_local_lsl()
-    from .dose import Thresholds
-    from .resume import read_resume_point
-    from .runner import run_protocol
+    from stimtrain.orchestrator.dose import Thresholds
+    from stimtrain.orchestrator.resume import read_resume_point
+    from stimtrain.orchestrator.runner import run_protocol
 
     try:
         point = read_resume_point(args.session_dir)
@@ -427,10 +431,9 @@ def cmd_demo(args) -> int:
     use_local_lsl()
     _file_backend()
     from stimtrain.analysis.report import analyze_session
+    from stimtrain.orchestrator.runner import run_protocol
+    from stimtrain.orchestrator.thresholds import load_thresholds
     from stimtrain.protocols import protocol_path
-
-    from .runner import run_protocol
-    from .thresholds import load_thresholds
 
     try:
         thresholds, _ = load_thresholds(None, rmt=args.rmt)
@@ -505,7 +508,7 @@ def cmd_devices(args) -> int:
 
 def cmd_schema(args) -> int:
     """Print a JSON Schema, or write all of them into a folder."""
-    from .schema import SCHEMAS, render, write_schemas
+    from stimtrain.orchestrator.schema import SCHEMAS, render, write_schemas
 
     if args.write:
         for path in write_schemas(args.write):
@@ -541,9 +544,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_check_options(p)
     p.set_defaults(func=cmd_plan)
 
+    from stimtrain.orchestrator import course
     from stimtrain.tasks import pilot as task_pilot
-
-    from . import course
 
     p = sub.add_parser("task", help="run one task alone in a window to try it")
     task_pilot.add_arguments(p)
