@@ -1078,8 +1078,8 @@ def read_samples(
             # Samples lost before this chunk (damage since the last one read):
             # the first one's timestamp cannot be deduced from its predecessor.
             last = state["last_end"]
-            lo = bisect_left(damage_at, last if last is not None else offset)
-            if last is not None and lo < len(damage_at) and damage_at[lo] < offset:
+            lo = bisect_left(damage_at, 0 if last is None else last)
+            if lo < len(damage_at) and damage_at[lo] < offset:
                 state["breaks"].append(state["fill"])
             state["last_end"] = offset + nbytes
             if stream.channel_format == "string":
@@ -1231,21 +1231,35 @@ def _bad_stamps(stamps, flags, numbers, tdiff: float) -> np.ndarray:
     has = np.flatnonzero(flags == 8)
     if has.size == 0:
         return has
-    t = stamps[has]
+    limit = max(BAD_STAMP_SECONDS, BAD_STAMP_SAMPLES * tdiff) if tdiff > 0 else None
+    dense = numbers is None and has.size == len(flags)
+    t = stamps if dense else stamps[has]
+    d = np.diff(t)
+    if tdiff > 0:
+        if dense:
+            d -= tdiff
+        else:
+            k = has if numbers is None else numbers[has]
+            d -= np.diff(k) * tdiff
+    if len(d):
+        lo, hi = d.min(), d.max()  # NaN in, NaN out: then the slow path
+        if tdiff > 0 and lo >= -limit and hi <= limit and np.isfinite(t[0]):
+            return has[:0]
+        if tdiff <= 0 and lo >= -BAD_ORDER_SECONDS and np.isfinite(t).all():
+            return has[:0]
+    elif np.isfinite(t).all():
+        return has[:0]
+    # Something is off: find which stamps, with their neighbours.
     if tdiff > 0:
         k = has if numbers is None else numbers[has]
         u = t - k * tdiff
-        limit = max(BAD_STAMP_SECONDS, BAD_STAMP_SAMPLES * tdiff)
     else:
-        u = t
+        u = np.asarray(t, float)
         limit = BAD_ORDER_SECONDS
-    d = np.diff(u)
     with np.errstate(invalid="ignore"):
         odd = ~np.isfinite(d)
         odd |= (np.abs(d) > limit) if tdiff > 0 else (d < -limit)
     finite = np.isfinite(u)
-    if not odd.any() and finite.all():
-        return has[:0]
     cand = np.flatnonzero(odd)
     idx = np.unique(np.concatenate((cand, cand + 1, np.flatnonzero(~finite))))
     bad = []
