@@ -37,10 +37,9 @@ from stimtrain.vocabulary import (
     MARKER_STREAM_TYPE,
     decode_marker,
 )
-
-from .xdfclock import apply_clock_fit
-from .xdffile import index_xdf
-from .xdfload import load_streams
+from stimtrain.xdf.clock import apply_clock_fit
+from stimtrain.xdf.file import index_xdf
+from stimtrain.xdf.load import load_streams
 
 __all__ = [
     "read_raw_xdf",

@@ -44,13 +44,13 @@ READERS = {
     """,
     ),
     "stimtrain full": (
-        "from stimtrain.analysis.xdfload import load_streams",
+        "from stimtrain.xdf.load import load_streams",
         """
         streams = load_streams(PATH, verbose="error")
     """,
     ),
     "stimtrain windows": (
-        "from stimtrain.analysis.xdfload import load_streams",
+        "from stimtrain.xdf.load import load_streams",
         """
         markers = load_streams(PATH, select="Markers", verbose="error")[0]
         t = markers["time_stamps"]

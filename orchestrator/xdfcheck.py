@@ -173,8 +173,8 @@ def _read_xdf(
     """
     # Imported here: the analysis package pulls in MNE, which the runner
     # needs only at the end of a session.
-    from stimtrain.analysis.xdffile import index_xdf
-    from stimtrain.analysis.xdfload import load_streams
+    from stimtrain.xdf.file import index_xdf
+    from stimtrain.xdf.load import load_streams
 
     try:
         index = index_xdf(path)

@@ -24,9 +24,9 @@ from synthetic_xdf import XdfWriter
 from stimtrain.analysis.bids import write_bids
 from stimtrain.analysis.report import analyze_session
 from stimtrain.analysis.study import analyze_study
-from stimtrain.analysis.xdffile import XdfError, index_xdf, read_samples
-from stimtrain.analysis.xdfload import load_streams
 from stimtrain.cli import main
+from stimtrain.xdf.file import XdfError, index_xdf, read_samples
+from stimtrain.xdf.load import load_streams
 
 pytestmark = pytest.mark.xdist_group("test_damaged")
 

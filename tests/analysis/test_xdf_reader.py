@@ -14,8 +14,8 @@ import pyxdf
 from synthetic_xdf import XdfWriter, simulate_xdf
 
 from stimtrain.analysis import read_raw_xdf, timing_diagnostics
-from stimtrain.analysis.xdffile import index_xdf, read_samples
-from stimtrain.analysis.xdfload import load_streams
+from stimtrain.xdf.file import index_xdf, read_samples
+from stimtrain.xdf.load import load_streams
 
 # Its module fixtures are costly: every test of it runs on one worker.
 pytestmark = pytest.mark.xdist_group("test_xdf_reader")

@@ -407,8 +407,7 @@ def test_keep_alive_while_main_process_is_busy(tmp_path):
     # The unit is simulated in a process of its own, as hardware would be:
     # simulators in this process would wait for the lock this test holds.
     unit = subprocess.Popen(
-        [sys.executable, "-m", "stimtrain.cli", "sim"]
-        + ["magstim-super-rapid2"],
+        [sys.executable, "-m", "stimtrain.cli", "sim"] + ["magstim-super-rapid2"],
         stdout=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
         text=True,

@@ -7,7 +7,7 @@ headers only (seeking over sample payloads) and records where every Samples
 chunk lies, its sample count and its first timestamp; :func:`read_samples`
 then decodes the chunks asked for, each as whole numpy arrays, straight into
 preallocated output arrays. Timestamps are returned as stored (sender's clock,
-no synchronisation): see :mod:`stimtrain.analysis.xdfclock`.
+no synchronisation): see :mod:`stimtrain.xdf.clock`.
 
 A sample is ``[TimeStampBytes] [TimeStamp] [values]`` where TimeStampBytes
 is 0 (the time is the previous one plus 1/nominal_srate) or 8 (a double
@@ -30,7 +30,7 @@ from xml.etree.ElementTree import ParseError, fromstring
 
 import numpy as np
 
-logger = logging.getLogger("stimtrain.analysis.xdffile")
+logger = logging.getLogger("stimtrain.xdf.file")
 
 __all__ = [
     "Damage",

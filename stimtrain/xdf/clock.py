@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-logger = logging.getLogger("stimtrain.analysis.xdfclock")
+logger = logging.getLogger("stimtrain.xdf.clock")
 
 __all__ = [
     "ClockFit",

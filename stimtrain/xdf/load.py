@@ -1,8 +1,8 @@
 """Load XDF streams fast: clock-synchronised, dejittered, in pyxdf's form.
 
-:func:`load_streams` indexes the file (:mod:`stimtrain.analysis.xdffile`),
+:func:`load_streams` indexes the file (:mod:`stimtrain.xdf.file`),
 decodes only the streams and time windows asked for, and corrects their
-timestamps (:mod:`stimtrain.analysis.xdfclock`). The result has the layout of
+timestamps (:mod:`stimtrain.xdf.clock`). The result has the layout of
 :func:`pyxdf.load_xdf`'s streams, plus a ``timing`` entry per stream.
 """
 
@@ -13,8 +13,8 @@ from os import PathLike
 import numpy as np
 from mne.utils import logger, verbose, warn
 
-from .xdfclock import apply_clock_fit, clock_fit, corrupted_last_offset, dejitter
-from .xdffile import XdfError, index_xdf, read_samples
+from .clock import apply_clock_fit, clock_fit, corrupted_last_offset, dejitter
+from .file import XdfError, index_xdf, read_samples
 
 __all__ = ["load_streams"]
 
@@ -92,8 +92,8 @@ def load_streams(
         The XDF file. A file without footer (recorder killed), or whose last
         chunk is cut off, still loads (with a warning). So does a damaged
         file: damaged chunks are skipped or salvaged and out-of-line
-        timestamps re-derived (see :func:`~stimtrain.analysis.xdffile.index_xdf`
-        and :func:`~stimtrain.analysis.xdffile.read_samples`), with one
+        timestamps re-derived (see :func:`~stimtrain.xdf.file.index_xdf`
+        and :func:`~stimtrain.xdf.file.read_samples`), with one
         warning saying what was skipped, where, and how many samples it cost.
     select : str | int | dict | list | None
         Streams to load: names or types (str), stream ids (int) or dicts of
