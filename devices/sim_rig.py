@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -239,6 +240,9 @@ def serve(
     if isinstance(faults, str):
         faults = FaultPlan.parse(faults)
     stop = stop_event or threading.Event()
+    if pulse_log and os.path.exists(pulse_log) and not os.path.isfile(pulse_log):
+        # A FIFO would block the open until a reader came.
+        raise ValueError(f"{pulse_log}: the pulse log must be a regular file")
     log_file = open(pulse_log, "a", encoding="utf-8") if pulse_log else None  # noqa: SIM115
     log_lock = threading.Lock()
 

@@ -18,6 +18,7 @@ import argparse
 import json
 import logging
 import os
+import stat
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -172,6 +173,17 @@ class TrafficWriter:
         self.close()
 
 
+def _require_regular_file(path: Path) -> None:
+    """Refuse, without blocking, what is not a regular file (a FIFO would hang)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise ValueError(f"{path}: {exc.strerror}") from None
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "not a regular file"
+        raise ValueError(f"{path}: must be a regular file (got {kind})")
+
+
 def read_traffic(path: str | Path) -> list[TrafficRecord]:
     """Read a traffic log.
 
@@ -184,7 +196,15 @@ def read_traffic(path: str | Path) -> list[TrafficRecord]:
         Naming the file, the line number and what is wrong with it.
     """
     path = Path(path)
-    lines = path.read_text(encoding="utf-8").splitlines()
+    _require_regular_file(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"{path}: not a traffic log (not UTF-8 text: {exc.reason})"
+        ) from None
+    except OSError as exc:
+        raise ValueError(f"{path}: {exc.strerror}") from None
     records = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():

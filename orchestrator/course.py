@@ -25,7 +25,7 @@ from .errors import Problem, ProtocolError
 from .fields import FieldReader, integer
 from .journal import read_journal
 from .protocol import FORMAT_VERSION, Protocol, load_protocol
-from .session_folder import validate_label
+from .session_folder import parse_run_file, validate_label
 from .units import UnitError, parse_time
 from .yamlpos import LocatedDocument, load_yaml_file
 
@@ -36,7 +36,6 @@ CARRY_OVER = ("level",)
 _DAY_S = 86400.0
 _NUM = r"[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?"
 _DAYS = re.compile(rf"^\s*({_NUM})\s*(d|days?)\s*$")
-_RUN_FILE = re.compile(r"_run-(\d+)_journal\.jsonl$")
 
 
 # -- value kinds of course files ---------------------------------------------------
@@ -410,9 +409,31 @@ def _read_entries(journal: Path) -> list[dict]:
 
 
 def _journals(data_root: Path, participant: str, session: str = "*") -> list[Path]:
+    """The participant's journals: named for them, and theirs by their content.
+
+    A journal of another participant placed (or renamed) into the folder is
+    left out, with a warning: it must not count toward this participant's caps.
+    """
     folder = Path(data_root).expanduser() / f"sub-{participant}"
     pattern = f"ses-{session}/sub-{participant}_ses-{session}_run-*_journal.jsonl"
-    return sorted(folder.glob(pattern))
+    out = []
+    for path in sorted(folder.glob(pattern)):
+        if parse_run_file(path.name) is None or not path.is_file():
+            continue
+        created = next(
+            (e for e in _read_entries(path) if e.get("event") == "run_created"), {}
+        )
+        whose = created.get("participant", participant)
+        if whose != participant:
+            logger.warning(
+                "%s: a journal of participant %r, not %r; not counted",
+                path,
+                whose,
+                participant,
+            )
+            continue
+        out.append(path)
+    return out
 
 
 def _read_summary(path: Path) -> dict:
@@ -447,9 +468,7 @@ def session_runs(
     session = validate_label(str(session), "session")
     runs = []
     for journal in _journals(Path(data_root), participant, session):
-        match = _RUN_FILE.search(journal.name)
-        if match is None:
-            continue
+        found = parse_run_file(journal.name)
         entries = _read_entries(journal)
         mtime = journal.stat().st_mtime
         start = next((w for w in map(_wall, entries) if w is not None), mtime)
@@ -474,7 +493,7 @@ def session_runs(
         runs.append(
             RunRecord(
                 session=session,
-                run=int(match.group(1)),
+                run=found.run,
                 started=dt.datetime.fromtimestamp(start),
                 status=str(status or "no summary"),
                 pulses=pulses,

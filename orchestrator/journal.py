@@ -181,12 +181,18 @@ class Journal:
 
 
 def read_journal(path: str | Path) -> list[dict]:
-    """Read a journal, skipping a torn last line left by a crash."""
+    """Read a journal, skipping a torn last line left by a crash.
+
+    A line that is not an event (not a JSON object, or not text) is skipped
+    too.
+    """
     entries = []
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8", errors="replace") as f:
         for line in f:
             try:
-                entries.append(json.loads(line))
+                entry = json.loads(line)
             except json.JSONDecodeError:
                 continue
+            if isinstance(entry, dict):
+                entries.append(entry)
     return entries

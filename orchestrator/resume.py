@@ -9,15 +9,13 @@ the pulse caps count those pulses.
 
 from __future__ import annotations
 
-import re
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from .journal import read_journal
-
-_JOURNAL = re.compile(
-    r"^sub-(?P<sub>[A-Za-z0-9]+)_ses-(?P<ses>[A-Za-z0-9]+)_run-(?P<run>\d+)_journal\.jsonl$"
-)
+from .session_folder import SessionFolder, folder_identity, run_files
 
 
 @dataclass(frozen=True)
@@ -64,30 +62,44 @@ class ResumePoint:
 def read_resume_point(session_dir: str | Path) -> ResumePoint:
     """Read every run's journal in a session folder.
 
+    The folder must be what it says: ``…/sub-<id>/ses-<n>`` of real folders,
+    every run's files and journal of that participant and session, and the
+    first run's protocol copy as it was recorded.
+
     Raises
     ------
     ValueError
-        When the folder holds no run, or runs of different protocols.
+        When the folder is not a session folder, holds no run or another
+        participant's or session's files, runs of different protocols, or a
+        protocol copy that no longer matches its recorded hash.
     """
     session_dir = Path(session_dir)
-    journals = sorted(
-        (int(m["run"]), p, m)
-        for p in session_dir.glob("*_journal.jsonl")
-        if (m := _JOURNAL.match(p.name))
-    )
+    participant, session = folder_identity(session_dir)
+    journals = sorted(run_files(session_dir, "journal.jsonl").items())
     if not journals:
         raise ValueError(f"{session_dir}: no run of a session here (no journal)")
     created: dict | None = None
     completed: set[int] = set()
     pulses = 0
     finished = False
-    for run, path, _ in journals:
+    for run, path in journals:
         entries = read_journal(path)
         first = next((e for e in entries if e.get("event") == "run_created"), None)
         if first is None:
             continue  # a run that died before it wrote anything
+        # (A journal that does not say whose it is is judged by its name.)
+        whose = (
+            first.get("participant", participant),
+            str(first.get("session", session)),
+        )
+        if whose != (participant, session):
+            raise ValueError(
+                f"{path}: its journal is of sub-{whose[0]} ses-{whose[1]}, not of "
+                f"this folder (sub-{participant} ses-{session})"
+            )
         if created is None:
             created = first
+            _check_protocol_copy(session_dir, participant, session, run, first)
         elif first.get("protocol_sha256") != created.get("protocol_sha256"):
             raise ValueError(
                 f"{path.name}: run {run} ran another protocol "
@@ -104,12 +116,16 @@ def read_resume_point(session_dir: str | Path) -> ResumePoint:
                 finished = True
     if created is None:
         raise ValueError(f"{session_dir}: no run got as far as writing its plan")
-    _, _, m = journals[0]
+    # Every block done counts as finished even when the last line (the
+    # session's end) was torn by a crash: a resume would run nothing.
+    n_blocks = _planned_blocks(session_dir, participant, session, journals[-1][0])
+    if n_blocks is not None and completed >= set(range(n_blocks)):
+        finished = True
     return ResumePoint(
         session_dir=session_dir,
-        participant=m["sub"],
-        session=m["ses"],
-        runs=tuple(run for run, _, _ in journals),
+        participant=participant,
+        session=session,
+        runs=tuple(run for run, _ in journals),
         protocol=created["protocol"],
         protocol_sha256=created["protocol_sha256"],
         thresholds=created.get("thresholds") or {},
@@ -118,3 +134,32 @@ def read_resume_point(session_dir: str | Path) -> ResumePoint:
         pulses_delivered=pulses,
         finished=finished,
     )
+
+
+def _check_protocol_copy(
+    session_dir: Path, participant: str, session: str, run: int, created: dict
+) -> None:
+    """The first run's protocol copy must still be what the run recorded."""
+    folder = SessionFolder(session_dir.parent.parent, participant, session, run)
+    copy = folder.file("protocol.yaml")
+    recorded = created.get("protocol_copy_sha256")
+    if recorded is None or not copy.is_file():
+        return
+    now = hashlib.sha256(copy.read_bytes()).hexdigest()
+    if now != recorded:
+        raise ValueError(
+            f"{copy}: the protocol copy changed since run {run} (sha256 "
+            f"{recorded[:12]}… recorded, {now[:12]}… now); resume refuses a "
+            "session whose record was edited"
+        )
+
+
+def _planned_blocks(
+    session_dir: Path, participant: str, session: str, run: int
+) -> int | None:
+    folder = SessionFolder(session_dir.parent.parent, participant, session, run)
+    try:
+        plan = json.loads(folder.file("plan.json").read_text(encoding="utf-8"))
+        return len(plan["blocks"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

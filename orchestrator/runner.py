@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import hashlib
 import json
 import logging
 import os
@@ -234,6 +235,9 @@ class SessionRunner:
             run=folder.run,
             protocol=str(Path(protocol.file).resolve()),
             protocol_sha256=protocol.sha256,
+            protocol_copy_sha256=hashlib.sha256(
+                protocol.document.text.encode("utf-8")
+            ).hexdigest(),
             thresholds=self.plan.thresholds,
             thresholds_source=self.thresholds_source,
             rig=self.rig.name,

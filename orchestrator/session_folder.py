@@ -15,13 +15,36 @@ from pathlib import Path
 from stimtrain.taskfiles import trials_file_name
 
 # BIDS labels are alphanumeric; this also makes path traversal through an ID
-# ("../x", "a/b") impossible.
-_LABEL = re.compile(r"^[A-Za-z0-9]{1,64}$")
+# ("../x", "a/b") impossible. Matched in full: "$" would let a final newline in.
+_LABEL = re.compile(r"[A-Za-z0-9]{1,64}")
+#: ``sub-<id>_ses-<n>_run-<rr>_<name>``: the one parser of session-file names.
+RUN_FILE = re.compile(
+    r"sub-(?P<sub>[A-Za-z0-9]{1,64})_ses-(?P<ses>[A-Za-z0-9]{1,64})"
+    r"_run-(?P<run>\d{2,})_(?P<name>[^/]+)"
+)
+
+
+@dataclass(frozen=True)
+class RunFile:
+    """What a session file's name says: whose, which run, which file."""
+
+    participant: str
+    session: str
+    run: int
+    name: str
+
+
+def parse_run_file(name: str) -> RunFile | None:
+    """Read a session file's name (``sub-01_ses-1_run-02_journal.jsonl``)."""
+    m = RUN_FILE.fullmatch(name)
+    if m is None:
+        return None
+    return RunFile(m["sub"], m["ses"], int(m["run"]), m["name"])
 
 
 def validate_label(value: str, what: str) -> str:
     """Return ``value`` if it is a safe BIDS label, else raise ValueError."""
-    if not isinstance(value, str) or not _LABEL.match(value):
+    if not isinstance(value, str) or not _LABEL.fullmatch(value):
         raise ValueError(
             f"{what}: must be 1-64 letters or digits (a BIDS label) (got {value!r})"
         )
@@ -56,28 +79,107 @@ class SessionFolder:
         return self.file(trials_file_name(block, task))
 
 
+def folder_identity(session_dir: str | Path) -> tuple[str, str]:
+    """The participant and session a session folder's path names, checked.
+
+    Raises
+    ------
+    ValueError
+        When the path is not ``…/sub-<id>/ses-<n>`` of real folders (a
+        symbolic link there could lead into another participant's data).
+    """
+    path = Path(session_dir).expanduser().absolute()
+    if not path.is_dir():
+        raise ValueError(f"{path}: not a folder")
+    sub = re.fullmatch(r"sub-([A-Za-z0-9]{1,64})", path.parent.name)
+    ses = re.fullmatch(r"ses-([A-Za-z0-9]{1,64})", path.name)
+    if sub is None or ses is None:
+        raise ValueError(
+            f"{path}: not a session folder (expected <data root>/sub-<id>/ses-<n>)"
+        )
+    for part in (path.parent, path):
+        if part.is_symlink():
+            raise ValueError(
+                f"{part}: is a symbolic link; session folders must be real folders "
+                "(a link can lead into another participant's data)"
+            )
+    return sub[1], ses[1]
+
+
+def run_files(session_dir: str | Path, name: str) -> dict[int, Path]:
+    """Run number → the file ``name`` (e.g. ``journal.jsonl``) of each run.
+
+    Raises
+    ------
+    ValueError
+        When a session file in the folder belongs to another participant or
+        session, or is not a regular file.
+    """
+    participant, session = folder_identity(session_dir)
+    out = {}
+    for path in sorted(Path(session_dir).iterdir()):
+        found = parse_run_file(path.name)
+        if found is None or found.name != name:
+            continue
+        if (found.participant, found.session) != (participant, session):
+            raise ValueError(
+                f"{path}: belongs to sub-{found.participant} ses-{found.session}, "
+                f"not to this folder (sub-{participant} ses-{session})"
+            )
+        if path.is_symlink() or not path.is_file():
+            raise ValueError(f"{path}: must be a regular file")
+        out[found.run] = path
+    return out
+
+
 def new_run(root: str | Path, participant: str, session: str | int) -> SessionFolder:
     """Create the session folder and claim the next free run number.
 
     The run is claimed by creating its journal file exclusively, so two
     runners started at once can't take the same number.
+
+    Raises
+    ------
+    ValueError
+        A bad label, a data root that is not a writable folder, a symbolic
+        link where the participant's or session's folder should be, or 99
+        runs already there. Nothing is created then.
     """
     participant = validate_label(participant, "participant")
     session = validate_label(str(session), "session")
     root = Path(root).expanduser().resolve()
     folder = SessionFolder(root, participant, session, 1)
-    folder.path.mkdir(parents=True, exist_ok=True)
+    for part in (folder.path.parent, folder.path):
+        if part.is_symlink():
+            raise ValueError(
+                f"{part}: is a symbolic link; session folders must be real folders "
+                "(a link can lead into another participant's data)"
+            )
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"{root}: the data root must be a folder")
+    try:
+        folder.path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(
+            f"{folder.path}: cannot create the session folder ({exc.strerror})"
+        ) from None
     for run in range(1, 100):
         candidate = SessionFolder(root, participant, session, run)
         try:
             fd = os.open(
-                candidate.file("journal.jsonl"), os.O_CREAT | os.O_EXCL | os.O_WRONLY
+                candidate.file("journal.jsonl"),
+                os.O_CREAT | os.O_EXCL | os.O_WRONLY,
+                0o644,
             )
         except FileExistsError:
             continue
+        except OSError as exc:
+            raise ValueError(
+                f"{folder.path}: cannot write there ({exc.strerror})"
+            ) from None
         os.close(fd)
         return candidate
-    raise RuntimeError(f"{folder.path}: 99 runs already exist")
+    raise ValueError(f"{folder.path}: 99 runs already exist; start another session")
 
 
 def write_new(path: Path, data: bytes | str) -> None:

@@ -61,8 +61,12 @@ def test_resume_refuses_mixed_protocols_and_empty_folders(tmp_path):
     _run(tmp_path, [], sha="bbb")
     with pytest.raises(ValueError, match="ran another protocol"):
         read_resume_point(first.path)
-    with pytest.raises(ValueError, match="no run of a session here"):
+    with pytest.raises(ValueError, match="not a session folder"):
         read_resume_point(tmp_path)
+    empty = tmp_path / "sub-P02" / "ses-1"
+    empty.mkdir(parents=True)
+    with pytest.raises(ValueError, match="no run of a session here"):
+        read_resume_point(empty)
 
 
 def test_finished_session_is_reported(tmp_path):
