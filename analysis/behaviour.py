@@ -12,7 +12,6 @@ trial's ``stim_onset`` and the next trial's (or the block's end).
 
 from __future__ import annotations
 
-import json
 from os import PathLike
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import numpy as np
 import pandas as pd
 from mne.utils import logger
 
+from stimtrain.journalfile import read_journal
 from stimtrain.taskfiles import TRIALS_FILE
 
 __all__ = [
@@ -147,17 +147,12 @@ def recorded_measures(journal: str | PathLike) -> dict[int, dict]:
         that is not an event, is skipped.
     """
     out: dict[int, dict] = {}
-    with open(journal, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if not isinstance(entry, dict) or entry.get("event") != "block_end":
-                continue
-            measures = entry.get("measures")
-            if isinstance(measures, dict) and isinstance(entry.get("block"), int):
-                out[entry["block"]] = measures
+    for entry in read_journal(journal):
+        if entry.get("event") != "block_end":
+            continue
+        measures = entry.get("measures")
+        if isinstance(measures, dict) and isinstance(entry.get("block"), int):
+            out[entry["block"]] = measures
     return out
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 from .dose import Thresholds
 from .errors import ProtocolError
 from .limits import Limits, load_limits
-from .plan import Plan, compile_plan
+from .plan import Plan
 from .protocol import Protocol, load_protocol
 from .rig import Rig, load_rig
-from .safety import SafetyReport, check_plan
+from .safety import SafetyReport, check_protocol
 
 
 @dataclass(frozen=True)
@@ -73,21 +73,14 @@ def check_file(
     if rig is None:
         rig = protocol.rig or "sim"
     rig_obj = rig if isinstance(rig, Rig) else load_rig(rig)
-    plan = compile_plan(
+    report = check_protocol(
         protocol,
-        rig=rig_obj,
         thresholds=thresholds,
-        limits_file=limits_obj.source,
-        justifications=limits_obj.justifications,
-        skip_blocks=skip_blocks,
-        delivered_today=delivered_today,
-    )
-    report = check_plan(
-        plan,
-        protocol,
         rig=rig_obj,
         limits=limits_obj,
         require_power=require_power,
+        delivered_today=delivered_today,
+        skip_blocks=skip_blocks,
         delivered_session=delivered_session,
     )
     if not report.ok:

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pylsl
 
+from stimtrain.journalfile import read_journal  # noqa: F401 - the journal's reader
+
 logger = logging.getLogger(__name__)
 
 #: Space set aside next to the journal for its last lines (and the summary):
@@ -178,21 +180,3 @@ class Journal:
                 os.close(self._fd)
                 self._fd = None
             self._give_back_reserve()
-
-
-def read_journal(path: str | Path) -> list[dict]:
-    """Read a journal, skipping a torn last line left by a crash.
-
-    A line that is not an event (not a JSON object, or not text) is skipped
-    too.
-    """
-    entries = []
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(entry, dict):
-                entries.append(entry)
-    return entries

@@ -46,23 +46,9 @@ blocks:
 
 
 @pytest.fixture
-def small_disk(tmp_path):
-    """A 64 MB tmpfs mounted for the test, unmounted after it."""
-    mount = tmp_path / "data"
-    mount.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small filesystem needs root")
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"mounting a tmpfs is not permitted here: {done.stderr.strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+def small_disk(mount_tmpfs):
+    """A 64 MB tmpfs as the data root."""
+    return mount_tmpfs("64m")
 
 
 def _fill(mount: Path, leave: int) -> float:
@@ -173,32 +159,21 @@ def test_a_disk_filled_to_the_last_byte_keeps_the_journal_whole(tmp_path, small_
     assert "session_start" in set(markers["event"])
 
 
-def test_a_disk_too_small_for_the_plan_is_refused_before_any_pulse(tmp_path):
-    mount = tmp_path / "data"
-    mount.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small filesystem needs root")
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"mounting a tmpfs is not permitted here: {done.stderr.strip()}")
-    try:
-        protocol = tmp_path / "protocol.yaml"
-        protocol.write_text(PROTOCOL)
-        args = ["run", str(protocol), "--participant", PARTICIPANT, "--session"]
-        args += [SESSION, "--rmt", "50", "--data", str(mount)]
-        run = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=120)
-        folder = SessionFolder(mount.resolve(), PARTICIPANT, SESSION, 1)
-        assert run.returncode == 2, run.stderr[-3000:]
-        assert "Traceback" not in run.stderr
-        assert "not enough free space for the recording" in run.stderr
-        assert "MB free" in run.stderr
-        events = [e["event"] for e in read_journal(folder.file("journal.jsonl"))]
-        assert "refused" in events and "pulse" not in events
-        assert "device_opened" not in events
-        assert _sim_pulses(folder).size == 0
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+def test_a_disk_too_small_for_the_plan_is_refused_before_any_pulse(
+    tmp_path, mount_tmpfs
+):
+    mount = mount_tmpfs("16m")
+    protocol = tmp_path / "protocol.yaml"
+    protocol.write_text(PROTOCOL)
+    args = ["run", str(protocol), "--participant", PARTICIPANT, "--session"]
+    args += [SESSION, "--rmt", "50", "--data", str(mount)]
+    run = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=120)
+    folder = SessionFolder(mount.resolve(), PARTICIPANT, SESSION, 1)
+    assert run.returncode == 2, run.stderr[-3000:]
+    assert "Traceback" not in run.stderr
+    assert "not enough free space for the recording" in run.stderr
+    assert "MB free" in run.stderr
+    events = [e["event"] for e in read_journal(folder.file("journal.jsonl"))]
+    assert "refused" in events and "pulse" not in events
+    assert "device_opened" not in events
+    assert _sim_pulses(folder).size == 0

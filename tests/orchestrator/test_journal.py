@@ -15,23 +15,9 @@ from stimtrain.orchestrator.journal import RESERVE_BYTES, Journal, read_journal
 
 
 @pytest.fixture
-def tiny_disk(tmp_path):
-    """A 1 MB tmpfs (root only; skipped where mounting is not permitted)."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small filesystem needs root")
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"mounting a tmpfs is not permitted here: {done.stderr.strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+def tiny_disk(mount_tmpfs):
+    """A 1 MB tmpfs."""
+    return mount_tmpfs("1m", "disk")
 
 
 def _fill(folder) -> None:
