@@ -24,6 +24,13 @@ class Delivery(StrEnum):
     PAIRED = "paired"
 
 
+def capabilities(rig):
+    """The :class:`~stimtrain.devices.stimulator.Capabilities` of a rig's unit."""
+    from stimtrain.devices.stimulator import get_capabilities
+
+    return get_capabilities(rig.stimulator_model)
+
+
 def max_serial_rate(caps, power: float | None) -> float:
     """Highest rate (Hz) at which ``caps``'s unit fires by serial command.
 

@@ -26,13 +26,6 @@ RECHARGE_MARGIN_S = 0.1
 SLOW_RECHARGE_S = 1.0
 
 
-def capabilities(rig):
-    """The :class:`~stimtrain.devices.stimulator.Capabilities` of a rig's unit."""
-    from stimtrain.devices.stimulator import get_capabilities
-
-    return get_capabilities(rig.stimulator_model)
-
-
 def _in_range(caps, power) -> bool:
     lo, hi = caps.intensity_range
     return power is not None and not np.isnan(power) and lo <= power <= hi

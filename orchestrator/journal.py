@@ -158,8 +158,6 @@ class Journal:
             if self.fallback is None:
                 name = f"stimtrain-{os.getpid()}-{self.path.name}"
                 self.fallback = Path(tempfile.gettempdir()) / name
-                for earlier in self.unwritten[:-1]:
-                    self._append_to(self.fallback, earlier)
             self._append_to(self.fallback, line)
         except OSError as exc:
             logger.error("journal: the second copy can't be written either: %s", exc)

@@ -13,7 +13,13 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from .delivery import Delivery, device_can_run, has_trigger_line, max_serial_rate
+from .delivery import (
+    Delivery,
+    capabilities,
+    device_can_run,
+    has_trigger_line,
+    max_serial_rate,
+)
 from .dose import Dose, Thresholds, resolve_intensity
 from .protocol import (
     Block,
@@ -218,12 +224,6 @@ def worst_case_offsets(pattern) -> tuple[np.ndarray, float]:
     return pulse_offsets(pattern, np.random.default_rng(0))
 
 
-def trial_duration_s(task: str, params: dict) -> float:
-    """Upper estimate of one trial's duration (every phase at its longest)."""
-    timing = _timing(task, params)
-    return DEFAULT_TRIAL_S if timing is None else timing.max_trial_s
-
-
 def _timing(task: str, params: dict):
     try:
         from stimtrain.tasks import get_task
@@ -267,14 +267,6 @@ def _fields(block: Block) -> tuple[tuple[str, str], ...]:
     return tuple(out.items())
 
 
-def _capabilities(rig):
-    if rig is None:
-        return None
-    from stimtrain.devices.stimulator import get_capabilities
-
-    return get_capabilities(rig.stimulator_model)
-
-
 def compile_plan(
     protocol: Protocol,
     *,
@@ -311,7 +303,7 @@ def compile_plan(
         Pulses the participant already received today, recorded.
     """
     thresholds = thresholds or Thresholds()
-    caps = _capabilities(rig)
+    caps = None if rig is None else capabilities(rig)
     trigger = caps is not None and has_trigger_line(rig, caps)
     blocks, tables = [], []
     t = earliest = 0.0

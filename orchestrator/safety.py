@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .blocks import Block, Protocol
+from .delivery import capabilities
 from .dose import Dose, Thresholds, resolve_intensity  # noqa: F401
 from .errors import Problem, ProtocolError
 from .limits import DEFAULT_LIMITS, Limits, load_limits  # noqa: F401
@@ -256,7 +257,7 @@ def check_plan(
     limits = limits or load_limits()
     report = SafetyReport(delivered_today=plan.delivered_today)
     c = _Checker(protocol, limits, report, rig)
-    caps = None if rig is None else device_rules.capabilities(rig)
+    caps = None if rig is None else capabilities(rig)
     active = [b for b in plan.blocks if b.pulses and not b.skipped]
     for pb in active:
         _check_power(c, pb, caps, require_power)
