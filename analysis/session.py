@@ -1,14 +1,19 @@
 """The session folder as the analysis sees it: runs, file prefixes, labels.
 
 A session folder is ``<data>/sub-<id>/ses-<n>/``; each run's files start with
-``sub-<id>_ses-<n>_run-<rr>_`` (see ``orchestrator/session_folder.py``).
+``sub-<id>_ses-<n>_run-<rr>_`` (named in ``stimtrain/sessionfiles.py``).
 """
 
 from __future__ import annotations
 
-import re
 from os import PathLike
 from pathlib import Path
+
+from stimtrain.sessionfiles import (
+    PARTICIPANT_FOLDER,
+    SESSION_FOLDER,
+    parse_run_file,
+)
 
 __all__ = ["InputError", "find_runs", "find_run", "run_prefix", "session_labels"]
 
@@ -39,7 +44,6 @@ class InputError(ValueError):
         super().__init__(f"{self.path}: {self.reason}")
 
 
-_RUN_RE = re.compile(r"_run-(\d+)_recording\.xdf$")
 _SUFFIX = "recording.xdf"
 
 
@@ -58,9 +62,9 @@ def find_runs(folder: str | PathLike) -> dict[int, Path]:
     """
     runs = {}
     for f in Path(folder).glob(f"*_run-*_{_SUFFIX}"):
-        match = _RUN_RE.search(f.name)
-        if match:
-            runs[int(match.group(1))] = f
+        found = parse_run_file(f.name)
+        if found is not None and found.name == _SUFFIX:
+            runs[found.run] = f
     return dict(sorted(runs.items()))
 
 
@@ -82,7 +86,7 @@ def find_run(path: str | PathLike, run: int | None = None) -> Path:
     """
     path = Path(path)
     if path.is_file():
-        if run is not None and not _RUN_RE.search(path.name):
+        if run is not None and parse_run_file(path.name) is None:
             raise FileNotFoundError(f"{path} is one file: --run {run} does not apply")
         return path
     if not path.is_dir():
@@ -130,9 +134,10 @@ def session_labels(folder: str | PathLike) -> tuple[str, str]:
     participant, session : str
     """
     folder = Path(folder)
-    sub, ses = folder.parent.name, folder.name
-    if not (sub.startswith("sub-") and ses.startswith("ses-")):
+    sub = PARTICIPANT_FOLDER.fullmatch(folder.parent.name)
+    ses = SESSION_FOLDER.fullmatch(folder.name)
+    if sub is None or ses is None:
         raise ValueError(
             f"session folder must be <root>/sub-<id>/ses-<n> (got {folder})"
         )
-    return sub[4:], ses[4:]
+    return sub[1], ses[1]

@@ -3,99 +3,10 @@
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
-from typing import ClassVar
 
-from .errors import format_value
+from .thresholds import Thresholds
 from .units import Intensity
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """The participant's motor thresholds in %MSO (None when unknown).
-
-    Construction refuses values no participant can have (docs/specs/safety.md):
-    each threshold is a finite number from 1 to 100 %MSO, and an active motor
-    threshold is not above the resting one.
-
-    Parameters
-    ----------
-    rmt : float | None
-        Resting motor threshold, %MSO.
-    amt : float | None
-        Active motor threshold, %MSO.
-
-    Raises
-    ------
-    ValueError
-        When a value breaks a rule; the message names the field, the rule and
-        the value. Callers that know where a value was written (a thresholds
-        file, the command line) check it with :meth:`value_rule` and
-        :meth:`pair_rule` first, to report it there.
-    """
-
-    rmt: float | None = None
-    amt: float | None = None
-
-    #: The rule every motor threshold must satisfy, in words.
-    RANGE_RULE: ClassVar[str] = "must be a finite number from 1 to 100 %MSO"
-
-    def __post_init__(self) -> None:
-        broken = [
-            f"{name}: {rule} (got {format_value(value)})"
-            for name, value in (("rmt", self.rmt), ("amt", self.amt))
-            if value is not None and (rule := self.value_rule(value))
-        ]
-        if not broken:
-            rule = self.pair_rule(self.rmt, self.amt)
-            if rule:
-                broken.append(f"amt: {rule} (got {format_value(self.amt)})")
-        if broken:
-            raise ValueError("; ".join(broken))
-
-    @classmethod
-    def value_rule(cls, value: object) -> str | None:
-        """The rule ``value`` breaks as a motor threshold, or None when it is one.
-
-        Parameters
-        ----------
-        value : object
-            A threshold as read (a bool or text is not a number).
-
-        Returns
-        -------
-        str | None
-            :attr:`RANGE_RULE` when the value is not a finite real number from
-            1 to 100 (%MSO), else None.
-        """
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            return cls.RANGE_RULE
-        if not math.isfinite(value) or not 1 <= value <= 100:
-            return cls.RANGE_RULE
-        return None
-
-    @staticmethod
-    def pair_rule(rmt: float | None, amt: float | None) -> str | None:
-        """The rule an active threshold above the resting one breaks, or None.
-
-        Parameters
-        ----------
-        rmt, amt : float | None
-            Valid thresholds (see :meth:`value_rule`) or None.
-
-        Returns
-        -------
-        str | None
-            The rule, naming the resting threshold, when both are known and
-            ``amt`` is above ``rmt``; else None.
-        """
-        if rmt is None or amt is None or amt <= rmt:
-            return None
-        return (
-            "an active motor threshold above the resting one "
-            f"({format_value(rmt)} %MSO) is implausible"
-        )
 
 
 @dataclass(frozen=True)

@@ -23,15 +23,10 @@ import os
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from .rig import Rig
+from .rig import LSL_NETWORKS, Rig
 
 LSL_CONFIG = files("stimtrain.orchestrator") / "data" / "lsl_api.cfg"
-#: ``lsl.network`` of a rig file: ``local`` keeps LSL on this machine (the
-#: shipped configuration), ``lab`` records over the lab network.
-LSL_NETWORKS = ("local", "lab")
 #: Where the operator guide explains the exposure and the firewall rules.
 DOC_SECTION = "docs/operator.md, 'What is exposed on the network'"
 

@@ -20,7 +20,7 @@ from .delivery import (
     has_trigger_line,
     max_serial_rate,
 )
-from .dose import Dose, Thresholds, resolve_intensity
+from .dose import Dose, resolve_intensity
 from .protocol import (
     Block,
     InstructionsBlock,
@@ -36,6 +36,7 @@ from .protocol import (
     WaitBlock,
 )
 from .pulses import PulseTable, block_pulse_table
+from .thresholds import Thresholds
 
 #: Time from a stimulation block's start to its first pulse: arming and the
 #: capacitor charge (about 1 s on a Magstim) happen inside it.

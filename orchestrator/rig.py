@@ -14,12 +14,16 @@ from pathlib import Path
 from . import spec as s
 from .errors import Problem, ProtocolError
 from .fields import FieldReader
-from .lslconfig import LSL_NETWORKS
 from .units import UnitError
 from .yamlpos import load_yaml_file
 
 TRIGGER_KINDS = ("triggerbox", "rts")
 SIM_EEG_STREAM = "stimtrain-sim-eeg"
+
+
+#: ``lsl.network`` of a rig file: ``local`` keeps LSL on this machine (the
+#: shipped configuration), ``lab`` records over the lab network.
+LSL_NETWORKS = ("local", "lab")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -30,7 +30,6 @@ from .checking import CheckedProtocol, check_file
 from .console import ConsoleState, OperatorConsole, StreamHealth, TaskProgress
 from .device_process import DeviceConfig, DeviceFault, DeviceProcess, PulseReport
 from .diskwatch import DiskWatch, free_space_problem, recording_rate
-from .dose import Thresholds
 from .journal import Journal
 from .ledger import PulseLedger
 from .lslconfig import configure_lsl_for_rig
@@ -50,6 +49,7 @@ from .rig import Rig
 from .session_folder import SessionFolder, new_run, write_new
 from .simrig import start_simulated_rig
 from .streamwatch import StreamWatch
+from .thresholds import Thresholds
 
 logger = logging.getLogger("stimtrain.orchestrator.runner")
 

@@ -167,7 +167,7 @@ def rig_schema() -> dict:
 
 def course_schema() -> dict:
     """JSON Schema of a course file."""
-    from .course import COURSE_SPEC
+    from .course_file import COURSE_SPEC
 
     return _document("course", COURSE_SPEC.json_schema())
 

@@ -8,47 +8,17 @@ by mistake) can never touch the first one's data.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from stimtrain.taskfiles import trials_file_name
-
-# BIDS labels are alphanumeric; this also makes path traversal through an ID
-# ("../x", "a/b") impossible. Matched in full: "$" would let a final newline in.
-_LABEL = re.compile(r"[A-Za-z0-9]{1,64}")
-#: ``sub-<id>_ses-<n>_run-<rr>_<name>``: the one parser of session-file names.
-RUN_FILE = re.compile(
-    r"sub-(?P<sub>[A-Za-z0-9]{1,64})_ses-(?P<ses>[A-Za-z0-9]{1,64})"
-    r"_run-(?P<run>\d{2,})_(?P<name>[^/]+)"
+from stimtrain.sessionfiles import (
+    PARTICIPANT_FOLDER,
+    SESSION_FOLDER,
+    parse_run_file,
+    run_prefix,
+    validate_label,
 )
-
-
-@dataclass(frozen=True)
-class RunFile:
-    """What a session file's name says: whose, which run, which file."""
-
-    participant: str
-    session: str
-    run: int
-    name: str
-
-
-def parse_run_file(name: str) -> RunFile | None:
-    """Read a session file's name (``sub-01_ses-1_run-02_journal.jsonl``)."""
-    m = RUN_FILE.fullmatch(name)
-    if m is None:
-        return None
-    return RunFile(m["sub"], m["ses"], int(m["run"]), m["name"])
-
-
-def validate_label(value: str, what: str) -> str:
-    """Return ``value`` if it is a safe BIDS label, else raise ValueError."""
-    if not isinstance(value, str) or not _LABEL.fullmatch(value):
-        raise ValueError(
-            f"{what}: must be 1-64 letters or digits (a BIDS label) (got {value!r})"
-        )
-    return value
+from stimtrain.taskfiles import trials_file_name
 
 
 @dataclass(frozen=True)
@@ -68,7 +38,7 @@ class SessionFolder:
     @property
     def prefix(self) -> str:
         """File-name prefix of this run."""
-        return f"sub-{self.participant}_ses-{self.session}_run-{self.run:02d}_"
+        return run_prefix(self.participant, self.session, self.run)
 
     def file(self, name: str) -> Path:
         """Path of one of this run's files, e.g. ``file("recording.xdf")``."""
@@ -91,8 +61,8 @@ def folder_identity(session_dir: str | Path) -> tuple[str, str]:
     path = Path(session_dir).expanduser().absolute()
     if not path.is_dir():
         raise ValueError(f"{path}: not a folder")
-    sub = re.fullmatch(r"sub-([A-Za-z0-9]{1,64})", path.parent.name)
-    ses = re.fullmatch(r"ses-([A-Za-z0-9]{1,64})", path.name)
+    sub = PARTICIPANT_FOLDER.fullmatch(path.parent.name)
+    ses = SESSION_FOLDER.fullmatch(path.name)
     if sub is None or ses is None:
         raise ValueError(
             f"{path}: not a session folder (expected <data root>/sub-<id>/ses-<n>)"

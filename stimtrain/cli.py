@@ -7,6 +7,7 @@ orchestrator and the analysis), in the shared layer at the package root.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import logging
 import sys
 from pathlib import Path
@@ -289,9 +290,9 @@ def _report_run(result, scope: str = "") -> int:
 def cmd_resume(args) -> int:
     """Continue a session at its first unfinished block, in a new run."""
     use_local_lsl()
-    from stimtrain.orchestrator.dose import Thresholds
     from stimtrain.orchestrator.resume import read_resume_point
     from stimtrain.orchestrator.runner import run_protocol
+    from stimtrain.orchestrator.thresholds import Thresholds
 
     try:
         point = read_resume_point(args.session_dir)
@@ -521,6 +522,30 @@ def cmd_schema(args) -> int:
     return 0
 
 
+def _iso_date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--today: must be a date YYYY-MM-DD (got {text!r})"
+        ) from None
+
+
+def cmd_course_status(args) -> int:
+    """Print where a participant stands in a course (0, or 1 on a problem)."""
+    from stimtrain.orchestrator.course import course_status, format_status
+
+    try:
+        status = course_status(args.course, args.participant, args.data, args.today)
+    except ProtocolError as exc:
+        return _print_problems(exc)
+    except ValueError as exc:
+        print(f"error: {exc}")
+        return 1
+    print(format_status(status))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``stimtrain`` command."""
     parser = argparse.ArgumentParser(
@@ -544,7 +569,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_check_options(p)
     p.set_defaults(func=cmd_plan)
 
-    from stimtrain.orchestrator import course
     from stimtrain.tasks import pilot as task_pilot
 
     p = sub.add_parser("task", help="run one task alone in a window to try it")
@@ -556,8 +580,13 @@ def build_parser() -> argparse.ArgumentParser:
     ps = csub.add_parser(
         "status", help="which course session is due, what was done, what carries over"
     )
-    course.add_arguments(ps)
-    ps.set_defaults(func=course.run)
+    ps.add_argument("course", help="the course YAML file")
+    ps.add_argument("--participant", required=True, help="participant label")
+    ps.add_argument("--data", default="stimtrain-data", help="data root folder")
+    ps.add_argument(
+        "--today", type=_iso_date, help="judge as of this date (default: today)"
+    )
+    ps.set_defaults(func=cmd_course_status)
 
     p = sub.add_parser(
         "devices",

@@ -4,7 +4,7 @@ import pytest
 
 from stimtrain.orchestrator.block_timeline import SAFE_GAP_S, BlockTimeline
 from stimtrain.orchestrator.checking import check_file
-from stimtrain.orchestrator.dose import Thresholds
+from stimtrain.orchestrator.thresholds import Thresholds
 from stimtrain.protocols import protocol_path
 
 

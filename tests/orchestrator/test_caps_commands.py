@@ -23,7 +23,7 @@ from pathlib import Path
 from stimtrain.cli import main
 from stimtrain.orchestrator.checking import check_file
 from stimtrain.orchestrator.course import participant_pulses_on
-from stimtrain.orchestrator.dose import Thresholds
+from stimtrain.orchestrator.thresholds import Thresholds
 from stimtrain.orchestrator.journal import Journal
 from stimtrain.orchestrator.protocol import load_protocol
 from stimtrain.orchestrator.resume import read_resume_point

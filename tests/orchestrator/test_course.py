@@ -5,7 +5,6 @@ Session folders are built with the runner's own pieces (``new_run``, the
 wall times set to chosen dates so that schedules can be checked exactly.
 """
 
-import argparse
 import datetime as dt
 import json
 from pathlib import Path
@@ -15,17 +14,19 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stimtrain.orchestrator import course as course_mod
+from stimtrain.cli import main
 from stimtrain.orchestrator.course import (
+    course_status,
+    format_status,
+    participant_pulses_on,
+    session_runs,
+)
+from stimtrain.orchestrator.course_file import (
     COURSE_SESSION_SPEC,
     COURSE_SPEC,
     course_from_document,
-    course_status,
-    format_status,
     load_course,
     parse_window,
-    participant_pulses_on,
-    session_runs,
 )
 from stimtrain.orchestrator.errors import ProtocolError
 from stimtrain.orchestrator.journal import Journal
@@ -401,28 +402,16 @@ def test_summary_and_journal_disagreeing_counts_the_larger(tmp_path):
 
 
 # -- the command --------------------------------------------------------------------
-def _parse(argv):
-    parser = argparse.ArgumentParser(prog="stimtrain course status")
-    course_mod.add_arguments(parser)
-    return parser.parse_args(argv)
+def _course_status(argv) -> int:
+    return main(["course", "status", *argv])
 
 
 def test_command_prints_the_table(tmp_path, capsys):
     make_run(
         tmp_path, "P01", "day1", at("2026-11-16"), pulses=60, task_levels={"flanker": 3}
     )
-    args = _parse(
-        [
-            str(COURSE),
-            "--participant",
-            "P01",
-            "--data",
-            str(tmp_path),
-            "--today",
-            "2026-11-17",
-        ]
-    )
-    assert course_mod.run(args) == 0
+    argv = [str(COURSE), "--participant", "P01", "--data", str(tmp_path)]
+    assert _course_status([*argv, "--today", "2026-11-17"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[:3] == [
         f"course: four-day training with follow-ups ({COURSE})",
@@ -462,11 +451,10 @@ def test_command_prints_the_table(tmp_path, capsys):
 
 def test_command_reports_problems(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(CORPUS)
-    args = _parse(["wrong_version.yaml", "--participant", "P01"])
-    assert course_mod.run(args) == 1
+    assert _course_status(["wrong_version.yaml", "--participant", "P01"]) == 1
     assert capsys.readouterr().out.splitlines() == EXPECTED["wrong_version.yaml"]
-    args = _parse([str(COURSE), "--participant", "P 01", "--data", str(tmp_path)])
-    assert course_mod.run(args) == 1
+    argv = [str(COURSE), "--participant", "P 01", "--data", str(tmp_path)]
+    assert _course_status(argv) == 1
     assert capsys.readouterr().out.strip() == (
         "error: participant: must be 1-64 letters or digits (a BIDS label) (got 'P 01')"
     )
@@ -474,7 +462,7 @@ def test_command_reports_problems(tmp_path, capsys, monkeypatch):
 
 def test_command_refuses_a_bad_date(capsys):
     with pytest.raises(SystemExit):
-        _parse([str(COURSE), "--participant", "P01", "--today", "17.11.2026"])
+        _course_status([str(COURSE), "--participant", "P01", "--today", "17.11.2026"])
     assert "--today: must be a date YYYY-MM-DD (got '17.11.2026')" in (
         capsys.readouterr().err
     )

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stimtrain.orchestrator.course import load_course
+from stimtrain.orchestrator.course_file import load_course
 from stimtrain.orchestrator.errors import ProtocolError
 from stimtrain.orchestrator.protocol import load_protocol_text
 from stimtrain.orchestrator.rig import load_rig, simulated_rig

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from stimtrain.orchestrator.checking import check_file
-from stimtrain.orchestrator.course import load_course
+from stimtrain.orchestrator.course_file import load_course
 from stimtrain.orchestrator.rig import simulated_rig
 from stimtrain.orchestrator.safety import Thresholds
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from stimtrain.cli import main
-from stimtrain.orchestrator.dose import Thresholds
+from stimtrain.orchestrator.thresholds import Thresholds
 from stimtrain.orchestrator.journal import Journal
 from stimtrain.orchestrator.session_folder import new_run
 from stimtrain.orchestrator.thresholds import load_thresholds
