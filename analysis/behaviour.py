@@ -122,7 +122,7 @@ def read_trials(folder: str | PathLike, prefix: str = "") -> pd.DataFrame:
         df = pd.read_csv(f, sep="\t", na_values=["n/a"], keep_default_na=True)
         df.insert(0, "task", match.group(2))
         # The runner names files with the 1-based block, markers carry the
-        # 0-based index (orchestrator.session_folder.task_tsv).
+        # 0-based index (orchestrator.session.session_folder.task_tsv).
         df.insert(0, "block", int(match.group(1)) - 1)
         df.insert(0, "block_file", int(match.group(1)))
         frames.append(df)

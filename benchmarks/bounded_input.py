@@ -4,7 +4,7 @@ Each input is written to a temporary folder and validated by the real command
 (``python -m stimtrain.cli validate FILE``) in its own
 subprocess, whose wall time and peak resident memory (``ru_maxrss`` of that
 child, from ``os.wait4``) are printed with its exit status and first line.
-Before the bounds of :mod:`stimtrain.orchestrator.bounds` these hung for
+Before the bounds of :mod:`stimtrain.orchestrator.language.bounds` these hung for
 minutes, took gigabytes or ended in a RecursionError traceback.
 
 Usage: ``python benchmarks/bounded_input.py [--repeat N]`` (best of N runs).

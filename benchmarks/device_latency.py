@@ -38,7 +38,7 @@ from pathlib import Path
 
 from machine import describe  # same folder: one machine description
 
-from stimtrain.orchestrator.lslconfig import use_local_lsl
+from stimtrain.orchestrator.session.lslconfig import use_local_lsl
 
 use_local_lsl()
 
@@ -49,7 +49,7 @@ from stimtrain.devices.magstim.protocol import encode  # noqa: E402
 from stimtrain.devices.stimulator import open_stimulator  # noqa: E402
 from stimtrain.devices.traffic import format_traffic  # noqa: E402
 from stimtrain.devices.trigger import make_trigger  # noqa: E402
-from stimtrain.orchestrator.device_process import (  # noqa: E402
+from stimtrain.orchestrator.session.device_process import (  # noqa: E402
     DeviceConfig,
     DeviceFault,
     DeviceProcess,

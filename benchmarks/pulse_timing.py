@@ -33,15 +33,15 @@ from pathlib import Path
 
 from machine import describe, steal_ms, steal_since  # same folder
 
-from stimtrain.orchestrator.lslconfig import use_local_lsl  # noqa: E402
+from stimtrain.orchestrator.session.lslconfig import use_local_lsl  # noqa: E402
 
 use_local_lsl()
 
 import numpy as np  # noqa: E402
 import pylsl  # noqa: E402
 
-from stimtrain.orchestrator.device_process import DeviceConfig, DeviceProcess  # noqa: E402
-from stimtrain.orchestrator.simrig import start_simulated_rig  # noqa: E402
+from stimtrain.orchestrator.session.device_process import DeviceConfig, DeviceProcess  # noqa: E402
+from stimtrain.orchestrator.session.simrig import start_simulated_rig  # noqa: E402
 
 
 def read_pulses(path: Path, n: int, timeout: float = 5.0) -> list[float]:

@@ -12,8 +12,8 @@ import logging
 import sys
 from pathlib import Path
 
-from stimtrain.orchestrator.errors import ProtocolError
-from stimtrain.orchestrator.lslconfig import use_local_lsl
+from stimtrain.orchestrator.language.errors import ProtocolError
+from stimtrain.orchestrator.session.lslconfig import use_local_lsl
 
 
 def _say(text: str) -> None:
@@ -43,7 +43,7 @@ def _add_check_options(p: argparse.ArgumentParser) -> None:
 
 def _thresholds(args, *, record: bool = False):
     """The thresholds of --thresholds/--rmt/--amt; ProtocolError when invalid."""
-    from stimtrain.orchestrator.thresholds import load_thresholds
+    from stimtrain.orchestrator.language.thresholds import load_thresholds
 
     thresholds, source = load_thresholds(
         args.thresholds,
@@ -62,7 +62,7 @@ def _print_problems(exc: ProtocolError) -> int:
 
 def cmd_validate(args) -> int:
     """Validate protocol files; one line per problem."""
-    from stimtrain.orchestrator.checking import check_file
+    from stimtrain.orchestrator.safety.checking import check_file
 
     try:
         thresholds = _thresholds(args)
@@ -88,7 +88,7 @@ def cmd_validate(args) -> int:
 
 def cmd_plan(args) -> int:
     """Print the timeline and safety margins of a protocol."""
-    from stimtrain.orchestrator.checking import check_file
+    from stimtrain.orchestrator.safety.checking import check_file
 
     try:
         checked = check_file(
@@ -107,7 +107,7 @@ def cmd_plan(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from stimtrain.orchestrator.units import format_time
+    from stimtrain.orchestrator.language.units import format_time
 
     console = Console()
     table = Table(title=f"{plan.protocol} ({plan.protocol_file})")
@@ -248,7 +248,7 @@ def _ranges(numbers: list) -> str:
 def cmd_run(args) -> int:
     """Run a protocol on a rig; last line printed is the session folder."""
     use_local_lsl()
-    from stimtrain.orchestrator.runner import run_protocol
+    from stimtrain.orchestrator.session.runner import run_protocol
 
     try:
         thresholds, source = _thresholds(args, record=True)
@@ -290,9 +290,9 @@ def _report_run(result, scope: str = "") -> int:
 def cmd_resume(args) -> int:
     """Continue a session at its first unfinished block, in a new run."""
     use_local_lsl()
-    from stimtrain.orchestrator.resume import read_resume_point
-    from stimtrain.orchestrator.runner import run_protocol
-    from stimtrain.orchestrator.thresholds import Thresholds
+    from stimtrain.orchestrator.language.thresholds import Thresholds
+    from stimtrain.orchestrator.session.resume import read_resume_point
+    from stimtrain.orchestrator.session.runner import run_protocol
 
     try:
         point = read_resume_point(args.session_dir)
@@ -432,8 +432,8 @@ def cmd_demo(args) -> int:
     use_local_lsl()
     _file_backend()
     from stimtrain.analysis.report import analyze_session
-    from stimtrain.orchestrator.runner import run_protocol
-    from stimtrain.orchestrator.thresholds import load_thresholds
+    from stimtrain.orchestrator.language.thresholds import load_thresholds
+    from stimtrain.orchestrator.session.runner import run_protocol
     from stimtrain.protocols import protocol_path
 
     try:
@@ -509,7 +509,7 @@ def cmd_devices(args) -> int:
 
 def cmd_schema(args) -> int:
     """Print a JSON Schema, or write all of them into a folder."""
-    from stimtrain.orchestrator.schema import SCHEMAS, render, write_schemas
+    from stimtrain.orchestrator.language.schema import SCHEMAS, render, write_schemas
 
     if args.write:
         for path in write_schemas(args.write):
@@ -533,7 +533,7 @@ def _iso_date(text: str) -> dt.date:
 
 def cmd_course_status(args) -> int:
     """Print where a participant stands in a course (0, or 1 on a problem)."""
-    from stimtrain.orchestrator.course import course_status, format_status
+    from stimtrain.orchestrator.session.course import course_status, format_status
 
     try:
         status = course_status(args.course, args.participant, args.data, args.today)

@@ -1,6 +1,6 @@
 """Reading a session's journal (JSON lines), in the shared layer.
 
-The session writes the journal (:mod:`stimtrain.orchestrator.journal`); the
+The session writes the journal (:mod:`stimtrain.orchestrator.session.journal`); the
 session's own checks, resume, the course status and the analysis read it back
 through this one reader.
 """

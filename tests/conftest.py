@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from stimtrain.orchestrator.lslconfig import use_local_lsl
+from stimtrain.orchestrator.session.lslconfig import use_local_lsl
 
 # Must be set before liblsl initialises, i.e. before pylsl is first used.
 use_local_lsl()

@@ -23,9 +23,9 @@ import pylsl
 import pytest
 
 from stimtrain.analysis.xdf import read_markers
-from stimtrain.orchestrator.diskwatch import MIN_FREE_BYTES
-from stimtrain.orchestrator.journal import read_journal
-from stimtrain.orchestrator.session_folder import SessionFolder
+from stimtrain.orchestrator.session.diskwatch import MIN_FREE_BYTES
+from stimtrain.orchestrator.session.journal import read_journal
+from stimtrain.orchestrator.session.session_folder import SessionFolder
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("rig")]
 

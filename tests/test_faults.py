@@ -39,10 +39,13 @@ import pytest
 
 from stimtrain.analysis.xdf import read_markers
 from stimtrain.devices.traffic import TrafficRecord, format_traffic, read_traffic
-from stimtrain.orchestrator.device_process import KEEP_ALIVE_GUARD_S, DeviceConfig
-from stimtrain.orchestrator.journal import read_journal
-from stimtrain.orchestrator.session_folder import SessionFolder
-from stimtrain.orchestrator.xdfcheck import check_recording
+from stimtrain.orchestrator.session.device_process import (
+    KEEP_ALIVE_GUARD_S,
+    DeviceConfig,
+)
+from stimtrain.orchestrator.session.journal import read_journal
+from stimtrain.orchestrator.session.session_folder import SessionFolder
+from stimtrain.orchestrator.session.xdfcheck import check_recording
 
 # Whole sessions run one after another on one test worker (with the device
 # process tests): two at once on a 2-core machine would measure each other's

@@ -36,10 +36,10 @@ def _modules():
         yield "stimtrain", path, f"stimtrain/{path.name}"
 
 
-def _imported_rooms(path: Path, room: str) -> set[tuple[str, str]]:
+def _imported_rooms(path: Path, room: str, root: Path = ROOT) -> set[tuple[str, str]]:
     """``(room, import text)`` of every stimtrain import in one module."""
     tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
-    package = path.relative_to(ROOT).parent.parts
+    package = path.relative_to(root).parent.parts
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -77,7 +77,46 @@ def test_rooms_depend_one_way():
 
 def test_the_graph_sees_relative_and_absolute_imports():
     # The checker itself: a module of each kind is read right.
-    orchestrator = _imported_rooms(ROOT / "orchestrator" / "plan.py", "orchestrator")
-    assert ("orchestrator", "stimtrain.orchestrator.delivery") in orchestrator
+    plan = ROOT / "orchestrator" / "safety" / "plan.py"
+    orchestrator = _imported_rooms(plan, "orchestrator")
+    assert ("orchestrator", "stimtrain.orchestrator.safety.delivery") in orchestrator
+    assert ("orchestrator", "stimtrain.orchestrator.language.protocol") in orchestrator
     devices = _imported_rooms(ROOT / "devices" / "magstim" / "driver.py", "devices")
     assert ("devices", "stimtrain.devices.errors") in devices
+
+
+#: The orchestrator's stages, in the order a protocol goes through them: each
+#: may import the stages before it, never one after it.
+STAGES = ("language", "safety", "session")
+
+
+def _stage(name: str) -> str | None:
+    parts = name.split(".")
+    if parts[:2] != ["stimtrain", "orchestrator"] or len(parts) < 3:
+        return None
+    return parts[2] if parts[2] in STAGES else None
+
+
+def test_orchestrator_stages_depend_one_way():
+    broken = []
+    for room, path, shown in _modules():
+        if room != "orchestrator":
+            continue
+        here = path.relative_to(ROOT / "orchestrator").parts[0]
+        if here not in STAGES:
+            assert path.name == "__init__.py", f"{shown}: a module outside a stage"
+            continue
+        for _, name in sorted(_imported_rooms(path, room)):
+            there = _stage(name)
+            if there is not None and STAGES.index(there) > STAGES.index(here):
+                broken.append(f"{shown} imports {name} ({here} -> {there})")
+    assert not broken, "\n".join(broken)
+
+
+def test_the_stage_check_sees_a_backward_import(tmp_path):
+    # The checker itself: a language module importing the session is seen.
+    module = tmp_path / "orchestrator" / "language" / "x.py"
+    module.parent.mkdir(parents=True)
+    module.write_text("from ..session.journal import Journal\nfrom . import spec\n")
+    stages = {_stage(name) for _, name in _imported_rooms(module, "x", tmp_path)}
+    assert stages == {"session", "language"}

@@ -63,7 +63,7 @@ def test_the_wheel_holds_every_module_and_data_file(tmp_path):
 def test_editors_resolve_room_imports_in_the_tree():
     jedi = pytest.importorskip("jedi")
     code = (
-        "from stimtrain.orchestrator.plan import compile_plan\ncompile_plan\n"
+        "from stimtrain.orchestrator.safety.plan import compile_plan\ncompile_plan\n"
         "from stimtrain.devices.stimulator import Stimulator\nStimulator\n"
         "from stimtrain.tasks.api import Task\nTask\n"
         "from stimtrain.analysis.xdf import read_markers\nread_markers\n"

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from stimtrain.analysis.study import analyze_study, find_sessions
-from stimtrain.orchestrator.journal import Journal
+from stimtrain.orchestrator.session.journal import Journal
 
 # (participant, session, congruent RT, incongruent RT)
 SESSIONS = [("01", "1", 0.50, 0.62), ("01", "2", 0.45, 0.52), ("02", "1", 0.48, 0.60)]

@@ -2,9 +2,9 @@
 
 import pytest
 
-from stimtrain.orchestrator.block_timeline import SAFE_GAP_S, BlockTimeline
-from stimtrain.orchestrator.checking import check_file
-from stimtrain.orchestrator.thresholds import Thresholds
+from stimtrain.orchestrator.language.thresholds import Thresholds
+from stimtrain.orchestrator.safety.checking import check_file
+from stimtrain.orchestrator.session.block_timeline import SAFE_GAP_S, BlockTimeline
 from stimtrain.protocols import protocol_path
 
 

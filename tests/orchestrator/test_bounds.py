@@ -1,4 +1,4 @@
-"""Bounded before expanded, every number finite (orchestrator/bounds.py).
+"""Bounded before expanded, every number finite (orchestrator/language/bounds.py).
 
 Each bound is hit by a real file and gives its exact located message; the
 worst inputs are refused by the real ``stimtrain validate`` command in a
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from stimtrain.orchestrator.bounds import (
+from stimtrain.orchestrator.language.bounds import (
     MAX_BLOCKS,
     MAX_DEPTH,
     MAX_FILE_BYTES,
@@ -25,18 +25,18 @@ from stimtrain.orchestrator.bounds import (
     MAX_VALUES,
     count_text,
 )
-from stimtrain.orchestrator.errors import ProtocolError
-from stimtrain.orchestrator.fields import finite_number
-from stimtrain.orchestrator.limits import load_limits
-from stimtrain.orchestrator.protocol import load_protocol, load_protocol_text
-from stimtrain.orchestrator.spec import number_range
-from stimtrain.orchestrator.units import (
+from stimtrain.orchestrator.language.errors import ProtocolError
+from stimtrain.orchestrator.language.fields import finite_number
+from stimtrain.orchestrator.language.protocol import load_protocol, load_protocol_text
+from stimtrain.orchestrator.language.spec import number_range
+from stimtrain.orchestrator.language.units import (
     UnitError,
     parse_frequency,
     parse_intensity,
     parse_time,
 )
-from stimtrain.orchestrator.yamlpos import load_yaml_file, load_yaml_text
+from stimtrain.orchestrator.language.yamlpos import load_yaml_file, load_yaml_text
+from stimtrain.orchestrator.safety.limits import load_limits
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "benchmarks"))
 

@@ -21,13 +21,13 @@ import datetime as dt
 from pathlib import Path
 
 from stimtrain.cli import main
-from stimtrain.orchestrator.checking import check_file
-from stimtrain.orchestrator.course import participant_pulses_on
-from stimtrain.orchestrator.thresholds import Thresholds
-from stimtrain.orchestrator.journal import Journal
-from stimtrain.orchestrator.protocol import load_protocol
-from stimtrain.orchestrator.resume import read_resume_point
-from stimtrain.orchestrator.session_folder import SessionFolder, new_run
+from stimtrain.orchestrator.language.protocol import load_protocol
+from stimtrain.orchestrator.language.thresholds import Thresholds
+from stimtrain.orchestrator.safety.checking import check_file
+from stimtrain.orchestrator.session.course import participant_pulses_on
+from stimtrain.orchestrator.session.journal import Journal
+from stimtrain.orchestrator.session.resume import read_resume_point
+from stimtrain.orchestrator.session.session_folder import SessionFolder, new_run
 
 SINGLE_PULSES = """\
 stimtrain: 1

@@ -14,7 +14,8 @@ import time
 import pytest
 from rich.console import Console
 
-from stimtrain.orchestrator.console import (
+from stimtrain.orchestrator.safety.plan import PlannedBlock
+from stimtrain.orchestrator.session.console import (
     ABORTING,
     PAUSING,
     RUNNING,
@@ -24,7 +25,6 @@ from stimtrain.orchestrator.console import (
     TaskProgress,
     render,
 )
-from stimtrain.orchestrator.plan import PlannedBlock
 
 NOW = 1000.0
 
@@ -320,8 +320,8 @@ def test_terminal_restored_after_errors(pty):
 CHILD = """
 import sys, termios, time
 import pylsl
-from stimtrain.orchestrator.console import ConsoleState, OperatorConsole
-from stimtrain.orchestrator.plan import PlannedBlock
+from stimtrain.orchestrator.session.console import ConsoleState, OperatorConsole
+from stimtrain.orchestrator.safety.plan import PlannedBlock
 
 block = PlannedBlock(0, "stimulate", "single pulses", 0.0, 20.0, 20)
 state = ConsoleState("demo", "01", "1", blocks=[block], pulses_planned=20)

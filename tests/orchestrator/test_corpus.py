@@ -78,8 +78,8 @@ def test_every_problem_reported_at_once(tmp_path):
         "  - type: rest\n    duration: 2 parsecs\n"
         "  - type: nap\n"
     )
-    from stimtrain.orchestrator.errors import ProtocolError
-    from stimtrain.orchestrator.protocol import load_protocol
+    from stimtrain.orchestrator.language.errors import ProtocolError
+    from stimtrain.orchestrator.language.protocol import load_protocol
 
     with pytest.raises(ProtocolError) as info:
         load_protocol(path)

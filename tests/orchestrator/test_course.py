@@ -15,24 +15,24 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stimtrain.cli import main
-from stimtrain.orchestrator.course import (
-    course_status,
-    format_status,
-    participant_pulses_on,
-    session_runs,
-)
-from stimtrain.orchestrator.course_file import (
+from stimtrain.orchestrator.language.course_file import (
     COURSE_SESSION_SPEC,
     COURSE_SPEC,
     course_from_document,
     load_course,
     parse_window,
 )
-from stimtrain.orchestrator.errors import ProtocolError
-from stimtrain.orchestrator.journal import Journal
-from stimtrain.orchestrator.session_folder import new_run, write_new
-from stimtrain.orchestrator.units import UnitError
-from stimtrain.orchestrator.yamlpos import load_yaml_text
+from stimtrain.orchestrator.language.errors import ProtocolError
+from stimtrain.orchestrator.language.units import UnitError
+from stimtrain.orchestrator.language.yamlpos import load_yaml_text
+from stimtrain.orchestrator.session.course import (
+    course_status,
+    format_status,
+    participant_pulses_on,
+    session_runs,
+)
+from stimtrain.orchestrator.session.journal import Journal
+from stimtrain.orchestrator.session.session_folder import new_run, write_new
 
 DATA = Path(__file__).parent / "data_course"
 COURSE = DATA / "four_day.yaml"

@@ -28,12 +28,12 @@ from stimtrain.devices.magstim.simulator import MagstimSimulator
 from stimtrain.devices.magventure.simulator import MagVentureSimulator
 from stimtrain.devices.sim_triggerbox import TriggerBoxSimulator
 from stimtrain.devices.traffic import read_traffic
-from stimtrain.orchestrator.device_process import (
+from stimtrain.orchestrator.session.device_process import (
     DeviceConfig,
     DeviceFault,
     DeviceProcess,
 )
-from stimtrain.orchestrator.simrig import start_simulated_rig
+from stimtrain.orchestrator.session.simrig import start_simulated_rig
 
 # Timing-sensitive: on the worker that runs whole sessions, one at a time.
 pytestmark = pytest.mark.xdist_group("rig")
@@ -451,7 +451,7 @@ def test_keep_alive_while_main_process_is_busy(tmp_path):
 _OWNER = """
 import sys
 import threading
-from stimtrain.orchestrator.device_process import DeviceConfig, DeviceProcess
+from stimtrain.orchestrator.session.device_process import DeviceConfig, DeviceProcess
 
 if __name__ == "__main__":
     config = DeviceConfig(model="super_rapid2", stimulator_port=sys.argv[1])

@@ -7,7 +7,7 @@ import time
 
 import pylsl
 
-from stimtrain.orchestrator.diskwatch import (
+from stimtrain.orchestrator.session.diskwatch import (
     DiskWatch,
     free_space_problem,
     min_free_bytes,

@@ -28,12 +28,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stimtrain.orchestrator.course_file import load_course
-from stimtrain.orchestrator.errors import ProtocolError
-from stimtrain.orchestrator.protocol import load_protocol_text
-from stimtrain.orchestrator.rig import load_rig, simulated_rig
-from stimtrain.orchestrator.safety import Thresholds, check_protocol, load_limits
-from stimtrain.orchestrator.thresholds import load_thresholds
+from stimtrain.orchestrator.language.course_file import load_course
+from stimtrain.orchestrator.language.errors import ProtocolError
+from stimtrain.orchestrator.language.protocol import load_protocol_text
+from stimtrain.orchestrator.language.rig import load_rig, simulated_rig
+from stimtrain.orchestrator.language.thresholds import load_thresholds
+from stimtrain.orchestrator.safety.rules import Thresholds, check_protocol, load_limits
 
 DOC = Path(__file__).parents[2] / "docs" / "protocols.md"
 FENCE = re.compile(r"^```yaml\n(.*?)^```$", re.M | re.S)
@@ -224,7 +224,7 @@ def test_the_library_section_names_every_library_file():
 )
 def test_valid_example_passes_its_json_schema(ex):
     jsonschema = pytest.importorskip("jsonschema")
-    from stimtrain.orchestrator.schema import SCHEMAS
+    from stimtrain.orchestrator.language.schema import SCHEMAS
 
     validator = jsonschema.Draft7Validator(SCHEMAS[ex.kind]())
     problems = [e.message for e in validator.iter_errors(ex.data)]

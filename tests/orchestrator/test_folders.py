@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from stimtrain.cli import main
-from stimtrain.orchestrator.course import participant_pulses_on
-from stimtrain.orchestrator.journal import Journal, read_journal
-from stimtrain.orchestrator.resume import read_resume_point
-from stimtrain.orchestrator.session_folder import new_run, validate_label
+from stimtrain.orchestrator.session.course import participant_pulses_on
+from stimtrain.orchestrator.session.journal import Journal, read_journal
+from stimtrain.orchestrator.session.resume import read_resume_point
+from stimtrain.orchestrator.session.session_folder import new_run, validate_label
 
 PROTOCOL = (
     Path(__file__).parents[2] / "tests" / "fault_protocols" / "single_pulses.yaml"

@@ -12,10 +12,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stimtrain.orchestrator.errors import ProtocolError
-from stimtrain.orchestrator.protocol import load_protocol_text
-from stimtrain.orchestrator.rig import simulated_rig
-from stimtrain.orchestrator.safety import Thresholds, check_protocol
+from stimtrain.orchestrator.language.errors import ProtocolError
+from stimtrain.orchestrator.language.protocol import load_protocol_text
+from stimtrain.orchestrator.language.rig import simulated_rig
+from stimtrain.orchestrator.safety.rules import Thresholds, check_protocol
 
 LIBRARY = Path(__file__).parents[2] / "protocols"
 SOURCES = [

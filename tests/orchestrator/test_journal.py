@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from stimtrain.orchestrator.journal import RESERVE_BYTES, Journal, read_journal
+from stimtrain.orchestrator.session.journal import RESERVE_BYTES, Journal, read_journal
 
 
 @pytest.fixture
@@ -97,7 +97,7 @@ def test_each_line_is_fsynced_before_write_returns(tmp_path):
     trace = tmp_path / "trace.txt"
     script = (
         "import sys\n"
-        "from stimtrain.orchestrator.journal import Journal\n"
+        "from stimtrain.orchestrator.session.journal import Journal\n"
         "j = Journal(sys.argv[1], reserve=False)\n"
         "for i in range(3):\n"
         "    j.write('pulse', i=i)\n"

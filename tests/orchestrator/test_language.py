@@ -6,9 +6,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from stimtrain.orchestrator.errors import ProtocolError
-from stimtrain.orchestrator.plan import compile_plan
-from stimtrain.orchestrator.protocol import (
+from stimtrain.orchestrator.language.errors import ProtocolError
+from stimtrain.orchestrator.language.protocol import (
     PairedPulses,
     PulseList,
     StimulateBlock,
@@ -17,9 +16,10 @@ from stimtrain.orchestrator.protocol import (
     load_protocol,
     load_protocol_text,
 )
-from stimtrain.orchestrator.rig import simulated_rig
-from stimtrain.orchestrator.safety import Thresholds, check_protocol
-from stimtrain.orchestrator.structure import balanced_latin_square_row
+from stimtrain.orchestrator.language.rig import simulated_rig
+from stimtrain.orchestrator.language.structure import balanced_latin_square_row
+from stimtrain.orchestrator.safety.plan import compile_plan
+from stimtrain.orchestrator.safety.rules import Thresholds, check_protocol
 
 HEAD = "stimtrain: 1\nname: t\nseed: 7\n"
 

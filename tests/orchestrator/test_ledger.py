@@ -14,10 +14,10 @@ import time
 import pylsl
 import pytest
 
-from stimtrain.orchestrator.device_process import PulseReport
-from stimtrain.orchestrator.journal import Journal, read_journal
-from stimtrain.orchestrator.ledger import PulseLedger
-from stimtrain.orchestrator.markers import MarkerOutlet
+from stimtrain.orchestrator.session.device_process import PulseReport
+from stimtrain.orchestrator.session.journal import Journal, read_journal
+from stimtrain.orchestrator.session.ledger import PulseLedger
+from stimtrain.orchestrator.session.markers import MarkerOutlet
 
 
 @pytest.fixture

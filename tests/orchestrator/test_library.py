@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from stimtrain.orchestrator.checking import check_file
-from stimtrain.orchestrator.course_file import load_course
-from stimtrain.orchestrator.rig import simulated_rig
-from stimtrain.orchestrator.safety import Thresholds
+from stimtrain.orchestrator.language.course_file import load_course
+from stimtrain.orchestrator.language.rig import simulated_rig
+from stimtrain.orchestrator.safety.checking import check_file
+from stimtrain.orchestrator.safety.rules import Thresholds
 
 LIBRARY = Path(__file__).parents[2] / "protocols"
 TH = Thresholds(rmt=50, amt=40)
@@ -123,11 +123,11 @@ DOCS = Path(__file__).parents[2] / "docs" / "protocols.md"
 
 def _sweep(name: str, rig_name: str) -> dict[int, list[str]]:
     """Each RMT's refusals (empty when the protocol passes), on one rig."""
-    from stimtrain.orchestrator.limits import load_limits
-    from stimtrain.orchestrator.plan import compile_plan
-    from stimtrain.orchestrator.protocol import load_protocol
-    from stimtrain.orchestrator.rig import load_rig
-    from stimtrain.orchestrator.safety import check_plan
+    from stimtrain.orchestrator.language.protocol import load_protocol
+    from stimtrain.orchestrator.language.rig import load_rig
+    from stimtrain.orchestrator.safety.limits import load_limits
+    from stimtrain.orchestrator.safety.plan import compile_plan
+    from stimtrain.orchestrator.safety.rules import check_plan
 
     protocol = load_protocol(LIBRARY / name)
     rig = load_rig(rig_name)
@@ -165,7 +165,7 @@ def _docs_ranges() -> dict[str, dict[str, str]]:
 
 
 def test_every_library_protocol_names_its_rig():
-    from stimtrain.orchestrator.protocol import load_protocol
+    from stimtrain.orchestrator.language.protocol import load_protocol
 
     for name in EXPECTED:
         assert load_protocol(LIBRARY / name).rig in SIM_RIGS, name
@@ -177,8 +177,8 @@ def test_library_fits_its_rig_or_names_a_device_limit(name):
     on every other simulated rig it passes or is refused for a device limit
     (never for a physiological rule), and the docs give the range it fits."""
     from stimtrain.devices.stimulator import get_capabilities
-    from stimtrain.orchestrator.protocol import load_protocol
-    from stimtrain.orchestrator.rig import load_rig
+    from stimtrain.orchestrator.language.protocol import load_protocol
+    from stimtrain.orchestrator.language.rig import load_rig
 
     own = load_protocol(LIBRARY / name).rig
     documented = _docs_ranges()[name]

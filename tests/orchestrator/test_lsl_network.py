@@ -20,14 +20,14 @@ from pathlib import Path
 import psutil
 import pytest
 
-from stimtrain.orchestrator.errors import ProtocolError
-from stimtrain.orchestrator.lslconfig import (
+from stimtrain.orchestrator.language.errors import ProtocolError
+from stimtrain.orchestrator.language.rig import LslNetwork, load_rig, simulated_rig
+from stimtrain.orchestrator.session.lslconfig import (
     LSL_CONFIG,
     config_ports,
     configure_lsl,
     configure_lsl_for_rig,
 )
-from stimtrain.orchestrator.rig import LslNetwork, load_rig, simulated_rig
 
 OUTLET = textwrap.dedent(
     """

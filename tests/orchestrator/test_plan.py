@@ -6,10 +6,14 @@ import numpy as np
 import pytest
 
 from stimtrain.cli import main
-from stimtrain.orchestrator.checking import check_file
-from stimtrain.orchestrator.plan import ARM_LEAD_S, pulse_offsets
-from stimtrain.orchestrator.protocol import RTMSTrains, SinglePulses, ThetaBurst
-from stimtrain.orchestrator.safety import Thresholds
+from stimtrain.orchestrator.language.protocol import (
+    RTMSTrains,
+    SinglePulses,
+    ThetaBurst,
+)
+from stimtrain.orchestrator.safety.checking import check_file
+from stimtrain.orchestrator.safety.plan import ARM_LEAD_S, pulse_offsets
+from stimtrain.orchestrator.safety.rules import Thresholds
 from stimtrain.protocols import protocol_path
 
 

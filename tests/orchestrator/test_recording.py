@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from stimtrain.orchestrator.recording import StreamsMissing, wait_for_streams
+from stimtrain.orchestrator.session.recording import StreamsMissing, wait_for_streams
 
 _OUTLET = """
 import sys, pylsl

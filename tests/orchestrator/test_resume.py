@@ -2,9 +2,9 @@
 
 import pytest
 
-from stimtrain.orchestrator.journal import Journal
-from stimtrain.orchestrator.resume import read_resume_point
-from stimtrain.orchestrator.session_folder import new_run
+from stimtrain.orchestrator.session.journal import Journal
+from stimtrain.orchestrator.session.resume import read_resume_point
+from stimtrain.orchestrator.session.session_folder import new_run
 
 
 def _run(root, events, sha="abc", truncate=False):

@@ -2,16 +2,16 @@
 
 import pytest
 
-from stimtrain.orchestrator.errors import ProtocolError
-from stimtrain.orchestrator.protocol import load_protocol_text
-from stimtrain.orchestrator.rig import simulated_rig
-from stimtrain.orchestrator.safety import (
+from stimtrain.orchestrator.language.errors import ProtocolError
+from stimtrain.orchestrator.language.protocol import load_protocol_text
+from stimtrain.orchestrator.language.rig import simulated_rig
+from stimtrain.orchestrator.language.units import Intensity
+from stimtrain.orchestrator.safety.rules import (
     Thresholds,
     check_protocol,
     load_limits,
     resolve_intensity,
 )
-from stimtrain.orchestrator.units import Intensity
 
 CLINICAL = """
 stimtrain: 1

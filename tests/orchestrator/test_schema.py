@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stimtrain.orchestrator.schema import SCHEMA_DIR, SCHEMAS, render
+from stimtrain.orchestrator.language.schema import SCHEMA_DIR, SCHEMAS, render
 
 jsonschema = pytest.importorskip("jsonschema")
 ROOT = Path(__file__).parents[2]

@@ -2,8 +2,12 @@
 
 import pytest
 
-from stimtrain.orchestrator.journal import Journal, read_journal
-from stimtrain.orchestrator.session_folder import new_run, validate_label, write_new
+from stimtrain.orchestrator.session.journal import Journal, read_journal
+from stimtrain.orchestrator.session.session_folder import (
+    new_run,
+    validate_label,
+    write_new,
+)
 
 
 @pytest.mark.parametrize("bad", ["../etc", "a/b", "", "sub 1", "x" * 65, "é"])

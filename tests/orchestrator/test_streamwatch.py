@@ -9,8 +9,8 @@ import pylsl
 import pytest
 
 from stimtrain.devices.sim_eeg import SimulatedEEG
-from stimtrain.orchestrator.recording import StreamsMissing
-from stimtrain.orchestrator.streamwatch import StreamWatch
+from stimtrain.orchestrator.session.recording import StreamsMissing
+from stimtrain.orchestrator.session.streamwatch import StreamWatch
 
 
 class Pusher:

@@ -17,10 +17,9 @@ from pathlib import Path
 import pytest
 
 from stimtrain.cli import main
-from stimtrain.orchestrator.thresholds import Thresholds
-from stimtrain.orchestrator.journal import Journal
-from stimtrain.orchestrator.session_folder import new_run
-from stimtrain.orchestrator.thresholds import load_thresholds
+from stimtrain.orchestrator.language.thresholds import Thresholds, load_thresholds
+from stimtrain.orchestrator.session.journal import Journal
+from stimtrain.orchestrator.session.session_folder import new_run
 from stimtrain.protocols import protocol_path
 
 DEMO = str(protocol_path("demo.yaml"))

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stimtrain.orchestrator.units import (
+from stimtrain.orchestrator.language.units import (
     Intensity,
     UnitError,
     parse_frequency,

@@ -13,10 +13,14 @@ import pylsl
 import pytest
 
 from stimtrain.devices.sim_eeg import SimulatedEEG
-from stimtrain.orchestrator.journal import Journal
-from stimtrain.orchestrator.markers import MarkerOutlet
-from stimtrain.orchestrator.recording import Recorder, StreamsMissing, wait_for_streams
-from stimtrain.orchestrator.xdfcheck import check_recording
+from stimtrain.orchestrator.session.journal import Journal
+from stimtrain.orchestrator.session.markers import MarkerOutlet
+from stimtrain.orchestrator.session.recording import (
+    Recorder,
+    StreamsMissing,
+    wait_for_streams,
+)
+from stimtrain.orchestrator.session.xdfcheck import check_recording
 
 # Its module fixtures are costly: every test of it runs on one worker.
 pytestmark = pytest.mark.xdist_group("test_xdfcheck")

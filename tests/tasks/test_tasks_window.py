@@ -160,7 +160,7 @@ def test_analysis_reads_the_tasks_measures_from_the_journal(blocks, name, tmp_pa
     import pandas as pd
 
     from stimtrain.analysis.behaviour import recorded_measures, task_measures
-    from stimtrain.orchestrator.journal import Journal
+    from stimtrain.orchestrator.session.journal import Journal
 
     result, _, _, tsv = blocks[name]
     journal = Journal(tmp_path / "journal.jsonl", reserve=False)

@@ -25,7 +25,7 @@ from stimtrain.vocabulary import MARKER_STREAM_PREFIX, MARKER_STREAM_TYPE, decod
 
 from .journal import read_journal
 
-logger = logging.getLogger("stimtrain.orchestrator.xdfcheck")
+logger = logging.getLogger("stimtrain.orchestrator.session.xdfcheck")
 
 
 @dataclass
@@ -107,7 +107,7 @@ def check_recording(
         The run's recording.
     journal_path : path-like
         The run's journal (JSON lines, see
-        :mod:`~stimtrain.orchestrator.journal`).
+        :mod:`~stimtrain.orchestrator.session.journal`).
     marker_stream : str | None
         Name of the marker stream; ``None`` takes the stream of type
         ``"Markers"`` whose name starts with ``"stimtrain-markers"``.

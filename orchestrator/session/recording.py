@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pylsl
 
-logger = logging.getLogger("stimtrain.orchestrator.recording")
+logger = logging.getLogger("stimtrain.orchestrator.session.recording")
 
 
 class StreamsMissing(RuntimeError):

@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ProtocolError
+from ..language.errors import ProtocolError
+from ..language.protocol import Protocol, load_protocol
+from ..language.rig import Rig, load_rig
+from ..language.thresholds import Thresholds
 from .limits import Limits, load_limits
 from .plan import Plan
-from .protocol import Protocol, load_protocol
-from .rig import Rig, load_rig
-from .safety import SafetyReport, check_protocol
-from .thresholds import Thresholds
+from .rules import SafetyReport, check_protocol
 
 
 @dataclass(frozen=True)

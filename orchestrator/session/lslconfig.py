@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
-from .rig import LSL_NETWORKS, Rig
+from ..language.rig import LSL_NETWORKS, Rig
 
 LSL_CONFIG = files("stimtrain.orchestrator") / "data" / "lsl_api.cfg"
 #: Where the operator guide explains the exposure and the firewall rules.

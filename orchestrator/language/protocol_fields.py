@@ -1,8 +1,8 @@
 """Field tables of protocol files: one row per field, for the loader and the schema.
 
-Each :class:`~stimtrain.orchestrator.spec.RecordSpec` lists a mapping's fields
+Each :class:`~stimtrain.orchestrator.language.spec.RecordSpec` lists a mapping's fields
 with type, unit pattern, default and description; the loader reads through
-them and :mod:`~stimtrain.orchestrator.schema` turns them into JSON Schema.
+them and :mod:`~stimtrain.orchestrator.language.schema` turns them into JSON Schema.
 """
 
 from __future__ import annotations

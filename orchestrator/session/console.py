@@ -28,9 +28,9 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from .plan import Plan, PlannedBlock
+from ..safety.plan import Plan, PlannedBlock
 
-logger = logging.getLogger("stimtrain.orchestrator.console")
+logger = logging.getLogger("stimtrain.orchestrator.session.console")
 
 RUNNING = "running"
 PAUSED = "paused"

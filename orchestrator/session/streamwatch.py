@@ -22,7 +22,7 @@ import pylsl
 
 from .recording import StreamsMissing, wait_for_streams
 
-logger = logging.getLogger("stimtrain.orchestrator.streamwatch")
+logger = logging.getLogger("stimtrain.orchestrator.session.streamwatch")
 
 # liblsl channel formats that can be pulled into a numpy buffer without
 # creating Python objects per value.
@@ -62,7 +62,7 @@ class StreamWatch:
     ----------
     streams : list of (pylsl.StreamInfo | str)
         The streams to watch; names are resolved with
-        :func:`~stimtrain.orchestrator.recording.wait_for_streams`.
+        :func:`~stimtrain.orchestrator.session.recording.wait_for_streams`.
     stall_s : float
         A regular stream is stalled when its newest sample is older than
         ``stall_s``, or than ``stall_samples`` sampling intervals for a slow

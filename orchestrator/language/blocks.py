@@ -1,6 +1,6 @@
 """The protocol model: patterns, blocks and the protocol, as plain data classes.
 
-Built only by :mod:`~stimtrain.orchestrator.protocol` from a checked file;
+Built only by :mod:`~stimtrain.orchestrator.language.protocol` from a checked file;
 everything downstream (safety check, plan, runner) reads these.
 """
 

@@ -4,7 +4,7 @@ A protocol file lists blocks (``rest``, ``instructions``, ``wait_for_operator``,
 ``stimulate``, ``task``) and structure (``repeat`` with a block order, and
 ``include`` of fragment files), with named ``variables``. Loading collects
 every problem of every file at once and raises
-:class:`~stimtrain.orchestrator.errors.ProtocolError`; nothing else in
+:class:`~stimtrain.orchestrator.language.errors.ProtocolError`; nothing else in
 stimtrain sees an unchecked protocol. The field tables (:data:`BLOCK_SPECS`,
 :data:`PATTERN_SPECS`, …) also generate the shipped JSON Schema.
 """
@@ -496,7 +496,7 @@ def protocol_from_document(
     Parameters
     ----------
     doc : LocatedDocument
-        The protocol file as loaded by :mod:`~stimtrain.orchestrator.yamlpos`.
+        The protocol file as loaded by :mod:`~stimtrain.orchestrator.language.yamlpos`.
     participant : str | None
         Participant the counterbalanced block orders are drawn for.
 
@@ -564,12 +564,12 @@ def load_protocol(path: str | Path, *, participant: str | None = None) -> Protoc
     -------
     Protocol
         The typed protocol. Safety is checked separately
-        (:func:`stimtrain.orchestrator.safety.check_protocol`).
+        (:func:`stimtrain.orchestrator.safety.rules.check_protocol`).
 
     Raises
     ------
     ProtocolError
-        With one :class:`~stimtrain.orchestrator.errors.Problem` per problem.
+        With one :class:`~stimtrain.orchestrator.language.errors.Problem` per problem.
     """
     return protocol_from_document(load_yaml_file(path), participant=participant)
 

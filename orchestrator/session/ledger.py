@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .delivery import Delivery
+from ..safety.delivery import Delivery
 from .device_process import PulseReport
 
 

@@ -50,7 +50,7 @@ from stimtrain.devices.trigger import (
     make_trigger,
 )
 
-logger = logging.getLogger("stimtrain.orchestrator.device_process")
+logger = logging.getLogger("stimtrain.orchestrator.session.device_process")
 
 #: Wake this long before a deadline and spin the rest: sleeping is imprecise
 #: by up to a scheduler tick, spinning costs one core for that long.

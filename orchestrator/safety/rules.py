@@ -1,14 +1,14 @@
 """The safety check: judge the pulses a plan will deliver, whatever wrote them.
 
 Runs before anything touches a device (validate, plan and run all call it),
-on a compiled :class:`~stimtrain.orchestrator.plan.Plan`: every pulse with its
+on a compiled :class:`~stimtrain.orchestrator.safety.plan.Plan`: every pulse with its
 worst-case time, power and intensity. Trains are found by their intervals
-(:mod:`~stimtrain.orchestrator.trains`), so single pulses, pairs, lists, online
+(:mod:`~stimtrain.orchestrator.safety.trains`), so single pulses, pairs, lists, online
 pulses and patterns are held to the same rules. Every rule applied is reported
 with its limit, the value and the margin, pass or fail, so that ``stimtrain
 plan`` can show what was judged. The limits are in
-:mod:`~stimtrain.orchestrator.limits`, the device rules in
-:mod:`~stimtrain.orchestrator.device_rules`.
+:mod:`~stimtrain.orchestrator.safety.limits`, the device rules in
+:mod:`~stimtrain.orchestrator.safety.device_rules`.
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .blocks import Block, Protocol
+from ..language.blocks import Block, Protocol
+from ..language.errors import Problem, ProtocolError
+from ..language.rig import Rig
 from .delivery import capabilities
 from .dose import Dose, Thresholds, resolve_intensity  # noqa: F401
-from .errors import Problem, ProtocolError
 from .limits import DEFAULT_LIMITS, Limits, load_limits  # noqa: F401
 from .plan import Plan, PlannedBlock, compile_plan
-from .rig import Rig
 from .trains import Train, find_trains
 
 
@@ -192,7 +192,7 @@ def check_protocol(
 ) -> SafetyReport:
     """Compile a protocol for a rig and thresholds, then judge its plan.
 
-    See :func:`~stimtrain.orchestrator.plan.compile_plan` and
+    See :func:`~stimtrain.orchestrator.safety.plan.compile_plan` and
     :func:`check_plan` for the parameters. The report's ``plan`` is the
     compiled plan with the rules and trains attached.
     """

@@ -13,15 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from .delivery import (
-    Delivery,
-    capabilities,
-    device_can_run,
-    has_trigger_line,
-    max_serial_rate,
-)
-from .dose import Dose, resolve_intensity
-from .protocol import (
+from ..language.protocol import (
     Block,
     InstructionsBlock,
     PairedPulses,
@@ -35,8 +27,16 @@ from .protocol import (
     ThetaBurst,
     WaitBlock,
 )
+from ..language.thresholds import Thresholds
+from .delivery import (
+    Delivery,
+    capabilities,
+    device_can_run,
+    has_trigger_line,
+    max_serial_rate,
+)
+from .dose import Dose, resolve_intensity
 from .pulses import PulseTable, block_pulse_table
-from .thresholds import Thresholds
 
 #: Time from a stimulation block's start to its first pulse: arming and the
 #: capacitor charge (about 1 s on a Magstim) happen inside it.
@@ -282,7 +282,7 @@ def compile_plan(
 
     The plan owns every block's power and delivery path and every pulse at
     its worst-case time; the safety check judges it
-    (:func:`~stimtrain.orchestrator.safety.check_plan`) and the runner runs
+    (:func:`~stimtrain.orchestrator.safety.rules.check_plan`) and the runner runs
     it, neither recomputing them.
 
     Parameters

@@ -11,10 +11,10 @@ from dataclasses import dataclass, replace
 from importlib.resources import files
 from pathlib import Path
 
-from .errors import Problem, ProtocolError
-from .fields import FieldReader, boolean, finite_number, positive
-from .units import UnitError
-from .yamlpos import load_yaml_file
+from ..language.errors import Problem, ProtocolError
+from ..language.fields import FieldReader, boolean, finite_number, positive
+from ..language.units import UnitError
+from ..language.yamlpos import load_yaml_file
 
 DEFAULT_LIMITS = files("stimtrain.orchestrator") / "data" / "safety_limits.yaml"
 

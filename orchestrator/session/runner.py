@@ -25,8 +25,18 @@ from pathlib import Path
 
 import pylsl
 
+from ..language.protocol import (
+    InstructionsBlock,
+    RestBlock,
+    StimulateBlock,
+    TaskBlock,
+    WaitBlock,
+)
+from ..language.rig import Rig
+from ..language.thresholds import Thresholds
+from ..safety.checking import CheckedProtocol, check_file
+from ..safety.plan import PlannedBlock
 from .block_timeline import BlockTimeline
-from .checking import CheckedProtocol, check_file
 from .console import ConsoleState, OperatorConsole, StreamHealth, TaskProgress
 from .device_process import DeviceConfig, DeviceFault, DeviceProcess, PulseReport
 from .diskwatch import DiskWatch, free_space_problem, recording_rate
@@ -35,23 +45,13 @@ from .ledger import PulseLedger
 from .lslconfig import configure_lsl_for_rig
 from .markers import MarkerOutlet
 from .online import OnlinePulses
-from .plan import PlannedBlock
-from .protocol import (
-    InstructionsBlock,
-    RestBlock,
-    StimulateBlock,
-    TaskBlock,
-    WaitBlock,
-)
 from .recording import Recorder, wait_for_streams
 from .resume import ResumePoint
-from .rig import Rig
 from .session_folder import SessionFolder, new_run, write_new
 from .simrig import start_simulated_rig
 from .streamwatch import StreamWatch
-from .thresholds import Thresholds
 
-logger = logging.getLogger("stimtrain.orchestrator.runner")
+logger = logging.getLogger("stimtrain.orchestrator.session.runner")
 
 
 class SessionAborted(RuntimeError):
@@ -108,7 +108,7 @@ class SessionRunner:
     Parameters
     ----------
     checked : CheckedProtocol
-        From :func:`~stimtrain.orchestrator.checking.check_file`.
+        From :func:`~stimtrain.orchestrator.safety.checking.check_file`.
     participant, session : str
         BIDS labels.
     data_root : Path
@@ -124,7 +124,8 @@ class SessionRunner:
     thresholds_source : dict | None
         Where the thresholds came from, for the journal.
     resumed_from : dict | None
-        Earlier runs this run resumes (see :mod:`~stimtrain.orchestrator.resume`).
+        Earlier runs this run resumes (see
+        :mod:`~stimtrain.orchestrator.session.resume`).
     live_console : bool
         Show the live operator console when the terminal allows it.
     sim_options : dict | None
@@ -1094,7 +1095,7 @@ def run_protocol(
 
     ``thresholds_source`` (file, measured, method …) is written to the
     journal with the thresholds. With ``resume`` (see
-    :func:`~stimtrain.orchestrator.resume.read_resume_point`) the blocks
+    :func:`~stimtrain.orchestrator.session.resume.read_resume_point`) the blocks
     finished in earlier runs are skipped and their pulses count towards the
     session cap.
 

@@ -2,8 +2,8 @@
 
 A :class:`RecordSpec` lists the fields of one kind of mapping in a protocol,
 rig or course file. The loaders read mappings through it (collecting located
-problems with :class:`~stimtrain.orchestrator.fields.FieldReader`) and
-:mod:`stimtrain.orchestrator.schema` turns the same tables into JSON Schema,
+problems with :class:`~stimtrain.orchestrator.language.fields.FieldReader`) and
+:mod:`stimtrain.orchestrator.language.schema` turns the same tables into JSON Schema,
 so the editor's completion and the loader can never disagree about a field.
 """
 

@@ -55,7 +55,7 @@ def parse_window(value: Any) -> float:
     ----------
     value : str
         The duration as written; days (``d``) are allowed on top of the units
-        of :func:`~stimtrain.orchestrator.units.parse_time`.
+        of :func:`~stimtrain.orchestrator.language.units.parse_time`.
 
     Returns
     -------

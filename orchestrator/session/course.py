@@ -19,9 +19,9 @@ from typing import Any
 from stimtrain.journalfile import read_journal
 from stimtrain.sessionfiles import parse_run_file, validate_label
 
-from .course_file import Course, CourseSession, load_course
+from ..language.course_file import Course, CourseSession, load_course
 
-logger = logging.getLogger("stimtrain.orchestrator.course")
+logger = logging.getLogger("stimtrain.orchestrator.session.course")
 
 _DAY_S = 86400.0
 

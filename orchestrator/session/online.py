@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pylsl
 
-from .blocks import TaskBlock
+from ..language.blocks import TaskBlock
 
 
 class OnlinePulses:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .thresholds import Thresholds
-from .units import Intensity
+from ..language.thresholds import Thresholds
+from ..language.units import Intensity
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """JSON Schemas of protocol, fragment, rig, course and thresholds files.
 
 Generated from the same field tables the loaders read with
-(:mod:`~stimtrain.orchestrator.spec`), so an editor that validates and
+(:mod:`~stimtrain.orchestrator.language.spec`), so an editor that validates and
 completes a file as it is typed agrees with ``stimtrain validate`` about every
 field, type, unit pattern, default and description. The schemas are shipped
 in ``data/schema/`` (``stimtrain schema --write`` regenerates them; a test
