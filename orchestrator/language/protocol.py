@@ -283,19 +283,26 @@ def _read_theta_burst(r, m, path, v, n_problems) -> ThetaBurst | None:
     )
 
 
-def _validate_task(r: FieldReader, path: tuple, name: str | None, params: dict):
-    """Let the task check its own parameters, so typos fail before the session."""
+def _validate_task(
+    r: FieldReader, path: tuple, name: str | None, params: dict
+) -> tuple[object | None, dict]:
+    """Let the task check its own parameters, so typos fail before the session.
+
+    The one check of a protocol's task parameters: the block keeps the
+    complete, checked parameters (defaults filled in) it returns, and the
+    plan and the session read them from the block.
+    """
     if name is None:
-        return None
+        return None, params
     from stimtrain.tasks import get_task
 
     try:
         task = get_task(name)
     except KeyError as exc:
         r.fail((*path, "task"), str(exc.args[0]) if exc.args else "unknown task", name)
-        return None
+        return None, params
     try:
-        task.validate_params(params)
+        return task, task.validate_params(params)
     except Exception as exc:  # noqa: BLE001 - any task error is a protocol problem
         fld = getattr(exc, "field", None)
         if fld is None:
@@ -306,7 +313,7 @@ def _validate_task(r: FieldReader, path: tuple, name: str | None, params: dict):
                 getattr(exc, "rule", str(exc)),
                 getattr(exc, "value", params.get(fld)),
             )
-    return task
+    return task, params
 
 
 def _read_online_tms(r: FieldReader, raw: Any, path: tuple, task) -> OnlineTMS | None:
@@ -390,7 +397,7 @@ def _read_block(
         params = v["params"] if v["params"] is not None else {}
         if "params" in m and r.mapping(m["params"], (*path, "params")) is None:
             return []
-        task = _validate_task(r, path, v["task"], params)
+        task, params = _validate_task(r, path, v["task"], params)
         tms = None
         if "tms" in m:
             tms = _read_online_tms(r, m["tms"], (*path, "tms"), task)

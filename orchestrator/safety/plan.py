@@ -43,8 +43,6 @@ from .pulses import PulseTable, block_pulse_table
 ARM_LEAD_S = 1.5
 #: Pause after the last pulse of a train-based block before the next block.
 TAIL_S = 1.0
-#: Trial duration used for a task whose length can't be known in advance.
-DEFAULT_TRIAL_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -226,13 +224,10 @@ def worst_case_offsets(pattern) -> tuple[np.ndarray, float]:
 
 
 def _timing(task: str, params: dict):
-    try:
-        from stimtrain.tasks import get_task
+    """A trial's phases, from a block's parameters (checked when it was read)."""
+    from stimtrain.tasks import get_task
 
-        t = get_task(task)
-        return t.timing(t.validate_params(params))
-    except Exception:  # noqa: BLE001 - an estimate only; validation reports errors
-        return None
+    return get_task(task).timing(params)
 
 
 #: Where each pattern writes the quantities the safety rules judge.
@@ -493,8 +488,8 @@ def _stimulate_delivery(pattern, dose, doses, caps, trigger, min_interval):
 def _task(block: TaskBlock, rng, thresholds, caps, trigger, common):
     """Plan a task block; with online TMS, its pulses on the shortest trials."""
     timing = _timing(block.task, block.params)
-    trial_max = DEFAULT_TRIAL_S if timing is None else timing.max_trial_s
-    trial_min = 0.0 if timing is None else timing.min_trial_s
+    trial_max = timing.max_trial_s
+    trial_min = timing.min_trial_s
     extra: dict = {}
     table = PulseTable.empty()
     tms = block.tms

@@ -35,7 +35,8 @@ class OnlinePulses:
         self.planned = planned
         self.tms = block.tms
         task = get_task(block.task)
-        params = task.validate_params(block.params)
+        # Checked and completed when the protocol was read.
+        params = block.params
         # The same trials the task will run (same seed), to choose among the
         # eligible ones exactly as the plan says.
         trials = task.make_trials(

@@ -18,8 +18,9 @@ from stimtrain.orchestrator.language.protocol import (
 )
 from stimtrain.orchestrator.language.rig import simulated_rig
 from stimtrain.orchestrator.language.structure import balanced_latin_square_row
+from stimtrain.orchestrator.language.thresholds import Thresholds
 from stimtrain.orchestrator.safety.plan import compile_plan
-from stimtrain.orchestrator.safety.rules import Thresholds, check_protocol
+from stimtrain.orchestrator.safety.rules import check_protocol
 
 HEAD = "stimtrain: 1\nname: t\nseed: 7\n"
 
@@ -397,3 +398,28 @@ def test_trains_run_on_the_unit_when_the_rig_has_no_trigger_line():
     )
     refused = check_protocol(tbs, thresholds=th, rig=serial_only)
     assert "runs no theta bursts by itself" in str(refused.problems[0])
+
+
+def test_task_params_are_checked_once_and_kept_complete():
+    # The loader is the one place a protocol's task parameters are checked:
+    # the block keeps them with the task's defaults filled in, and the plan's
+    # trial times follow what was written.
+    from stimtrain.tasks import get_task
+
+    body = """
+    blocks:
+      - {{type: task, label: f, task: flanker, trials: 10, params: {{iti_s: {iti}}}}}
+    """
+    slow, fast = (_load(body.format(iti=iti)) for iti in (3.0, 0.5))
+    block = slow.blocks[0]
+    assert isinstance(block, TaskBlock)
+    assert block.params == {**get_task("flanker").default_params, "iti_s": 3.0}
+    rig = simulated_rig()
+    times = [
+        compile_plan(p, rig=rig, thresholds=Thresholds(rmt=50)).blocks[0].duration_s
+        for p in (slow, fast)
+    ]
+    assert times[0] - times[1] == pytest.approx(10 * 2.5)
+    assert _problems(body.format(iti=-1)) == [
+        "t.yaml:6:71: error: blocks[0].params.iti_s: must be >= 0 (got -1)"
+    ]
