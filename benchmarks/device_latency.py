@@ -207,8 +207,8 @@ def measure_keep_alive(ports, log: Path, seconds: float) -> None:
     device.start()
     armed = None
     try:
-        device.request("set_power", 30)
-        device.request("arm", 3.0)
+        device.set_power(30)
+        device.arm(3.0)
         stop = threading.Event()
         t_start = pylsl.local_clock()
         workers = [threading.Thread(target=_busy, args=(stop,)) for _ in range(2)]
@@ -219,8 +219,8 @@ def measure_keep_alive(ports, log: Path, seconds: float) -> None:
         for w in workers:
             w.join()
         t_end = pylsl.local_clock()
-        armed = device.request("status")["armed"]
-        device.request("disarm")
+        armed = device.status()["armed"]
+        device.disarm()
     except DeviceFault as exc:
         print(f"device fault: {exc}\nlast traffic:")
         print("\n".join(format_traffic(traffic).splitlines()[-12:]))

@@ -210,8 +210,8 @@ def main() -> None:
                     render_task(win, Path(tmp), until, seed=int(until))
 
             device.start()
-            device.request("set_power", 30)
-            device.request("arm", 3.0, timeout=6.0)
+            device.set_power(30)
+            device.arm(3.0)
             where = " + task" if args.with_task else ""
             t0 = pylsl.local_clock() + 0.5
             # 1.001 s: the unit refuses a serial fire sooner than 1 s after the last.
@@ -243,7 +243,7 @@ def main() -> None:
                 run_online(
                     device, log, reports, win, Path(tmp), args.online_trials, block=2
                 )
-            device.request("disarm")
+            device.disarm()
 
 
 if __name__ == "__main__":

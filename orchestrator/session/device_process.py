@@ -74,6 +74,22 @@ KEEP_ALIVE_GUARD_S = 0.03
 KEEP_ALIVE_OVERDUE = 1.6
 
 
+#: What the session may ask of the device process: each is a method of
+#: :class:`DeviceProcess` and a ``do_<name>`` method of the process's worker.
+COMMANDS = frozenset(
+    {
+        "set_power",
+        "set_train",
+        "set_paired",
+        "arm",
+        "disarm",
+        "hold",
+        "status",
+        "schedule",
+    }
+)
+
+
 @dataclass(frozen=True)
 class DeviceConfig:
     """What the device process opens.
@@ -132,6 +148,14 @@ class PulseReport:
     actual: float
     via: str
     confirmed: bool = True
+
+
+@dataclass(frozen=True)
+class Held:
+    """What a hold dropped: when (device process clock) and which pulses."""
+
+    held_at: float | None
+    dropped: list[tuple[int, int]]
 
 
 class DeviceFault(RuntimeError):
@@ -248,53 +272,63 @@ class _Worker:
 
     # ------------------------------------------------------------ requests
     def handle(self, cmd: str, args: list) -> object:
-        if cmd == "set_power":
-            self._single_pulse_mode()
-            self.stim.set_intensity(*args)
-            return self.stim.state().as_dict()
-        if cmd == "set_train":
-            self._set_train(*args)
-            return self.stim.state().as_dict()
-        if cmd == "set_paired":
-            self._single_pulse_mode()
-            self._set_paired(*args)
-            return self.stim.state().as_dict()
-        if cmd == "arm":
-            self.stim.arm()
-            self.expect_armed = True
-            self.stim.wait_ready(timeout=args[0] if args else 3.0)
-            return self.stim.state().as_dict()
-        if cmd == "disarm":
-            self._drop_schedule()
-            self.dropped, self.dropped_at = [], None
-            self.expect_armed = False
-            self.stim.disarm()
-            return self.stim.state().as_dict()
-        if cmd == "hold":
-            # A hold of everything dropped the schedule as it arrived (see
-            # run); a hold from a clock time on (a pause at a safe point)
-            # drops the pulses due from then. Say when, by this process's
-            # clock, and which pulses will not be given.
-            self._drop_schedule(*args)
-            dropped = [(block, index) for _, block, index, _ in self.dropped]
-            held = {"held_at": self.dropped_at, "dropped": dropped}
-            self.dropped, self.dropped_at = [], None
-            return held
-        if cmd == "status":
-            return self.stim.state().as_dict()
-        if cmd == "schedule":
-            block, items = args
-            for _, i, via in items:
-                if via not in self.lines:
-                    raise ValueError(
-                        f"pulse {i} of block {block}: via must be one of "
-                        f"{sorted(self.lines)}, got {via!r}"
-                    )
-            self.schedule.extend((t, block, i, via) for t, i, via in items)
-            self.schedule.sort()
-            self.scheduled[block] = self.scheduled.get(block, 0) + 1
-            return self.scheduled[block]
-        raise ValueError(f"unknown device command {cmd!r}")
+        """Run one command from the main process (a name in :data:`COMMANDS`)."""
+        if cmd not in COMMANDS:
+            raise ValueError(f"unknown device command {cmd!r}")
+        return getattr(self, f"do_{cmd}")(*args)
+
+    def do_set_power(self, power: float) -> dict:
+        self._single_pulse_mode()
+        self.stim.set_intensity(power)
+        return self.stim.state().as_dict()
+
+    def do_set_train(self, frequency_hz: float, pulses: int) -> dict:
+        self._set_train(frequency_hz, pulses)
+        return self.stim.state().as_dict()
+
+    def do_set_paired(self, conditioning: float, test: float, isi_ms: float) -> dict:
+        self._single_pulse_mode()
+        self._set_paired(conditioning, test, isi_ms)
+        return self.stim.state().as_dict()
+
+    def do_arm(self, ready_timeout: float = 3.0) -> dict:
+        self.stim.arm()
+        self.expect_armed = True
+        self.stim.wait_ready(timeout=ready_timeout)
+        return self.stim.state().as_dict()
+
+    def do_disarm(self) -> dict:
+        self._drop_schedule()
+        self.dropped, self.dropped_at = [], None
+        self.expect_armed = False
+        self.stim.disarm()
+        return self.stim.state().as_dict()
+
+    def do_hold(self, after: float | None = None) -> dict:
+        # A hold of everything dropped the schedule as it arrived (see run); a
+        # hold from a clock time on (a pause at a safe point) drops the pulses
+        # due from then. Say when, by this process's clock, and which pulses
+        # will not be given.
+        self._drop_schedule(after)
+        dropped = [(block, index) for _, block, index, _ in self.dropped]
+        held = {"held_at": self.dropped_at, "dropped": dropped}
+        self.dropped, self.dropped_at = [], None
+        return held
+
+    def do_status(self) -> dict:
+        return self.stim.state().as_dict()
+
+    def do_schedule(self, block: int, items: list) -> int:
+        for _, i, via in items:
+            if via not in self.lines:
+                raise ValueError(
+                    f"pulse {i} of block {block}: via must be one of "
+                    f"{sorted(self.lines)}, got {via!r}"
+                )
+        self.schedule.extend((t, block, i, via) for t, i, via in items)
+        self.schedule.sort()
+        self.scheduled[block] = self.scheduled.get(block, 0) + 1
+        return self.scheduled[block]
 
     def _set_train(self, frequency_hz: float, pulses: int) -> None:
         """Program one device-run train (its start is a ``device_train`` item)."""
@@ -723,27 +757,69 @@ class DeviceProcess:
             self._cond.notify_all()
         self.on_fault(message)
 
-    def request(self, *body, timeout: float = 5.0):
-        """Send a command and wait for its result (raises DeviceFault on error).
+    # -- commands --------------------------------------------------------------
+    def set_power(self, power: float) -> dict:
+        """Set the power (%MSO) of single pulses; leaves train mode first.
 
-        Commands: ``("set_power", percent)``,
-        ``("arm", ready_timeout)``, ``("disarm",)``, ``("status",)`` (each
-        returns the state as a dict, see
-        :meth:`~stimtrain.devices.stimulator.StimulatorState.as_dict`),
-        ``("schedule", block, items)``, and ``("hold",)`` or
-        ``("hold", after)``: drop the scheduled pulses (those due at or after
-        clock time ``after``), leaving the unit armed; returns ``held_at``
-        (when, by the device process's clock) and ``dropped`` (their
-        ``(block, index)``). A disarm or a hold of everything is handled the
-        moment it arrives, even just before a pulse.
+        Returns the unit's state (see
+        :meth:`~stimtrain.devices.stimulator.StimulatorState.as_dict`), as do
+        the other commands that change it.
         """
+        return self._call("set_power", power)
+
+    def set_train(self, frequency_hz: float, pulses: int) -> dict:
+        """Program one device-run train (started by ``device_train`` items)."""
+        return self._call("set_train", frequency_hz, pulses)
+
+    def set_paired(self, conditioning: float, test: float, isi_ms: float) -> dict:
+        """Set a paired-pulse unit: conditioning and test power, their interval."""
+        return self._call("set_paired", conditioning, test, isi_ms)
+
+    def arm(self, ready_timeout: float = 3.0) -> dict:
+        """Arm the unit and wait until it is ready to fire."""
+        return self._call("arm", ready_timeout, timeout=ready_timeout + 3.0)
+
+    def disarm(self, timeout: float = 5.0) -> dict:
+        """Disarm at once (also just before a pulse); drops every scheduled pulse."""
+        return self._call("disarm", timeout=timeout)
+
+    def status(self) -> dict:
+        """The unit's state, asked now."""
+        return self._call("status")
+
+    def hold(self, after: float | None = None, timeout: float = 2.0) -> Held:
+        """Drop the scheduled pulses (those due at or after clock time ``after``).
+
+        The unit stays armed. A hold of everything is handled the moment it
+        arrives, even just before a pulse; a hold from ``after`` on (a pause
+        at a safe point) waits like any other command.
+        """
+        args = () if after is None else (after,)
+        held = self._call("hold", *args, timeout=timeout)
+        return Held(held["held_at"], [tuple(item) for item in held["dropped"]])
+
+    def schedule(self, block: int, items: list[tuple[float, int, str]]) -> None:
+        """Queue pulses ``(clock time, index, via)`` of one block.
+
+        ``via`` is a delivery path
+        (:class:`~stimtrain.orchestrator.safety.delivery.Delivery`): ``serial``
+        (the stimulator's fire command), ``paired`` (the same, for a unit that
+        fires a pair on one command), ``device_train`` (start a programmed
+        train) or ``trigger`` (the configured trigger line).
+        """
+        count = self._call("schedule", block, items)
+        with self._cond:
+            self._scheduled[block] = count
+
+    def _call(self, cmd: str, *args, timeout: float = 5.0):
+        """Send a command and wait for its result (raises DeviceFault on error)."""
         if self.fault is not None:
             raise DeviceFault(self.fault)
         with self._cond:
             req_id = self._next_id
             self._next_id += 1
         with self._send_lock:
-            self._conn.send(("call", req_id, body))
+            self._conn.send(("call", req_id, (cmd, *args)))
         deadline = time.monotonic() + timeout
         with self._cond:
             while req_id not in self._replies:
@@ -751,25 +827,14 @@ class DeviceProcess:
                     raise DeviceFault(self.fault)
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise DeviceFault(f"device command {body[0]!r} timed out")
+                    raise DeviceFault(f"device command {cmd!r} timed out")
                 self._cond.wait(left)
             ok, result = self._replies.pop(req_id)
         if not ok:
-            raise DeviceFault(f"{body[0]} failed: {result}")
-        if isinstance(result, dict):
+            raise DeviceFault(f"{cmd} failed: {result}")
+        if isinstance(result, dict) and "armed" in result:
             self.state = result
         return result
-
-    def schedule(self, block: int, items: list[tuple[float, int, str]]) -> None:
-        """Queue pulses ``(clock time, index, via)`` of one block.
-
-        ``via`` is ``"serial"`` (the stimulator's fire command),
-        ``"paired"`` (the same, for a unit that fires a pair on one command)
-        or ``"trigger"`` (the configured trigger line).
-        """
-        count = self.request("schedule", block, items)
-        with self._cond:
-            self._scheduled[block] = count
 
     def wait_block(self, block: int, timeout: float) -> bool:
         """Wait until every pulse of ``block`` was fired; False on timeout/fault."""

@@ -27,10 +27,11 @@ class OnlinePulses:
     never moves it.
     """
 
-    def __init__(self, runner, block: TaskBlock, planned) -> None:
+    def __init__(self, ctx, block: TaskBlock, planned) -> None:
         from stimtrain.tasks import get_task
 
-        self.runner = runner
+        self.ctx = ctx
+        self.control = ctx.control
         self.block = block
         self.planned = planned
         self.tms = block.tms
@@ -61,7 +62,7 @@ class OnlinePulses:
         self.error: str | None = None
 
     def start(self) -> None:
-        r = self.runner
+        r = self.ctx
         r.ledger.set_block_fields(
             self.block.index,
             pattern="online",
@@ -69,8 +70,8 @@ class OnlinePulses:
             unit=self.planned.unit,
             power=self.planned.power,
         )
-        r.device.request("set_power", self.planned.power)
-        r.device.request("arm", 3.0, timeout=6.0)
+        r.device.set_power(self.planned.power)
+        r.device.arm(3.0)
         r.journal.write(
             "armed",
             block=self.block.index,
@@ -90,7 +91,7 @@ class OnlinePulses:
             locked_to=event,
             delay=self.tms.delay_s,
         )
-        if trial.index not in self.chosen or self.runner.stalled.is_set():
+        if trial.index not in self.chosen or self.control.stalled.is_set():
             # Not stimulated (or a required stream is down: no pulse then).
             reason = "stream_stalled" if trial.index in self.chosen else None
             self._no_pulse(deadline, fields, reason=reason)
@@ -98,14 +99,14 @@ class OnlinePulses:
         index = self.scheduled
         self.scheduled += 1
         self.last_deadline = deadline
-        self.runner.ledger.set_online_fields(self.block.index, index, **fields)
+        self.ctx.ledger.set_online_fields(self.block.index, index, **fields)
         self.deadlines[index] = deadline
         self.queue.put((deadline, index))
 
     def _no_pulse(self, deadline: float, fields: dict, *, reason=None) -> None:
         self.no_pulse += 1
         extra = {} if reason is None else {"reason": reason}
-        self.runner.markers.push(
+        self.ctx.markers.push(
             "no_pulse", deadline, block=self.block.index, scheduled=deadline,
             **{k: fields[k] for k in ("task", "trial", "condition")}, **extra,
         )  # fmt: skip
@@ -114,31 +115,31 @@ class OnlinePulses:
         """Pulses the device process dropped (a stream stalled, a pause).
 
         Their trials get a ``no_pulse`` marker with ``reason``. Called with
-        the runner's schedule lock held.
+        the session's schedule lock held.
         """
         for block, index in items:
             if block != self.block.index:
                 continue
             self.withdrawn += 1
-            fields = self.runner.ledger.take_online_fields(block, index)
+            fields = self.ctx.ledger.take_online_fields(block, index)
             self._no_pulse(self.deadlines[index], fields, reason=reason)
 
     def _forward(self) -> None:
-        r = self.runner
+        r, control = self.ctx, self.control
         while True:
             item = self.queue.get()
             if item is None:
                 return
             deadline, index = item
-            if r.stop() or r.skip.is_set():
+            if control.ending():
                 continue  # aborted or skipped: a disarm already dropped the rest
-            with r.schedule_lock:
+            with control.schedule_lock:
                 # A stream stopped or the block paused after the event: the
                 # pulse is off.
-                if r.stalled.is_set():
+                if control.stalled.is_set():
                     self.dropped([(self.block.index, index)], "stream_stalled")
                     continue
-                if r.task_paused.is_set():
+                if control.task_paused.is_set():
                     self.dropped([(self.block.index, index)], "operator_pause")
                     continue
                 try:
@@ -147,12 +148,12 @@ class OnlinePulses:
                     )
                 except Exception as exc:  # noqa: BLE001 - ends the session safely
                     self.error = f"online pulse not scheduled: {exc}"
-                    r.stop.set(self.error)
+                    control.stop.set(self.error)
                     return
 
     def finish(self) -> dict:
         """Wait for the last pulse, disarm, and say what was delivered."""
-        r = self.runner
+        r, control = self.ctx, self.control
         self.queue.put(None)
         self.thread.join(timeout=5.0)
         wait_until = max(self.last_deadline, pylsl.local_clock()) + 1.0
@@ -165,11 +166,13 @@ class OnlinePulses:
         delivered = r.ledger.block_pulses(self.block.index)
         if r.device.fault is None:
             # On a fault the session's safe stop disarms (or kills) instead.
-            r.device.request("disarm")
+            r.device.disarm()
             r.journal.write("disarmed", block=self.block.index)
         expected = self.scheduled - self.withdrawn
-        if delivered < expected and not r.stop():
-            r.stop.set(f"online TMS: {delivered} of {expected} pulses were delivered")
+        if delivered < expected and not control.stop():
+            control.stop.set(
+                f"online TMS: {delivered} of {expected} pulses were delivered"
+            )
         return {
             "pulses_scheduled": self.scheduled,
             "pulses_delivered": delivered,

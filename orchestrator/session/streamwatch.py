@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pylsl
 
+from .console import ConsoleState, StreamHealth
 from .recording import StreamsMissing, wait_for_streams
 
 logger = logging.getLogger("stimtrain.orchestrator.session.streamwatch")
@@ -348,3 +349,33 @@ def _rate(history: deque) -> float | None:
     if t1 - t0 <= 0:
         return None
     return (n1 - n0) / (t1 - t0)
+
+
+class HealthFeed:
+    """Copies the streams' health into the operator console twice a second."""
+
+    def __init__(self, watch: StreamWatch, state: ConsoleState) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(watch, state), daemon=True, name="health-feed"
+        )
+        self._thread.start()
+
+    def _run(self, watch: StreamWatch, state: ConsoleState) -> None:
+        while not self._stop.wait(0.5):
+            state.update(
+                streams=[
+                    StreamHealth(
+                        name=h["name"],
+                        nominal_rate=h["nominal_srate"],
+                        measured_rate=h["srate"],
+                        age_s=h["age_s"],
+                        ok=h["ok"],
+                    )
+                    for h in watch.health()
+                ]
+            )
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2.0)

@@ -68,14 +68,14 @@ def test_device_run_trains(rig, tmp_path):
     device = _device(sim, reports, faults, tmp_path)
     try:
         device.start()
-        device.request("set_power", 30)
-        device.request("set_train", 10.0, 5)
-        device.request("arm", 3.0, timeout=6.0)
+        device.set_power(30)
+        device.set_train(10.0, 5)
+        device.arm(3.0)
         t0 = pylsl.local_clock() + 1.0
         device.schedule(0, [(t0, 0, "device_train"), (t0 + 3.0, 1, "device_train")])
         assert device.wait_block(0, timeout=8), (faults, device.fault)
         time.sleep(0.8)  # the second train runs 0.4 s after its start
-        device.request("disarm")
+        device.disarm()
     finally:
         device.stop()
     assert faults == []
@@ -106,8 +106,8 @@ def test_schedule_serial_and_trigger_pulses(rig, tmp_path):
     try:
         state = device.start()
         assert state["remote_control"] and not state["armed"]
-        device.request("set_power", 30)
-        state = device.request("arm", 3.0, timeout=6.0)
+        device.set_power(30)
+        state = device.arm(3.0)
         assert state["armed"] and state["ready"] and state["intensity"] == 30
         # A generous lead: the simulated rig may still be starting its EEG.
         t0 = pylsl.local_clock() + 1.0
@@ -122,7 +122,7 @@ def test_schedule_serial_and_trigger_pulses(rig, tmp_path):
         # has no such delay): a disarm sent at once on the serial port once
         # overtook the last edge. Disarm once the unit has logged every pulse.
         _wait_for_lines(log, 5, timeout=2.0)
-        assert not device.request("disarm")["armed"]
+        assert not device.disarm()["armed"]
     finally:
         device.stop()
     assert faults == []
@@ -213,8 +213,8 @@ class _Session:
         )
         self.device.start()
         if arm:
-            self.device.request("set_power", 30)
-            self.device.request("arm", 2.0)
+            self.device.set_power(30)
+            self.device.arm(2.0)
             assert self.faults == []
 
     def inject(self, faults):
@@ -333,7 +333,7 @@ def test_disconnect_is_a_fault(session):
     reason = s.wait_fault()
     assert "vanished" in reason and s.sim.port in reason
     with pytest.raises(DeviceFault, match="vanished"):
-        s.device.request("status")
+        s.device.status()
     s.no_pulse_beyond(len(times))
     if s.model == "super_rapid2":
         assert s.wait_disarmed()  # by its own keep-alive timeout
@@ -396,9 +396,9 @@ def test_overheating_disarms_and_is_reported(session):
 def test_refused_arm_is_a_fault(session):
     s = session(arm=False)
     s.inject(FaultPlan(refuse_arm=True))
-    s.device.request("set_power", 30)
+    s.device.set_power(30)
     with pytest.raises(DeviceFault, match="arm failed"):
-        s.device.request("arm", 1.0)
+        s.device.arm(1.0)
     assert s.wait_fault().startswith("arm: ")
     assert not _armed(s.sim) and s.sim.pulses == []
 
@@ -421,8 +421,8 @@ def test_keep_alive_while_main_process_is_busy(tmp_path):
             )
         )
         device.start()
-        device.request("set_power", 30)
-        device.request("arm", 3.0)
+        device.set_power(30)
+        device.arm(3.0)
         t_start = pylsl.local_clock()
         # Hold the GIL and allocate for 2.5 s: longer than the 1 s armed timeout.
         end = time.monotonic() + 2.5
@@ -431,7 +431,7 @@ def test_keep_alive_while_main_process_is_busy(tmp_path):
             junk.append([object() for _ in range(100)])
             if len(junk) > 1000:
                 junk.clear()
-        state = device.request("status")
+        state = device.status()
         assert state["armed"] and state["remote_control"]
         assert device.fault is None
         device.stop()
@@ -457,8 +457,8 @@ if __name__ == "__main__":
     config = DeviceConfig(model="super_rapid2", stimulator_port=sys.argv[1])
     device = DeviceProcess(config)
     device.start()
-    device.request("set_power", 30)
-    device.request("arm", 2.0)
+    device.set_power(30)
+    device.arm(2.0)
     print("armed", flush=True)
     sys.stdin.read()
     device.stop()
@@ -557,16 +557,14 @@ def test_paired_delivery_uses_the_fire_command(magstim_session):
 def test_bad_requests_are_refused_without_a_fault(magstim_session):
     s = magstim_session(arm=False, trigger=False)
     with pytest.raises(DeviceFault, match="set_power failed"):
-        s.device.request("set_power", 150)
+        s.device.set_power(150)
     with pytest.raises(
         DeviceFault,
         match=r"via must be one of \[.device_train., .paired., .serial.\], got .trigger.",
     ):
         s.device.schedule(0, [(pylsl.local_clock() + 1, 0, "trigger")])
-    with pytest.raises(DeviceFault, match="unknown device command"):
-        s.device.request("explode")
     # The process survives a refused command and still answers.
-    assert s.device.request("status")["remote_control"]
+    assert s.device.status()["remote_control"]
     assert s.faults == []
 
 
@@ -584,13 +582,13 @@ def test_hold_drops_a_pulse_due_in_the_next_milliseconds(magstim_session):
     s.device.schedule(0, [(t, i, "trigger") for i, t in enumerate(times)])
     # Inside the device's guard (>= 30 ms), where other requests wait.
     _sleep_until(t0 - 0.012)
-    held = s.device.request("hold")
+    held = s.device.hold()
     s.no_pulse_beyond(3)
     fired = {r.index for r in s.reports}
-    dropped = {index for block, index in held["dropped"]}
+    dropped = {index for block, index in held.dropped}
     assert fired | dropped == {0, 1, 2} and not fired & dropped, (fired, dropped)
-    assert all(p.time < held["held_at"] + 0.002 for p in s.sim.pulses)
-    if held["held_at"] < t0:  # the hold got there in time, as it nearly always does
+    assert all(p.time < held.held_at + 0.002 for p in s.sim.pulses)
+    if held.held_at < t0:  # the hold got there in time, as it nearly always does
         assert fired == set() and s.sim.pulses == []
     assert _armed(s.sim)  # a hold leaves the unit armed: the runner disarms
     assert s.faults == []
@@ -602,7 +600,7 @@ def test_a_request_near_a_pulse_waits_for_it(magstim_session):
     t0 = pylsl.local_clock() + 0.3
     s.device.schedule(0, [(t0, 0, "trigger")])
     _sleep_until(t0 - 0.012)
-    s.device.request("status")
+    s.device.status()
     answered = pylsl.local_clock()
     assert s.device.wait_block(0, timeout=2)
     (report,) = s.reports
@@ -622,9 +620,21 @@ def test_disarm_near_a_pulse_also_drops_a_deferred_schedule(magstim_session):
     )
     late.start()
     time.sleep(0.004)
-    state = s.device.request("disarm")
+    state = s.device.disarm()
     late.join(2.0)
     assert not state["armed"]
     s.no_pulse_beyond(0, settle=0.2)
     assert s.sim.pulses == [] and s.reports == []
     assert s.faults == []
+
+
+def test_every_command_is_a_named_method_on_both_sides():
+    # The session calls methods, never command strings; the process runs the
+    # worker's method of the same name.
+    from stimtrain.orchestrator.session import device_process as dp
+
+    worker = dp._Worker
+    for name in dp.COMMANDS:
+        assert callable(getattr(dp.DeviceProcess, name)), name
+        assert callable(getattr(worker, f"do_{name}")), name
+    assert not hasattr(dp.DeviceProcess, "request")

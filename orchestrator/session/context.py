@@ -1,0 +1,73 @@
+"""What a block executor is given: the session's open parts, in one record."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from psychopy.visual import Window
+
+    from .console import ConsoleState
+    from .control import SessionControl
+    from .device_process import DeviceProcess
+    from .journal import Journal
+    from .ledger import PulseLedger
+    from .markers import MarkerOutlet
+
+
+@dataclass(kw_only=True)
+class BlockContext:
+    """The open parts of a running session that every block executor uses.
+
+    Attributes
+    ----------
+    win : psychopy.visual.Window
+        The participant's window.
+    control : SessionControl
+        Stop, pause, skip and hold (:mod:`.control`).
+    device : DeviceProcess
+        The process that owns the stimulator's port.
+    ledger : PulseLedger
+        What the threads share about delivered pulses.
+    journal : Journal
+        The run's journal.
+    markers : MarkerOutlet
+        The run's LSL marker outlet.
+    state : ConsoleState
+        What the operator console shows.
+    say : callable
+        Progress lines for the operator.
+    confirm : callable
+        ``confirm(question) -> bool`` asks the operator.
+    simulated_rig : bool
+        Nobody sits at a simulated rig: operator waits confirm themselves.
+    simulated_participant : bool
+        The simulated participant plays the tasks.
+    levels_path : Path
+        The participant's task levels, carried over between sessions.
+    trials_file : callable
+        ``trials_file(block, task) -> Path`` of a task block's trials TSV.
+    n_blocks : int
+        Blocks in the plan (for progress lines).
+    task_levels : dict
+        Task → level reached in this run (filled by the task blocks).
+    """
+
+    win: Window
+    control: SessionControl
+    device: DeviceProcess
+    ledger: PulseLedger
+    journal: Journal
+    markers: MarkerOutlet
+    state: ConsoleState
+    say: Callable[[str], None]
+    confirm: Callable[[str], bool]
+    simulated_rig: bool
+    simulated_participant: bool
+    levels_path: Path
+    trials_file: Callable[[int, str], Path]
+    n_blocks: int
+    task_levels: dict[str, float] = field(default_factory=dict)
