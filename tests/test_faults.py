@@ -39,10 +39,8 @@ import pytest
 
 from stimtrain.analysis.xdf import read_markers
 from stimtrain.devices.traffic import TrafficRecord, format_traffic, read_traffic
-from stimtrain.orchestrator.session.device_process import (
-    KEEP_ALIVE_GUARD_S,
-    DeviceConfig,
-)
+from stimtrain.orchestrator.session.device_process import DeviceConfig
+from stimtrain.orchestrator.session.device_worker import KEEP_ALIVE_GUARD_S
 from stimtrain.orchestrator.session.journal import read_journal
 from stimtrain.orchestrator.session.session_folder import SessionFolder
 from stimtrain.orchestrator.session.xdfcheck import check_recording

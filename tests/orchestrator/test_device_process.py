@@ -631,10 +631,10 @@ def test_disarm_near_a_pulse_also_drops_a_deferred_schedule(magstim_session):
 def test_every_command_is_a_named_method_on_both_sides():
     # The session calls methods, never command strings; the process runs the
     # worker's method of the same name.
-    from stimtrain.orchestrator.session import device_process as dp
+    from stimtrain.orchestrator.session.device_process import COMMANDS, DeviceProcess
+    from stimtrain.orchestrator.session.device_worker import Worker
 
-    worker = dp._Worker
-    for name in dp.COMMANDS:
-        assert callable(getattr(dp.DeviceProcess, name)), name
-        assert callable(getattr(worker, f"do_{name}")), name
-    assert not hasattr(dp.DeviceProcess, "request")
+    for name in COMMANDS:
+        assert callable(getattr(DeviceProcess, name)), name
+        assert callable(getattr(Worker, f"do_{name}")), name
+    assert not hasattr(DeviceProcess, "request")
