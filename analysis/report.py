@@ -6,6 +6,9 @@ it (``..._pulses.tsv``, ``..._peaks.tsv``, ``..._meps.tsv`` …).
 :func:`session_analysis` does the same and returns the tables and TEPs (the
 study analysis uses it). Sections without data (no EEG, no pulses, no task
 trials) are replaced by a short note, so every run gets a report.
+
+Longer than most because it is one document: every section of the report and
+the tables behind it, in the order they appear.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ pulse marker, replace -2..10 ms with a cubic fit on 1 ms of data either side,
 only then downsample, baseline, and average; find the artifact in the EEG
 (with or without markers) and realign the pulses to it. ICA, filtering and the
 rest of TESA's order are in :mod:`stimtrain.analysis.tesa`.
+
+Slightly longer than most: the artifact handling and the realignment share
+one timing model.
 """
 
 from __future__ import annotations

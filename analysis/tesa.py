@@ -15,6 +15,9 @@
 
 Demeaning commutes with the cubic interpolation (a constant shifts the fit by
 the same constant), so doing it after the interpolation gives TESA's result.
+
+Longer than most because it is one pipeline whose steps must be read in their
+order (TESA's), each step a function.
 """
 
 from __future__ import annotations

@@ -18,6 +18,9 @@ has gaps or a slightly different effective rate (see ``docs/specs/analysis.md``)
 Gaps between segments and dropouts inside them are filled with zeros and
 annotated ``BAD_ACQ_SKIP``; their length in samples is the gap's duration at
 the effective rate of the segment before it.
+
+Longer than most because turning a recording into MNE objects (segments, gaps,
+markers on the EEG's clock) is one job whose parts share the same timing rules.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ draws a TMS pulse artifact and a TMS-evoked potential (TEP) into the samples of
 every pulse that a simulated stimulator reports through
 :meth:`SimulatedEEG.add_pulse`. The ground truth of the TEP is
 :attr:`SimulatedEEG.TEP_COMPONENTS`, so an analysis can be checked against it.
+
+Longer than most because the simulated amplifier, its artifact and its
+ground-truth TEP are one model that the analysis tests are checked against.
 """
 
 from __future__ import annotations

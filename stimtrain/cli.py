@@ -2,6 +2,9 @@
 
 It sits above the rooms (it is the one module that imports both the
 orchestrator and the analysis), in the shared layer at the package root.
+
+Longer than most because it is the whole command line (every subcommand's
+options and exit codes), a contract scripts depend on, kept in one place.
 """
 
 from __future__ import annotations
@@ -248,7 +251,7 @@ def _ranges(numbers: list) -> str:
 def cmd_run(args) -> int:
     """Run a protocol on a rig; last line printed is the session folder."""
     use_local_lsl()
-    from stimtrain.orchestrator.session.runner import run_protocol
+    from stimtrain.orchestrator.session.run import run_protocol
 
     try:
         thresholds, source = _thresholds(args, record=True)
@@ -292,7 +295,7 @@ def cmd_resume(args) -> int:
     use_local_lsl()
     from stimtrain.orchestrator.language.thresholds import Thresholds
     from stimtrain.orchestrator.session.resume import read_resume_point
-    from stimtrain.orchestrator.session.runner import run_protocol
+    from stimtrain.orchestrator.session.run import run_protocol
 
     try:
         point = read_resume_point(args.session_dir)
@@ -433,7 +436,7 @@ def cmd_demo(args) -> int:
     _file_backend()
     from stimtrain.analysis.report import analyze_session
     from stimtrain.orchestrator.language.thresholds import load_thresholds
-    from stimtrain.orchestrator.session.runner import run_protocol
+    from stimtrain.orchestrator.session.run import run_protocol
     from stimtrain.protocols import protocol_path
 
     try:

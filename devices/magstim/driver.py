@@ -4,6 +4,10 @@ One class for all models: the differences (which command reads a value back,
 reply widths, keep-alive command) come from the model's protocol family and
 the Rapid software version. Every reply's checksum is checked, every value
 set is read back, and device limits are checked before anything is written.
+
+One module, longer than most, because it is one abstraction in the manner of
+pyserial's: the complete command set of every Magstim model behind one class,
+which callers never need to ask about.
 """
 
 from __future__ import annotations

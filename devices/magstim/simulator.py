@@ -6,6 +6,9 @@ the spec is silent are listed in :class:`MagstimSimulator`'s notes. Faults
 (dropped bytes, bad checksums, late replies, silence, a pulled cable, an
 overheating coil, a refusal to arm) come from a
 :class:`~stimtrain.devices.faults.FaultPlan`.
+
+Longer than most because it models one device completely: every command,
+reply, timing and fault the driver may meet.
 """
 
 from __future__ import annotations

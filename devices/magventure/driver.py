@@ -5,6 +5,10 @@ pushes by itself (front-panel amplitude, pulses delivered, coil temperature,
 page), and keeps the driver's view of the device current. Commands wait for
 the frames that answer them and compare every value sent with the value read
 back. Values off the device's grid are refused before anything is written.
+
+One module, longer than most, because it is one abstraction: the complete
+framed command set of every MagPro model and the device-state thread that
+keeps it current, behind one class.
 """
 
 from __future__ import annotations

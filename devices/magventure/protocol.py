@@ -9,6 +9,9 @@ are big-endian, except the IPI index of the 0x09 reply (little-endian).
 
 The 0x09 command always carries 11 data bytes, as the public drivers send it:
 a "get" pads the settings with zeros.
+
+Longer than most because it is one table-like idea: every frame and field of
+the MagPro byte protocol, encoded and decoded in one place.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 It serves on a pseudo-terminal so that the driver under test is the same code
 that talks to hardware. Behaviour follows docs/specs/magventure.md; choices made
 where the spec is silent are listed in :class:`MagVentureSimulator`'s notes.
+
+Slightly longer than most because it models one device completely.
 """
 
 from __future__ import annotations

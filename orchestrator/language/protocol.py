@@ -7,6 +7,9 @@ every problem of every file at once and raises
 :class:`~stimtrain.orchestrator.language.errors.ProtocolError`; nothing else in
 stimtrain sees an unchecked protocol. The field tables (:data:`BLOCK_SPECS`,
 :data:`PATTERN_SPECS`, …) also generate the shipped JSON Schema.
+
+Longer than most because the loader is one pass over one document: blocks,
+patterns, online TMS, includes and variables with their located problems.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ Compiled once before a run and written to the session folder, so that what was
 *meant* to happen is on disk before anything happens. Times are seconds from
 the session start; the runner adds the clock time at which each block really
 starts, so that lateness in one block never shifts pulses within another.
+
+Slightly longer than most: compiling each kind of block shares the dose, the
+delivery choice and the worst-case timing.
 """
 
 from __future__ import annotations

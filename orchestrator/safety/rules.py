@@ -9,6 +9,9 @@ with its limit, the value and the margin, pass or fail, so that ``stimtrain
 plan`` can show what was judged. The limits are in
 :mod:`~stimtrain.orchestrator.safety.limits`, the device rules in
 :mod:`~stimtrain.orchestrator.safety.device_rules`.
+
+Slightly longer than most: every rule is reported with its limit, value and
+margin in one shape, so the rules sit together.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ The runner writes what is happening into a :class:`ConsoleState`; an
 :class:`OperatorConsole` draws it with rich beside the participant's window
 and turns the operator's key presses into actions (pause, resume, abort, skip)
 that it hands to the runner, which journals every one of them.
+
+Longer than most because the console's state, its drawing and its keys are
+one screen.
 """
 
 from __future__ import annotations

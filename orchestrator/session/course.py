@@ -5,6 +5,9 @@ summaries, which survive a crash) and says what was done, what is due and what
 carries over to the next session; :func:`participant_pulses_on` counts the
 pulses delivered on one calendar day across every session, for the safety
 check's per-day cap.
+
+Slightly longer than most: reading the runs and judging the course's windows
+share one reading of the journals.
 """
 
 from __future__ import annotations

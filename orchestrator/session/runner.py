@@ -7,11 +7,13 @@ disarm first (:mod:`.safe_stop`), then record why, close the recording and
 write the summary. This module is the shell; each kind of block runs in its
 own module (:mod:`.stimulation`, :mod:`.task_block`, :mod:`.waiting`), the
 threads share :class:`~.control.SessionControl` and :class:`~.ledger.PulseLedger`.
+
+Slightly longer than most: the shell opens and closes its parts in one fixed
+order, which reads best in one place.
 """
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import json
 import logging
@@ -31,8 +33,7 @@ from ..language.protocol import (
     TaskBlock,
     WaitBlock,
 )
-from ..language.thresholds import Thresholds
-from ..safety.checking import CheckedProtocol, check_file
+from ..safety.checking import CheckedProtocol
 from ..safety.plan import PlannedBlock
 from .console import ConsoleState, OperatorConsole
 from .context import BlockContext
@@ -44,7 +45,6 @@ from .ledger import PulseLedger
 from .lslconfig import configure_lsl_for_rig
 from .markers import MarkerOutlet
 from .recording import Recorder, wait_for_streams
-from .resume import ResumePoint
 from .safe_stop import SafeStop, SessionParts
 from .session_folder import SessionFolder, new_run, write_new
 from .simrig import start_simulated_rig
@@ -546,73 +546,3 @@ def _ask_operator(question: str) -> bool:
     except EOFError:
         return False
     return answer.strip().lower() not in ("n", "no", "abort")
-
-
-def run_protocol(
-    protocol: str | Path,
-    *,
-    participant: str,
-    session: str | int,
-    rig: str | Path | None = None,
-    data_root: str | Path = "stimtrain-data",
-    thresholds: Thresholds | None = None,
-    limits: str | Path | None = None,
-    simulated_participant: bool | None = None,
-    say: Callable[[str], None] = print,
-    thresholds_source: dict | None = None,
-    resume: ResumePoint | None = None,
-    sim_options: dict | None = None,
-) -> SessionResult:
-    """Check and run a protocol file (the ``stimtrain run`` command).
-
-    ``thresholds_source`` (file, measured, method …) is written to the
-    journal with the thresholds. With ``resume`` (see
-    :func:`~stimtrain.orchestrator.session.resume.read_resume_point`) the blocks
-    finished in earlier runs are skipped and their pulses count towards the
-    session cap.
-
-    Raises
-    ------
-    ProtocolError
-        When any check fails; nothing has been created or touched.
-    """
-    from .course import participant_pulses_on
-
-    # The per-day cap counts every pulse this participant got today, in any
-    # session or run (also runs that crashed), from their journals.
-    today = participant_pulses_on(Path(data_root), participant, datetime.date.today())
-    checked = check_file(
-        protocol,
-        rig=rig,
-        thresholds=thresholds,
-        limits=limits,
-        require_power=True,
-        participant=participant,
-        delivered_today=today,
-        skip_blocks=frozenset() if resume is None else resume.completed_blocks,
-        delivered_session=0 if resume is None else resume.pulses_delivered,
-    )
-    if resume is not None and checked.protocol.sha256 != resume.protocol_sha256:
-        raise ValueError(
-            f"{protocol}: the protocol (or a fragment it includes) changed since "
-            f"run {resume.runs[0]} (sha256 {resume.protocol_sha256[:12]}…, now "
-            f"{checked.protocol.sha256[:12]}…); resume needs the same protocol"
-        )
-    runner = SessionRunner(
-        checked,
-        participant=participant,
-        session=str(session),
-        data_root=Path(data_root),
-        simulated_participant=simulated_participant,
-        say=say,
-        thresholds_source=thresholds_source,
-        sim_options=sim_options,
-        resumed_from=None
-        if resume is None
-        else {
-            "runs": list(resume.runs),
-            "completed_blocks": sorted(resume.completed_blocks),
-            "pulses_delivered": resume.pulses_delivered,
-        },
-    )
-    return runner.run()
