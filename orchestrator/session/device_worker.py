@@ -53,6 +53,8 @@ from stimtrain.devices.trigger import (
     make_trigger,
 )
 
+from ..safety.delivery import Delivery
+
 logger = logging.getLogger("stimtrain.orchestrator.session.device_worker")
 
 #: Wake this long before a deadline and spin the rest: sleeping is imprecise
@@ -240,10 +242,10 @@ class Worker:
         self.train_programmed = True
         self._single_pulse_mode()
         self.interval = self.stim.keep_alive_interval_s or KEEP_ALIVE_S
-        self.lines["serial"] = SerialCommandTrigger(self.stim)
+        self.lines[Delivery.SERIAL] = SerialCommandTrigger(self.stim)
         # A paired-pulse unit (BiStim², MagOption) fires its pair on one command.
-        self.lines["paired"] = self.lines["serial"]
-        self.lines["device_train"] = DeviceTrainStart(self.stim)
+        self.lines[Delivery.PAIRED] = self.lines[Delivery.SERIAL]
+        self.lines[Delivery.DEVICE_TRAIN] = DeviceTrainStart(self.stim)
         if cfg.trigger_port:
             device = "rts" if cfg.trigger_kind == "rts" else "triggerbox"
             line = make_trigger(
@@ -255,7 +257,7 @@ class Worker:
                 traffic_log=self.traffic.callback(device) if self.traffic else None,
             )
             line.open()
-            self.lines["trigger"] = line
+            self.lines[Delivery.TRIGGER] = line
             if self.traffic is not None:
                 self.traffic.note(device, f"opened {cfg.trigger_kind} on {line.port}")
         self.last_keep_alive = pylsl.local_clock()
@@ -314,7 +316,7 @@ class Worker:
             if via not in self.lines:
                 raise ValueError(
                     f"pulse {i} of block {block}: via must be one of "
-                    f"{sorted(self.lines)}, got {via!r}"
+                    f"{sorted(str(name) for name in self.lines)}, got {str(via)!r}"
                 )
         self.schedule.extend((t, block, i, via) for t, i, via in items)
         self.schedule.sort()
@@ -417,7 +419,7 @@ class Worker:
             actual = line.fire()
             confirmed = True
         except (CRCError, DeviceTimeout) as exc:
-            if via == "trigger" or self.last_tx < started:
+            if via == Delivery.TRIGGER or self.last_tx < started:
                 raise
             # The fire command went out; only its reply was lost. It is never
             # re-sent (that could give a second pulse): count the pulse, then
@@ -430,7 +432,7 @@ class Worker:
         except DeviceError as exc:  # refused, by the unit or by a device limit
             raise _LinkFault(f"pulse {index} of block {block} ({via}): {exc}") from exc
         except (OSError, serial.SerialException) as exc:
-            if via != "trigger":
+            if via != Delivery.TRIGGER:
                 raise
             raise _LinkFault(
                 f"trigger line ({line.kind}) on {line.port} lost "
@@ -580,7 +582,7 @@ class Worker:
             except Exception:  # noqa: BLE001
                 logger.exception("closing the stimulator failed")
         for name, line in self.lines.items():
-            if name == "trigger":
+            if name == Delivery.TRIGGER:
                 try:
                     line.close()
                 except Exception:  # noqa: BLE001
