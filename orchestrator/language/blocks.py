@@ -192,6 +192,91 @@ class StimulateBlock(Block):
         return PATTERN_NAMES[type(self.pattern)]
 
 
+#: What a threshold block measures, and each one's defaults (Rossini et al.
+#: 2015, docs/specs/analysis.md): the MEP criterion, and the pre-activation
+#: (peak-to-peak EMG in -50..-5 ms) a trial must stay under (at rest) or
+#: reach (active, a contraction held).
+THRESHOLD_KINDS = {
+    "resting": {"criterion_uv": 50.0, "preactivation_min_uv": 0.0,
+                "preactivation_max_uv": 200.0},
+    "active": {"criterion_uv": 200.0, "preactivation_min_uv": 50.0,
+               "preactivation_max_uv": 1000.0},
+}  # fmt: skip
+#: Threshold-hunting methods (:mod:`~stimtrain.orchestrator.session.
+#: threshold_methods`); the first is the default.
+THRESHOLD_METHODS = ("bayes", "samt", "ml-pest", "relative-frequency")
+#: The threshold a kind measures, as intensities name it.
+THRESHOLD_UNITS = {"resting": "%RMT", "active": "%AMT"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class MEPRule:
+    """How a pulse's MEP is measured online, and which trials count.
+
+    ``window_s`` is where the peak-to-peak amplitude is taken (after removing
+    the pre-pulse baseline's mean); a trial whose pre-pulse EMG (peak-to-peak
+    in -50..-5 ms) is outside ``preactivation_min_uv``..``preactivation_max_uv``
+    is rejected and replaced.
+    """
+
+    window_s: tuple[float, float] = (0.015, 0.050)
+    criterion_uv: float = 50.0
+    preactivation_min_uv: float = 0.0
+    preactivation_max_uv: float = 200.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ThresholdBlock(Block):
+    """Find a motor threshold on the live EMG: one pulse at a time.
+
+    Every pulse's power is chosen by ``method`` from the MEPs before it,
+    starting at ``start`` (%MSO), never above ``max_power``; a trial with
+    pre-activation is rejected and replaced. At most ``max_pulses`` pulses
+    (replacements included), at least ``interval_s - jitter_s`` apart.
+    """
+
+    kind: str
+    method: str
+    start: Intensity
+    max_power: int
+    max_pulses: int
+    interval_s: float
+    jitter_s: float
+    rule: MEPRule
+
+    @property
+    def measures(self) -> str:
+        """The threshold this block measures: ``rmt`` or ``amt``."""
+        return "rmt" if self.kind == "resting" else "amt"
+
+    @property
+    def n_pulses(self) -> int:
+        """The most pulses the block can deliver."""
+        return self.max_pulses
+
+
+@dataclass(frozen=True, kw_only=True)
+class HotspotBlock(Block):
+    """The motor hotspot: pulses at one intensity while the operator moves the coil.
+
+    The operator labels the coil's current site with a key; every MEP counts
+    for the site labelled last. Sites are ranked by their mean MEP; the block
+    ends when the operator accepts one (or after ``max_pulses``).
+    """
+
+    intensity: Intensity
+    max_pulses: int
+    interval_s: float
+    jitter_s: float
+    min_pulses_per_site: int
+    rule: MEPRule
+
+    @property
+    def n_pulses(self) -> int:
+        """The most pulses the block can deliver."""
+        return self.max_pulses
+
+
 @dataclass(frozen=True, kw_only=True)
 class OnlineTMS:
     """Pulses locked to task events inside a task block.
@@ -268,6 +353,8 @@ class Protocol:
     rig : str | None
         The rig the protocol is written for (``sim``, ``sim-<model>`` or a rig
         file's path), used when no other rig is named.
+    expected : dict
+        ``rmt``/``amt`` → (low, high) %MSO a threshold block may measure.
     """
 
     name: str
@@ -280,6 +367,9 @@ class Protocol:
     includes: tuple[LocatedDocument, ...] = field(default=(), repr=False)
     participant: str | None = None
     rig: str | None = None
+    #: Thresholds a threshold block may measure (``expected_rmt: 30-80 %MSO``):
+    #: the blocks after it are judged for every one of them.
+    expected: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def file(self) -> str:

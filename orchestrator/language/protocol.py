@@ -28,8 +28,11 @@ from .blocks import (  # noqa: F401 - the model is part of this module's API
     PATTERN_NAMES,
     TASK_EVENTS,
     TBS_VARIANTS,
+    THRESHOLD_KINDS,
     Block,
+    HotspotBlock,
     InstructionsBlock,
+    MEPRule,
     OnlineTMS,
     PairedPulses,
     Pattern,
@@ -41,6 +44,7 @@ from .blocks import (  # noqa: F401 - the model is part of this module's API
     StimulateBlock,
     TaskBlock,
     ThetaBurst,
+    ThresholdBlock,
     WaitBlock,
     block_pulses,
 )
@@ -51,6 +55,7 @@ from .protocol_fields import (  # noqa: F401 - the tables are part of the API
     BLOCK_SPECS,
     BLOCK_TYPES,
     FRAGMENT_SPEC,
+    HUNTING_SPECS,
     ONLINE_TMS_SPEC,
     PATTERN_KIND,
     PATTERN_SPECS,
@@ -356,6 +361,80 @@ def _read_online_tms(r: FieldReader, raw: Any, path: tuple, task) -> OnlineTMS |
     )
 
 
+#: Pulses of a threshold or hotspot block must be single pulses: further
+#: apart than the longest interval a train can have (docs/specs/safety.md),
+#: and long enough apart for the MEP not to condition the next (Rossini 2015).
+MIN_HUNTING_INTERVAL_S = 2.0
+
+
+def _read_hunting(r: FieldReader, m: dict, path: tuple, btype: str, common) -> list:
+    """A threshold or hotspot block: pulses one at a time, MEPs read live."""
+    n_problems = len(r.problems)
+    v = HUNTING_SPECS[btype].read(r, m, path)
+    if v["max_pulses"] is not None and v["max_pulses"] > MAX_PULSES_PER_BLOCK:
+        r.fail(
+            (*path, "max_pulses"),
+            f"must be at most {MAX_PULSES_PER_BLOCK}",
+            v["max_pulses"],
+        )
+    if v["interval"] is not None and v["jitter"] is not None:
+        if v["interval"] - v["jitter"] < MIN_HUNTING_INTERVAL_S:
+            r.fail(
+                (*path, "interval"),
+                f"minus the jitter must be at least {MIN_HUNTING_INTERVAL_S:g} s "
+                "(single pulses, each MEP unconditioned by the last)",
+                m.get("interval", "5 s"),
+            )
+    kind = v.get("kind") or "resting"
+    defaults = THRESHOLD_KINDS[kind]
+    rule = MEPRule(
+        window_s=tuple(v["window"] or (0.015, 0.050)),
+        criterion_uv=v.get("criterion") or defaults["criterion_uv"],
+        preactivation_min_uv=(
+            v["preactivation_min"]
+            if v.get("preactivation_min") is not None
+            else defaults["preactivation_min_uv"]
+        ),
+        preactivation_max_uv=v["preactivation_max"] or defaults["preactivation_max_uv"],
+    )
+    if rule.preactivation_min_uv >= rule.preactivation_max_uv:
+        r.fail(
+            (*path, "preactivation_min"),
+            "must be below preactivation_max",
+            rule.preactivation_min_uv,
+        )
+    if btype == "threshold" and None not in (v["start"], v["max_intensity"]):
+        if v["start"].value > v["max_intensity"].value:
+            r.fail((*path, "start"), "must not be above max_intensity", m["start"])
+    if len(r.problems) > n_problems:
+        return []
+    hunt = dict(
+        **common,
+        label=v["label"],
+        max_pulses=v["max_pulses"],
+        interval_s=v["interval"],
+        jitter_s=v["jitter"],
+        rule=rule,
+    )
+    if btype == "hotspot":
+        return [
+            HotspotBlock(
+                **hunt,
+                intensity=v["intensity"],
+                min_pulses_per_site=v["pulses_per_site"],
+            )
+        ]
+    return [
+        ThresholdBlock(
+            **hunt,
+            kind=kind,
+            method=v["method"],
+            start=v["start"],
+            max_power=int(v["max_intensity"].value),
+        )
+    ]
+
+
 def _read_block(
     r: FieldReader, state: _Reader, raw: Any, path: tuple, variables: dict
 ) -> list:
@@ -395,6 +474,8 @@ def _read_block(
                 **common, label=v["label"], intensity=v["intensity"], pattern=pat
             )
         ]
+    if btype in HUNTING_SPECS:
+        return _read_hunting(r, m, path, btype, common)
     v = BLOCK_SPECS[btype].read(r, m, path)
     if btype == "task":
         params = v["params"] if v["params"] is not None else {}
@@ -557,6 +638,11 @@ def protocol_from_document(
         order=tuple(order),
         includes=tuple(state.includes),
         participant=participant,
+        expected={
+            kind: v[f"expected_{kind}"]
+            for kind in ("rmt", "amt")
+            if v[f"expected_{kind}"] is not None
+        },
     )
 
 

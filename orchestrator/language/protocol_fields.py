@@ -11,7 +11,14 @@ import re
 from typing import Any
 
 from . import spec as s
-from .blocks import ORDERS, PAIRED_PARADIGMS, TASK_EVENTS, TBS_VARIANTS
+from .blocks import (
+    ORDERS,
+    PAIRED_PARADIGMS,
+    TASK_EVENTS,
+    TBS_VARIANTS,
+    THRESHOLD_KINDS,
+    THRESHOLD_METHODS,
+)
 from .fields import UnitError
 from .units import Intensity
 
@@ -134,6 +141,139 @@ BLOCK_SPECS: dict[str, s.RecordSpec] = {
             s.FieldSpec("params", s.ANY_MAPPING, "Task parameters (see docs)."),
         ),
         extra_keys=("type", "tms"),
+    ),
+}
+
+def _mso_only(value: Intensity) -> str | None:
+    if value.unit != "%MSO":
+        return "must be in %MSO (the threshold is not known yet)"
+    if not 1 <= value.value <= 100:
+        return "must be within the device's range, 1-100 %MSO"
+    return None
+
+
+def _window(value: list) -> str | None:
+    if len(value) != 2 or not 0 <= value[0] < value[1] <= 0.2:
+        return "must be [start, end] after the pulse, 0 <= start < end <= 200 ms"
+    return None
+
+
+_MEP_FIELDS = (
+    s.FieldSpec(
+        "window",
+        s.list_of(s.TIME, min_items=2),
+        "Where the MEP is measured, after the pulse.",
+        ["15 ms", "50 ms"],
+        check=_window,
+    ),
+    s.FieldSpec(
+        "preactivation_max",
+        s.VOLTAGE,
+        "Reject (and replace) a trial whose EMG in -50..-5 ms exceeds this "
+        "peak-to-peak (default: 200 uV at rest, 1000 uV active).",
+        check=s.positive,
+    ),
+    s.FieldSpec(
+        "interval",
+        s.TIME,
+        "Interval between pulses (at least 2 s apart with the jitter).",
+        "5 s",
+        check=s.positive,
+    ),
+    s.FieldSpec(
+        "jitter",
+        s.TIME,
+        "Uniform jitter of each interval, ± this much.",
+        "1 s",
+        check=s.non_negative,
+    ),
+)
+HUNTING_SPECS: dict[str, s.RecordSpec] = {
+    "threshold": s.RecordSpec(
+        "a threshold block",
+        "Find the resting or active motor threshold on the live EMG.",
+        (
+            _LABEL,
+            s.FieldSpec(
+                "kind",
+                s.choice(tuple(THRESHOLD_KINDS)),
+                "resting (RMT) or active (AMT).",
+                "resting",
+            ),
+            s.FieldSpec(
+                "method",
+                s.choice(THRESHOLD_METHODS),
+                "How the next intensity is chosen.",
+                THRESHOLD_METHODS[0],
+            ),
+            s.FieldSpec(
+                "start",
+                s.INTENSITY,
+                "Intensity of the first pulse, %MSO.",
+                "45 %MSO",
+                check=_mso_only,
+            ),
+            s.FieldSpec(
+                "max_intensity",
+                s.INTENSITY,
+                "The hunt never goes above this, %MSO (judged by the safety check).",
+                "100 %MSO",
+                check=_mso_only,
+            ),
+            s.FieldSpec(
+                "max_pulses",
+                s.INTEGER,
+                "Most pulses, rejected trials included.",
+                40,
+                check=s.at_least_one,
+            ),
+            s.FieldSpec(
+                "criterion",
+                s.VOLTAGE,
+                "MEP peak-to-peak that counts as a response (default: 50 uV at "
+                "rest, 200 uV active).",
+                check=s.positive,
+            ),
+            s.FieldSpec(
+                "preactivation_min",
+                s.VOLTAGE,
+                "Active only: the held contraction, EMG peak-to-peak in -50..-5 ms "
+                "at least this (default 50 uV).",
+                check=s.non_negative,
+            ),
+            *_MEP_FIELDS,
+        ),
+        extra_keys=("type",),
+    ),
+    "hotspot": s.RecordSpec(
+        "a hotspot block",
+        "Find the motor hotspot: the operator moves the coil and labels sites.",
+        (
+            _LABEL,
+            s.FieldSpec(
+                "intensity",
+                s.INTENSITY,
+                "Intensity of every pulse (%MSO, or %RMT once known).",
+                required=True,
+                check=_above_zero,
+            ),
+            s.FieldSpec(
+                "max_pulses",
+                s.INTEGER,
+                "Most pulses before the block ends.",
+                60,
+                check=s.at_least_one,
+            ),
+            s.FieldSpec(
+                "pulses_per_site",
+                s.INTEGER,
+                "MEPs a site needs before it is ranked.",
+                5,
+                check=s.at_least_one,
+            ),
+            *_MEP_FIELDS,
+        ),
+        extra_keys=("type",),
     ),
 }
 
@@ -369,6 +509,17 @@ PROTOCOL_SPEC = s.RecordSpec(
             0,
             check=s.non_negative,
         ),
+        s.FieldSpec(
+            "expected_rmt",
+            s.THRESHOLD_RANGE,
+            "Resting thresholds a threshold block may measure (e.g. '30-80 %MSO'): "
+            "the blocks after it are judged for each.",
+        ),
+        s.FieldSpec(
+            "expected_amt",
+            s.THRESHOLD_RANGE,
+            "Active thresholds a threshold block may measure.",
+        ),
     ),
     extra_keys=("safety", "variables", "blocks"),
 )
@@ -398,6 +549,8 @@ BLOCK_TYPES = (
     "wait_for_operator",
     "stimulate",
     "task",
+    "threshold",
+    "hotspot",
     "repeat",
 )
 TYPE_KIND = s.choice(BLOCK_TYPES)

@@ -19,6 +19,8 @@ from .yamlpos import load_yaml_file
 
 TRIGGER_KINDS = ("triggerbox", "rts")
 SIM_EEG_STREAM = "stimtrain-sim-eeg"
+#: The simulated amplifier's EMG channel (first dorsal interosseous).
+SIM_EMG_CHANNEL = "FDI"
 
 
 #: ``lsl.network`` of a rig file: ``local`` keeps LSL on this machine (the
@@ -42,6 +44,14 @@ class Screen:
     index: int = 0
     size: tuple[int, int] = (1024, 768)
     fullscreen: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmgSource:
+    """Where MEPs are read live (the rig file's ``emg``): an LSL stream's channel."""
+
+    stream: str
+    channel: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -87,6 +97,8 @@ class Rig:
         Start the device simulators and the simulated EEG.
     lsl : LslNetwork
         Whether LSL stays on this machine or records over the lab network.
+    emg : EmgSource or None
+        The EMG channel threshold and hotspot blocks read MEPs from.
     """
 
     name: str
@@ -98,6 +110,7 @@ class Rig:
     screen: Screen = field(default_factory=Screen)
     simulated: bool = False
     lsl: LslNetwork = field(default_factory=LslNetwork)
+    emg: EmgSource | None = None
 
 
 def simulated_rig(model: str = "super_rapid2", *, trigger: bool = True) -> Rig:
@@ -119,6 +132,7 @@ def simulated_rig(model: str = "super_rapid2", *, trigger: bool = True) -> Rig:
         stream_timeout_s=10.0,
         screen=Screen(),
         simulated=True,
+        emg=EmgSource(stream=SIM_EEG_STREAM, channel=SIM_EMG_CHANNEL),
     )
 
 
@@ -236,11 +250,28 @@ _LSL_SPEC = s.RecordSpec(
         ),
     ),
 )
+_EMG_SPEC = s.RecordSpec(
+    "the EMG",
+    "Where threshold and hotspot blocks read MEPs: an LSL stream and its channel.",
+    (
+        s.FieldSpec(
+            "stream",
+            s.TEXT,
+            "Name of the LSL stream with the EMG (also recorded: list it under "
+            "streams.require).",
+            required=True,
+        ),
+        s.FieldSpec(
+            "channel", s.TEXT, "The channel's label in the stream.", required=True
+        ),
+    ),
+)
 RIG_SPEC = s.RecordSpec(
     "a rig",
-    "A lab set-up: stimulator, trigger line, required streams, screen, LSL network.",
+    "A lab set-up: stimulator, trigger line, required streams, screen, LSL "
+    "network, EMG.",
     (),
-    extra_keys=("stimulator", "trigger", "streams", "screen", "lsl"),
+    extra_keys=("stimulator", "trigger", "streams", "screen", "lsl", "emg"),
 )
 RIG_SECTIONS = {
     "stimulator": _STIMULATOR_SPEC,
@@ -248,6 +279,7 @@ RIG_SECTIONS = {
     "streams": _STREAMS_SPEC,
     "screen": _SCREEN_SPEC,
     "lsl": _LSL_SPEC,
+    "emg": _EMG_SPEC,
 }
 
 
@@ -356,4 +388,9 @@ def load_rig(spec: str | Path) -> Rig:
         ),
         simulated=False,
         lsl=lsl,
+        emg=None
+        if "emg" not in sections
+        else EmgSource(
+            stream=sections["emg"]["stream"], channel=sections["emg"]["channel"]
+        ),
     )

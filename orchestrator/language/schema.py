@@ -52,13 +52,14 @@ def _block_defs() -> dict:
     from .protocol import (
         BLOCK_SPECS,
         BLOCK_TYPES,
+        HUNTING_SPECS,
         ONLINE_TMS_SPEC,
         PATTERN_SPECS,
         REPEAT_SPEC,
     )
 
     defs: dict = {}
-    for name, spec in BLOCK_SPECS.items():
+    for name, spec in {**BLOCK_SPECS, **HUNTING_SPECS}.items():
         extra: dict = {"type": {"const": name}}
         if name == "task":
             extra["tms"] = {"$ref": "#/definitions/online_tms"}

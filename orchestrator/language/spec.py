@@ -15,7 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import fields as f
-from .units import parse_frequency, parse_intensity, parse_time
+from .units import (
+    parse_frequency,
+    parse_intensity,
+    parse_threshold_range,
+    parse_time,
+    parse_voltage,
+)
 
 _NUM = r"[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?"
 
@@ -48,6 +54,16 @@ INTENSITY = _quantity(
     parse_intensity,
     "%[ ]?([Mm][Ss][Oo]|[Rr][Mm][Tt]|[Aa][Mm][Tt])",
     "80 %RMT",
+)
+VOLTAGE = _quantity("voltage", parse_voltage, "[uUµ][Vv]|[mM][Vv]", "50 uV")
+THRESHOLD_RANGE = Kind(
+    "threshold range",
+    parse_threshold_range,
+    {
+        "type": "string",
+        "pattern": rf"^\s*{_NUM}\s*(-|–|to)\s*{_NUM}\s*%\s*[Mm][Ss][Oo]\s*$",
+        "examples": ["30-80 %MSO"],
+    },
 )
 #: A value passed through unchanged (validated by its owner, e.g. task params).
 ANY_MAPPING = Kind("mapping", lambda v: v, {"type": "object"})

@@ -25,6 +25,8 @@ TIME_UNITS = {
 }
 FREQUENCY_UNITS = {"hz": 1.0, "khz": 1000.0}
 INTENSITY_UNITS = {"%mso": "%MSO", "%rmt": "%RMT", "%amt": "%AMT"}
+VOLTAGE_UNITS = {"uv": 1.0, "µv": 1.0, "mv": 1000.0}
+_RANGE = re.compile(rf"^\s*({_NUMBER})\s*(?:-|–|to)\s*({_NUMBER})\s*%\s*mso\s*$", re.I)
 
 
 class UnitError(ValueError):
@@ -107,6 +109,32 @@ def parse_intensity(text: object) -> Intensity:
     if canonical is None:
         raise UnitError("needs an intensity unit (%MSO, %RMT or %AMT), e.g. '80 %RMT'")
     return Intensity(_finite(value), canonical)
+
+
+def parse_voltage(text: object) -> float:
+    """Parse an EMG amplitude such as ``50 uV``, ``50 µV`` or ``0.2 mV`` into µV."""
+    value, unit = _split(text, "voltage", "50 uV")
+    factor = VOLTAGE_UNITS.get(unit.lower())
+    if factor is None:
+        raise UnitError("needs a voltage unit (uV or mV), e.g. '50 uV'")
+    return _finite(value * factor)
+
+
+def parse_threshold_range(text: object) -> tuple[float, float]:
+    """Parse the thresholds a participant may have: ``30-80 %MSO`` (or ``30–80``).
+
+    Returns
+    -------
+    tuple of float
+        The lowest and highest threshold, in %MSO, from 1 to 100, low <= high.
+    """
+    match = _RANGE.match(text) if isinstance(text, str) else None
+    if match is None:
+        raise UnitError("must be a range of %MSO, e.g. '30-80 %MSO'")
+    low, high = _finite(float(match.group(1))), _finite(float(match.group(2)))
+    if not 1 <= low <= high <= 100:
+        raise UnitError("must run from low to high within 1-100 %MSO")
+    return low, high
 
 
 def format_time(seconds: float) -> str:
