@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import itertools
+import math
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..language.errors import ProtocolError
-from ..language.protocol import Protocol, load_protocol
+from ..language.protocol import Protocol, ThresholdBlock, load_protocol
 from ..language.rig import Rig, load_rig
 from ..language.thresholds import Thresholds
 from .limits import Limits, load_limits
 from .plan import Plan
 from .rules import SafetyReport, check_protocol
 
+#: At most this many possible thresholds are judged (every integer %MSO of
+#: one expected range is 100 at most; two ranges share the budget).
+MAX_CANDIDATES = 101
+
 
 @dataclass(frozen=True)
 class CheckedProtocol:
-    """A protocol that passed every check, with its safety report and plan."""
+    """A protocol that passed every check, with its safety report and plan.
+
+    With threshold blocks, ``candidates`` are the thresholds they may measure
+    (every one was judged); the report and plan are those of the last, the
+    highest.
+    """
 
     protocol: Protocol
     rig: Rig
@@ -24,6 +35,41 @@ class CheckedProtocol:
     limits: Limits
     report: SafetyReport
     plan: Plan
+    candidates: tuple[Thresholds, ...] = ()
+
+
+def candidate_thresholds(protocol: Protocol, known: Thresholds) -> list[Thresholds]:
+    """The thresholds the protocol's threshold blocks may measure, to judge it for.
+
+    Every integer %MSO of each declared range (``expected_rmt``,
+    ``expected_amt``) and its ends, fewer when two ranges are measured (the
+    budget is :data:`MAX_CANDIDATES`); pairs with an active threshold above
+    the resting one are impossible and left out. Empty when the protocol
+    measures nothing it declared a range for.
+    """
+    kinds = sorted(
+        {b.measures for b in protocol.blocks if isinstance(b, ThresholdBlock)}
+        & set(protocol.expected)
+    )
+    if not kinds:
+        return []
+    per_kind = max(2, int(MAX_CANDIDATES ** (1 / len(kinds))))
+    grids = []
+    for kind in kinds:
+        low, high = protocol.expected[kind]
+        values = set(range(math.ceil(low), math.floor(high) + 1)) | {low, high}
+        values = sorted(values)
+        if len(values) > per_kind:
+            step = (len(values) - 1) / (per_kind - 1)
+            values = sorted({values[round(i * step)] for i in range(per_kind)})
+        grids.append(values)
+    out = []
+    for combo in itertools.product(*grids):
+        try:
+            out.append(replace(known, **dict(zip(kinds, combo, strict=True))))
+        except ValueError:
+            continue  # an active threshold above the resting one
+    return out
 
 
 def check_file(
@@ -73,18 +119,43 @@ def check_file(
     if rig is None:
         rig = protocol.rig or "sim"
     rig_obj = rig if isinstance(rig, Rig) else load_rig(rig)
-    report = check_protocol(
-        protocol,
-        thresholds=thresholds,
-        rig=rig_obj,
-        limits=limits_obj,
-        require_power=require_power,
-        delivered_today=delivered_today,
-        skip_blocks=skip_blocks,
-        delivered_session=delivered_session,
-    )
-    if not report.ok:
-        raise ProtocolError(report.problems)
+    candidates = candidate_thresholds(protocol, thresholds)
+    for measured in candidates or [None]:
+        report = check_protocol(
+            protocol,
+            thresholds=thresholds,
+            rig=rig_obj,
+            limits=limits_obj,
+            require_power=require_power,
+            delivered_today=delivered_today,
+            skip_blocks=skip_blocks,
+            delivered_session=delivered_session,
+            measured=measured,
+        )
+        if not report.ok:
+            raise ProtocolError(_for_candidate(report.problems, protocol, measured))
     return CheckedProtocol(
-        protocol, rig_obj, thresholds, limits_obj, report, report.plan
+        protocol,
+        rig_obj,
+        thresholds,
+        limits_obj,
+        report,
+        report.plan,
+        tuple(candidates),
     )
+
+
+def _for_candidate(problems, protocol: Protocol, measured: Thresholds | None):
+    """Say for which possible threshold a problem arises."""
+    if measured is None:
+        return problems
+    said = [
+        f"{kind.upper()} {getattr(measured, kind):g} %MSO (expected_{kind} "
+        f"{protocol.expected[kind][0]:g}-{protocol.expected[kind][1]:g} %MSO)"
+        for kind in sorted(protocol.expected)
+        if getattr(measured, kind) is not None
+    ]
+    return [
+        replace(p, rule=f"{p.rule}, if the measured threshold is {' and '.join(said)}")
+        for p in problems
+    ]

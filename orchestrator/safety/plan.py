@@ -18,6 +18,7 @@ import numpy as np
 
 from ..language.protocol import (
     Block,
+    HotspotBlock,
     InstructionsBlock,
     PairedPulses,
     Protocol,
@@ -28,9 +29,11 @@ from ..language.protocol import (
     StimulateBlock,
     TaskBlock,
     ThetaBurst,
+    ThresholdBlock,
     WaitBlock,
 )
 from ..language.thresholds import Thresholds
+from ..language.units import Intensity
 from .delivery import (
     Delivery,
     capabilities,
@@ -100,6 +103,10 @@ class PlannedBlock:
     fields: tuple[tuple[str, str], ...] = ()
     waits_for_operator: bool = False
     skipped: bool = False
+    #: Threshold blocks: what they measure (``rmt``/``amt``) and the most
+    #: power the hunt may give; hotspot blocks: their power.
+    measures: str | None = None
+    max_power: int | None = None
 
     def field(self, role: str) -> str:
         """Where the protocol wrote the quantity of ``role`` (or the pattern)."""
@@ -275,6 +282,7 @@ def compile_plan(
     justifications: tuple[str, ...] = (),
     skip_blocks: frozenset[int] = frozenset(),
     delivered_today: int = 0,
+    measured: Thresholds | None = None,
 ) -> Plan:
     """Compile a protocol for a rig and thresholds into a :class:`Plan`.
 
@@ -300,8 +308,12 @@ def compile_plan(
         Blocks finished in an earlier run (a resume): planned as skipped.
     delivered_today : int
         Pulses the participant already received today, recorded.
+    measured : Thresholds | None
+        What the protocol's threshold blocks measure (measured, or one value
+        they may measure): the blocks after a threshold block use it, those
+        before use ``thresholds``.
     """
-    thresholds = thresholds or Thresholds()
+    thresholds = given = known = thresholds or Thresholds()
     caps = None if rig is None else capabilities(rig)
     trigger = caps is not None and has_trigger_line(rig, caps)
     blocks, tables = [], []
@@ -315,10 +327,16 @@ def compile_plan(
             start_s=t,
             earliest_start_s=earliest,
         )
+        if isinstance(block, ThresholdBlock):
+            # From the next block on, the measured threshold sets the power.
+            after = measured_thresholds(known, measured, block.measures)
+        else:
+            after = thresholds
         if block.index in skip_blocks:
             blocks.append(
                 PlannedBlock(**common, duration_s=0.0, pulses=0, skipped=True)
             )
+            thresholds = known = after
             continue
         shortest = 0.0
         if isinstance(block, StimulateBlock):
@@ -330,6 +348,9 @@ def compile_plan(
             planned, table, shortest = _task(
                 block, rng, thresholds, caps, trigger, common
             )
+            tables.append(table)
+        elif isinstance(block, (ThresholdBlock, HotspotBlock)):
+            planned, table, shortest = _hunt(block, thresholds, caps, common)
             tables.append(table)
         elif isinstance(block, (RestBlock, InstructionsBlock)):
             planned = PlannedBlock(**common, duration_s=block.duration_s, pulses=0)
@@ -343,12 +364,14 @@ def compile_plan(
         blocks.append(planned)
         t += planned.duration_s
         earliest += shortest
+        thresholds = known = after
     return Plan(
         protocol=protocol.name,
         protocol_file=protocol.file,
         protocol_sha256=protocol.sha256,
         seed=protocol.seed,
-        thresholds={"rmt": thresholds.rmt, "amt": thresholds.amt},
+        thresholds={"rmt": given.rmt, "amt": given.amt}
+        | ({} if measured is None else {"after_threshold_blocks": asdict(measured)}),
         rig=None if rig is None else rig.name,
         blocks=tuple(blocks),
         participant=protocol.participant,
@@ -430,6 +453,67 @@ def _stimulate(block: StimulateBlock, rng, thresholds, caps, trigger, common):
         **extra,
     )
     return planned, table, ARM_LEAD_S + worst_end
+
+
+def measured_thresholds(
+    known: Thresholds, measured: Thresholds | None, kind: str
+) -> Thresholds:
+    """The thresholds after a block that measures ``kind`` (``rmt``/``amt``).
+
+    Raises
+    ------
+    ValueError
+        When the measured value and the one known make an implausible pair
+        (an active threshold above the resting one).
+    """
+    value = None if measured is None else getattr(measured, kind)
+    if value is None:
+        return known
+    return replace(known, **{kind: value})
+
+
+def _hunt(block, thresholds, caps, common):
+    """Plan a threshold or hotspot block: single pulses whose power the run picks.
+
+    A threshold block's pulses are judged at its ``max_intensity`` (the most
+    the hunt may give), a hotspot block's at its intensity; every pulse at
+    the shortest interval, from the earliest start; the block may end after
+    its last pulse. A hunt that stops early gives fewer of these pulses, and
+    the next block still begins after its last one: judging every pulse at
+    its shortest spacing, the next block right after the last, covers it.
+    """
+    if isinstance(block, ThresholdBlock):
+        dose = resolve_intensity(Intensity(block.max_power, "%MSO"), thresholds)
+        extra = dict(
+            _dose_fields(dose), intensity=f"{block.start} to {dose.power} %MSO"
+        )
+        extra["power"] = None  # chosen pulse by pulse
+        extra["measures"] = block.measures
+    else:
+        dose = resolve_intensity(block.intensity, thresholds)
+        extra = _dose_fields(dose)
+    shortest_interval = block.interval_s - block.jitter_s
+    worst = ARM_LEAD_S + np.arange(block.max_pulses) * shortest_interval
+    table = block_pulse_table(worst, common["earliest_start_s"], block.index, [dose])
+    planned = PlannedBlock(
+        **common,
+        **extra,
+        duration_s=ARM_LEAD_S + block.max_pulses * (block.interval_s + block.jitter_s),
+        pulses=block.max_pulses,
+        pulse_offsets_s=tuple(float(x) for x in worst),
+        pattern="single",
+        max_power=dose.power,
+        delivery=None if caps is None else Delivery.SERIAL,
+        min_interval_s=shortest_interval if block.max_pulses > 1 else None,
+        run_decides_timing=True,
+        fields=(
+            ("intensity", "max_intensity" if "measures" in extra else "intensity"),
+            ("rate", "interval"),
+            ("length", "max_pulses"),
+            ("gap", "interval"),
+        ),
+    )
+    return planned, table, float(worst[-1])
 
 
 def _pair_is_one_stimulus(pattern, cond: Dose, test: Dose, pair_interval) -> bool:

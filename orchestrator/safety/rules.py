@@ -20,7 +20,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..language.blocks import Block, Protocol
+from ..language.blocks import (
+    THRESHOLD_UNITS,
+    Block,
+    Protocol,
+    ThresholdBlock,
+)
 from ..language.errors import Problem, ProtocolError
 from ..language.rig import Rig
 from .delivery import capabilities
@@ -192,6 +197,7 @@ def check_protocol(
     delivered_today: int = 0,
     skip_blocks: frozenset[int] = frozenset(),
     delivered_session: int = 0,
+    measured: Thresholds | None = None,
 ) -> SafetyReport:
     """Compile a protocol for a rig and thresholds, then judge its plan.
 
@@ -208,6 +214,7 @@ def check_protocol(
         justifications=limits.justifications,
         skip_blocks=skip_blocks,
         delivered_today=delivered_today,
+        measured=measured,
     )
     return check_plan(
         plan,
@@ -264,6 +271,8 @@ def check_plan(
     active = [b for b in plan.blocks if b.pulses and not b.skipped]
     for pb in active:
         _check_power(c, pb, caps, require_power)
+        if pb.type in ("threshold", "hotspot"):
+            _check_hunting(c, pb, caps)
     stimuli = plan.pulses.grouped("stimulus")
     trains = find_trains(
         stimuli.t_s, stimuli.block, stimuli.pct_rmt, stimuli.pct_amt, stimuli.power
@@ -292,7 +301,9 @@ def _check_power(c: _Checker, pb: PlannedBlock, caps, require_power: bool) -> No
     """Each block's power: known when a run needs it, within the device's range."""
     block = c.block(pb.index)
     lo, hi = (1, 100) if caps is None else caps.intensity_range
-    pairs = [(pb.field("intensity"), pb.power, pb.unit)]
+    # A threshold block's power is chosen pulse by pulse, never above its cap.
+    power = pb.max_power if pb.measures is not None else pb.power
+    pairs = [(pb.field("intensity"), power, pb.unit)]
     if pb.conditioning is not None:
         pairs.append(
             ("conditioning", pb.conditioning_power, pb.conditioning.split()[-1])
@@ -301,19 +312,55 @@ def _check_power(c: _Checker, pb: PlannedBlock, caps, require_power: bool) -> No
         shown = written(block, key)
         if power is None:
             if require_power:
-                need = "--rmt" if unit == "%RMT" else "--amt"
-                c.refuse(
-                    block,
-                    key,
-                    f"needs the participant's threshold ({need}) to set device power",
-                    shown,
-                )
+                c.refuse(block, key, _no_threshold(c.protocol, block, unit), shown)
             continue
         c.rule(block, key, "device power", hi, power, "%MSO", written=shown)
         if caps is not None:
             c.rule(block, key, f"{caps.label} lowest power", lo, power, "%MSO", "min")
     if pb.delivery_problem:
         c.refuse(block, "pattern", pb.delivery_problem, block.raw.get("pattern"))
+
+
+def _no_threshold(protocol: Protocol, block: Block, unit: str) -> str:
+    """Why a block's intensity has no threshold to be converted with."""
+    need = "--rmt" if unit == "%RMT" else "--amt"
+    kind = "rmt" if unit == "%RMT" else "amt"
+    hunts = [
+        b
+        for b in protocol.blocks[: block.index]
+        if isinstance(b, ThresholdBlock) and THRESHOLD_UNITS[b.kind] == unit
+    ]
+    if hunts and kind not in protocol.expected:
+        return (
+            f"needs a possible threshold: blocks[{hunts[-1].index}] measures the "
+            f"{kind.upper()}, and the protocol declares no expected_{kind} range "
+            f"(e.g. expected_{kind}: 30-80 %MSO) to judge this block for"
+        )
+    return f"needs the participant's threshold ({need}) to set device power"
+
+
+def _check_hunting(c: _Checker, pb: PlannedBlock, caps) -> None:
+    """A threshold or hotspot block: an EMG to read, pulses and powers allowed."""
+    block = c.block(pb.index)
+    if c.rig is not None and c.rig.emg is None:
+        c.refuse(
+            block,
+            "type",
+            f"needs the rig's EMG to read MEPs (the rig {c.rig.name} names none: "
+            "emg: {stream, channel} in the rig file)",
+            pb.type,
+        )
+    cap = c.limits.max_pulses_per_session
+    if cap is not None:
+        c.rule(block, "max_pulses", "pulses per session", cap, pb.pulses, "pulses")
+    if isinstance(block, ThresholdBlock) and caps is not None:
+        lo, hi = caps.intensity_range
+        for key, value in (
+            ("start", block.start.value),
+            ("max_intensity", pb.max_power),
+        ):
+            c.rule(block, key, f"{caps.label} power", hi, value, "%MSO")
+            c.rule(block, key, f"{caps.label} lowest power", lo, value, "%MSO", "min")
 
 
 def _check_rtms(c: _Checker, pb: PlannedBlock, train: Train, margin_on: bool) -> None:
