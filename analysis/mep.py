@@ -11,9 +11,10 @@ does not reject every trial.
 from __future__ import annotations
 
 import mne
-import numpy as np
 import pandas as pd
 from mne.utils import logger, verbose
+
+from stimtrain.emg import measure_meps
 
 from .tep import pulse_epochs
 
@@ -118,16 +119,11 @@ def mep_table(
     if picks != "emg":
         ch_names = list(epochs.copy().pick(picks).ch_names)
     data = epochs.get_data(picks=ch_names) * 1e6  # (n_epochs, n_ch, n_times), µV
-    times = epochs.times
-    in_win = (times >= window[0] - 1e-9) & (times <= window[1] + 1e-9)
-    in_pre = (times >= pre_window[0] - 1e-9) & (times <= pre_window[1] + 1e-9)
-    p2p = np.ptp(data[..., in_win], axis=-1)
-    pre = np.ptp(data[..., in_pre], axis=-1)
-    base_mean = data[..., in_pre].mean(-1, keepdims=True)
-    base_sd = data[..., in_pre].std(-1, keepdims=True)
-    dev = np.abs(data[..., in_win] - base_mean) > 5 * np.maximum(base_sd, 1e-3)
-    first = np.where(dev.any(-1), dev.argmax(-1), -1)
-    latency = np.where(first >= 0, times[in_win][first.clip(0)] * 1e3, np.nan)
+    # The session's online MEPs are measured by the same rule.
+    p2p, pre, latency = measure_meps(
+        epochs.times, data, window=window, baseline=pre_window
+    )
+    latency = latency * 1e3
     md = (
         epochs.metadata.reset_index(drop=True)
         if epochs.metadata is not None

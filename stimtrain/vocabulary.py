@@ -72,6 +72,32 @@ EVENTS: dict[str, tuple[tuple[str, ...], str]] = {
         "the journal could not be written; the device was disarmed and the "
         "session stops",
     ),
+    "mep": (
+        ("block", "pulse", "power", "amplitude_uv", "preactivation_uv", "rejected"),
+        "a threshold or hotspot pulse's MEP, measured live (stamped at the pulse)",
+    ),
+    "threshold_estimate": (
+        ("block", "pulses", "estimate", "next_power"),
+        "the threshold hunt's estimate after an MEP, and the power it gives next",
+    ),
+    "threshold_result": (
+        ("block", "measures", "value", "method", "pulses", "converged"),
+        "the threshold a threshold block measured (%MSO)",
+    ),
+    "hotspot_site": (
+        ("block", "site"),
+        "the operator labelled the coil's current site (the MEPs after it count "
+        "for it)",
+    ),
+    "hotspot_result": (
+        ("block", "site", "mean_uv", "pulses"),
+        "the hotspot block's chosen site (None when none was ranked)",
+    ),
+    "replanned": (
+        ("after_block", "thresholds"),
+        "the blocks after a threshold block were planned and judged again with "
+        "the measured threshold",
+    ),
     "abort": (("reason",), "the session was stopped early; the device is disarmed"),
     "session_end": (("status", "pulses_delivered"), "the runner finished"),
 }

@@ -52,6 +52,8 @@ ACTIONS = (
     "confirmed",
     "declined",
     "ignored",
+    *(f"site {n}" for n in range(1, 10)),
+    "accept_site",
 )
 #: The coil limit of docs/specs/safety.md; the console warns a few degrees before it.
 COIL_LIMIT_C = 40.0
@@ -117,6 +119,8 @@ class ConsoleState:
     streams: list[StreamHealth] = field(default_factory=list)
     markers_sent: int = 0
     task: TaskProgress | None = None
+    #: A threshold or hotspot block's live numbers (estimate, sites ranked).
+    hunt: str | None = None
     warnings: list[str] = field(default_factory=list)
     status: str = RUNNING
     pending_confirmation: str | None = None
@@ -168,6 +172,7 @@ class ConsoleState:
             self.block_started = started
             self.next_event = None
             self.task = None
+            self.hunt = None
 
     def finish_block(self, index: int, *, skipped: bool = False) -> None:
         """Mark block ``index`` done (or skipped)."""
@@ -212,7 +217,9 @@ def render(state: ConsoleState, now: float | None = None) -> RenderableType:
     panels = Table.grid(expand=True, padding=(0, 1))
     for ratio in (2, 4, 2):
         panels.add_column(ratio=ratio)
-    panels.add_row(_device_panel(s.device), _streams_panel(s), _task_panel(s.task))
+    panels.add_row(
+        _device_panel(s.device), _streams_panel(s), _task_panel(s.task, s.hunt)
+    )
     shown = s.warnings[-6:]
     warnings = Panel(
         Text("\n".join(shown) if shown else "none", style="yellow" if shown else "dim"),
@@ -222,7 +229,11 @@ def render(state: ConsoleState, now: float | None = None) -> RenderableType:
     if s.pending_confirmation:
         footer = Text(f" {s.pending_confirmation} ", style="bold black on yellow")
     else:
-        footer = Text("keys: p pause   r resume   s skip block   a ABORT", style="dim")
+        footer = Text(
+            "keys: p pause   r resume   s skip block   1-9 coil site   "
+            "k keep best site   a ABORT",
+            style="dim",
+        )
     # Keys and questions go right under the header: a short terminal cuts the
     # view off at the bottom, and a pending question must stay visible.
     return Group(
@@ -368,7 +379,9 @@ def _streams_panel(s: ConsoleState) -> Panel:
     return Panel(out, title="streams", border_style="red" if stale else "blue")
 
 
-def _task_panel(task: TaskProgress | None) -> Panel:
+def _task_panel(task: TaskProgress | None, hunt: str | None = None) -> Panel:
+    if hunt is not None:
+        return Panel(Text(hunt, style="bold"), title="MEPs", border_style="blue")
     if task is None:
         return Panel(Text("no task running", style="dim"), title="task")
     acc = None if task.accuracy is None else f"{100 * task.accuracy:.0f} %"
@@ -565,6 +578,11 @@ class OperatorConsole:
                 s.pending_confirmation = None
             elif s.status in (ABORTING, FINISHED):
                 pass
+            elif k in "123456789" and len(k) == 1 and s.current_block is not None:
+                # The hotspot block counts the MEPs after it for this site.
+                action = f"site {k}"
+            elif k == "k" and s.current_block is not None:
+                action = "accept_site"
             elif k == "p" and s.status == RUNNING:
                 action = "pause"
                 s.status = PAUSING

@@ -82,6 +82,10 @@ class SessionControl:
         self.stalled = threading.Event()
         #: Set while a task block is paused between trials.
         self.task_paused = threading.Event()
+        #: The coil site the operator labelled last (hotspot blocks), and
+        #: their request to keep the best site ranked so far.
+        self.site: int | None = None
+        self.accept_site = threading.Event()
         #: Held while pulses are scheduled or dropped, so a stall never
         #: falls between checking the flag and scheduling.
         self.schedule_lock = threading.Lock()
@@ -222,6 +226,12 @@ class SessionControl:
             self.pause.clear()
         elif action == "skip":
             self.skip.set()
+        elif action.startswith("site "):
+            self.site = int(action.split()[1])
+            if self.markers is not None:
+                self.markers.push("hotspot_site", block=current, site=self.site)
+        elif action == "accept_site":
+            self.accept_site.set()
 
     def on_signal(self, signum, frame) -> None:
         """Ctrl+C or SIGTERM: stop the session (the main thread's safe stop)."""

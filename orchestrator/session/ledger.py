@@ -53,6 +53,7 @@ class PulseLedger:
         self._block_fields: dict[int, dict] = {}
         self._online_fields: dict[tuple[int, int], dict] = {}
         self._given: dict[int, set[int]] = {}
+        self._fired_at: dict[tuple[int, int], float] = {}
         self._block_pulses: dict[int, int] = {}
         self._delivered = 0
 
@@ -94,6 +95,11 @@ class PulseLedger:
         with self._lock:
             return set(self._given.get(block, set()))
 
+    def fired_at(self, block: int, index: int) -> float | None:
+        """When firing ``index`` of ``block`` left the host (None: not given)."""
+        with self._lock:
+            return self._fired_at.get((block, index))
+
     def record(self, report: PulseReport) -> list[Pulse]:
         """Mark and journal the pulses of one firing the device process reported.
 
@@ -108,6 +114,7 @@ class PulseLedger:
             }
             pulses = _pulses(report, fields)
             self._given.setdefault(report.block, set()).add(report.index)
+            self._fired_at[(report.block, report.index)] = report.actual
             self._delivered += len(pulses)
             self._block_pulses[report.block] = self._block_pulses.get(
                 report.block, 0
