@@ -127,6 +127,11 @@ class SimulatedEEG:
         default, which leaves the stream as it always was.
     emg_noise_uv : float
         SD of the white background EMG, in µV.
+    motor : MotorSystem | None
+        The participant's corticospinal system
+        (:class:`~stimtrain.devices.sim_mep.MotorSystem`): each MEP is drawn
+        from it at the pulse's power and the coil's distance from the hotspot
+        (:meth:`move_coil`). None: the fixed curve :attr:`RECRUITMENT`.
 
     Attributes
     ----------
@@ -196,6 +201,7 @@ class SimulatedEEG:
         alpha_uv: float = 5.0,
         emg_channels: Sequence[str] = (),
         emg_noise_uv: float = 2.0,
+        motor=None,
     ) -> None:
         if n_channels < 1:
             raise ValueError(f"n_channels must be at least 1, got {n_channels}")
@@ -217,6 +223,11 @@ class SimulatedEEG:
         self._mep_rng = np.random.default_rng([seed, 3])
         self._meps: list[tuple[float, int, int, float]] = []
         self._mep_amp: dict[int, float] = {}
+        self._motor = motor
+        self._coil_mm = 0.0
+        #: Voluntary EMG (a participant who does not relax): sample ranges
+        #: and their amplitude, µV peak-to-peak.
+        self._activity: list[tuple[int, int, float]] = []
         self._n_channels = int(n_channels)
         self._sfreq = float(sfreq)
         self._name = name
@@ -520,6 +531,14 @@ class SimulatedEEG:
             emg = self._emg_rng.normal(
                 0.0, self._emg_noise_uv, (n, len(self._emg_names))
             )
+            for a0, a1, uv in self._activity:
+                lo, hi = max(start, a0), min(stop, a1)
+                if lo < hi:
+                    # Muscle activity: broadband, about ``uv`` peak-to-peak.
+                    emg[lo - start : hi - start] += self._emg_rng.normal(
+                        0.0, uv / 6.0, (hi - lo, len(self._emg_names))
+                    )
+            self._activity = [a for a in self._activity if a[1] > stop]
             for k, _ in self._active:
                 lo, hi = max(start, k), min(stop, k + self._response_len)
                 if lo < hi and k in self._mep_amp:
@@ -601,6 +620,21 @@ class SimulatedEEG:
         """
         self._dropouts.append((start, start + duration))
 
+    def move_coil(self, distance_mm: float) -> None:
+        """Put the coil ``distance_mm`` from the participant's hotspot."""
+        if not distance_mm >= 0:
+            raise ValueError(f"distance_mm must be >= 0, got {distance_mm}")
+        with self._lock:
+            self._coil_mm = float(distance_mm)
+
+    def add_activity(self, start: float, duration: float, uv: float) -> None:
+        """Voluntary EMG from clock time ``start`` for ``duration`` s, ~``uv`` p-p."""
+        with self._lock:
+            if self._t0 is None:
+                raise RuntimeError("add_activity() needs a started SimulatedEEG")
+            a0 = round((start - self._t0) * self._sfreq)
+            self._activity.append((a0, a0 + round(duration * self._sfreq), uv))
+
     def add_pulse(self, time: float, power: int) -> int:
         """Draw a TMS pulse delivered at clock time ``time`` into the signal.
 
@@ -633,7 +667,13 @@ class SimulatedEEG:
             sample = round((time - self._t0) * self._sfreq)
             self._pulses.append((time, sample))
             self._active.append((sample, power))
-            if self._emg_names:
+            if self._emg_names and self._motor is not None:
+                amp = float(
+                    self._motor.mep(power, self._mep_rng, distance_mm=self._coil_mm)
+                )
+                self._mep_amp[sample] = amp
+                self._meps.append((time, sample, power, amp))
+            elif self._emg_names:
                 amp = float(self.mep_curve(power)) * float(
                     self._mep_rng.lognormal(0.0, self.MEP_SPREAD)
                 )

@@ -24,13 +24,26 @@ from .realtime import normal_scheduling
 logger = logging.getLogger("stimtrain.devices.sim_eeg_process")
 
 
-def _amplifier_main(name: str, emg_channels: list[str], conn) -> None:
+def _amplifier_main(
+    name: str,
+    emg_channels: list[str],
+    conn,
+    participant: dict | None = None,
+    activity: tuple[float, float, float] | None = None,
+) -> None:
     normal_scheduling()
     # The rig killed outright must not leave an EEG stream behind.
     die_with_parent()
     from .sim_eeg import SimulatedEEG
 
-    eeg = SimulatedEEG(name=name, emg_channels=emg_channels).start()
+    motor = None
+    if participant is not None:
+        from .sim_mep import simulated_participant
+
+        motor = simulated_participant(**participant)
+    eeg = SimulatedEEG(name=name, emg_channels=emg_channels, motor=motor).start()
+    if activity is not None:
+        _schedule_activity(eeg, *activity)
     conn.send(("ready",))
     try:
         while True:
@@ -42,10 +55,22 @@ def _amplifier_main(name: str, emg_channels: list[str], conn) -> None:
                 eeg.add_pulse(msg[1], msg[2])
             elif msg[0] == "dropout":
                 eeg.add_dropout(msg[1], msg[2])
+            elif msg[0] == "coil":
+                eeg.move_coil(msg[1])
             else:
                 break
     finally:
         eeg.stop()
+
+
+def _schedule_activity(eeg, every: float, duration: float, uv: float) -> None:
+    """A participant who does not relax: ``duration`` s of EMG every ``every`` s
+    for the next hour, the first half a period from now."""
+    import pylsl
+
+    now = pylsl.local_clock()
+    for k in range(int(3600 / every)):
+        eeg.add_activity(now + (k + 0.5) * every, duration, uv)
 
 
 class EEGProcess:
@@ -57,14 +82,27 @@ class EEGProcess:
         LSL name of the stream.
     emg_channels : list of str
         EMG channels after the EEG channels (MEPs are drawn into them).
+    participant : dict | None
+        Keyword arguments of
+        :func:`~stimtrain.devices.sim_mep.simulated_participant` (``rmt``,
+        ``seed``): the motor system MEPs are drawn from.
+    activity : tuple of float | None
+        ``(every, duration, uv)``: voluntary EMG bursts (pre-activation).
     """
 
-    def __init__(self, name: str, emg_channels: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        emg_channels: list[str] | None = None,
+        *,
+        participant: dict | None = None,
+        activity: tuple[float, float, float] | None = None,
+    ) -> None:
         ctx = mp.get_context("spawn")
         self._conn, child = ctx.Pipe()
         self._proc = ctx.Process(
             target=_amplifier_main,
-            args=(name, list(emg_channels or []), child),
+            args=(name, list(emg_channels or []), child, participant, activity),
             name="stimtrain-sim-eeg",
             daemon=True,
         )
@@ -96,6 +134,10 @@ class EEGProcess:
     def add_pulse(self, time: float, power: int) -> None:
         """Draw a pulse at clock time ``time`` with ``power`` (%MSO)."""
         self._send(("pulse", time, power))
+
+    def move_coil(self, distance_mm: float) -> None:
+        """Put the coil ``distance_mm`` from the simulated hotspot."""
+        self._send(("coil", float(distance_mm)))
 
     def add_dropout(self, start: float, duration: float) -> None:
         """Send nothing from clock time ``start`` for ``duration`` seconds."""

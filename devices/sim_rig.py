@@ -69,6 +69,12 @@ class SimulatedRig:
         LSL name of the simulated EEG stream.
     faults : FaultPlan | None
         Faults the stimulator simulator injects.
+    participant : dict | None
+        The simulated participant's motor system
+        (:func:`~stimtrain.devices.sim_mep.simulated_participant` arguments:
+        ``rmt``, ``seed``); None draws MEPs from a fixed curve.
+    activity : tuple of float | None
+        ``(every, duration, uv)``: the participant does not relax now and then.
     eeg_process : bool
         Run the EEG in a process of its own
         (:class:`~stimtrain.devices.sim_eeg_process.EEGProcess`), as a served
@@ -87,9 +93,13 @@ class SimulatedRig:
         eeg_name: str = "stimtrain-sim-eeg",
         faults: FaultPlan | None = None,
         eeg_process: bool = False,
+        participant: dict | None = None,
+        activity: tuple[float, float, float] | None = None,
         **stimulator_kwargs: object,
     ) -> None:
         self.eeg_name = eeg_name
+        self._participant = participant
+        self._activity = activity
         self.stimulator = make_stimulator_simulator(
             model, charge_time=charge_time, faults=faults, **stimulator_kwargs
         )
@@ -135,13 +145,33 @@ class SimulatedRig:
         if self._eeg_process:
             from .sim_eeg_process import EEGProcess
 
-            self.eeg = EEGProcess(self.eeg_name, emg_channels=["FDI"]).start()
+            self.eeg = EEGProcess(
+                self.eeg_name,
+                emg_channels=["FDI"],
+                participant=self._participant,
+                activity=self._activity,
+            ).start()
         else:
             from .sim_eeg import SimulatedEEG
+            from .sim_eeg_process import _schedule_activity
 
-            self.eeg = SimulatedEEG(name=self.eeg_name, emg_channels=["FDI"]).start()
+            motor = None
+            if self._participant is not None:
+                from .sim_mep import simulated_participant
+
+                motor = simulated_participant(**self._participant)
+            self.eeg = SimulatedEEG(
+                name=self.eeg_name, emg_channels=["FDI"], motor=motor
+            ).start()
+            if self._activity is not None:
+                _schedule_activity(self.eeg, *self._activity)
         eeg = self.eeg
         self.stimulator.add_pulse_listener(lambda p: eeg.add_pulse(p.time, p.power))
+
+    def move_coil(self, distance_mm: float) -> None:
+        """The operator moved the coil: ``distance_mm`` from the hotspot."""
+        if self.eeg is not None:
+            self.eeg.move_coil(distance_mm)
 
     def start(self) -> SimulatedRig:
         """Start every simulator; return self."""
@@ -173,6 +203,20 @@ def _check_stream(name: str, timeout: float = 10.0) -> None:
         logger.error("simulated EEG stream %r cannot be found over LSL", name)
 
 
+def _read_commands(commands: IO[str], rig: SimulatedRig) -> None:
+    """Apply ``coil <mm>`` lines to the rig; anything else is logged and ignored."""
+    for line in commands:
+        word, _, value = line.strip().partition(" ")
+        try:
+            if word == "coil":
+                rig.move_coil(float(value))
+                continue
+        except ValueError:
+            pass
+        if line.strip():
+            logger.warning("simulated rig: unknown command %r", line.strip())
+
+
 def _hardware_priority() -> None:
     # A short switch interval keeps a serial reader from waiting up to 5 ms
     # for the interpreter lock (the pulse log's writes, the main thread).
@@ -190,6 +234,9 @@ def serve(
     eeg_name: str | None = None,
     stop_event: threading.Event | None = None,
     eeg_dropout: tuple[float, float] | None = None,
+    participant: dict | None = None,
+    activity: tuple[float, float, float] | None = None,
+    commands: IO[str] | None = None,
 ) -> None:
     """Run one simulated device until interrupted.
 
@@ -221,6 +268,14 @@ def serve(
     eeg_dropout : tuple of float | None
         For ``"rig"``: ``(start, duration)`` in seconds after start, a window
         in which the simulated EEG sends nothing (a stream-loss rehearsal).
+    participant : dict | None
+        For ``"rig"``: the simulated participant's motor system (``rmt``,
+        ``seed``), see :class:`SimulatedRig`.
+    activity : tuple of float | None
+        For ``"rig"``: voluntary EMG bursts ``(every, duration, uv)``.
+    commands : file | None
+        For ``"rig"``: lines ``coil <mm>`` move the coil (the simulated
+        operator's hand), read until the file ends.
     """
     if device not in SERVE_DEVICES:
         raise ValueError(
@@ -266,6 +321,8 @@ def serve(
             eeg_name=eeg_name or "stimtrain-sim-eeg",
             faults=faults,
             eeg_process=True,
+            participant=participant,
+            activity=activity,
         )
         stimulator = server.stimulator
         # Before this process raises its priority, which children inherit.
@@ -289,6 +346,10 @@ def serve(
         lines = [f"port: {port}"]
     if stimulator is not None and log_file is not None:
         stimulator.add_pulse_listener(record)
+    if device == "rig" and commands is not None:
+        threading.Thread(
+            target=_read_commands, args=(commands, server), daemon=True
+        ).start()
 
     # The handler only appends to a list: setting ``stop`` there could deadlock
     # with the main thread inside ``stop.wait`` holding the event's lock (a rig

@@ -266,6 +266,9 @@ def cmd_run(args) -> int:
             sim_options={
                 "faults": args.sim_faults,
                 "eeg_dropout": args.sim_eeg_dropout,
+                "participant_rmt": args.sim_rmt,
+                "participant_seed": args.sim_seed,
+                "emg_activity": args.sim_emg_activity,
             },
             limits=args.limits,
             simulated_participant=args.simulated_participant,
@@ -478,11 +481,41 @@ def _dropout(text: str | None) -> tuple[float, float] | None:
     return float(start), float(duration)
 
 
+def _sim_rmt(text: str) -> float:
+    from stimtrain.orchestrator.language.thresholds import Thresholds
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = text
+    rule = Thresholds.value_rule(value)
+    if rule:
+        raise argparse.ArgumentTypeError(f"{rule} (got {text})")
+    return value
+
+
+def _activity(text: str) -> tuple[float, float, float]:
+    parts = text.split(",")
+    try:
+        every, seconds, uv = (float(x) for x in parts)
+    except ValueError:
+        every = seconds = uv = -1.0
+    if not (every > 0 and 0 < seconds < every and uv > 0):
+        raise argparse.ArgumentTypeError(
+            "must be EVERY,SECONDS,UV with 0 < SECONDS < EVERY and UV > 0 "
+            f"(got {text!r})"
+        )
+    return every, seconds, uv
+
+
 def cmd_sim(args) -> int:
     """Serve a simulated device until interrupted."""
     use_local_lsl()
     from stimtrain.devices.sim_rig import serve
 
+    participant = None
+    if args.participant_rmt is not None:
+        participant = {"rmt": args.participant_rmt, "seed": args.participant_seed}
     try:
         serve(
             args.device,
@@ -491,6 +524,9 @@ def cmd_sim(args) -> int:
             model=args.model,
             faults=args.faults,
             eeg_dropout=_dropout(args.eeg_dropout),
+            participant=participant,
+            activity=args.emg_activity,
+            commands=sys.stdin if args.device == "rig" else None,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -622,6 +658,26 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="START,SECONDS",
         help="simulated rig only: the EEG goes silent from START s for SECONDS",
     )
+    p.add_argument(
+        "--sim-rmt",
+        type=_sim_rmt,
+        metavar="PCT",
+        help="simulated rig only: the simulated participant's true resting motor "
+        "threshold, %%MSO (their MEPs follow it)",
+    )
+    p.add_argument(
+        "--sim-seed",
+        type=int,
+        default=0,
+        help="simulated rig only: the simulated participant's variability seed",
+    )
+    p.add_argument(
+        "--sim-emg-activity",
+        type=_activity,
+        metavar="EVERY,SECONDS,UV",
+        help="simulated rig only: the participant tenses the muscle for SECONDS "
+        "every EVERY s (UV peak-to-peak), to rehearse pre-activation",
+    )
     p.add_argument("--data", default="stimtrain-data", help="data root folder")
     p.add_argument(
         "--simulated-participant",
@@ -711,6 +767,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--eeg-dropout",
         metavar="START,SECONDS",
         help="rig only: the simulated EEG sends nothing from START s for SECONDS",
+    )
+    p.add_argument(
+        "--participant-rmt",
+        type=_sim_rmt,
+        metavar="PCT",
+        help="rig only: the simulated participant's true RMT (%%MSO)",
+    )
+    p.add_argument("--participant-seed", type=int, default=0)
+    p.add_argument(
+        "--emg-activity",
+        type=_activity,
+        metavar="EVERY,SECONDS,UV",
+        help="rig only: voluntary EMG for SECONDS every EVERY s",
     )
     p.set_defaults(func=cmd_sim)
     return parser

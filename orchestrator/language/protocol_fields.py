@@ -144,6 +144,7 @@ BLOCK_SPECS: dict[str, s.RecordSpec] = {
     ),
 }
 
+
 def _mso_only(value: Intensity) -> str | None:
     if value.unit != "%MSO":
         return "must be in %MSO (the threshold is not known yet)"
@@ -224,7 +225,7 @@ HUNTING_SPECS: dict[str, s.RecordSpec] = {
                 "max_pulses",
                 s.INTEGER,
                 "Most pulses, rejected trials included.",
-                40,
+                60,
                 check=s.at_least_one,
             ),
             s.FieldSpec(

@@ -13,9 +13,11 @@ if TYPE_CHECKING:
     from .console import ConsoleState
     from .control import SessionControl
     from .device_process import DeviceProcess
+    from .emg_reader import EMGReader
     from .journal import Journal
     from .ledger import PulseLedger
     from .markers import MarkerOutlet
+    from .simoperator import SimulatedOperator
 
 
 @dataclass(kw_only=True)
@@ -52,6 +54,13 @@ class BlockContext:
         ``trials_file(block, task) -> Path`` of a task block's trials TSV.
     n_blocks : int
         Blocks in the plan (for progress lines).
+    run_file : callable
+        ``run_file(name) -> Path`` of one of this run's files.
+    emg : EMGReader | None
+        The rig's EMG channel, read live (protocols with threshold or
+        hotspot blocks).
+    operator : SimulatedOperator | None
+        On the simulated rig: who moves the coil and labels sites.
     task_levels : dict
         Task → level reached in this run (filled by the task blocks).
     """
@@ -70,4 +79,7 @@ class BlockContext:
     levels_path: Path
     trials_file: Callable[[int, str], Path]
     n_blocks: int
+    run_file: Callable[[str], Path]
+    emg: EMGReader | None = None
+    operator: SimulatedOperator | None = None
     task_levels: dict[str, float] = field(default_factory=dict)

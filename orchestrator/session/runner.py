@@ -27,10 +27,12 @@ from pathlib import Path
 import pylsl
 
 from ..language.protocol import (
+    HotspotBlock,
     InstructionsBlock,
     RestBlock,
     StimulateBlock,
     TaskBlock,
+    ThresholdBlock,
     WaitBlock,
 )
 from ..safety.checking import CheckedProtocol
@@ -40,6 +42,8 @@ from .context import BlockContext
 from .control import SessionAborted, SessionControl
 from .device_process import DeviceConfig, DeviceProcess
 from .diskwatch import DiskWatch, free_space_problem, recording_rate
+from .emg_reader import EMGReader
+from .hunting import run_hotspot, run_threshold
 from .journal import Journal
 from .ledger import PulseLedger
 from .lslconfig import configure_lsl_for_rig
@@ -47,10 +51,12 @@ from .markers import MarkerOutlet
 from .recording import Recorder, wait_for_streams
 from .safe_stop import SafeStop, SessionParts
 from .session_folder import SessionFolder, new_run, write_new
+from .simoperator import SimulatedOperator
 from .simrig import start_simulated_rig
 from .stimulation import run_stimulation
 from .streamwatch import HealthFeed, StreamWatch
 from .task_block import run_task
+from .thresholds_found import use_measured_threshold
 from .waiting import run_instructions, run_rest, run_wait
 
 logger = logging.getLogger("stimtrain.orchestrator.session.runner")
@@ -139,7 +145,10 @@ class SessionRunner:
         self.live_console = live_console
         self.sim_options = {k: v for k, v in (sim_options or {}).items() if v}
         if self.sim_options and not self.rig.simulated:
-            raise ValueError("--sim-faults/--sim-eeg-dropout need a simulated rig")
+            raise ValueError(
+                "--sim-faults, --sim-eeg-dropout, --sim-rmt and --sim-emg-activity "
+                "need a simulated rig"
+            )
         self.control: SessionControl | None = None
         self.task_levels: dict[str, float] = {}
         self.recording_check: dict | None = None
@@ -233,6 +242,14 @@ class SessionRunner:
         """Open the streams, recorder, watches, device, window and console."""
         control = self.control
         stream_names = list(self.rig.required_streams)
+        hunts = any(
+            isinstance(b, (ThresholdBlock, HotspotBlock))
+            for b in self.checked.protocol.blocks
+        )
+        emg = self.rig.emg
+        if hunts and emg is not None and emg.stream not in stream_names:
+            # MEPs are read from the stream the recording also keeps.
+            stream_names.append(emg.stream)
         if self.rig.simulated:
             name = f"stimtrain-sim-eeg-{os.getpid()}"
             parts.sim = start_simulated_rig(
@@ -242,6 +259,8 @@ class SessionRunner:
                 **self.sim_options,
             )
             stream_names = [name]
+            if emg is not None:
+                emg = type(emg)(stream=name, channel=emg.channel)
             self.say(
                 f"simulated rig: stimulator {parts.sim.stimulator_port}, "
                 f"trigger box {parts.sim.trigger_port}"
@@ -279,6 +298,10 @@ class SessionRunner:
             )
         )
         control.streams_stalled = lambda: watch.stalled
+        reader = None
+        if hunts:
+            reader = stack.enter_context(EMGReader(emg.stream, emg.channel))
+            reader.start(timeout=self.rig.stream_timeout_s)
         device = parts.device = control.device = self._device_process(
             folder, parts.sim, ledger
         )
@@ -321,6 +344,13 @@ class SessionRunner:
             levels_path=folder.path.parent / "task_levels.json",
             trials_file=folder.task_tsv,
             n_blocks=len(self.plan.blocks),
+            run_file=folder.file,
+            emg=reader,
+            operator=(
+                SimulatedOperator(parts.sim, seed=self.checked.protocol.seed)
+                if hunts and parts.sim is not None
+                else None
+            ),
             task_levels=self.task_levels,
         )
 
@@ -377,7 +407,10 @@ class SessionRunner:
             protocol=protocol.name,
             protocol_sha256=protocol.sha256,
         )
-        for block, planned in zip(protocol.blocks, self.plan.blocks, strict=True):
+        for block in protocol.blocks:
+            # The plan may change on the way: a threshold block's measurement
+            # re-plans the blocks after it.
+            planned = self.plan.blocks[block.index]
             if control.stop():
                 break
             if planned.skipped:
@@ -390,12 +423,25 @@ class SessionRunner:
             if control.stop():
                 break
             ctx.state.start_block(block.index, pylsl.local_clock())
-            _run_block(ctx, block, planned)
+            outcome = _run_block(ctx, block, planned)
             skipped = control.skip.is_set()
             control.skip.clear()
             ctx.state.finish_block(block.index, skipped=skipped)
             if not control.stop() and not skipped:
                 completed.append(block.index)
+            if "threshold" in outcome and not control.stop():
+                self.plan = use_measured_threshold(
+                    self.checked,
+                    self.plan,
+                    block,
+                    outcome["threshold"],
+                    ctx,
+                    done=frozenset(completed),
+                    participant=self.participant,
+                    resumed=0
+                    if self.resumed_from is None
+                    else self.resumed_from["pulses_delivered"],
+                )
         return completed
 
     def _pause_point(self, ctx: BlockContext, index: int) -> None:
@@ -431,7 +477,7 @@ class SessionRunner:
             folder,
             status if reason is None else "aborted",
             reason,
-            self.plan.total_pulses,
+            self.checked.plan.total_pulses,
             delivered,
             completed,
         )
@@ -501,7 +547,7 @@ class SessionRunner:
         write_new(result.folder.file("summary.json"), json.dumps(summary, indent=2))
 
 
-def _run_block(ctx: BlockContext, block, planned: PlannedBlock) -> None:
+def _run_block(ctx: BlockContext, block, planned: PlannedBlock) -> dict:
     """One block between its ``block_start`` and ``block_end``, by its kind."""
     fields = dict(block=block.index, type=block.type, label=block.label)
     if isinstance(block, RestBlock):
@@ -524,6 +570,7 @@ def _run_block(ctx: BlockContext, block, planned: PlannedBlock) -> None:
         ctx.markers.push("block_end", **fields)
         done = not control.stop() and not control.skip.is_set()
         ctx.journal.write("block_end", completed=done, **fields, **outcome)
+    return outcome
 
 
 def _execute(ctx: BlockContext, block, planned: PlannedBlock) -> dict:
@@ -537,6 +584,10 @@ def _execute(ctx: BlockContext, block, planned: PlannedBlock) -> dict:
         return run_instructions(ctx, block)
     if isinstance(block, WaitBlock):
         return run_wait(ctx, block)
+    if isinstance(block, ThresholdBlock):
+        return run_threshold(ctx, block, planned)
+    if isinstance(block, HotspotBlock):
+        return run_hotspot(ctx, block, planned)
     raise TypeError(f"no executor for a {type(block).__name__}")
 
 

@@ -26,8 +26,19 @@ class SimulatedRigProcess:
     trigger_port: str
     eeg_stream: str
 
+    def move_coil(self, distance_mm: float) -> None:
+        """The simulated operator moved the coil: ``distance_mm`` from the hotspot."""
+        if self.proc.poll() is None and self.proc.stdin is not None:
+            self.proc.stdin.write(f"coil {distance_mm:g}\n")
+            self.proc.stdin.flush()
+
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the simulators (SIGTERM, then SIGKILL)."""
+        if self.proc.stdin is not None:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -44,6 +55,9 @@ def start_simulated_rig(
     model: str = "super_rapid2",
     faults: str | None = None,
     eeg_dropout: str | None = None,
+    participant_rmt: float | None = None,
+    participant_seed: int = 0,
+    emg_activity: tuple[float, float, float] | None = None,
     timeout: float = 20.0,
 ) -> SimulatedRigProcess:
     """Start the simulated rig and wait for it to announce its ports.
@@ -60,6 +74,12 @@ def start_simulated_rig(
         Faults the stimulator simulator injects (``stimtrain sim --faults``).
     eeg_dropout : str | None
         ``"START,SECONDS"``: the simulated EEG goes silent for a while.
+    participant_rmt : float | None
+        The simulated participant's true resting motor threshold (%MSO).
+    participant_seed : int
+        Seed of the simulated participant's variability.
+    emg_activity : tuple of float | None
+        ``(every, seconds, uv)``: voluntary EMG now and then.
     timeout : float
         Seconds to wait for the ports.
     """
@@ -71,10 +91,16 @@ def start_simulated_rig(
         cmd += ["--eeg-dropout", eeg_dropout]
     if pulse_log is not None:
         cmd += ["--pulse-log", str(pulse_log)]
+    if participant_rmt is not None:
+        cmd += ["--participant-rmt", f"{participant_rmt:g}"]
+        cmd += ["--participant-seed", str(participant_seed)]
+    if emg_activity is not None:
+        cmd += ["--emg-activity", ",".join(f"{x:g}" for x in emg_activity)]
     proc = subprocess.Popen(
         cmd,
         stdout=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
+        # The simulated operator's hand: ``coil <mm>`` lines.
+        stdin=subprocess.PIPE,
         text=True,
         env=dict(os.environ),
         # A runner killed outright must not leave its simulated rig behind.
