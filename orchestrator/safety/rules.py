@@ -273,6 +273,7 @@ def check_plan(
         _check_power(c, pb, caps, require_power)
         if pb.type in ("threshold", "hotspot"):
             _check_hunting(c, pb, caps)
+    _check_measured_units(c, protocol)
     stimuli = plan.pulses.grouped("stimulus")
     trains = find_trains(
         stimuli.t_s, stimuli.block, stimuli.pct_rmt, stimuli.pct_amt, stimuli.power
@@ -337,6 +338,40 @@ def _no_threshold(protocol: Protocol, block: Block, unit: str) -> str:
             f"(e.g. expected_{kind}: 30-80 %MSO) to judge this block for"
         )
     return f"needs the participant's threshold ({need}) to set device power"
+
+
+def _check_measured_units(c: _Checker, protocol: Protocol) -> None:
+    """A block after a threshold block that uses what it measures needs the
+    protocol's expected range: its power comes from the measurement, so no
+    threshold given before the run is the one it will use."""
+    measured: dict[str, ThresholdBlock] = {}
+    for block in protocol.blocks:
+        if isinstance(block, ThresholdBlock):
+            measured[THRESHOLD_UNITS[block.kind]] = block
+            continue
+        for key, intensity in _intensities(block):
+            hunt = measured.get(intensity.unit)
+            if hunt is not None and hunt.measures not in protocol.expected:
+                c.refuse(
+                    block,
+                    key,
+                    _no_threshold(protocol, block, intensity.unit),
+                    written(block, key),
+                )
+
+
+def _intensities(block: Block):
+    """``(key, Intensity)`` of every intensity a block states."""
+    out = []
+    if getattr(block, "intensity", None) is not None:
+        out.append(("intensity", block.intensity))
+    pattern = getattr(block, "pattern", None)
+    if getattr(pattern, "conditioning", None) is not None:
+        out.append(("conditioning", pattern.conditioning))
+    tms = getattr(block, "tms", None)
+    if tms is not None:
+        out.append(("tms.intensity", tms.intensity))
+    return out
 
 
 def _check_hunting(c: _Checker, pb: PlannedBlock, caps) -> None:

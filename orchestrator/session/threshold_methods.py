@@ -129,8 +129,8 @@ class Bayes(ThresholdMethod):
         criterion_uv: float = 50.0,
         min_power: int = 1,
         *,
-        tolerance: float = 0.045,
-        min_pulses: int = 14,
+        tolerance: float = 0.05,
+        min_pulses: int = 16,
         floor_uv: float = 15.0,
     ) -> None:
         super().__init__(start, max_power, max_pulses, criterion_uv, min_power)
