@@ -3,6 +3,9 @@
 Each :class:`~stimtrain.orchestrator.language.spec.RecordSpec` lists a mapping's fields
 with type, unit pattern, default and description; the loader reads through
 them and :mod:`~stimtrain.orchestrator.language.schema` turns them into JSON Schema.
+
+Longer than most because it is one table: every field of every block type,
+read together when the language changes.
 """
 
 from __future__ import annotations

@@ -188,6 +188,10 @@ class DeviceProcess:
         """The unit's state, asked now."""
         return self._call("status")
 
+    def wait_ready(self, timeout: float = 3.0) -> dict:
+        """Wait until the armed unit is ready to fire (after a power change)."""
+        return self._call("wait_ready", timeout, timeout=timeout + 3.0)
+
     def hold(self, after: float | None = None, timeout: float = 2.0) -> Held:
         """Drop the scheduled pulses (those due at or after clock time ``after``).
 

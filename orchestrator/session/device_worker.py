@@ -90,6 +90,7 @@ COMMANDS = frozenset(
         "disarm",
         "hold",
         "status",
+        "wait_ready",
         "schedule",
     }
 )
@@ -307,6 +308,12 @@ class Worker:
         held = {"held_at": self.dropped_at, "dropped": dropped}
         self.dropped, self.dropped_at = [], None
         return held
+
+    def do_wait_ready(self, timeout: float = 3.0) -> dict:
+        # A power change takes the unit time (a Magstim: about 100 ms per %
+        # down); a pulse before it is ready would be refused.
+        self.stim.wait_ready(timeout=timeout)
+        return self.stim.state().as_dict()
 
     def do_status(self) -> dict:
         return self.stim.state().as_dict()

@@ -251,7 +251,10 @@ def _one_pulse(
     index = pulses.given
     ctx.ledger.update_block_fields(block.index, power=power, intensity=power)
     device.set_power(power)
-    due = max(pulses.next_at, pylsl.local_clock() + 0.3)
+    # A power change takes the unit up to a few seconds (100 ms per % down
+    # on a Magstim): the pulse waits for it, never the other way round.
+    device.wait_ready(timeout=12.0)
+    due = max(pulses.next_at, pylsl.local_clock() + 0.1)
     with control.schedule_lock:
         if control.stalled.is_set():
             return None
