@@ -13,6 +13,10 @@ parameters (its *level*) through :meth:`Task.adaptation`.
 Tasks of other packages register under the entry-point group
 ``stimtrain.tasks`` (``name = "package.module:TaskClass"``); :func:`get_task`
 finds them by name.
+
+Longer than most because it is the task contract in one place: the trial,
+result and timing records, the Task base class every task subclasses, the
+parameter checks they share and the registry that finds them.
 """
 
 from __future__ import annotations

@@ -31,6 +31,10 @@ Without a display refresh (Xvfb) ``flip()`` returns at once; the runner
 detects this once per window and then paces flips on a fixed grid of the
 nominal frame period itself, sleeping in between, so blocks take their
 nominal time without spinning the CPU.
+
+Longer than most because the block's frame loop, its screens, its keyboard
+and its trials file share one clock and one window, and are read together
+when timing is in question.
 """
 
 from __future__ import annotations

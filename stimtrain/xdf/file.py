@@ -13,6 +13,10 @@ A sample is ``[TimeStampBytes] [TimeStamp] [values]`` where TimeStampBytes
 is 0 (the time is the previous one plus 1/nominal_srate) or 8 (a double
 follows). Numeric values are little-endian; a string value is a
 variable-length length and the bytes.
+
+Longer than most because indexing, decoding and salvaging share the chunk
+format and one pass over the bytes; a damaged file is read by all three at
+once.
 """
 
 from __future__ import annotations
