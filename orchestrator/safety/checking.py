@@ -83,6 +83,7 @@ def check_file(
     delivered_today: int = 0,
     skip_blocks: frozenset[int] = frozenset(),
     delivered_session: int = 0,
+    measured: Thresholds | None = None,
 ) -> CheckedProtocol:
     """Load a protocol file, run the safety and device checks, compile the plan.
 
@@ -107,6 +108,10 @@ def check_file(
         Blocks already finished in earlier runs of the session (resume).
     delivered_session : int
         Pulses delivered in earlier runs of the session (resume).
+    measured : Thresholds | None
+        What the protocol's threshold blocks measured in earlier runs of the
+        session (resume): the blocks after them are judged with it alone. It
+        must be within the protocol's expected range.
 
     Raises
     ------
@@ -119,7 +124,11 @@ def check_file(
     if rig is None:
         rig = protocol.rig or "sim"
     rig_obj = rig if isinstance(rig, Rig) else load_rig(rig)
-    candidates = candidate_thresholds(protocol, thresholds)
+    if measured is not None:
+        _check_in_range(protocol, measured)
+        candidates = [measured]
+    else:
+        candidates = candidate_thresholds(protocol, thresholds)
     for measured in candidates or [None]:
         report = check_protocol(
             protocol,
@@ -143,6 +152,24 @@ def check_file(
         report.plan,
         tuple(candidates),
     )
+
+
+def _check_in_range(protocol: Protocol, measured: Thresholds) -> None:
+    """A threshold measured earlier must be one the protocol was judged for."""
+    problems = []
+    for kind, (low, high) in protocol.expected.items():
+        value = getattr(measured, kind)
+        if value is not None and not low <= value <= high:
+            problems.append(
+                protocol.document.problem(
+                    (f"expected_{kind}",),
+                    f"the {kind.upper()} measured in an earlier run, {value:.1f} "
+                    f"%MSO, is outside this range: the blocks after it cannot run",
+                    f"{low:g}-{high:g} %MSO",
+                )
+            )
+    if problems:
+        raise ProtocolError(problems)
 
 
 def _for_candidate(problems, protocol: Protocol, measured: Thresholds | None):

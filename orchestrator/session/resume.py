@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .journal import read_journal
@@ -57,6 +57,9 @@ class ResumePoint:
     completed_blocks: frozenset[int]
     pulses_delivered: int
     finished: bool
+    #: Thresholds a finished threshold block of an earlier run measured
+    #: (``rmt``/``amt`` → %MSO): the blocks after it use them.
+    measured: dict[str, float] = field(default_factory=dict)
 
 
 def read_resume_point(session_dir: str | Path) -> ResumePoint:
@@ -80,6 +83,7 @@ def read_resume_point(session_dir: str | Path) -> ResumePoint:
         raise ValueError(f"{session_dir}: no run of a session here (no journal)")
     created: dict | None = None
     completed: set[int] = set()
+    results: dict[int, dict] = {}
     pulses = 0
     finished = False
     for run, path in journals:
@@ -114,6 +118,8 @@ def read_resume_point(session_dir: str | Path) -> ResumePoint:
                 completed.add(int(e["block"]))
             elif kind == "session_end" and e.get("status") == "completed":
                 finished = True
+            elif kind == "threshold_result" and e.get("converged"):
+                results[int(e["block"])] = e
     if created is None:
         raise ValueError(f"{session_dir}: no run got as far as writing its plan")
     # Every block done counts as finished even when the last line (the
@@ -133,6 +139,11 @@ def read_resume_point(session_dir: str | Path) -> ResumePoint:
         completed_blocks=frozenset(completed),
         pulses_delivered=pulses,
         finished=finished,
+        measured={
+            r["measures"]: float(r["value"])
+            for block, r in sorted(results.items())
+            if block in completed
+        },
     )
 
 

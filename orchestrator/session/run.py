@@ -61,6 +61,9 @@ def run_protocol(
         delivered_today=today,
         skip_blocks=frozenset() if resume is None else resume.completed_blocks,
         delivered_session=0 if resume is None else resume.pulses_delivered,
+        measured=Thresholds(**resume.measured)
+        if resume is not None and resume.measured
+        else None,
     )
     if resume is not None and checked.protocol.sha256 != resume.protocol_sha256:
         raise ValueError(
@@ -83,6 +86,7 @@ def run_protocol(
             "runs": list(resume.runs),
             "completed_blocks": sorted(resume.completed_blocks),
             "pulses_delivered": resume.pulses_delivered,
+            "measured": dict(resume.measured),
         },
     )
     return runner.run()
