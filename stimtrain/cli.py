@@ -13,6 +13,7 @@ import argparse
 import datetime as dt
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 from stimtrain.orchestrator.language.errors import ProtocolError
@@ -273,6 +274,7 @@ def cmd_run(args) -> int:
             limits=args.limits,
             simulated_participant=args.simulated_participant,
             say=_say,
+            library_log=not args.verbose,
         )
     except ProtocolError as exc:
         return _print_problems(exc)
@@ -332,6 +334,7 @@ def cmd_resume(args) -> int:
             limits=args.limits,
             simulated_participant=args.simulated_participant,
             say=_say,
+            library_log=not args.verbose,
             resume=point,
         )
     except ProtocolError as exc:
@@ -458,6 +461,7 @@ def cmd_demo(args) -> int:
         data_root=args.data,
         thresholds=thresholds,
         say=_say,
+        library_log=not args.verbose,
     )
     if result.status != "completed":
         _say(f"demo session stopped: {result.reason}")
@@ -796,7 +800,16 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    return args.func(args)
+    if args.verbose:
+        return args.func(args)
+    with warnings.catch_warnings():
+        # One readable line per warning, without the source line and path.
+        warnings.showwarning = _one_line_warning
+        return args.func(args)
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"warning: {message}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ def demo_session(tmp_path_factory):
         timeout=600,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    (data / "printed.txt").write_text(proc.stdout + proc.stderr)
     folder = proc.stdout.strip().splitlines()[-1]
     return data / "sub-e2e" / "ses-1", folder
 
@@ -74,8 +75,15 @@ def test_session_folder_contents(demo_session):
         "journal.jsonl",
         "summary.json",
         "devices.jsonl",
+        "libraries.log",
         "block-05_task-flanker_trials.tsv",
     } <= names
+    # What the recording library prints is in the folder, not on the console.
+    log = (folder / "sub-e2e_ses-1_run-01_libraries.log").read_text()
+    assert "Wrote footer" in log
+    console = (folder.parents[1] / "printed.txt").read_text()
+    assert "Wrote footer" not in console and "Offsets thread" not in console
+    assert "completed: 72 of 72 pulses delivered" in console
     copy = (folder / "sub-e2e_ses-1_run-01_protocol.yaml").read_text()
     assert copy == protocol_path("demo.yaml").read_text()
     summary = json.loads((folder / "sub-e2e_ses-1_run-01_summary.json").read_text())

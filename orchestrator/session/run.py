@@ -32,6 +32,7 @@ def run_protocol(
     thresholds_source: dict | None = None,
     resume: ResumePoint | None = None,
     sim_options: dict | None = None,
+    library_log: bool = False,
 ) -> SessionResult:
     """Check and run a protocol file (the ``stimtrain run`` command).
 
@@ -80,6 +81,7 @@ def run_protocol(
         say=say,
         thresholds_source=thresholds_source,
         sim_options=sim_options,
+        library_log=library_log,
         resumed_from=None
         if resume is None
         else {

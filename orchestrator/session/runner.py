@@ -14,6 +14,7 @@ order, which reads best in one place.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -46,6 +47,7 @@ from .emg_reader import EMGReader
 from .hunting import run_hotspot, run_threshold
 from .journal import Journal
 from .ledger import PulseLedger
+from .library_output import library_output_to
 from .lslconfig import configure_lsl_for_rig
 from .markers import MarkerOutlet
 from .recording import Recorder, wait_for_streams
@@ -110,6 +112,10 @@ class SessionRunner:
         Show the live operator console when the terminal allows it.
     sim_options : dict | None
         Simulated rig only: ``faults`` and ``eeg_dropout`` to rehearse.
+    library_log : bool
+        Send what the recording and LSL libraries print to the session
+        folder's ``libraries.log`` instead of the terminal
+        (:mod:`.library_output`).
     """
 
     def __init__(
@@ -126,6 +132,7 @@ class SessionRunner:
         resumed_from: dict | None = None,
         live_console: bool = True,
         sim_options: dict | None = None,
+        library_log: bool = False,
     ):
         self.checked = checked
         self.confirm = confirm or _ask_operator
@@ -143,6 +150,7 @@ class SessionRunner:
         )
         self.say = say
         self.live_console = live_console
+        self.library_log = library_log
         self.sim_options = {k: v for k, v in (sim_options or {}).items() if v}
         if self.sim_options and not self.rig.simulated:
             raise ValueError(
@@ -159,6 +167,15 @@ class SessionRunner:
     def run(self) -> SessionResult:
         """Run the session; returns its result (also on abort)."""
         folder = new_run(self.data_root, self.participant, self.session)
+        quiet = (
+            library_output_to(folder.file("libraries.log"))
+            if self.library_log
+            else contextlib.nullcontext()
+        )
+        with quiet:
+            return self._run(folder)
+
+    def _run(self, folder: SessionFolder) -> SessionResult:
         journal = Journal(
             folder.file("journal.jsonl"),
             on_failure=lambda error: self.control.on_journal_failure(error),
