@@ -44,6 +44,8 @@ class ThresholdMethod:
         MEP that counts as a response (50 µV at rest, 200 µV active).
     min_power : int
         Never go below this, %MSO.
+    **options
+        The method's own parameters (see each method's ``_setup``).
     """
 
     name = ""
@@ -55,6 +57,7 @@ class ThresholdMethod:
         max_pulses: int = 40,
         criterion_uv: float = 50.0,
         min_power: int = 1,
+        **options,
     ) -> None:
         self.start = int(start)
         self.max_power = int(max_power)
@@ -64,6 +67,10 @@ class ThresholdMethod:
         self.powers: list[int] = []
         self.meps: list[float] = []
         self.converged = False
+        self._setup(**options)
+
+    def _setup(self) -> None:
+        """Each method's own parameters (keyword-only) and state."""
 
     @property
     def pulses(self) -> int:
@@ -121,24 +128,18 @@ class Bayes(ThresholdMethod):
 
     name = "bayes"
 
-    def __init__(
+    def _setup(
         self,
-        start: int,
-        max_power: int = 100,
-        max_pulses: int = 40,
-        criterion_uv: float = 50.0,
-        min_power: int = 1,
         *,
         tolerance: float = 0.05,
         min_pulses: int = 16,
         floor_uv: float = 15.0,
     ) -> None:
-        super().__init__(start, max_power, max_pulses, criterion_uv, min_power)
         self.tolerance = tolerance
         self.min_pulses = min_pulses
         self.floor = math.log(max(floor_uv, 1e-3))
-        self.ceiling = math.log(8 * criterion_uv)
-        self.t = np.arange(max(1.0, min_power - 10), max_power + 10.25, 0.25)
+        self.ceiling = math.log(8 * self.criterion_uv)
+        self.t = np.arange(max(1.0, self.min_power - 10), self.max_power + 10.25, 0.25)
         self.k = np.array([1.5, 2.5, 4.0, 6.0, 9.0])
         self.sigma = np.array([0.4, 0.7, 1.0, 1.4])
         self.log_post = np.zeros((self.t.size, self.k.size, self.sigma.size))
@@ -198,20 +199,14 @@ class SAMT(ThresholdMethod):
 
     name = "samt"
 
-    def __init__(
+    def _setup(
         self,
-        start: int,
-        max_power: int = 100,
-        max_pulses: int = 40,
-        criterion_uv: float = 50.0,
-        min_power: int = 1,
         *,
         step: float = 8.0,
         n_pulses: int = 25,
         floor_uv: float = 10.0,
     ) -> None:
-        super().__init__(start, max_power, max_pulses, criterion_uv, min_power)
-        self.x = float(start)
+        self.x = float(self.start)
         self.step = step
         self.n_pulses = n_pulses
         self.floor_uv = floor_uv
@@ -254,22 +249,16 @@ class MLPest(ThresholdMethod):
 
     name = "ml-pest"
 
-    def __init__(
+    def _setup(
         self,
-        start: int,
-        max_power: int = 100,
-        max_pulses: int = 40,
-        criterion_uv: float = 50.0,
-        min_power: int = 1,
         *,
         spread: float = 0.07,
         n_pulses: int = 20,
     ) -> None:
-        super().__init__(start, max_power, max_pulses, criterion_uv, min_power)
         self.spread = spread
         self.n_pulses = n_pulses
-        self.t = np.arange(min_power, max_power + 0.05, 0.1)
-        self.ll = self._ll(max_power, True) + self._ll(min_power, False)
+        self.t = np.arange(self.min_power, self.max_power + 0.05, 0.1)
+        self.ll = self._ll(self.max_power, True) + self._ll(self.min_power, False)
 
     def _ll(self, power: float, response: bool) -> np.ndarray:
         z = (power - self.t) / (self.spread * self.t)
@@ -308,20 +297,14 @@ class RelativeFrequency(ThresholdMethod):
 
     name = "relative-frequency"
 
-    def __init__(
+    def _setup(
         self,
-        start: int,
-        max_power: int = 100,
-        max_pulses: int = 150,
-        criterion_uv: float = 50.0,
-        min_power: int = 1,
         *,
         down: int = 2,
         up: int = 1,
     ) -> None:
-        super().__init__(start, max_power, max_pulses, criterion_uv, min_power)
         self.down, self.up = down, up
-        self.current = self.clip(start)
+        self.current = self.clip(self.start)
         self.hits = self.misses = 0
         self.descending = True
         self.lowest_pass: int | None = None
