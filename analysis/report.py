@@ -148,13 +148,37 @@ def _trials_by_block(trials: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 
 def _df_html(df: pd.DataFrame, *, index: bool = True, float_format="{:.3f}") -> str:
-    return df.to_html(
+    if index and df.columns.nlevels == 1 and any(n is not None for n in df.index.names):
+        # A named index would get a header row of its own, under the columns'
+        # (it reads as a header shifted by one column): make it a column.
+        df, index = df.reset_index(), False
+    # A wide table scrolls in its own box instead of running off the page.
+    table = df.to_html(
         index=index,
         float_format=float_format.format,
         border=0,
         classes="table table-sm table-striped",
         na_rep="",
     )
+    return f'<div style="overflow-x: auto; max-width: 100%">{table}</div>'
+
+
+#: The plan's columns a reader needs, in order (the rest, such as every
+#: pulse's offset, is in the plan file).
+PLAN_COLUMNS = (
+    "index",
+    "type",
+    "label",
+    "start_s",
+    "duration_s",
+    "pulses",
+    "pattern",
+    "intensity",
+    "power",
+    "delivery",
+    "task",
+    "trials",
+)
 
 
 def _note(report: mne.Report, title: str, text: str, section: str | None = None):
@@ -210,7 +234,13 @@ def _plan_section(report: mne.Report, folder: Path, prefix: str, pulses):
         blocks["pulses delivered"] = (
             blocks["index"].map(delivered).fillna(0).astype(int)
         )
-    html_text = _df_html(blocks, index=False)
+    shown = [c for c in (*PLAN_COLUMNS, "pulses delivered") if c in blocks]
+    table = blocks[shown].rename(columns={"index": "block"})
+    for column in ("block", "pulses", "trials", "power"):
+        if column in table:
+            # Whole numbers print as such (not 2.0), a missing one as blank.
+            table[column] = table[column].astype("Int64")
+    html_text = _df_html(table, index=False, float_format="{:.1f}")
     if "total_pulses" in plan:
         html_text += (
             f"<p>Planned pulses: {plan['total_pulses']}; "
@@ -244,10 +274,15 @@ def _pulse_section(report: mne.Report, pulses: pd.DataFrame) -> None:
         "scheduled time, per pulse.</p>" + _df_html(stats, index=False)
     )
     if "block" in pulses:
-        per_block = pulses.groupby("block")["error_ms"].agg(
-            ["count", "mean", "std", "max"]
+        per_block = (
+            pulses.dropna(subset=["block"])
+            .groupby("block")["error_ms"]
+            .agg(["count", "mean", "std", "max"])
+            .reset_index()
         )
-        text += "<p>Per block (ms):</p>" + _df_html(per_block)
+        # One header row: the block is a column, not an index with its own row.
+        per_block["block"] = per_block["block"].astype(int)
+        text += "<p>Per block (ms):</p>" + _df_html(per_block, index=False)
     report.add_html(text, title=title, section=title)
     if not _drawing(report):
         return

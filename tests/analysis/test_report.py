@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 
@@ -74,6 +75,14 @@ def test_analyze_session_folder(tmp_path, rec5k):
         assert title in text, title
     assert "block 02, task flanker" in text
     assert "0.500" in text  # accuracy of each condition
+    # A table a lab can read: no wall of pulse offsets, whole block numbers,
+    # one header row per table, wide tables in a scrolling box.
+    assert "pulse_offsets_s" not in text
+    assert "<th>block</th>" in text and "<td>1.0</td>" not in text
+    assert 'class="dataframe table' in text and "overflow-x: auto" in text
+    heads = re.findall(r'<table class="dataframe.*?<thead>(.*?)</thead>', text, re.S)
+    named = [h for h in heads if "<th>count</th>" in h or "pulses delivered" in h]
+    assert len(named) == 2 and all(h.count("<tr") == 1 for h in named)
     pulses = pd.read_csv(folder / f"{PREFIX.format(2)}pulses.tsv", sep="\t")
     assert len(pulses) == 20
     for col in (
