@@ -797,7 +797,6 @@ def _string_sample(buf, pos: int, nch: int):
 # cannot be right (a timestamp flag other than 0/8, a sample running past the
 # chunk), decoding resumes at the first later position from which the samples
 # fill the rest of the chunk exactly.
-_QUICK_STEPS = 32  # samples a resume candidate must decode before a full check
 _STRING_SALVAGE_MAX = 4 << 20  # string chunks longer than this are not resumed
 
 
@@ -826,15 +825,39 @@ def _numeric_walk(mv, pos: int, record: int, limit: int, out=None) -> tuple[int,
     return k, pos
 
 
-def _reaches_end(mv, pos: int, record: int, limit: int) -> int:
-    """Samples from ``pos`` to the chunk's end exactly, or -1."""
-    if pos > len(mv):
+def _reaches_end(mv, pos: int, record: int, limit: int, dead=None) -> int:
+    """Samples from ``pos`` to the chunk's end exactly (at most ``limit``), or -1.
+
+    ``dead`` (a bytearray over the chunk) marks positions from which a walk is
+    known to break (a bad flag, a sample past the end): every position a
+    breaking walk passed through breaks the same way, so no later candidate
+    walks it again. Without it, a chunk whose bytes look like flags at the
+    record's spacing (long runs of zeros) made every candidate walk to the
+    end: quadratic in the chunk's length.
+    """
+    size = len(mv)
+    if pos > size:
         return -1
-    k, end = _numeric_walk(mv, pos, record, _QUICK_STEPS)
-    if end != len(mv) and k < _QUICK_STEPS:
-        return -1
-    more, end = _numeric_walk(mv, end, record, limit)
-    return k + more if end == len(mv) and k + more <= limit else -1
+    visited = []
+    k = 0
+    while pos < size and k <= limit:
+        if dead is not None and dead[pos]:
+            break
+        flag = mv[pos]
+        if (flag != 0 and flag != 8) or pos + record + flag > size:
+            break
+        visited.append(pos)
+        pos += record + int(flag)
+        k += 1
+    if pos == size and k <= limit:
+        return k
+    if dead is not None and k <= limit:
+        # It broke (not merely ran out of budget): so does every step of it.
+        for p in visited:
+            dead[p] = 1
+        if pos < size:
+            dead[pos] = 1
+    return -1
 
 
 def _salvage_numeric(buf, n: int, record: int, known: bool) -> _Salvaged:
@@ -873,8 +896,9 @@ def _salvage_numeric(buf, n: int, record: int, known: bool) -> _Salvaged:
         k = len(out.positions)
         cand = np.flatnonzero((u8[pos + 1 :] == 0) | (u8[pos + 1 :] == 8)) + pos + 1
         resume = None
+        dead = bytearray(size + 1)
         for q in cand.tolist():
-            if _reaches_end(mv, q, record, (n - k) if known else size) >= 0:
+            if _reaches_end(mv, q, record, (n - k) if known else size, dead) >= 0:
                 resume = q
                 break
         out.skipped.append((bad, size if resume is None else resume))
