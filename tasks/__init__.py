@@ -7,21 +7,13 @@ imports pylsl) is loaded on first use of :func:`run_task_block`,
 """
 
 from .adaptive import Adaptation
-from .api import (
-    TASKS,
-    Task,
-    TaskParamError,
-    Trial,
-    TrialResult,
-    TrialTiming,
-    get_task,
-    import_task_modules,
-    task_names,
-)
+from .api import Task, Trial, TrialResult, TrialTiming
 from .block import TaskBlockResult
 from .display import DisplayError, open_window, virtual_display
 from .levels import load_levels, record_level, save_levels
+from .params import TaskParamError
 from .participant import SimulatedParticipant
+from .registry import TASKS, get_task, import_task_modules, task_names
 from .simulate import simulate_block
 
 import_task_modules()

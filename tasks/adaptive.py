@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from .params import check_range
+
 logger = logging.getLogger("stimtrain.tasks.adaptive")
 
 #: Never ends by itself: the block decides how many trials there are.
@@ -221,8 +223,6 @@ def check_deadline_params(params: Mapping[str, Any]) -> None:
     params : mapping
         Parameters after type checks.
     """
-    from .api import check_range
-
     check_range("deadline_step_s", params["deadline_step_s"], low=0.0, low_open=True)
     if params["adaptive"]:
         check_range(

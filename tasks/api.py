@@ -1,4 +1,4 @@
-"""The small task API every training task implements, and the task registry.
+"""The small task API every training task implements.
 
 A task is a class with a ``name`` and ``default_params``; it validates
 parameters, makes a list of :class:`Trial` objects from a seeded random
@@ -10,26 +10,37 @@ by :mod:`stimtrain.tasks.runner`, which reads it through :meth:`Task.timing`
 and the trial's own ``cue_s`` and ``signal_s``. A task may adapt one of its
 parameters (its *level*) through :meth:`Task.adaptation`.
 
-Tasks of other packages register under the entry-point group
-``stimtrain.tasks`` (``name = "package.module:TaskClass"``); :func:`get_task`
-finds them by name.
+The parameter checks live in :mod:`~stimtrain.tasks.params`, the
+counterbalancing helpers in :mod:`~stimtrain.tasks.counterbalance` and the
+registry (:func:`get_task`, entry points) in :mod:`~stimtrain.tasks.registry`;
+their names are re-exported here, where task modules have always imported
+them.
 
 Longer than most because it is the task contract in one place: the trial,
-result and timing records, the Task base class every task subclasses, the
-parameter checks they share and the registry that finds them.
+result and timing records a task exchanges with the runner, and the Task base
+class whose every hook is documented here, where a task's author reads them.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.metadata
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from stimtrain.taskfiles import TSV_COLUMNS  # noqa: F401 - part of the task API
+from stimtrain.taskfiles import TSV_COLUMNS
+
+from .counterbalance import balanced, exact_conditions
+from .params import TaskParamError, _check_type, check_keys, check_range
+from .registry import (
+    BUILTIN_TASK_MODULES,
+    ENTRY_POINT_GROUP,
+    TASKS,
+    _register,
+    get_task,
+    import_task_modules,
+    task_names,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -37,34 +48,26 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .adaptive import Adaptation
 
+__all__ = [
+    "BUILTIN_TASK_MODULES",
+    "ENTRY_POINT_GROUP",
+    "TASKS",
+    "TSV_COLUMNS",
+    "Task",
+    "TaskParamError",
+    "Trial",
+    "TrialResult",
+    "TrialTiming",
+    "balanced",
+    "check_keys",
+    "check_range",
+    "exact_conditions",
+    "get_task",
+    "import_task_modules",
+    "task_names",
+]
+
 logger = logging.getLogger("stimtrain.tasks")
-
-
-class TaskParamError(ValueError):
-    """A task parameter is unknown or has a bad value.
-
-    Parameters
-    ----------
-    field : str
-        The parameter's name.
-    rule : str
-        The rule it breaks, phrased to follow the field name (e.g.
-        ``"must be a number >= 0"``).
-    value : object
-        The offending value.
-
-    Notes
-    -----
-    The protocol loader turns this into
-    ``FILE:LINE:COL: error: field: rule (got value)``, so ``str()`` of the
-    error is the same text without the position.
-    """
-
-    def __init__(self, field: str, rule: str, value: Any) -> None:
-        self.field = field
-        self.rule = rule
-        self.value = value
-        super().__init__(f"{field}: {rule} (got {value!r})")
 
 
 @dataclass(frozen=True)
@@ -557,279 +560,3 @@ class Task:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
-
-
-# -- parameter checking helpers ------------------------------------------------
-def _check_type(key: str, value: Any, default: Any) -> Any:
-    """Check ``value`` against the type of its default; return it normalised."""
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise TaskParamError(key, "must be true or false", value)
-        return value
-    if isinstance(default, int | float):
-        # bool is an int subclass; "true" is never a number here.
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise TaskParamError(key, "must be a number", value)
-        if not math.isfinite(value):
-            raise TaskParamError(key, "must be a finite number", value)
-        return value
-    if isinstance(default, str):
-        if not isinstance(value, str):
-            raise TaskParamError(key, "must be a string", value)
-        return value
-    if isinstance(default, list | tuple):
-        if isinstance(value, str) or not isinstance(value, list | tuple):
-            raise TaskParamError(key, "must be a list", value)
-        return list(value)
-    return value
-
-
-def check_range(
-    key: str,
-    value: float,
-    *,
-    low: float | None = None,
-    high: float | None = None,
-    low_open: bool = False,
-) -> None:
-    """Raise :class:`TaskParamError` if ``value`` is outside a range.
-
-    Parameters
-    ----------
-    key : str
-        Parameter name.
-    value : float
-        Its value.
-    low, high : float | None
-        Bounds (``high`` is inclusive).
-    low_open : bool
-        Whether ``low`` itself is excluded.
-    """
-    if low is not None and (value <= low if low_open else value < low):
-        if high is not None:
-            bracket = "(" if low_open else "["
-            rule = f"must be in {bracket}{low:g}, {high:g}]"
-        else:
-            rule = f"must be {'>' if low_open else '>='} {low:g}"
-        raise TaskParamError(key, rule, value)
-    if high is not None and value > high:
-        if low is not None:
-            bracket = "(" if low_open else "["
-            rule = f"must be in {bracket}{low:g}, {high:g}]"
-        else:
-            rule = f"must be <= {high:g}"
-        raise TaskParamError(key, rule, value)
-
-
-def check_keys(key: str, value: Sequence[Any], n: int) -> None:
-    """Raise :class:`TaskParamError` unless ``value`` is ``n`` distinct key names.
-
-    Parameters
-    ----------
-    key : str
-        Parameter name.
-    value : sequence
-        The key names.
-    n : int
-        How many are needed.
-    """
-    if (
-        len(value) != n
-        or not all(isinstance(k, str) and k for k in value)
-        or len(set(value)) != n
-    ):
-        raise TaskParamError(key, f"must be a list of {n} distinct key names", value)
-    if "escape" in value:
-        # Escape stops the block on the real keyboard.
-        raise TaskParamError(key, "must not use 'escape' (it stops the block)", value)
-
-
-# -- trial design helpers --------------------------------------------------------
-def balanced(
-    conditions: Sequence[str], values: Sequence[Any], rng: np.random.Generator
-) -> list[Any]:
-    """Assign values to trials so each is equally frequent within each condition.
-
-    Within every condition the values repeat as often as whole sets fit; the
-    remainder is drawn at random without replacement; the assignment order
-    within the condition is random. Use it to counterbalance a nuisance
-    factor (a target side, an ink, a cue-target interval) against the
-    conditions.
-
-    Parameters
-    ----------
-    conditions : sequence of str
-        The condition of each trial.
-    values : sequence
-        The values to balance.
-    rng : numpy.random.Generator
-        Source of the remainder and the order.
-
-    Returns
-    -------
-    assigned : list
-        One value per trial, aligned with ``conditions``.
-    """
-    values = list(values)
-    out: list[Any] = [None] * len(conditions)
-    for cond in dict.fromkeys(conditions):
-        idx = [i for i, c in enumerate(conditions) if c == cond]
-        whole, rest = divmod(len(idx), len(values))
-        pool = values * whole + [values[j] for j in rng.permutation(len(values))[:rest]]
-        for i, j in zip(idx, rng.permutation(len(idx)), strict=True):
-            out[i] = pool[j]
-    return out
-
-
-def exact_conditions(n_trials: int, shares: Mapping[str, float | None]) -> list[str]:
-    """Return a block's condition labels, each share made exact, in label order.
-
-    A condition with share ``p`` gets ``round(n_trials * p)`` trials (at most
-    the trials not yet given out, in the order of ``shares``); the one
-    condition whose share is ``None`` gets the rest. Shuffle the list (or
-    index it with a permutation) to get a presentation order.
-
-    Parameters
-    ----------
-    n_trials : int
-        Number of trials.
-    shares : mapping
-        Condition label -> share in [0, 1], or ``None`` for the condition that
-        takes the rest (exactly one).
-
-    Returns
-    -------
-    conditions : list of str
-        ``n_trials`` labels grouped by condition, in the order of ``shares``.
-
-    Raises
-    ------
-    ValueError
-        If ``n_trials`` is negative or not exactly one share is ``None``.
-    """
-    if n_trials < 0:
-        raise ValueError(f"n_trials must be >= 0, got {n_trials}")
-    rest = [cond for cond, p in shares.items() if p is None]
-    if len(rest) != 1:
-        raise ValueError(
-            f"shares: exactly one condition must take the rest (None), got {rest}"
-        )
-    counts: dict[str, int] = {}
-    left = n_trials
-    for cond, p in shares.items():
-        if p is not None:
-            counts[cond] = min(int(round(n_trials * p)), left)
-            left -= counts[cond]
-    counts[rest[0]] = left
-    return [cond for cond in shares for _ in range(counts[cond])]
-
-
-# -- registry ------------------------------------------------------------------
-#: Task name -> task class. Filled as task classes are defined
-#: (:meth:`Task.__init_subclass__`); importing :mod:`stimtrain.tasks` imports
-#: every task module of the package, so it is complete after that import.
-TASKS: dict[str, type[Task]] = {}
-
-
-def _register(cls: type[Task]) -> None:
-    """Add a task class to :data:`TASKS` under its ``name``."""
-    if not cls.name:
-        return  # an abstract intermediate class
-    _register_as(cls.name, cls)
-
-
-def _register_as(name: str, cls: type[Task]) -> None:
-    other = TASKS.get(name)
-    if other is not None and other.__qualname__ != cls.__qualname__:
-        raise RuntimeError(
-            f"two tasks are named {name!r}: {other.__module__}."
-            f"{other.__qualname__} and {cls.__module__}.{cls.__qualname__}"
-        )
-    TASKS[name] = cls
-
-
-#: Modules of this package that hold the built-in tasks.
-BUILTIN_TASK_MODULES = (
-    "flanker",
-    "stroop",
-    "gonogo",
-    "stopsignal",
-    "nback",
-    "switching",
-)
-#: Entry-point group under which other packages register tasks.
-ENTRY_POINT_GROUP = "stimtrain.tasks"
-
-
-def import_task_modules() -> None:
-    """Import the built-in task modules, so that :data:`TASKS` holds them."""
-    package = __name__.rpartition(".")[0]
-    for module in BUILTIN_TASK_MODULES:
-        importlib.import_module(f"{package}.{module}")
-
-
-def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
-    """Return the installed task entry points by name."""
-    return {
-        ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
-    }
-
-
-def _load_entry_point(ep: importlib.metadata.EntryPoint) -> type[Task]:
-    """Load a task class from an entry point and register it under its name."""
-    where = f"entry point {ep.name!r} = {ep.value!r} (group {ENTRY_POINT_GROUP!r})"
-    try:
-        cls = ep.load()
-    except Exception as exc:
-        raise KeyError(f"{where} could not be loaded: {exc!r}") from exc
-    if not (isinstance(cls, type) and issubclass(cls, Task)):
-        raise KeyError(
-            f"{where} must name a subclass of stimtrain.tasks.Task, got {cls!r}"
-        )
-    # The class registered itself under cls.name on definition; the entry
-    # point's name is how protocol files call it, so it must be known too.
-    if ep.name != cls.name:
-        _register_as(ep.name, cls)
-    return cls
-
-
-def task_names() -> list[str]:
-    """Return the names of every available task, built-in and from entry points.
-
-    Returns
-    -------
-    names : list of str
-        Sorted.
-    """
-    return sorted(set(TASKS) | set(_entry_points()))
-
-
-def get_task(name: str) -> Task:
-    """Return a new instance of the task called ``name``.
-
-    Parameters
-    ----------
-    name : str
-        A key of :data:`TASKS`, or the name of an entry point in the group
-        ``stimtrain.tasks`` (loaded on first use).
-
-    Returns
-    -------
-    task : Task
-
-    Raises
-    ------
-    KeyError
-        If there is no such task (the message lists the known ones), or its
-        entry point does not load a :class:`Task` subclass.
-    """
-    if not isinstance(name, str):
-        raise KeyError(f"task name must be a string, got {name!r}")
-    cls = TASKS.get(name)
-    if cls is None:
-        ep = _entry_points().get(name)
-        if ep is None:
-            known = ", ".join(task_names()) or "(none)"
-            raise KeyError(f"unknown task {name!r}; known tasks: {known}")
-        cls = _load_entry_point(ep)
-    return cls()

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from .adaptive import Staircase
-from .api import Task, Trial, TrialResult, TrialTiming, get_task
+from .api import Task, Trial, TrialResult, TrialTiming
+from .registry import get_task
 
 logger = logging.getLogger("stimtrain.tasks.block")
 

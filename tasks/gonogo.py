@@ -14,16 +14,10 @@ from typing import Any
 import numpy as np
 
 from .adaptive import DEADLINE_ADAPTATION_PARAMS, AdaptiveDeadline
-from .api import (
-    Task,
-    TaskParamError,
-    Trial,
-    TrialResult,
-    check_keys,
-    check_range,
-    exact_conditions,
-)
+from .api import Task, Trial, TrialResult
+from .counterbalance import exact_conditions
 from .measures import condition_summary, detection, mean_ms, of_condition, proportion
+from .params import TaskParamError, check_keys, check_range
 from .stimuli import TextStimulus
 
 CONDITIONS = ("go", "nogo")

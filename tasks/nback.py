@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 
 from .adaptive import Adaptation
-from .api import Task, TaskParamError, Trial, TrialResult, check_keys, check_range
+from .api import Task, Trial, TrialResult
 from .measures import accuracy, detection, mean_ms, of_condition
+from .params import TaskParamError, check_keys, check_range
 from .stimuli import TextStimulus
 
 CONDITIONS = ("target", "nontarget")

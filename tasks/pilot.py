@@ -117,8 +117,9 @@ def run(args: argparse.Namespace) -> int:
     status : int
         0 on success, 1 if the block was stopped early, 2 for bad arguments.
     """
-    from .api import TaskParamError, get_task
     from .levels import load_levels, record_level
+    from .params import TaskParamError
+    from .registry import get_task
 
     try:
         task = get_task(args.name)

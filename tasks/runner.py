@@ -10,31 +10,17 @@ with the LSL clock in the flip callback
 (:meth:`psychopy.visual.Window.callOnFlip`), i.e. right after the flip that
 showed them, and their markers are emitted from there, after the
 ``on_event`` hook that lets the session runner lock TMS pulses to them.
-Responses come from PsychoPy's Psychtoolbox keyboard, or from a
+Responses come from PsychoPy's Psychtoolbox keyboard
+(:mod:`~stimtrain.tasks.keyboard`, which says how its key-down times are put
+on the LSL clock), or from a
 :class:`~stimtrain.tasks.participant.SimulatedParticipant`. What is not
 presentation (trials, staircase, scoring, measures) is
 :class:`~stimtrain.tasks.block.BlockState`, shared with the window-free
 :func:`~stimtrain.tasks.simulate.simulate_block`.
 
-Keyboard time to LSL time
--------------------------
-The Psychtoolbox keyboard stamps key-downs on Psychtoolbox's clock
-(``GetSecs``), which is not the LSL clock (``pylsl.local_clock``, a monotonic
-clock). At stimulus onset the flip callback reads the LSL clock and, right
-after, resets the keyboard's clock, so both clocks are read at the same
-instant (a few microseconds apart). A key's ``rt`` is then its key-down time
-minus that reset, on Psychtoolbox's clock, and its LSL time is
-``onset + rt``. Only the drift between the two clocks over one response
-window (under 2 s, i.e. well under a microsecond) is ignored.
-
-Without a display refresh (Xvfb) ``flip()`` returns at once; the runner
-detects this once per window and then paces flips on a fixed grid of the
-nominal frame period itself, sleeping in between, so blocks take their
-nominal time without spinning the CPU.
-
-Longer than most because the block's frame loop, its screens, its keyboard
-and its trials file share one clock and one window, and are read together
-when timing is in question.
+Frame pacing, the screens and the trials file are their own modules
+(``frames``, ``screens``, ``trials_tsv``); their public names are
+re-exported here, where the session imports them.
 """
 
 from __future__ import annotations
@@ -42,317 +28,36 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import os
 import time
-import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pylsl
 
 from .api import TSV_COLUMNS, Task, Trial, TrialResult, TrialTiming
 from .block import BlockState, TaskBlockResult
+from .frames import _Flipper, frame_info
+from .keyboard import _RealKeys
 from .participant import SimulatedParticipant
+from .screens import _text_stim, show_fixation, show_text
+from .trials_tsv import NA, _TrialsTSV
 
 if TYPE_CHECKING:  # pragma: no cover
     from psychopy.visual import Window
 
+__all__ = [
+    "NA",
+    "TSV_COLUMNS",
+    "OnEvent",
+    "frame_info",
+    "run_task_block",
+    "show_fixation",
+    "show_text",
+]
+
 logger = logging.getLogger("stimtrain.tasks")
-
-#: Written for a missing value (BIDS convention).
-NA = "n/a"
-#: Frames flipped once per window to measure the refresh.
-_N_PROBE_FLIPS = 12
-
-
-# -- frame pacing ---------------------------------------------------------------
-@dataclass
-class _FrameInfo:
-    period: float  # seconds per frame
-    paced: bool  # True: flip() does not wait for a refresh, pace it ourselves
-
-
-_frame_info: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def frame_info(win: Window) -> tuple[float, bool]:
-    """Return a window's frame period and whether its flips are paced by software.
-
-    Parameters
-    ----------
-    win : psychopy.visual.Window
-        The window.
-
-    Returns
-    -------
-    period : float
-        Seconds per frame: the measured refresh when flips wait for it,
-        else the window's nominal ``monitorFramePeriod`` (1/60 s by default).
-    paced : bool
-        ``True`` when ``flip()`` returns without waiting for a refresh (e.g.
-        under Xvfb), so the runner sleeps to the next frame itself.
-
-    Notes
-    -----
-    Measured once per window with a few blank flips, then cached.
-    """
-    info = _frame_info.get(win)
-    if info is None:
-        nominal = float(getattr(win, "monitorFramePeriod", None) or 1 / 60)
-        stamps = []
-        for _ in range(_N_PROBE_FLIPS):
-            win.flip()
-            stamps.append(time.perf_counter())
-        interval = float(np.median(np.diff(stamps)))
-        if interval < 0.25 * nominal:
-            info = _FrameInfo(period=nominal, paced=True)
-        else:
-            info = _FrameInfo(period=interval, paced=False)
-        logger.info(
-            "Frame period %.3f ms (%s)",
-            info.period * 1e3,
-            "paced in software: flips do not wait for a refresh"
-            if info.paced
-            else "measured; flips wait for the refresh",
-        )
-        _frame_info[win] = info
-    return info.period, info.paced
-
-
-class _Flipper:
-    """Flip a window, pacing flips on a fixed frame grid when needed.
-
-    With a real refresh ``flip()`` blocks until the vertical blank and this
-    adds nothing. Without one, it sleeps until the next slot of a grid of
-    the frame period before flipping, so a frame lasts one period and the
-    flip callback runs at the slot; a late frame skips to the following slot
-    (like a dropped frame), so no delay accumulates.
-    """
-
-    def __init__(self, win: Window) -> None:
-        self.win = win
-        self.period, self.paced = frame_info(win)
-        self._next: float | None = None
-        #: perf_counter() when the last flip returned (for frame CPU times).
-        self.last_return = time.perf_counter()
-
-    def frames(self, duration_s: float) -> int:
-        """Number of frames closest to ``duration_s``."""
-        return max(0, int(round(duration_s / self.period)))
-
-    def flip(self) -> None:
-        if self.paced:
-            now = time.perf_counter()
-            if self._next is None:
-                self._next = now
-            elif now > self._next:
-                missed = math.ceil((now - self._next) / self.period)
-                self._next += missed * self.period
-            delay = self._next - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            self._next += self.period
-        self.win.flip()
-        self.last_return = time.perf_counter()
-
-
-# -- keyboard --------------------------------------------------------------------
-class _RealKeys:
-    """Key-downs from PsychoPy's Psychtoolbox keyboard, mapped to the LSL clock."""
-
-    def __init__(self, keys: list[str]) -> None:
-        from psychopy.hardware import keyboard
-
-        self.kb = keyboard.Keyboard()
-        backend = self.kb.getBackend()
-        if backend != "ptb":
-            # The event backend stamps keys when polled, i.e. up to a frame
-            # late; RTs are then only frame-accurate.
-            logger.warning(
-                "PsychoPy keyboard uses the %r backend, not Psychtoolbox; "
-                "response times are polling times, not key-down times",
-                backend,
-            )
-        self.keys = list(keys)
-        self.onset: float | None = None
-
-    def clear(self) -> None:
-        self.kb.clearEvents()
-
-    def sync(self, onset: float) -> None:
-        """Called in the flip callback right after reading the LSL clock."""
-        self.kb.clock.reset()
-        self.onset = onset
-
-    def escape(self) -> bool:
-        return bool(self.kb.getKeys(keyList=["escape"], waitRelease=False))
-
-    def poll(self, deadline_s: float) -> tuple[str | None, float | None, bool]:
-        """Return (key, LSL key-down time, escape pressed)."""
-        pressed = self.kb.getKeys(keyList=[*self.keys, "escape"], waitRelease=False)
-        for k in pressed:
-            if k.name == "escape":
-                return None, None, True
-        for k in pressed:
-            # rt < 0: pressed before the stimulus appeared (anticipation).
-            if 0 <= k.rt <= deadline_s:
-                return k.name, self.onset + float(k.rt), False
-        return None, None, False
-
-
-# -- helpers -----------------------------------------------------------------
-def _fmt(value: Any) -> str:
-    """Format a TSV cell: floats round-trip exactly, None is n/a."""
-    if value is None:
-        return NA
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, float):
-        return NA if math.isnan(value) else repr(value)
-    return str(value).replace("\t", " ").replace("\n", " ").replace("\r", " ")
-
-
-class _TrialsTSV:
-    """The block's trials TSV, each row flushed and fsynced as it is written."""
-
-    def __init__(self, path: Path, extra_columns: list[str]) -> None:
-        self.path = Path(path)
-        self.columns = [*TSV_COLUMNS, *extra_columns]
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # "x": never overwrite a recorded block.
-        self._f = open(self.path, "x", encoding="utf-8", newline="")
-        self._write(self.columns)
-
-    def _write(self, cells: list[str]) -> None:
-        self._f.write("\t".join(cells) + "\n")
-        self._f.flush()
-        # A crash must not lose the trials already run.
-        os.fsync(self._f.fileno())
-
-    def row(self, result: TrialResult, extras: Mapping[str, Any]) -> None:
-        t = result.trial
-        base = {
-            "trial": t.index,
-            "condition": t.condition,
-            "stimulus": t.stimulus.get("text", ""),
-            "correct_key": t.correct_key,
-            "onset": result.onset,
-            "key": result.key,
-            "rt": result.rt,
-            "correct": result.correct,
-        }
-        values = {**base, **extras}
-        self._write([_fmt(values.get(c)) for c in self.columns])
-
-    def close(self) -> None:
-        self._f.close()
-
-
-def _text_stim(win: Window, text: str, height: float = 0.05):
-    from psychopy import visual
-
-    return visual.TextStim(
-        win, text=text, height=height, color="white", wrapWidth=1.2, autoLog=False
-    )
-
-
-# -- public helpers -----------------------------------------------------------
-def show_text(
-    win: Window,
-    text: str,
-    duration_s: float,
-    *,
-    clock: Callable[[], float] = pylsl.local_clock,
-    should_stop: Callable[[], bool] = lambda: False,
-    on_onset: Callable[[float], None] | None = None,
-    height: float = 0.05,
-) -> bool:
-    """Show text (e.g. instructions) for a duration, frame by frame.
-
-    Parameters
-    ----------
-    win : psychopy.visual.Window
-        The window.
-    text : str
-        What to show.
-    duration_s : float
-        How long, in seconds, measured on ``clock`` from the first frame, so
-        long screens do not drift with frame-rate jitter.
-    clock : callable
-        The clock (the LSL clock).
-    should_stop : callable
-        Checked every frame; ``True`` ends the screen early.
-    on_onset : callable | None
-        Called from the flip callback with the clock time of the first frame.
-    height : float
-        Letter height in window heights.
-
-    Returns
-    -------
-    completed : bool
-        ``False`` if ``should_stop`` ended it early.
-    """
-    stim = _text_stim(win, text, height)
-    return _show(win, stim.draw, duration_s, clock, should_stop, on_onset)
-
-
-def show_fixation(
-    win: Window,
-    duration_s: float,
-    *,
-    clock: Callable[[], float] = pylsl.local_clock,
-    should_stop: Callable[[], bool] = lambda: False,
-    on_onset: Callable[[float], None] | None = None,
-) -> bool:
-    """Show a fixation cross for a duration (e.g. a rest block), frame by frame.
-
-    Parameters
-    ----------
-    win : psychopy.visual.Window
-        The window.
-    duration_s : float
-        How long, in seconds, on ``clock`` from the first frame.
-    clock : callable
-        The clock (the LSL clock).
-    should_stop : callable
-        Checked every frame; ``True`` ends the fixation early.
-    on_onset : callable | None
-        Called from the flip callback with the clock time of the first frame.
-
-    Returns
-    -------
-    completed : bool
-        ``False`` if ``should_stop`` ended it early.
-    """
-    stim = _text_stim(win, "+", 0.08)
-    return _show(win, stim.draw, duration_s, clock, should_stop, on_onset)
-
-
-def _show(win, draw, duration_s, clock, should_stop, on_onset) -> bool:
-    flipper = _Flipper(win)
-    onset: list[float] = []
-
-    def stamp() -> None:
-        onset.append(clock())
-        if on_onset is not None:
-            on_onset(onset[0])
-
-    win.callOnFlip(stamp)
-    completed = True
-    while True:
-        draw()
-        flipper.flip()
-        # End on the frame that would be shown past the end, less half a frame.
-        if clock() + flipper.period / 2 >= onset[0] + duration_s:
-            break
-        if should_stop():
-            completed = False
-            break
-    flipper.flip()  # clear the screen
-    return completed
 
 
 # -- the block -------------------------------------------------------------------
@@ -700,7 +405,7 @@ class _BlockRun:
         def on_onset() -> None:
             onset = self.clock()
             if self.real is not None:
-                self.real.sync(onset)  # right after the LSL read: see module docstring
+                self.real.sync(onset)  # right after the LSL read: see keyboard.py
             onset_box.append(onset)
             self._announce("stim_onset", onset, trial, condition=trial.condition)
 

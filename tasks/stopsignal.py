@@ -20,16 +20,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .adaptive import Adaptation
-from .api import (
-    Task,
-    TaskParamError,
-    Trial,
-    TrialResult,
-    balanced,
-    check_keys,
-    check_range,
-    exact_conditions,
-)
+from .api import Task, Trial, TrialResult
+from .counterbalance import balanced, exact_conditions
 from .measures import (
     condition_summary,
     mean_ms,
@@ -37,6 +29,7 @@ from .measures import (
     proportion,
     ssrt_integration,
 )
+from .params import TaskParamError, check_keys, check_range
 from .stimuli import draw_text, text_stim
 
 if TYPE_CHECKING:  # pragma: no cover
