@@ -103,7 +103,7 @@ def run_threshold(ctx: BlockContext, block: ThresholdBlock, planned) -> dict:
         "method": block.method,
         "pulses": pulses.given,
         "rejected": sum(m["rejected"] for m in pulses.meps),
-        "converged": bool(method.done),
+        "converged": bool(method.converged),
         "ci": [float(low), float(high)],
         "measured": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
     }
