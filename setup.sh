@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Set up stimtrain on a fresh Debian/Ubuntu machine: system packages (a virtual
 # X server for headless PsychoPy, OpenGL and audio/HID libraries PsychoPy and
-# Psychtoolbox load; strace, with which a test sees the journal's fsyncs), a
-# virtual environment in .venv, and stimtrain with its test tools. Safe to run
-# again.
+# Psychtoolbox load; strace, with which a test sees the journal's fsyncs;
+# chromium and its driver, with which the tests read the live view and the
+# report in a real browser), a virtual environment in .venv, and stimtrain
+# with its test tools. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -12,6 +13,7 @@ DEBIAN_PACKAGES=(
   libxi6 libxrandr2 libxxf86vm1 libxkbcommon0 libxkbcommon-x11-0 libxcursor1 libxinerama1
   libasound2 libportaudio2 libusb-1.0-0 libjack-jackd2-0 libxcb-cursor0
   strace
+  chromium chromium-driver
 )
 if command -v apt-get >/dev/null; then
   SUDO=""

@@ -41,3 +41,16 @@ def mount_tmpfs(tmp_path):
     yield mount
     for path in mounted:
         subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+@pytest.fixture
+def browser():
+    """A real headless chromium (selenium WebDriver), quit after the test."""
+    from browser import chromium_missing, start_chromium
+
+    why = chromium_missing()
+    if why:
+        pytest.skip(why)
+    driver = start_chromium()
+    yield driver
+    driver.quit()
