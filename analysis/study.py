@@ -1,34 +1,43 @@
 """A whole study: every session in parallel, then group TEPs, peaks and curves.
 
 Sessions are analysed with :func:`~stimtrain.analysis.report.session_analysis`
-through joblib: local worker processes by default, or the workers of a Dask
-cluster when a scheduler address is given (joblib's ``dask`` backend, the
-convention of the MNE-BIDS pipeline). Each worker reads its own XDF and writes
-that session's report; only the small results (tables and averaged TEPs)
-travel back. The group step then writes one study report and its tables.
+in local worker processes (joblib) by default, or on the workers of a Dask
+cluster when a scheduler address is given (:mod:`.study_cluster`). Each worker
+reads its own XDF and writes that session's tables (and report); only the
+small results (tables and averaged TEPs) and where the session ran travel
+back. The group step then writes one study report and its tables, listing
+every session: analysed, or failed with the reason.
 """
 
 from __future__ import annotations
 
-import contextlib
-import html
+import os
+import socket
+import sys
+import time
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import mne
 import pandas as pd
-from joblib import Parallel, delayed, parallel_config
+from joblib import Parallel, delayed
 from mne.utils import logger, verbose
 
 from .behaviour import learning_curves
 from .peaks import peak_table
 from .report import SessionAnalysis, output_version, session_analysis
 from .session import find_runs
+from .study_report import study_report
 from .tep import TEP_WINDOWS
 
-__all__ = ["find_sessions", "analyze_study", "StudyAnalysis", "SessionFailure"]
+__all__ = [
+    "find_sessions",
+    "analyze_study",
+    "StudyAnalysis",
+    "SessionFailure",
+    "SessionRun",
+]
 
 
 @dataclass
@@ -37,6 +46,52 @@ class SessionFailure:
 
     folder: Path
     reason: str
+
+
+@dataclass
+class SessionRun:
+    """Where one session of a study was analysed (failed or not).
+
+    Attributes
+    ----------
+    folder : Path
+        The session folder.
+    worker : str
+        Address of the Dask worker that analysed it; ``""`` when it ran on
+        this machine (joblib).
+    host : str
+        Host name of the machine it ran on.
+    pid : int
+        Process id there (``0`` when not known: the worker died before
+        saying).
+    seconds : float
+        Wall time of the analysis (NaN when it did not finish).
+    attempts : int
+        How many times it was started: more than 1 when a worker died while
+        analysing it and the scheduler ran it again.
+    lost_workers : list of str
+        The workers that died while analysing it, as
+        ``"<address> (<host>, pid <pid>)"``.
+    """
+
+    folder: Path
+    worker: str = ""
+    host: str = ""
+    pid: int = 0
+    seconds: float = float("nan")
+    attempts: int = 1
+    lost_workers: list[str] = field(default_factory=list)
+
+    @property
+    def where(self) -> str:
+        """Where it ran, in words: ``"<worker> (<host>, pid <pid>)"``."""
+        return describe_process(self.worker, self.host, self.pid)
+
+
+def describe_process(worker: str, host: str, pid: int) -> str:
+    """Name a process for a reader: ``"<worker> (<host>, pid <pid>)"``."""
+    place = f"{host}, pid {pid}" if pid else host or "unknown host"
+    return f"{worker} ({place})" if worker else f"this machine ({place})"
 
 
 @dataclass
@@ -58,6 +113,10 @@ class StudyAnalysis:
         Grand-average TEP per condition present in every session.
     report_path : Path | None
         The study report.
+    runs : list of SessionRun
+        Where each session (analysed or failed) ran, in folder order.
+    scheduler : str | None
+        The Dask scheduler the sessions ran on (``None``: this machine).
     """
 
     sessions: list[SessionAnalysis]
@@ -65,6 +124,8 @@ class StudyAnalysis:
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     grand_averages: dict[str, mne.Evoked] = field(default_factory=dict)
     report_path: Path | None = None
+    runs: list[SessionRun] = field(default_factory=list)
+    scheduler: str | None = None
 
 
 def find_sessions(study_dir: str | PathLike) -> list[Path]:
@@ -88,15 +149,71 @@ def find_sessions(study_dir: str | PathLike) -> list[Path]:
     )
 
 
-def _one(folder: Path, tesa: dict | None, report: bool) -> SessionAnalysis:
-    # Runs in a worker: non-interactive plotting, quiet MNE.
+def analyse_one(
+    folder: Path, tesa: dict | None, report: bool, events: tuple[str, str] | None = None
+) -> tuple[SessionAnalysis | SessionFailure, SessionRun]:
+    """Analyse one session of a study, in whichever process runs this.
+
+    Parameters
+    ----------
+    folder : Path
+        The session folder.
+    tesa : dict | None
+        Keyword arguments for :func:`~stimtrain.analysis.tesa.run_tesa`.
+    report : bool
+        Also write the session's HTML report.
+    events : tuple of str | None
+        ``(topic, study id)``: on a Dask worker, log the start under this
+        topic on the scheduler, so that the caller knows where a session was
+        when a worker died.
+
+    Returns
+    -------
+    outcome : SessionAnalysis | SessionFailure
+        A session that cannot be analysed is a failure with the reason, not
+        an exception: one broken session must not stop the study.
+    run : SessionRun
+        Where it ran and for how long.
+    """
+    # Non-interactive plotting in a worker process.
     import matplotlib
 
     matplotlib.use("Agg")
+    run = SessionRun(folder, _worker_address(), socket.gethostname(), os.getpid())
+    if events is not None and run.worker:
+        from distributed import get_worker
+
+        topic, study = events
+        get_worker().log_event(
+            topic,
+            dict(
+                action="start",
+                study=study,
+                folder=str(folder),
+                worker=run.worker,
+                host=run.host,
+                pid=run.pid,
+            ),
+        )
+    start = time.perf_counter()
     try:
-        return session_analysis(folder, tesa=tesa, report=report, verbose="error")
+        outcome = session_analysis(folder, tesa=tesa, report=report, verbose="error")
     except Exception as err:  # noqa: BLE001 - one broken session must not stop the study
-        return SessionFailure(folder, str(err) or type(err).__name__)
+        outcome = SessionFailure(folder, str(err) or type(err).__name__)
+    run.seconds = time.perf_counter() - start
+    return outcome, run
+
+
+def _worker_address() -> str:
+    # Only a process that runs a Dask worker has distributed imported.
+    if "distributed" not in sys.modules:
+        return ""
+    from distributed import get_worker
+
+    try:
+        return get_worker().address
+    except ValueError:  # not inside a worker
+        return ""
 
 
 def _concat(sessions, name) -> pd.DataFrame:
@@ -129,8 +246,10 @@ def analyze_study(
         Parallel sessions with joblib (``-1``: one per core). Ignored when
         ``scheduler`` is given (the cluster's workers decide).
     scheduler : str | None
-        Address of a Dask scheduler (``tcp://host:8786``) to run the sessions
-        on through joblib's ``dask`` backend. Needs ``dask.distributed``.
+        Address of a Dask scheduler (``tcp://host:8786``): every session is
+        analysed on the cluster's workers (:mod:`.study_cluster`), this
+        process only gathers the results and writes the study report. The
+        workers need stimtrain and the study folder at the same path.
     out_dir : path-like | None
         Where the study report and tables go; ``<study_dir>/study`` by
         default.
@@ -149,7 +268,9 @@ def analyze_study(
         (then ``-3`` …): nothing is overwritten. A session that cannot be
         analysed is listed in ``study.failed`` and in the report (section
         "Sessions not analysed", and the ``error`` column of the sessions
-        table); the others are analysed all the same.
+        table); the others are analysed all the same. A session whose Dask
+        worker died is run again by the scheduler (up to its
+        ``allowed-failures``), then reported failed with the reason.
     """
     folders = find_sessions(study_dir)
     if not folders:
@@ -157,19 +278,21 @@ def analyze_study(
             f"study folder must hold sub-<id>/ses-<n>/ folders with recordings "
             f"(found none in {study_dir})"
         )
-    jobs = (delayed(_one)(f, tesa, session_reports) for f in folders)
     if scheduler is not None:
-        from dask.distributed import Client
+        from .study_cluster import analyse_on_cluster
 
         logger.info(f"Analysing {len(folders)} sessions on Dask at {scheduler}")
-        with Client(scheduler), parallel_config(backend="dask"):
-            sessions = Parallel()(jobs)
+        results = analyse_on_cluster(folders, scheduler, tesa, session_reports)
     else:
         logger.info(f"Analysing {len(folders)} sessions with {n_jobs} job(s)")
-        sessions = Parallel(n_jobs=n_jobs)(jobs)
+        jobs = (delayed(analyse_one)(f, tesa, session_reports) for f in folders)
+        results = Parallel(n_jobs=n_jobs)(jobs)
+    outcomes = [outcome for outcome, _ in results]
     study = StudyAnalysis(
-        sessions=[s for s in sessions if isinstance(s, SessionAnalysis)],
-        failed=[s for s in sessions if isinstance(s, SessionFailure)],
+        sessions=[s for s in outcomes if isinstance(s, SessionAnalysis)],
+        failed=[s for s in outcomes if isinstance(s, SessionFailure)],
+        runs=[run for _, run in results],
+        scheduler=scheduler,
     )
     for failure in study.failed:
         logger.warning(f"Session {failure.folder} not analysed: {failure.reason}")
@@ -187,7 +310,7 @@ def analyze_study(
                 na_rep="n/a",
             )
     study.report_path = out_dir / f"study_report{suffix}.html"
-    _study_report(study).save(
+    study_report(study).save(
         study.report_path, open_browser=False, overwrite=False, verbose=False
     )
     logger.info(f"Wrote {study.report_path}")
@@ -208,31 +331,7 @@ STUDY_TABLES = (
 
 def _group(study: StudyAnalysis, tesa: dict) -> None:
     sessions = study.sessions
-    rows = [
-        dict(
-            participant=s.participant,
-            session=s.session,
-            xdf=str(s.xdf),
-            report=str(s.report_path or ""),
-            n_pulses=len(s.tables.get("pulses", [])),
-            has_tep=bool(s.evokeds),
-            error="",
-        )
-        for s in sessions
-    ]
-    rows += [
-        dict(
-            participant=f.folder.parent.name.removeprefix("sub-"),
-            session=f.folder.name.removeprefix("ses-"),
-            xdf="",
-            report="",
-            n_pulses=0,
-            has_tep=False,
-            error=f.reason,
-        )
-        for f in study.failed
-    ]
-    study.tables["sessions"] = pd.DataFrame(rows)
+    study.tables["sessions"] = pd.DataFrame(_session_rows(study))
     study.tables["peaks"] = _concat(sessions, "peaks")
     study.tables["meps"] = _concat(sessions, "meps")
     measures = _concat(sessions, "measures")
@@ -272,60 +371,49 @@ def _group(study: StudyAnalysis, tesa: dict) -> None:
         )
 
 
-def _study_report(study: StudyAnalysis) -> mne.Report:
-    rep = mne.Report(title="stimtrain study", verbose=False)
-    if study.failed:
-        items = "".join(
-            f"<li><code>{html.escape(str(f.folder))}</code>: "
-            f"{html.escape(f.reason)}</li>"
-            for f in study.failed
-        )
-        rep.add_html(
-            f"<p>{len(study.failed)} session(s) could not be analysed and are "
-            f"left out of every group result:</p><ul>{items}</ul>",
-            title="Sessions not analysed",
-        )
-    sessions = study.tables["sessions"].copy()
-    sessions["report"] = [
-        f'<a href="{html.escape(r)}">report</a>' if r else ""
-        for r in sessions["report"]
+def _session_rows(study: StudyAnalysis) -> list[dict]:
+    # One row per session in folder order, analysed or not, with where it ran.
+    failed = {f.folder: f for f in study.failed}
+    analysed = iter(study.sessions)
+    runs = study.runs or [
+        *(SessionRun(s.xdf.parent) for s in study.sessions),
+        *(SessionRun(f.folder) for f in study.failed),
     ]
-    rep.add_html(
-        sessions.to_html(index=False, escape=False, border=0), title="Sessions"
-    )
-    for name, ga in study.grand_averages.items():
-        with contextlib.suppress(RuntimeError, ValueError):
-            rep.add_evokeds(
-                ga.copy().crop(-0.1, 0.35),
-                titles=[f"Group TEP: {name}"],
-                n_time_points=6,
-            )
-    for key, title in (
-        ("group_peaks", "Peaks of the grand average"),
-        ("peak_summary", "Peaks across sessions"),
-    ):
-        table = study.tables.get(key)
-        if table is not None and len(table):
-            rep.add_html(
-                table.to_html(index=False, border=0, float_format="{:.2f}".format),
-                title=title,
-            )
-    curves = study.tables.get("learning_curves")
-    if curves is not None and len(curves):
-        for (task, measure), grp in curves.groupby(["task", "measure"]):
-            fig, ax = plt.subplots(figsize=(5, 3), layout="constrained")
-            for participant, g in grp.groupby("participant"):
-                ax.plot(
-                    g["session_index"], g["value"], "o-", label=f"sub-{participant}"
+    rows = []
+    for run in runs:
+        where = dict(
+            worker=run.worker,
+            host=run.host,
+            pid=run.pid,
+            seconds=round(run.seconds, 2),
+            attempts=run.attempts,
+        )
+        failure = failed.get(run.folder)
+        if failure is not None:
+            rows.append(
+                dict(
+                    participant=run.folder.parent.name.removeprefix("sub-"),
+                    session=run.folder.name.removeprefix("ses-"),
+                    xdf="",
+                    report="",
+                    n_pulses=0,
+                    has_tep=False,
+                    error=failure.reason,
+                    **where,
                 )
-            ax.set(xlabel="session (index)", ylabel=measure, title=task)
-            ax.legend(fontsize=7)
-            rep.add_figure(
-                fig,
-                title=f"Learning curve: {task} {measure}",
-                section="Learning curves",
             )
-            plt.close(fig)
-    else:
-        rep.add_html("<p><em>No task measures.</em></p>", title="Learning curves")
-    return rep
+            continue
+        s = next(analysed)
+        rows.append(
+            dict(
+                participant=s.participant,
+                session=s.session,
+                xdf=str(s.xdf),
+                report=str(s.report_path or ""),
+                n_pulses=len(s.tables.get("pulses", [])),
+                has_tep=bool(s.evokeds),
+                error="",
+                **where,
+            )
+        )
+    return rows

@@ -1,8 +1,13 @@
-"""A small study: sessions in parallel (joblib, Dask), group TEPs and curves."""
+"""A small study: sessions in parallel (joblib), group TEPs and curves.
+
+The same study on a Dask cluster is in ``test_study_cluster.py``.
+"""
 
 from __future__ import annotations
 
+import os
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -14,13 +19,13 @@ from stimtrain.orchestrator.session.journal import Journal
 SESSIONS = [("01", "1", 0.50, 0.62), ("01", "2", 0.45, 0.52), ("02", "1", 0.48, 0.60)]
 
 
-@pytest.fixture
-def study_dir(tmp_path, rec5k):
-    for sub, ses, rc, ri in SESSIONS:
-        folder = tmp_path / f"sub-{sub}" / f"ses-{ses}"
+def make_study(root: Path, xdf: Path, sessions=SESSIONS) -> Path:
+    """Session folders under ``root``: the same recording, own task results."""
+    for sub, ses, rc, ri in sessions:
+        folder = root / f"sub-{sub}" / f"ses-{ses}"
         folder.mkdir(parents=True)
         prefix = f"sub-{sub}_ses-{ses}_run-01_"
-        shutil.copy(rec5k.path, folder / f"{prefix}recording.xdf")
+        shutil.copy(xdf, folder / f"{prefix}recording.xdf")
         rows = ["trial\tcondition\tstimulus\tcorrect_key\tonset\tkey\trt\tcorrect"]
         for i in range(8):
             cond = "congruent" if i % 2 == 0 else "incongruent"
@@ -38,6 +43,12 @@ def study_dir(tmp_path, rec5k):
             measures={"n_trials": 8, "congruency_effect_ms": (ri - rc) * 1e3},
         )
         journal.close()
+    return root
+
+
+@pytest.fixture
+def study_dir(tmp_path, rec5k):
+    make_study(tmp_path, rec5k.path)
     (tmp_path / "notes").mkdir()  # not a session: ignored
     return tmp_path
 
@@ -84,24 +95,13 @@ def test_study_with_joblib(study_dir):
     assert "Peaks of the grand average" in text
     # Each session's tables are written next to its recording.
     assert (study_dir / "sub-02/ses-1/sub-02_ses-1_run-01_peaks.tsv").is_file()
-
-
-def test_study_on_a_dask_cluster(study_dir):
-    distributed = pytest.importorskip("dask.distributed")
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-    ) as cluster:
-        study = analyze_study(
-            study_dir,
-            scheduler=cluster.scheduler_address,
-            session_reports=False,
-            tesa=FAST,
-        )
-    assert len(study.sessions) == 3
-    peaks = study.tables["peaks"]
-    assert set(zip(peaks["participant"], peaks["session"], strict=True)) == {
-        (p, s) for p, s, _, _ in SESSIONS
-    }
+    # Where each session ran: joblib's worker processes on this machine.
+    assert [r.folder.name for r in study.runs] == ["ses-1", "ses-2", "ses-1"]
+    assert all(r.worker == "" and r.pid not in (0, os.getpid()) for r in study.runs)
+    assert all(r.seconds > 0 and r.attempts == 1 for r in study.runs)
+    table = pd.read_csv(study_dir / "study" / "study_sessions.tsv", sep="\t")
+    assert list(table["pid"]) == [r.pid for r in study.runs]
+    assert "On this machine, 3 session(s)" in text
 
 
 def test_empty_study(tmp_path):
