@@ -275,6 +275,7 @@ def cmd_run(args) -> int:
             simulated_participant=args.simulated_participant,
             say=_say,
             library_log=not args.verbose,
+            view=args.view,
         )
     except ProtocolError as exc:
         return _print_problems(exc)
@@ -336,6 +337,7 @@ def cmd_resume(args) -> int:
             say=_say,
             library_log=not args.verbose,
             resume=point,
+            view=args.view,
         )
     except ProtocolError as exc:
         return _print_problems(exc)
@@ -462,6 +464,7 @@ def cmd_demo(args) -> int:
         thresholds=thresholds,
         say=_say,
         library_log=not args.verbose,
+        view=args.view,
     )
     if result.status != "completed":
         _say(f"demo session stopped: {result.reason}")
@@ -689,6 +692,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="let the simulated participant play the tasks (default: on the sim rig)",
     )
+    p.add_argument(
+        "--view",
+        action="store_true",
+        help="serve the live view (a local web page; its address is printed)",
+    )
     _add_check_options(p)
     p.set_defaults(func=cmd_run)
 
@@ -705,6 +713,11 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="let the simulated participant play the tasks (default: on the sim rig)",
+    )
+    p.add_argument(
+        "--view",
+        action="store_true",
+        help="serve the live view (a local web page; its address is printed)",
     )
     p.set_defaults(func=cmd_resume)
 
@@ -738,6 +751,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "demo", help="run and analyse the demo protocol on the simulated rig"
+    )
+    p.add_argument(
+        "--view",
+        action="store_true",
+        help="serve the live view (a local web page; its address is printed)",
     )
     p.add_argument("--data", default="stimtrain-data", help="data root folder")
     p.add_argument(

@@ -608,6 +608,39 @@ class OperatorConsole:
         self.refresh()
         return action
 
+    def act(self, action: str, origin: str, block: int | None = None) -> str:
+        """Take an action asked for elsewhere than the keyboard (the live view).
+
+        The same rules as the keys: ``"pause"`` only while running,
+        ``"resume"`` only while paused or pausing, ``"abort"`` whenever the
+        session is not already ending, ``"skip"`` only of ``block`` and only
+        while it is the current block (the asker confirmed it). Anything else
+        is ``"ignored"``. Every request reaches ``on_key`` with its origin, so
+        the journal holds it whether it acted or not.
+        """
+        s = self.state
+        with s.lock:
+            done = "ignored"
+            if action == "abort" and s.status not in (ABORTING, FINISHED):
+                done = "abort"
+                s.status = ABORTING
+                self._answer_question(False)
+            elif s.status in (ABORTING, FINISHED):
+                pass
+            elif action == "pause" and s.status == RUNNING:
+                done, s.status = "pause", PAUSING
+            elif action == "resume" and s.status in (PAUSED, PAUSING):
+                done, s.status = "resume", RUNNING
+            elif action == "skip" and block is not None and s.current_block == block:
+                done = "skip"
+        try:
+            self.on_key(None, done, origin=origin, asked=action)
+        except Exception as exc:  # noqa: BLE001 - the operator must see it
+            logger.exception("act(%r from %s) failed", action, origin)
+            s.warn(f"{action} from the {origin} was not handled: {exc}")
+        self.refresh()
+        return done
+
     def _answer_question(self, answer: bool) -> None:
         if self._question is not None:
             self._answer = answer

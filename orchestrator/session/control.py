@@ -212,12 +212,30 @@ class SessionControl:
             logger.warning("disarm after %s failed: %s", why, exc)
 
     # -- the operator and signals -------------------------------------------------
-    def on_key(self, key: str, action: str) -> None:
-        """Every operator key press goes into the journal, then takes effect."""
+    def on_key(
+        self,
+        key: str | None,
+        action: str,
+        origin: str = "keyboard",
+        asked: str | None = None,
+    ) -> None:
+        """Every operator action goes into the journal, then takes effect.
+
+        ``origin`` says where it came from (``"keyboard"``, ``"view"``);
+        ``asked`` is what a view's button asked for when that differs from
+        what was done (e.g. a pause asked while already paused: ``ignored``).
+        """
         current = None if self.state is None else self.state.current_block
-        self.journal.write("operator_key", key=key, action=action, block=current)
+        extra = {} if origin == "keyboard" else {"origin": origin, "asked": asked}
+        self.journal.write(
+            "operator_key", key=key, action=action, block=current, **extra
+        )
         if action == "abort":
-            self.stop.set("operator abort key")
+            self.stop.set(
+                "operator abort key"
+                if origin == "keyboard"
+                else f"operator abort ({origin})"
+            )
             # At once, from this thread: a disarm also drops the schedule.
             self.disarm_now("abort key")
         elif action == "pause":

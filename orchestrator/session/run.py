@@ -33,6 +33,7 @@ def run_protocol(
     resume: ResumePoint | None = None,
     sim_options: dict | None = None,
     library_log: bool = False,
+    view: bool = False,
 ) -> SessionResult:
     """Check and run a protocol file (the ``stimtrain run`` command).
 
@@ -82,6 +83,7 @@ def run_protocol(
         thresholds_source=thresholds_source,
         sim_options=sim_options,
         library_log=library_log,
+        view=view,
         resumed_from=None
         if resume is None
         else {

@@ -59,6 +59,7 @@ from .stimulation import run_stimulation
 from .streamwatch import HealthFeed, StreamWatch
 from .task_block import run_task
 from .thresholds_found import use_measured_threshold
+from .view.live import open_live_view
 from .waiting import run_instructions, run_rest, run_wait
 
 logger = logging.getLogger("stimtrain.orchestrator.session.runner")
@@ -116,6 +117,8 @@ class SessionRunner:
         Send what the recording and LSL libraries print to the session
         folder's ``libraries.log`` instead of the terminal
         (:mod:`.library_output`).
+    view : bool
+        Serve the live view (:mod:`.view`) and print its address.
     """
 
     def __init__(
@@ -133,8 +136,10 @@ class SessionRunner:
         live_console: bool = True,
         sim_options: dict | None = None,
         library_log: bool = False,
+        view: bool = False,
     ):
         self.checked = checked
+        self.view = view
         self.confirm = confirm or _ask_operator
         self.thresholds_source = thresholds_source or {"source": "command line"}
         self.resumed_from = resumed_from
@@ -346,6 +351,17 @@ class SessionRunner:
         if console.keys_active and self.confirm is _ask_operator:
             # One reader of the terminal: the console asks the questions.
             self.confirm = console.confirm
+        if self.view:
+            open_live_view(
+                stack,
+                self.say,
+                state,
+                console,
+                markers=markers.name,
+                data=emg.stream if emg is not None else next(iter(stream_names), None),
+                emg=emg,
+                journal=journal.path,
+            )
         return BlockContext(
             win=win,
             control=control,
