@@ -6,8 +6,8 @@ only then downsample, baseline, and average; find the artifact in the EEG
 (with or without markers) and realign the pulses to it. ICA, filtering and the
 rest of TESA's order are in :mod:`stimtrain.analysis.tesa`.
 
-Slightly longer than most: the artifact handling and the realignment share
-one timing model.
+Longer than most: the artifact handling, the realignment and the rule for
+which pulses overlap (:func:`pulse_overlap`) share one timing model.
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ __all__ = [
     "artifact_alignment",
     "detect_artifacts",
     "realign_pulses",
+    "pulse_overlap",
     "TEP_WINDOWS",
+    "TEP_SPAN",
 ]
 
 #: Motor-cortex TEP component windows (s), from docs/specs/analysis.md.
@@ -38,6 +40,11 @@ TEP_WINDOWS = {
     "N100": (0.070, 0.150),
     "P180": (0.150, 0.240),
 }
+
+
+#: The TEP a report shows and measures (s around the pulse): the last
+#: component window ends at 240 ms, and the plots run to 350 ms.
+TEP_SPAN = (-0.1, 0.35)
 
 
 def _pulse_indices(raw: mne.io.BaseRaw) -> np.ndarray:
@@ -516,3 +523,71 @@ def realign_pulses(
     )
     logger.info(f"Realigned {int(found.sum())} of {len(idx)} pulses to the artifact")
     return raw, alignment
+
+
+def pulse_overlap(
+    raw: mne.io.BaseRaw, *, span: tuple[float, float] = TEP_SPAN
+) -> pd.DataFrame:
+    """Which pulses have a TEP of their own, and which overlap others.
+
+    Two pulses ``d`` s apart overlap when ``d`` is shorter than the span:
+    the later pulse's artifact and response fall inside the earlier pulse's
+    TEP when ``d < span[1]``, and the earlier pulse's response (as long as
+    the span) reaches into the later one's when ``d < span[1] - span[0]``.
+    A block whose own pulses overlap (theta-burst pulses 20 ms apart, a
+    10 Hz train, a pair 3 ms apart) is left out whole: its average would
+    mix several pulses' responses. A pulse of another block that overlaps a
+    pulse (at a block's border) is left out alone.
+
+    Parameters
+    ----------
+    raw : instance of Raw
+        A raw with ``"pulse"`` annotations.
+    span : tuple of float
+        The TEP's time span around each pulse (s).
+
+    Returns
+    -------
+    overlap : pandas.DataFrame
+        One row per pulse annotation in time order: ``block`` (NaN when the
+        marker has none), ``pulse``, ``onset`` (s), ``nearest_ms`` (to the
+        nearest other pulse), ``block_interval_ms`` (the shortest interval
+        between consecutive pulses of its block), ``block_overlaps`` (its
+        block is left out), ``overlaps`` (another pulse is closer than the
+        span) and ``use`` (neither: the pulse goes into the TEPs).
+    """
+    if span[1] <= span[0]:
+        raise ValueError(f"span must run forward in time (got {span})")
+    idx = _pulse_indices(raw)
+    onsets = raw.annotations.onset[idx]
+    extras = [raw.annotations.extras[ii] or {} for ii in idx]
+    table = pd.DataFrame(
+        {
+            "block": pd.to_numeric(
+                pd.Series([e.get("block") for e in extras], dtype=object),
+                errors="coerce",
+            ),
+            "pulse": [e.get("pulse") for e in extras],
+            "onset": onsets,
+        }
+    )
+    order = np.argsort(onsets, kind="stable")
+    sorted_onsets = onsets[order]
+    gaps = np.diff(sorted_onsets)
+    nearest = np.full(len(onsets), np.inf)
+    if len(gaps):
+        nearest[order] = np.minimum(np.r_[np.inf, gaps], np.r_[gaps, np.inf])
+    table["nearest_ms"] = nearest * 1e3
+    length = span[1] - span[0]
+    shortest = {}
+    for block, group in table.groupby("block"):
+        steps = np.diff(np.sort(group["onset"].to_numpy()))
+        shortest[block] = steps.min() if len(steps) else np.inf
+    table["block_interval_ms"] = table["block"].map(shortest).astype(float) * 1e3
+    # Pulses without a block are judged on their own (no block to leave out).
+    table["block_overlaps"] = table["block"].notna() & (
+        table["block_interval_ms"] < length * 1e3
+    )
+    table["overlaps"] = table["nearest_ms"] < length * 1e3
+    table["use"] = ~(table["block_overlaps"] | table["overlaps"])
+    return table

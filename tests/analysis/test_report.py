@@ -173,7 +173,7 @@ def test_behaviour_table():
 def test_mep_and_recruitment_sections(make_raw, tmp_path):
     import mne
 
-    from stimtrain.analysis.report import _mep_sections
+    from stimtrain.analysis.report_sections import _mep_sections
 
     powers = np.repeat(np.arange(35.0, 80.0, 5.0), 8)
     raw, _ = make_raw(
