@@ -12,10 +12,14 @@ delivered time (median, 99th percentile, max) for
 * with ``--with-task``: both again while the main process renders a flanker
   task (PsychoPy, simulated participant, under Xvfb when there is no display),
   plus online pulses at stimulus onset + 150 ms, scheduled from the flip
-  time of each onset as a session does.
+  time of each onset as a session does;
+* with ``--with-view``: everything twice in the same run, first as above,
+  then with the live view serving a headless chromium that shows every pulse
+  (its process reads the pulse markers and the simulated EEG/EMG, as in a
+  session), so the two can be compared side by side.
 
 Usage: ``python benchmarks/pulse_timing.py [--serial-pulses N] [--tbs-pulses N]
-[--with-task] [--online-trials N]``
+[--with-task] [--online-trials N] [--with-view]``
 """
 
 from __future__ import annotations
@@ -181,6 +185,11 @@ def main() -> None:
         help="render a flanker task in the main process meanwhile; add online pulses",
     )
     parser.add_argument("--online-trials", type=int, default=100)
+    parser.add_argument(
+        "--with-view",
+        action="store_true",
+        help="measure everything again with the live view and chromium connected",
+    )
     args = parser.parse_args()
     print(f"machine: {describe()}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -212,38 +221,113 @@ def main() -> None:
             device.start()
             device.set_power(30)
             device.arm(3.0)
-            where = " + task" if args.with_task else ""
-            t0 = pylsl.local_clock() + 0.5
-            # 1.001 s: the unit refuses a serial fire sooner than 1 s after the last.
-            serial = [t0 + 1.001 * i for i in range(args.serial_pulses)]
-            run(
-                f"1 Hz, serial command{where}",
-                device,
-                log,
-                reports,
-                0,
-                serial,
-                "serial",
-                during,
-            )
-            t0 = pylsl.local_clock() + 0.5
-            bursts = args.tbs_pulses // 3
-            tbs = [t0 + 0.2 * b + 0.02 * k for b in range(bursts) for k in range(3)]
-            run(
-                f"TBS triplets, trigger box{where}",
-                device,
-                log,
-                reports,
-                1,
-                tbs,
-                "trigger",
-                during,
-            )
-            if args.with_task:
-                run_online(
-                    device, log, reports, win, Path(tmp), args.online_trials, block=2
+            passes = [("", None)]
+            if args.with_view:
+                passes.append((" + view", lambda: open_view(stack, sim, reports)))
+            for n, (extra, opener) in enumerate(passes):
+                if opener is not None:
+                    opener()
+                measure(
+                    args, device, log, reports, win, Path(tmp), during, extra, 10 * n
                 )
             device.disarm()
+
+
+def measure(args, device, log, reports, win, tmp, during, extra, first_block) -> None:
+    """Serial pulses, TBS triplets and (with a task) online pulses, once."""
+    where = (" + task" if args.with_task else "") + extra
+    t0 = pylsl.local_clock() + 0.5
+    # 1.001 s: the unit refuses a serial fire sooner than 1 s after the last.
+    serial = [t0 + 1.001 * i for i in range(args.serial_pulses)]
+    block = first_block
+    run(
+        f"1 Hz, serial command{where}",
+        device,
+        log,
+        reports,
+        block,
+        serial,
+        "serial",
+        during,
+    )
+    t0 = pylsl.local_clock() + 0.5
+    bursts = args.tbs_pulses // 3
+    tbs = [t0 + 0.2 * b + 0.02 * k for b in range(bursts) for k in range(3)]
+    run(
+        f"TBS triplets, trigger box{where}",
+        device,
+        log,
+        reports,
+        block + 1,
+        tbs,
+        "trigger",
+        during,
+    )
+    if args.with_task:
+        run_online(device, log, reports, win, tmp, args.online_trials, block=block + 2)
+
+
+def open_view(stack: ExitStack, sim, reports: dict) -> None:
+    """The live view of these pulses, with a headless chromium reading it."""
+    import sys
+
+    from stimtrain.orchestrator.language.rig import SIM_EMG_CHANNEL
+    from stimtrain.orchestrator.session.console import ConsoleState
+    from stimtrain.orchestrator.session.markers import MarkerOutlet
+    from stimtrain.orchestrator.session.view.live import LiveView
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
+    from browser import start_chromium
+
+    markers = MarkerOutlet(f"bench-{os.getpid()}")
+    stack.callback(markers.close)
+    state = ConsoleState(protocol="pulse timing", participant="bench", session="1")
+    journal = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "j.jsonl"
+    journal.touch()
+    view = stack.enter_context(
+        LiveView(
+            state,
+            lambda *a: "ignored",
+            marker_stream=markers.name,
+            data_stream=sim.eeg_stream,
+            emg_channel=SIM_EMG_CHANNEL,
+            journal=str(journal),
+        )
+    )
+    url = view.start()
+    browser = start_chromium()
+    stack.callback(browser.quit)
+    browser.get(url)
+    # Pulse markers as the ledger sends them: the view draws each pulse's MEP.
+    forwarded = {"n": 0}
+
+    def forward():
+        while not stop.is_set():
+            done = sorted(
+                (r for rs in reports.values() for r in rs), key=lambda r: r.actual
+            )
+            for r in done[forwarded["n"] :]:
+                markers.push(
+                    "pulse",
+                    r.actual,
+                    block=r.block,
+                    pulse=r.index,
+                    pattern="single",
+                    intensity=30,
+                    unit="%MSO",
+                    power=30,
+                    scheduled=r.scheduled,
+                )
+                state.update(pulses_delivered=state.pulses_delivered + 1)
+            forwarded["n"] = len(done)
+            time.sleep(0.05)
+
+    stop = threading.Event()
+    thread = threading.Thread(target=forward, daemon=True)
+    thread.start()
+    stack.callback(thread.join, 2)
+    stack.callback(stop.set)
+    print(f"live view: {url} with chromium connected")
 
 
 if __name__ == "__main__":

@@ -187,13 +187,14 @@ def state_dict(state) -> dict:
     """A plain, picklable copy of a console state, with its times resolved."""
     snap = state.snapshot()
     now = pylsl.local_clock()
-    next_event = snap.next_event
+    next_event, label = snap.next_event, snap.next_event_label
     if callable(next_event):
         next_event = next_event()
     if next_event is None and snap.current_block is not None and snap.block_started:
         block = next((b for b in snap.blocks if b.index == snap.current_block), None)
         if block is not None:
             next_event = snap.block_started + block.duration_s
+            label = "block ends (planned)"
     return {
         "now": now,
         "protocol": snap.protocol,
@@ -214,7 +215,7 @@ def state_dict(state) -> dict:
         "current_block": snap.current_block,
         "block_started": snap.block_started,
         "next_event": next_event,
-        "next_event_label": snap.next_event_label,
+        "next_event_label": label,
         "completed": snap.completed,
         "skipped": snap.skipped,
         "pulses_delivered": snap.pulses_delivered,

@@ -5,9 +5,10 @@
 
 const view = {};
 const layout = (title, x, y) => ({
-  title: { text: title, font: { size: 12 }, x: 0.02 }, margin: { l: 50, r: 10, t: 48, b: 36 },
-  xaxis: { title: { text: x, standoff: 4 } }, yaxis: { title: { text: y } }, showlegend: true,
-  legend: { orientation: "h", x: 1, xanchor: "right", y: 1.02, yanchor: "bottom", font: { size: 11 } },
+  title: { text: title, font: { size: 12 }, x: 0.02, y: 0.98, yanchor: "top" },
+  margin: { l: 50, r: 10, t: 26, b: 78 },
+  xaxis: { title: { text: x, standoff: 2 } }, yaxis: { title: { text: y } }, showlegend: true,
+  legend: { orientation: "h", x: 0, y: -0.32, yanchor: "top", font: { size: 11 } },
 });
 const plotConfig = { displayModeBar: false, responsive: true };
 const $ = (id) => document.getElementById(id);
