@@ -179,6 +179,30 @@ def quiet_psychopy() -> None:
     plogging.console.setLevel(plogging.WARNING)
 
 
+def _monitor(size: tuple[int, int]):
+    """An in-memory monitor description, made without a console warning.
+
+    The tasks size everything in "height" units, which need no physical
+    monitor; PsychoPy warns "Monitor specification not found" whenever it
+    makes one that was never saved, on the operator's console. Its log is
+    flushed (and filtered) in batches, so the warning is flushed while the
+    console takes errors only.
+    """
+    from psychopy import logging as plogging
+    from psychopy import monitors
+
+    plogging.flush()
+    level = plogging.console.level
+    plogging.console.setLevel(plogging.ERROR)
+    try:
+        monitor = monitors.Monitor("stimtrain", autoLog=False)
+        plogging.flush()
+    finally:
+        plogging.console.setLevel(level)
+    monitor.setSizePix(list(size))
+    return monitor
+
+
 def open_window(
     size: tuple[int, int] = (1024, 768),
     fullscr: bool = False,
@@ -217,8 +241,10 @@ def open_window(
     quiet_psychopy()
     from psychopy import visual
 
+    monitor = _monitor(size)
     win = visual.Window(
         size=list(size),
+        monitor=monitor,
         fullscr=fullscr,
         screen=screen,
         color=color,
