@@ -83,6 +83,9 @@ def test_session_folder_contents(demo_session):
     assert "Wrote footer" in log
     console = (folder.parents[1] / "printed.txt").read_text()
     assert "Wrote footer" not in console and "Offsets thread" not in console
+    # Nor PsychoPy's own log lines, nor a raw warning with its source path.
+    assert "WARNING" not in console and "Monitor specification" not in console
+    assert "Warning:" not in console
     assert "completed: 72 of 72 pulses delivered" in console
     copy = (folder / "sub-e2e_ses-1_run-01_protocol.yaml").read_text()
     assert copy == protocol_path("demo.yaml").read_text()
