@@ -98,7 +98,7 @@ def analyse_on_cluster(
             ): folder
             for i, folder in enumerate(folders)
         }
-        for future in as_completed(futures):
+        for future in as_completed(futures, loop=client.loop):
             folder = futures[future]
             try:
                 outcome, run = future.result()

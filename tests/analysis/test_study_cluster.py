@@ -31,6 +31,12 @@ def _cluster() -> LocalCluster:
     )
 
 
+def _client(cluster: LocalCluster) -> Client:
+    # The test's own client, to watch the cluster; not the default client, so
+    # that the study has to work with its own (as from the command line).
+    return Client(cluster, set_as_default=False)
+
+
 def _worker_pids(client: Client) -> dict[str, int]:
     client.wait_for_workers(2, timeout=60)
     return client.run(os.getpid)
@@ -77,7 +83,7 @@ def _study_killing_a_worker(client: Client, address: str, study_dir):
 
 def test_every_session_runs_on_the_workers(tmp_path, rec5k):
     study_dir = make_study(tmp_path, rec5k.path)
-    with _cluster() as cluster, Client(cluster) as client:
+    with _cluster() as cluster, _client(cluster) as client:
         pids = _worker_pids(client)
         study = analyze_study(
             study_dir,
@@ -109,7 +115,7 @@ def test_every_session_runs_on_the_workers(tmp_path, rec5k):
 
 def test_a_session_whose_worker_dies_is_run_again(tmp_path, rec5k):
     study_dir = make_study(tmp_path, rec5k.path, SESSIONS[:1])
-    with _cluster() as cluster, Client(cluster) as client:
+    with _cluster() as cluster, _client(cluster) as client:
         _worker_pids(client)
         study, killed = _study_killing_a_worker(
             client, cluster.scheduler_address, study_dir
@@ -135,7 +141,7 @@ def test_a_session_is_reported_failed_when_the_scheduler_gives_up(tmp_path, rec5
     # A scheduler that never reruns a task whose worker died.
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
         cluster = _cluster()
-    with cluster, Client(cluster) as client:
+    with cluster, _client(cluster) as client:
         _worker_pids(client)
         study, killed = _study_killing_a_worker(
             client, cluster.scheduler_address, study_dir
