@@ -1,0 +1,141 @@
+"""The decision to pulse: estimator, amplitude gate and pulse intervals together.
+
+:class:`PhaseTrigger` is fed the montaged signal after every new chunk and
+answers with a deadline (the absolute time of the next target crossing)
+when one falls within the hand-over horizon, the gate is open and the
+minimum interval since the last pulse has passed; otherwise it says why
+not. The same object runs offline (the benchmark, the tests) and in the
+trigger process over LSL.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from .estimator import Estimate, PhaseEstimator
+from .gate import AmplitudeGate
+
+
+@dataclass(frozen=True)
+class TriggerSettings:
+    """How pulses are locked to the rhythm.
+
+    Parameters
+    ----------
+    target_deg : float
+        Target phase, degrees (0: peak, 180: trough).
+    band : tuple of float
+        The rhythm's band, Hz.
+    window_s : float
+        The estimator's window, s.
+    ar_order : int
+        Order of the autoregressive model.
+    gate_percentile : float
+        Band power must reach this percentile of the last ``gate_span_s``.
+    gate_span_s : float
+        The gate's history, s.
+    min_interval_s : float
+        No pulse sooner than this after the previous one, s.
+    phase_offset_deg : float
+        Per-participant correction added to the target (the estimator's
+        measured bias, from a calibration), degrees.
+    amp_delay_s : float
+        The amplifier's constant delay: a sample's true time is its stamp
+        minus this, s.
+    lead_s : float
+        The device process needs the deadline at least this long before it, s.
+    horizon_s : float
+        A crossing more than ``lead_s + horizon_s`` ahead waits for fresher
+        data (set it to the chunk interval, so no crossing is skipped).
+    """
+
+    target_deg: float = 0.0
+    band: tuple[float, float] = (8.0, 13.0)
+    window_s: float = 0.5
+    ar_order: int = 30
+    gate_percentile: float = 50.0
+    gate_span_s: float = 60.0
+    min_interval_s: float = 2.0
+    phase_offset_deg: float = 0.0
+    amp_delay_s: float = 0.0
+    lead_s: float = 0.005
+    horizon_s: float = 0.012
+
+
+class Decision(NamedTuple):
+    """One answer of the trigger."""
+
+    #: Absolute time to pulse, or None.
+    deadline: float | None
+    #: Why there is no deadline ("" when there is one).
+    reason: str
+    #: The estimate behind it (None when none was made); its ``phase`` is
+    #: the online estimate at the decision.
+    estimate: Estimate | None
+
+
+class PhaseTrigger:
+    """Decide, chunk after chunk, when to pulse.
+
+    Parameters
+    ----------
+    settings : TriggerSettings
+        The block's trigger section.
+    sfreq : float
+        The stream's sampling frequency, Hz.
+    """
+
+    def __init__(self, settings: TriggerSettings, sfreq: float) -> None:
+        self.settings = settings
+        self.estimator = PhaseEstimator(
+            sfreq, settings.band, settings.window_s, ar_order=settings.ar_order
+        )
+        self.gate = AmplitudeGate(settings.gate_percentile, settings.gate_span_s)
+        self.last_pulse = -math.inf
+        self._aim = math.radians(settings.target_deg + settings.phase_offset_deg)
+
+    @property
+    def n_samples(self) -> int:
+        """How many of the newest samples each decision reads."""
+        return self.estimator.n_samples
+
+    def decide(self, x: np.ndarray, stamp_last: float, now: float) -> Decision:
+        """Look at the newest samples; answer with a deadline or a reason.
+
+        Parameters
+        ----------
+        x : ndarray, shape (n,)
+            The montaged signal, newest last, at least :attr:`n_samples`.
+        stamp_last : float
+            The stream's time stamp of ``x[-1]``, s.
+        now : float
+            The time of the decision on the same clock, s.
+
+        Returns
+        -------
+        Decision
+            With a deadline, the trigger counts it as a pulse (the minimum
+            interval runs from it).
+        """
+        s = self.settings
+        if len(x) < self.n_samples:
+            return Decision(None, "filling the window", None)
+        t_last = stamp_last - s.amp_delay_s
+        earliest = max(now + s.lead_s, self.last_pulse + s.min_interval_s)
+        latest = now + s.lead_s + s.horizon_s
+        est = self.estimator.estimate(x, t_last, now, self._aim, earliest, latest)
+        passed, _ = self.gate.update(now, est.power)
+        if earliest > latest:
+            return Decision(None, "minimum interval", est)
+        if not self.gate.warmed_up:
+            return Decision(None, "gate warming up", est)
+        if not passed:
+            return Decision(None, "band power below the gate", est)
+        if est.crossing is None:
+            return Decision(None, "no crossing within the horizon", est)
+        self.last_pulse = est.crossing
+        return Decision(est.crossing, "", est)
