@@ -79,7 +79,7 @@ def _delivered(summary: Summary, plan, markers, pulses, labels) -> None:
         if want is not None and n != want:
             missing = want - n
             summary.look.append(
-                f"{_name(block, labels).capitalize()}: {n} of {want} planned pulses "
+                f"B{_name(block, labels)[1:]}: {n} of {want} planned pulses "
                 "delivered"
                 + (f" ({missing} missing)." if missing > 0 else f" ({-missing} extra).")
             )
@@ -106,8 +106,7 @@ def _delivered(summary: Summary, plan, markers, pulses, labels) -> None:
         parts.append(f"{_name(block, labels)} {n}" + (f" of {want}" if want else ""))
         if want and n < want:
             summary.look.append(
-                f"{_name(block, labels).capitalize()}: {n} of {want} planned "
-                "task trials shown."
+                f"B{_name(block, labels)[1:]}: {n} of {want} planned task trials shown."
             )
     if parts:
         summary.delivered.append("Task trials: " + "; ".join(parts) + ".")
@@ -150,7 +149,10 @@ def _recorded(summary: Summary, diagnostics: dict, markers: pd.DataFrame) -> Non
             n = d.get("n_samples", 0)
             summary.recorded.append(f"{key} (markers): {_count(n, 'marker')}.")
             continue
-        gaps = [float(g) for g in d.get("gaps_s") or []]
+        # Breaks between segments and dropouts inside them: both are holes.
+        gaps = [float(g) for g in d.get("gaps_s") or []] + [
+            float(x["duration_s"]) for x in d.get("dropouts") or []
+        ]
         dropped = int(d.get("dropped_samples") or 0)
         text = (
             f"{key} ({d.get('type')}): {d.get('channel_count')} channels at "

@@ -108,13 +108,22 @@ def df_html(df: pd.DataFrame, *, index: bool = True, float_format="{:.3f}") -> s
         # A named index would get a header row of its own, under the columns'
         # (it reads as a header shifted by one column): make it a column.
         df, index = df.reset_index(), False
+    ints = [c for c in df.columns if pd.api.types.is_extension_array_dtype(df[c])]
+    if ints:
+        # pandas prints a missing nullable integer as <NA> whatever na_rep says.
+        df = df.copy()
+        for c in ints:
+            df[c] = df[c].astype(object).where(df[c].notna(), "")
     # A wide table scrolls in its own box instead of running off the page.
+    # Headers are left-aligned like the values under them (pandas would
+    # right-align them over the report's left-aligned cells).
     table = df.to_html(
         index=index,
         float_format=float_format.format,
         border=0,
         classes="table table-sm table-striped",
         na_rep="",
+        justify="left",
     )
     return f'<div style="overflow-x: auto; max-width: 100%">{table}</div>'
 

@@ -119,7 +119,7 @@ def left_out_sentences(overlap: pd.DataFrame, labels: dict, span=TEP_SPAN) -> li
     whole = overlap[overlap["block_overlaps"]]
     for block, group in whole.groupby("block"):
         out.append(
-            f"{_block_name(block, labels).capitalize()} is left out of the TEPs: "
+            f"B{_block_name(block, labels)[1:]} is left out of the TEPs: "
             f"its {len(group)} pulses are as little as "
             f"{_interval(group['block_interval_ms'].iloc[0])} apart, closer "
             f"than a TEP's span ({window}, {length_ms:g} ms), so each pulse's "
@@ -165,9 +165,9 @@ def _tep_sections(
     sentences = left_out_sentences(overlap, labels)
     used = int(overlap["use"].sum())
     intro = (
-        f"<p>{used} of {len(overlap)} pulses go into the TEPs: those whose "
-        f"{TEP_SPAN[0] * 1e3:g}..{TEP_SPAN[1] * 1e3:g} ms around the pulse "
-        "holds no other pulse's artifact or response.</p>"
+        f"<p>{used} of {len(overlap)} pulses go into the TEPs: those with "
+        "no other pulse's artifact or response within "
+        f"{TEP_SPAN[0] * 1e3:g}..{TEP_SPAN[1] * 1e3:g} ms of them.</p>"
     )
     if sentences:
         intro += "".join(f"<p>{html.escape(s)}</p>" for s in sentences)
