@@ -80,8 +80,13 @@ def _huber_admm(A: np.ndarray, y: np.ndarray, rho: float = 1.0, iters: int = 100
         np.divide(1, d, out=inv, where=d != 0)
         # Proximal step of the Huber loss: shrink large residuals towards 0.
         shrink = np.maximum(0, (1 - (1 + 1 / rho) * np.abs(inv)))
-        z = keep * d + spill * shrink * d
-        u = d - z
+        z_next = keep * d + spill * shrink * d
+        u_next = d - z_next
+        if np.array_equal(z_next, z) and np.array_equal(u_next, u):
+            # A fixed point, to the bit: every later iteration would repeat
+            # this one (x depends on z and u only). Usually within 60.
+            break
+        z, u = z_next, u_next
     x[0] -= x[1] * shift
     return x
 
@@ -352,58 +357,87 @@ def dejitter(
     n = len(stamps)
     tdiff = 1.0 / srate
     dense = index is None
+    limit = max(break_seconds, break_samples * tdiff)
+    cand = None  # dropout candidates: steps longer than nominal + threshold
     if dense:
-        diffs = np.diff(stamps)
-        breaks = np.abs(diffs) > np.max((break_seconds, break_samples * tdiff))
-        idx_all = np.arange(n)
+        # One difference array for breaks and dropout candidates, and no
+        # copy of the sample numbers: memory stays a few vectors.
+        step = np.diff(stamps)
+        breaks = (step > limit) | (step < -limit)
+        if find_dropouts:
+            step -= tdiff
+            cand = np.flatnonzero(step > dropout_seconds)
+        del step
+        idx_all = None
     else:
         idx_all = np.asarray(index, np.int64)
         span = np.diff(stamps) - (np.diff(idx_all) - 1) * tdiff
-        breaks = np.abs(span) > max(break_seconds, break_samples * tdiff)
+        breaks = np.abs(span) > limit
     segments = _ranges_from_breaks(breaks) if n else []
-    grid = idx_all.astype(np.int64, copy=True)
+    del breaks
     dropouts, gaps, rates = [], [], []
     window = int(round(dropout_window_seconds * srate))
     shift = 0
+    last_grid = 0  # grid position of the previous segment's last sample
+    placed = []  # (first, last, extra or None, shift) per segment
     for seg_no, (a, b) in enumerate(segments):
+        first = a if dense else int(idx_all[a])
         if seg_no:
             # Samples missing in the break, at the previous segment's rate.
             prev_rate = rates[-1] if np.isfinite(rates[-1]) else srate
             span = stamps[a] - stamps[a - 1]
-            expected = grid[a] + shift - grid[a - 1]
+            expected = first + shift - last_grid
             missing = max(int(round(span * prev_rate)) - int(expected), 0)
             gaps.append(missing)
             shift += missing
         found = []
-        if find_dropouts:
+        if find_dropouts and (
+            not dense or np.any((cand >= a) & (cand < b))  # steps inside it
+        ):
+            idx = np.arange(a, b + 1) if dense else idx_all[a : b + 1]
             found = _find_dropouts(
-                idx_all[a : b + 1], stamps[a : b + 1], tdiff, dropout_seconds, window
+                idx, stamps[a : b + 1], tdiff, dropout_seconds, window
             )
-        extra = np.zeros(b + 1 - a, np.int64)
-        for k, missing in found:
-            extra[k:] += missing
-            dropouts.append((a + k, missing))
+        extra = None
+        if found:
+            extra = np.zeros(b + 1 - a, np.int64)
+            for k, missing in found:
+                extra[k:] += missing
+                dropouts.append((a + k, missing))
         if dense and not found:
             # pyxdf's fit (the same least-squares solver on the same design
             # matrix, values and operations), so the result matches it to the
-            # bit; sample numbers are exact in float64.
-            idx = np.arange(a, b + 1, dtype=float)
-            X = np.empty((len(idx), 2))
+            # bit; sample numbers are exact in float64. The design matrix and
+            # lstsq's own copies are the largest memory of a read.
+            X = np.empty((b + 1 - a, 2))
             X[:, 0] = 1.0
-            X[:, 1] = idx
+            X[:, 1] = np.arange(a, b + 1, dtype=float)
             mapping = np.linalg.lstsq(X, stamps[a : b + 1, np.newaxis], rcond=-1)[0]
-            del X
             intercept, slope = mapping[0, 0], mapping[1, 0]
             if fit:
-                idx *= slope
-                idx += intercept
-                stamps[a : b + 1] = idx
+                seg = stamps[a : b + 1]
+                np.multiply(X[:, 1], slope, out=seg)
+                seg += intercept
+            del X
             slope = float(slope)
         else:
-            slope = _line_fit(idx_all[a : b + 1] + extra, stamps[a : b + 1], fit)
-        grid[a : b + 1] += extra + shift
-        shift += int(extra[-1]) if len(extra) else 0
+            pos = np.arange(a, b + 1) if dense else idx_all[a : b + 1]
+            if extra is not None:
+                pos = pos + extra
+            slope = _line_fit(pos, stamps[a : b + 1], fit)
+        placed.append((a, b, extra, shift))
+        last_grid = (b if dense else int(idx_all[b])) + shift
+        if extra is not None:
+            last_grid += int(extra[-1])
+            shift += int(extra[-1])
         rates.append(1.0 / slope if b > a and slope > 0 else float("nan"))
+    # Every sample's place on the gap-free grid, made last (after the fits'
+    # temporary arrays are gone).
+    grid = np.arange(n, dtype=np.int64) if dense else idx_all.astype(np.int64)
+    for a, b, extra, moved in placed:
+        grid[a : b + 1] += moved
+        if extra is not None:
+            grid[a : b + 1] += extra
     effective = 0.0
     if segments:
         starts = np.asarray([a for a, _ in segments])

@@ -345,9 +345,17 @@ class XdfWriter:
             rec["f"], rec["t"], rec["v"] = 8, stamps, values
             out.append(rec.tobytes())
         else:
-            for k in range(n):
-                out.append(b"\x08" + stamps[k].tobytes() if has[k] else b"\x00")
-                out.append(values[k].tobytes())
+            # Samples of two lengths: place each by the cumulative lengths.
+            vsize = values.itemsize * nch
+            size = 1 + vsize + 8 * has.astype(np.int64)
+            pos = np.concatenate(([0], np.cumsum(size)[:-1]))
+            body = np.zeros(int(size.sum()), np.uint8)
+            body[pos[has]] = 8
+            at = pos[has, None] + 1 + np.arange(8)
+            body[at] = stamps[has].view(np.uint8).reshape(-1, 8)
+            at = (pos + 1 + 8 * has)[:, None] + np.arange(vsize)
+            body[at] = values.view(np.uint8).reshape(n, vsize)
+            out.append(body.tobytes())
         self._chunk(3, b"".join(out), stream_id)
 
     def write_clock_offset(self, stream_id: int, time: float, value: float) -> None:

@@ -1,0 +1,467 @@
+"""The chunk index of an XDF file, made without decoding any sample.
+
+:func:`index_xdf` walks the chunk headers only (over a memory map of the
+file, never touching sample payloads) and records where every Samples chunk
+lies, its sample count and its first timestamp; damaged stretches are
+skipped or kept for salvage (see :mod:`.chunks` and :mod:`.salvage`).
+"""
+
+from __future__ import annotations
+
+import logging
+import mmap
+import os
+import struct
+from dataclasses import dataclass, field
+from os import PathLike
+from pathlib import Path
+
+import numpy as np
+
+from .chunks import _Header, _Reader
+from .decode import _decode_numeric, _decode_strings
+from .format import (
+    FORMATS,
+    TAG_BOUNDARY,
+    TAG_CLOCK_OFFSET,
+    TAG_FILE_HEADER,
+    TAG_SAMPLES,
+    TAG_STREAM_FOOTER,
+    TAG_STREAM_HEADER,
+    XdfError,
+    _parse_xml,
+    _varlen_from,
+)
+
+logger = logging.getLogger("stimtrain.xdf.file")
+
+
+@dataclass
+class Damage:
+    """A damaged stretch of an XDF file and what it cost.
+
+    ``offset`` and ``end`` are byte offsets in the file; ``stream_id`` is the
+    stream whose chunk was damaged (``None`` when no stream could be told);
+    ``samples_lost`` the announced samples that could not be read (``None``
+    when unknown).
+    """
+
+    offset: int
+    end: int
+    what: str
+    stream_id: int | None = None
+    samples_lost: int | None = None
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes in the damaged stretch."""
+        return max(self.end - self.offset, 0)
+
+
+@dataclass
+class StreamIndex:
+    """Where one stream's data lie in the file, and its header fields."""
+
+    stream_id: int
+    header: dict  # pyxdf form: {"info": {...}}
+    name: str
+    type: str
+    channel_count: int
+    channel_format: str
+    nominal_srate: float
+    footer: dict | None = None
+    clock_times: list[float] = field(default_factory=list)
+    clock_values: list[float] = field(default_factory=list)
+    # One entry per Samples chunk, in file order.
+    chunk_offset: list[int] = field(default_factory=list)  # first sample's byte
+    chunk_nbytes: list[int] = field(default_factory=list)  # payload bytes present
+    chunk_nsamples: list[int] = field(default_factory=list)
+    chunk_first_time: list[float] = field(default_factory=list)  # nan: deduced
+    chunk_cut: list[bool] = field(default_factory=list)  # cut off by end of file
+    chunk_damaged: list[bool] = field(default_factory=list)  # to be salvaged
+    guessed_counts: set[int] = field(default_factory=set)  # chunks, count unknown
+    truncated: bool = False  # its last chunk is cut off
+
+    @property
+    def n_samples(self) -> int:
+        """Samples announced by the chunk headers (a cut chunk may hold fewer)."""
+        return int(sum(self.chunk_nsamples))
+
+    @property
+    def tdiff(self) -> float:
+        """The nominal sampling interval used for deduced timestamps."""
+        return 1.0 / self.nominal_srate if self.nominal_srate > 0 else 0.0
+
+    def estimated_times(self) -> tuple[np.ndarray, np.ndarray]:
+        """Estimated raw times of each chunk's first sample and sample index.
+
+        Deduced first timestamps are extrapolated from the previous chunk, as
+        the decoder would deduce them.
+        """
+        n = np.asarray(self.chunk_nsamples, np.int64)
+        start = np.concatenate(([0], np.cumsum(n)[:-1])).astype(np.int64)
+        first = np.asarray(self.chunk_first_time, float)
+        last = 0.0
+        for ii in range(len(first)):
+            if np.isnan(first[ii]):
+                first[ii] = last + self.tdiff
+            last = first[ii] + (n[ii] - 1) * self.tdiff
+        return first, start
+
+
+@dataclass
+class XdfIndex:
+    """The chunk index of an XDF file (see :func:`index_xdf`)."""
+
+    path: Path
+    file_header: dict | None
+    streams: dict[int, StreamIndex]
+    truncated: bool = False  # the file ends inside a chunk
+    problems: list[str] = field(default_factory=list)
+    damage: list[Damage] = field(default_factory=list)  # stretches skipped
+    bad_stamps: dict[int, list[int]] = field(default_factory=dict)  # sample numbers
+
+    def damage_summary(self, samples: dict | None = None) -> str | None:
+        """One sentence on what damage cost, or ``None`` for an intact file.
+
+        Parameters
+        ----------
+        samples : dict of int to StreamSamples | None
+            What :func:`read_samples` returned (for the samples lost).
+        """
+        if not self.damage and not self.bad_stamps:
+            return None
+        parts = []
+        if self.damage:
+            spans = sorted({(d.offset, d.end, d.what) for d in self.damage})
+            nbytes = sum(b - a for a, b, _ in spans)
+            where = ", ".join(f"{a}-{b} ({what})" for a, b, what in spans[:8])
+            more = f" and {len(spans) - 8} more" if len(spans) > 8 else ""
+            parts.append(
+                f"damaged: {nbytes} bytes skipped or repaired at byte offsets "
+                f"{where}{more}"
+            )
+        if samples:
+            lost = {
+                self.streams[sid].name or str(sid): s.n_lost
+                for sid, s in samples.items()
+                if s.n_lost
+            }
+            if lost:
+                parts.append(
+                    "samples lost: " + ", ".join(f"{k} {v}" for k, v in lost.items())
+                )
+        for sid, numbers in self.bad_stamps.items():
+            name = self.streams[sid].name or str(sid)
+            regular = self.streams[sid].nominal_srate > 0
+            shown = ", ".join(map(str, numbers[:5]))
+            more = "…" if len(numbers) > 5 else ""
+            parts.append(
+                f"{len(numbers)} timestamp(s) of {name} out of line (samples "
+                f"{shown}{more}), "
+                + ("re-derived from their neighbours" if regular else "dropped")
+            )
+        return f"{self.path.name}: " + "; ".join(parts)
+
+    def select(self, select=None) -> list[int]:
+        """Stream ids matching ``select`` (see :func:`read_samples`)."""
+        if select is None:
+            return list(self.streams)
+        if isinstance(select, str | int | dict):
+            select = [select]
+        out = []
+        for sid, s in self.streams.items():
+            for item in select:
+                if isinstance(item, bool) or not isinstance(item, str | int | dict):
+                    raise TypeError(
+                        "select must hold stream names/types (str), ids (int) or "
+                        f"header field dicts; got {item!r}"
+                    )
+                if isinstance(item, int):
+                    hit = sid == item
+                elif isinstance(item, str):
+                    hit = item in (s.name, s.type)
+                else:
+                    fields = s.header.get("info", {})
+                    hit = all(
+                        str((fields.get(k) or [None])[0]) == str(v)
+                        for k, v in item.items()
+                    )
+                if hit:
+                    out.append(sid)
+                    break
+        return out
+
+
+def _new_stream(sid: int, header: dict) -> StreamIndex:
+    info = header.get("info") or {}
+
+    def text(key, default=""):
+        value = info.get(key) or [default]
+        return default if value[0] is None else value[0]
+
+    fmt = str(text("channel_format", "float32"))
+    if fmt != "string" and fmt not in FORMATS:
+        raise ValueError(
+            f"stream {sid}: channel_format must be one of "
+            f"{sorted(FORMATS) + ['string']}, got {fmt!r}"
+        )
+    try:
+        channel_count = int(text("channel_count", "0"))
+        srate = float(text("nominal_srate", "0"))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"stream {sid}: unreadable header field ({err})") from err
+    if channel_count < 1 or channel_count > 1_000_000 or not np.isfinite(srate):
+        raise ValueError(
+            f"stream {sid}: implausible channel_count {channel_count} or "
+            f"nominal_srate {srate}"
+        )
+    return StreamIndex(
+        stream_id=sid,
+        header=header,
+        name=str(text("name")),
+        type=str(text("type")),
+        channel_count=channel_count,
+        channel_format=fmt,
+        nominal_srate=max(srate, 0.0),
+    )
+
+
+def index_xdf(fname: str | PathLike) -> XdfIndex:
+    """Index the chunks of an XDF file without decoding any sample.
+
+    Parameters
+    ----------
+    fname : path-like
+        The XDF file.
+
+    Returns
+    -------
+    index : XdfIndex
+        File header, and per stream its header, footer (``None`` if the
+        recorder never wrote one), clock offsets and Samples chunk table.
+        A file that ends inside a chunk is marked ``truncated``; the complete
+        samples of a cut Samples chunk are kept. Damaged chunks (a wrong
+        length, tag or stream id, bytes overwritten) are skipped up to the
+        next place where a chunk surely begins (its header, the chunk after
+        it, and for Samples chunks the sample count fitting the length; a
+        Boundary chunk's UUID); a damaged Samples chunk whose tag and stream
+        id survive is kept for :func:`read_samples` to salvage. What was
+        skipped is listed in ``index.damage``.
+
+    Raises
+    ------
+    XdfError
+        If the file does not start with ``XDF:``.
+    FileNotFoundError
+        If there is no file.
+    """
+    path = Path(fname)
+    if not path.is_file():
+        raise FileNotFoundError(f"no XDF file at {path}")
+    size = os.path.getsize(path)
+    streams: dict[int, StreamIndex] = {}
+    index = XdfIndex(path=path, file_header=None, streams=streams)
+    with open(path, "rb") as f:
+        if f.read(4) != b"XDF:":
+            raise XdfError(f"{path} is not an XDF file: it does not start with XDF:")
+        # A memory map: headers are read without a system call each, and
+        # only the pages holding them are touched.
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            rd = _Reader(data, size, streams)
+            pos = 4
+            while pos < size:
+                pos = _walk_intact(index, rd, pos)
+                if pos >= size:
+                    break
+                h = rd.header(pos)
+                if h is not None and h.end <= size:
+                    if rd.whole(h) or _exact(rd, h):
+                        _index_chunk(index, rd, h)
+                        pos = h.end
+                        continue
+                    pos = _wrong_length(index, rd, h, rd.scan(h.start + 2))
+                    continue
+                if h is not None:
+                    nxt = rd.scan(h.start + 2)
+                    if nxt is None:
+                        # The file ends inside this chunk (recorder killed).
+                        index.truncated = True
+                        _index_chunk(index, rd, h)
+                        break
+                    pos = _wrong_length(index, rd, h, nxt)
+                    continue
+                pos = _damaged_header(index, rd, pos, rd.scan(pos + 1))
+    if index.truncated:
+        index.problems.append("the file ends inside a chunk")
+    return index
+
+
+def _walk_intact(index: XdfIndex, rd: _Reader, pos: int) -> int:
+    """Index chunks from ``pos`` while each is whole; return where it stopped.
+
+    The same chunks, indexed the same way, as the careful loop of
+    :func:`index_xdf` would (a chunk inside the file followed by a plausible
+    header), with each header parsed once; the careful loop takes over at
+    the first chunk that is not.
+    """
+    size = rd.size
+    h = rd.header(pos)
+    while h is not None and h.end <= size:
+        end = h.end
+        nxt = rd.header(end) if end < size else None
+        if nxt is None and end < size:
+            return pos
+        if h.tag == TAG_SAMPLES:
+            _index_samples(index, h.sid, rd.read(h.start, 24), h.start, end, size)
+        else:
+            _index_chunk(index, rd, h)
+            if h.tag == TAG_STREAM_HEADER and end < size:
+                nxt = rd.header(end)  # the new stream's chunks are plausible now
+        pos = end
+        h = nxt
+    return pos
+
+
+def _wrong_length(index: XdfIndex, rd: _Reader, h: _Header, nxt: int | None) -> int:
+    """A chunk whose length is wrong: its content runs to the next chunk."""
+    stop = rd.size if nxt is None else nxt
+    if h.tag == TAG_SAMPLES and stop > h.start + 6:
+        # Tag and stream id survive: the samples are salvaged from the bytes
+        # up to the next chunk.
+        index.damage.append(Damage(h.pos, h.start, "wrong chunk length", h.sid))
+        _index_samples(index, h.sid, rd.read(h.start, 24), h.start, stop, rd.size, True)
+    else:
+        index.damage.append(Damage(h.pos, stop, "wrong chunk length", h.sid))
+    return stop
+
+
+def _damaged_header(index: XdfIndex, rd: _Reader, pos: int, nxt: int | None) -> int:
+    """Bytes that start no chunk: a damaged header, or damage across chunks."""
+    stop = rd.size if nxt is None else nxt
+    for nb in (1, 4, 8):
+        # A damaged length in front of an intact Samples tag and stream id.
+        guess = rd.read(pos + 1 + nb, 6)
+        if len(guess) == 6 and int.from_bytes(guess[:2], "little") == TAG_SAMPLES:
+            sid = int.from_bytes(guess[2:6], "little")
+            if sid in index.streams and pos + 1 + nb + 6 < stop:
+                cs = pos + 1 + nb
+                index.damage.append(Damage(pos, cs, "damaged chunk header", sid))
+                _index_samples(index, sid, rd.read(cs, 24), cs, stop, rd.size, True)
+                return stop
+    index.damage.append(Damage(pos, stop, "unreadable bytes"))
+    return stop
+
+
+def _exact(rd: _Reader, h: _Header) -> bool:
+    """Whether a chunk's content fills exactly its stated length."""
+    if h.end > rd.size:
+        return False
+    if h.tag in (TAG_CLOCK_OFFSET, TAG_BOUNDARY):
+        return True  # fixed lengths, checked with the header
+    if h.tag != TAG_SAMPLES:
+        skip = 2 if h.tag == TAG_FILE_HEADER else 6
+        if h.length > 64 << 20:
+            return False
+        text = rd.read(h.start + skip, h.length - skip).strip()
+        return text.startswith((b"<?xml", b"<info")) and text.endswith(b">")
+    stream = rd.streams[h.sid]
+    buf = rd.read(h.start + 6, h.length - 6)
+    try:
+        n, pos = _varlen_from(buf, 0)
+    except (EOFError, ValueError, IndexError):
+        return False
+    body = memoryview(buf)[pos:]
+    if stream.channel_format == "string":
+        if n > len(body):
+            return False
+        values, _, _, used = _decode_strings(body, n, stream.channel_count)
+        return len(values) == n and used == len(body)
+    vsize = stream.channel_count * FORMATS[stream.channel_format].itemsize
+    if not n * (1 + vsize) <= len(body) <= n * (9 + vsize):
+        return False
+    try:
+        _decode_numeric(body, n, stream.channel_count, FORMATS[stream.channel_format])
+    except ValueError:
+        return False
+    return True
+
+
+def _index_chunk(index: XdfIndex, rd: _Reader, h: _Header) -> None:
+    """Record one plausible chunk in the index."""
+    size, streams, sid = rd.size, index.streams, h.sid
+    whole = h.end <= size
+    if h.tag == TAG_FILE_HEADER and whole:
+        index.file_header = _parse_xml(
+            rd.read(h.start + 2, h.length - 2), "file header"
+        )
+    elif h.tag == TAG_STREAM_HEADER and whole:
+        header = _parse_xml(rd.read(h.start + 6, h.length - 6), f"stream {sid} header")
+        if header is None:
+            index.problems.append(f"stream {sid}: unreadable header")
+            return
+        try:
+            streams[sid] = _new_stream(sid, header)
+        except ValueError as err:
+            index.problems.append(str(err))
+            logger.warning("%s: ignoring a stream header: %s", index.path, err)
+    elif h.tag == TAG_SAMPLES:
+        _index_samples(index, sid, rd.read(h.start, 24), h.start, h.end, size)
+    elif h.tag == TAG_CLOCK_OFFSET and whole:
+        t, v = struct.unpack("<dd", rd.read(h.start + 6, 16))
+        streams[sid].clock_times.append(t)
+        streams[sid].clock_values.append(v)
+    elif h.tag == TAG_STREAM_FOOTER and whole:
+        streams[sid].footer = _parse_xml(
+            rd.read(h.start + 6, h.length - 6), f"stream {sid} footer"
+        )
+
+
+def _index_samples(
+    index: XdfIndex,
+    sid,
+    head: bytes,
+    start: int,
+    end: int,
+    size: int,
+    damaged: bool = False,
+) -> None:
+    stream = index.streams.get(sid)
+    if stream is None:
+        index.problems.append(f"samples of stream {sid} before its header")
+        return
+    try:
+        n, pos = _varlen_from(head, 6)
+    except (EOFError, ValueError, IndexError):
+        if not damaged and end <= size:
+            stream.truncated = True
+            return
+        n, pos = None, 6  # unknown count: salvaged from the bytes
+    nbytes = max(min(end, size) - (start + pos), 0)
+    if stream.channel_format == "string":
+        most = nbytes // (1 + stream.channel_count)
+        if n is not None and n > most:
+            damaged = True
+    else:
+        vsize = stream.channel_count * FORMATS[stream.channel_format].itemsize
+        most = nbytes // (1 + vsize)
+        if (
+            n is not None
+            and end <= size
+            and not n * (1 + vsize) <= nbytes <= n * (9 + vsize)
+        ):
+            damaged = True
+    if n is None or (damaged and n > most):
+        n = most  # never allocate from a corrupt count
+        stream.guessed_counts.add(len(stream.chunk_offset))
+    first = np.nan
+    if pos < len(head) and head[pos] == 8 and pos + 9 <= len(head):
+        first = struct.unpack("<d", head[pos + 1 : pos + 9])[0]
+    stream.chunk_offset.append(start + pos)
+    stream.chunk_nbytes.append(nbytes)
+    stream.chunk_nsamples.append(n)
+    stream.chunk_first_time.append(first)
+    stream.chunk_cut.append(end > size)
+    stream.chunk_damaged.append(damaged)
+    if end > size:
+        stream.truncated = True
