@@ -7,6 +7,9 @@ marker, as they would go on the LSL stream) to the output folder, and prints
 the task's measures. ``--levels FILE`` starts an adaptive task at the level
 saved there and saves the level reached.
 
+``--builder FILE`` runs a PsychoPy Builder experiment the same way
+(:mod:`~stimtrain.tasks.builder.pilot`).
+
 Also runnable as ``python -m stimtrain.tasks.pilot NAME ...``.
 """
 
@@ -33,7 +36,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser : argparse.ArgumentParser
         The ``task`` subcommand's parser.
     """
-    parser.add_argument("name", help="task name (see --list)")
+    parser.add_argument("name", nargs="?", help="task name (or --builder FILE)")
+    parser.add_argument(
+        "--builder",
+        metavar="FILE",
+        help="run a PsychoPy Builder experiment (.psyexp) instead of a task; "
+        "--param sets its Experiment info fields, --trials caps its loop iterations",
+    )
     parser.add_argument(
         "--param",
         action="append",
@@ -121,6 +130,15 @@ def run(args: argparse.Namespace) -> int:
     from .params import TaskParamError
     from .registry import get_task
 
+    if (args.name is None) == (args.builder is None):
+        print(
+            "error: name a task or give --builder FILE (one of them)", file=sys.stderr
+        )
+        return 2
+    if args.builder is not None:
+        from .builder.pilot import run_builder
+
+        return run_builder(args)
     try:
         task = get_task(args.name)
         params = task.validate_params(parse_params(args.param))
