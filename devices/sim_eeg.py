@@ -132,6 +132,19 @@ class SimulatedEEG:
         (:class:`~stimtrain.devices.sim_mep.MotorSystem`): each MEP is drawn
         from it at the pulse's power and the coil's distance from the hotspot
         (:meth:`move_coil`). None: the fixed curve :attr:`RECRUITMENT`.
+    mu_snr_db : float | None
+        Add a sensorimotor mu rhythm with known phase
+        (:class:`~stimtrain.devices.sim_mu.MuRhythm`) at C3 (a quarter of it
+        on FC1, FC5, CP1 and CP5) whose in-band (8-13 Hz) power at the C3
+        Hjorth output is this many dB above the background's there. Its true
+        phase at every pulse is in :attr:`mu_pulses`. None: no mu rhythm.
+    stamp_delay : float
+        Seconds added to every sample's time stamp: an amplifier whose data
+        are this old when they reach the computer and are stamped there
+        (set ``latency`` to the same, so they also arrive that late).
+    mu_log : str | None
+        A file to which each pulse's true mu phase is appended as a JSON
+        line ``{"time", "sample", "phase_deg", "envelope_uv"}``.
 
     Attributes
     ----------
@@ -202,6 +215,9 @@ class SimulatedEEG:
         emg_channels: Sequence[str] = (),
         emg_noise_uv: float = 2.0,
         motor=None,
+        mu_snr_db: float | None = None,
+        stamp_delay: float = 0.0,
+        mu_log: str | None = None,
     ) -> None:
         if n_channels < 1:
             raise ValueError(f"n_channels must be at least 1, got {n_channels}")
@@ -242,6 +258,15 @@ class SimulatedEEG:
             for k in range(self._n_channels)
         ]
         self._make_layout(seed)
+        self._stamp_delay = float(stamp_delay)
+        self._mu = None
+        #: Recent true mu phase and envelope per sample: (start, phase, env).
+        self._mu_recent: list[tuple[int, np.ndarray, np.ndarray]] = []
+        self._mu_waiting: list[tuple[float, int]] = []
+        self._mu_pulses: list[tuple[float, int, float, float]] = []
+        self._mu_log = mu_log
+        if mu_snr_db is not None:
+            self._setup_mu(seed, float(mu_snr_db))
 
         # Two generators, so that the noise does not depend on the layout.
         self._rng = np.random.default_rng([seed, 0])
@@ -312,6 +337,28 @@ class SimulatedEEG:
         d2 = np.sum((self._pos[:, None] - self._pos[None]) ** 2, axis=-1)
         mix = np.exp(-d2 / (2 * 0.25**2))
         self._mix = mix / np.linalg.norm(mix, axis=1, keepdims=True)
+
+    def _setup_mu(self, seed: int, snr_db: float) -> None:
+        """Place the mu source and scale it for ``snr_db`` at the C3 Hjorth output."""
+        from .sim_mu import C3_HJORTH, MU_WEIGHTS, MuRhythm, band_power_fraction
+        from .sim_mu import mu_scale as scale_for
+
+        missing = [ch for ch in C3_HJORTH if ch not in self._ch_names]
+        if missing:
+            raise ValueError(f"a mu rhythm needs the channels {missing}")
+        w = np.array([C3_HJORTH.get(ch, 0.0) for ch in self._ch_names])
+        # The background at the montage's output: the spatially mixed pink
+        # noise (each channel's is the same pink spectrum) and the alpha
+        # rhythm (10 Hz, in band; its envelope has mean square 0.44).
+        noise = (
+            self._noise_uv**2
+            * band_power_fraction(self._sfreq)
+            * float(np.sum((self._mix.T @ w) ** 2))
+        )
+        alpha = self._alpha_uv**2 * 0.44 / 2 * float(w @ self._alpha_w) ** 2
+        self._mu = MuRhythm(self._sfreq, seed)
+        self._mu_w = np.array([MU_WEIGHTS.get(ch, 0.0) for ch in self._ch_names])
+        self._mu_scale = scale_for(snr_db, noise + alpha)
 
     def _make_info(self) -> pylsl.StreamInfo:
         source_id = f"{self._name}_{self._n_channels}ch_{self._sfreq:g}Hz"
@@ -386,6 +433,16 @@ class SimulatedEEG:
         """Every pulse as ``(time, sample_index)``, in the order added."""
         with self._lock:
             return list(self._pulses)
+
+    @property
+    def mu_pulses(self) -> list[tuple[float, int, float, float]]:
+        """Each pulse's true mu phase: ``(time, sample, phase_deg, envelope_uv)``.
+
+        The envelope is the rhythm's at C3. A pulse is listed once its
+        sample has been rendered.
+        """
+        with self._lock:
+            return list(self._mu_pulses)
 
     @property
     def late_pulses(self) -> int:
@@ -494,12 +551,45 @@ class SimulatedEEG:
             data = self._noise(n)
         else:
             data = np.zeros((n, self._n_channels))
+        if self._mu is not None:
+            mu = self._mu.render(n)
+            data += np.outer(self._mu_scale * mu.wave, self._mu_w)
+            self._mu_recent.append((start, mu.phase, self._mu_scale * mu.envelope))
+            # Keep about 10 s for pulses reported after their sample.
+            while self._mu_recent and self._mu_recent[0][0] < stop - 10 * self._sfreq:
+                self._mu_recent.pop(0)
+            self._resolve_mu()
         if self._alpha_uv > 0:
             t = np.arange(start, stop) / self._sfreq
             envelope = 0.6 + 0.4 * np.sin(2 * np.pi * 0.2 * t + self._alpha_phase[0])
             wave = np.sin(2 * np.pi * self.ALPHA_HZ * t + self._alpha_phase[1])
             data += np.outer(self._alpha_uv * envelope * wave, self._alpha_w)
         return data
+
+    def _resolve_mu(self) -> None:
+        """Log the true mu phase of every waiting pulse whose sample exists."""
+        waiting = []
+        for time, sample in self._mu_waiting:
+            for start, phase, env in self._mu_recent:
+                if start <= sample < start + len(phase):
+                    k = sample - start
+                    entry = (time, sample, math.degrees(phase[k]), float(env[k]))
+                    self._mu_pulses.append(entry)
+                    self._write_mu_log(entry)
+                    break
+            else:
+                if not self._mu_recent or sample >= self._mu_recent[0][0]:
+                    waiting.append((time, sample))
+        self._mu_waiting = waiting
+
+    def _write_mu_log(self, entry: tuple[float, int, float, float]) -> None:
+        if self._mu_log is None:
+            return
+        import json
+
+        keys = ("time", "sample", "phase_deg", "envelope_uv")
+        with open(self._mu_log, "a", encoding="utf-8") as f:
+            f.write(json.dumps(dict(zip(keys, entry, strict=True))) + "\n")
 
     def _render(self, n: int) -> np.ndarray:
         """Render the next ``n`` samples; call with the lock held (or unshared)."""
@@ -609,7 +699,9 @@ class SimulatedEEG:
             return
         # One timestamp for the chunk: liblsl treats it as the time of the
         # *last* sample and derives the others backwards at the nominal rate.
-        self._outlet.push_chunk(chunk, self._t0 + (n_end - 1) / self._sfreq)
+        self._outlet.push_chunk(
+            chunk, self._t0 + (n_end - 1) / self._sfreq + self._stamp_delay
+        )
         self._n_pushed = n_end
 
     def add_dropout(self, start: float, duration: float) -> None:
@@ -667,6 +759,9 @@ class SimulatedEEG:
             sample = round((time - self._t0) * self._sfreq)
             self._pulses.append((time, sample))
             self._active.append((sample, power))
+            if self._mu is not None:
+                self._mu_waiting.append((time, sample))
+                self._resolve_mu()
             if self._emg_names and self._motor is not None:
                 amp = float(
                     self._motor.mep(power, self._mep_rng, distance_mm=self._coil_mm)

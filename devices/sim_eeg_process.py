@@ -30,6 +30,7 @@ def _amplifier_main(
     conn,
     participant: dict | None = None,
     activity: tuple[float, float, float] | None = None,
+    mu: dict | None = None,
 ) -> None:
     normal_scheduling()
     # The rig killed outright must not leave an EEG stream behind.
@@ -41,7 +42,9 @@ def _amplifier_main(
         from .sim_mep import simulated_participant
 
         motor = simulated_participant(**participant)
-    eeg = SimulatedEEG(name=name, emg_channels=emg_channels, motor=motor).start()
+    eeg = SimulatedEEG(
+        name=name, emg_channels=emg_channels, motor=motor, **(mu or {})
+    ).start()
     if activity is not None:
         _schedule_activity(eeg, *activity)
     conn.send(("ready",))
@@ -73,6 +76,41 @@ def _schedule_activity(eeg, every: float, duration: float, uv: float) -> None:
         eeg.add_activity(now + (k + 0.5) * every, duration, uv)
 
 
+def mu_options(
+    snr_db: float | None, delay: float = 0.0, log: str | None = None
+) -> dict | None:
+    """The simulated EEG's settings for a mu rhythm and an amplifier delay.
+
+    Parameters
+    ----------
+    snr_db : float | None
+        In-band SNR of the mu rhythm at the C3 Hjorth output; None: no rhythm.
+    delay : float
+        How old the samples are when they arrive (stamped on arrival), s.
+        It is also the hold-back, so below the time a pulse takes to reach
+        the simulated amplifier (a few ms) its artifact is drawn only from
+        where it arrived.
+    log : str | None
+        File for each pulse's true mu phase (JSON lines).
+
+    Returns
+    -------
+    dict | None
+        Keyword arguments of :class:`~stimtrain.devices.sim_eeg.SimulatedEEG`;
+        None when there is neither a rhythm nor a delay.
+    """
+    if snr_db is None and not delay:
+        return None
+    if not 0 <= delay <= 1:
+        raise ValueError(f"the EEG delay must be within 0-1 s, got {delay}")
+    return {
+        "mu_snr_db": snr_db,
+        "stamp_delay": delay,
+        "latency": delay if snr_db is not None else max(delay, 0.05),
+        "mu_log": log,
+    }
+
+
 class EEGProcess:
     """A :class:`~stimtrain.devices.sim_eeg.SimulatedEEG` in a child process.
 
@@ -88,6 +126,10 @@ class EEGProcess:
         ``seed``): the motor system MEPs are drawn from.
     activity : tuple of float | None
         ``(every, duration, uv)``: voluntary EMG bursts (pre-activation).
+    mu : dict | None
+        A mu rhythm with known phase: keyword arguments of
+        :class:`~stimtrain.devices.sim_eeg.SimulatedEEG` (``mu_snr_db``,
+        ``stamp_delay``, ``latency``, ``mu_log``); see :func:`mu_options`.
     """
 
     def __init__(
@@ -97,12 +139,13 @@ class EEGProcess:
         *,
         participant: dict | None = None,
         activity: tuple[float, float, float] | None = None,
+        mu: dict | None = None,
     ) -> None:
         ctx = mp.get_context("spawn")
         self._conn, child = ctx.Pipe()
         self._proc = ctx.Process(
             target=_amplifier_main,
-            args=(name, list(emg_channels or []), child, participant, activity),
+            args=(name, list(emg_channels or []), child, participant, activity, mu),
             name="stimtrain-sim-eeg",
             daemon=True,
         )

@@ -75,6 +75,9 @@ class SimulatedRig:
         ``rmt``, ``seed``); None draws MEPs from a fixed curve.
     activity : tuple of float | None
         ``(every, duration, uv)``: the participant does not relax now and then.
+    mu : dict | None
+        A mu rhythm and amplifier delay for the EEG
+        (:func:`~stimtrain.devices.sim_eeg_process.mu_options`).
     eeg_process : bool
         Run the EEG in a process of its own
         (:class:`~stimtrain.devices.sim_eeg_process.EEGProcess`), as a served
@@ -95,9 +98,11 @@ class SimulatedRig:
         eeg_process: bool = False,
         participant: dict | None = None,
         activity: tuple[float, float, float] | None = None,
+        mu: dict | None = None,
         **stimulator_kwargs: object,
     ) -> None:
         self.eeg_name = eeg_name
+        self._mu = mu
         self._participant = participant
         self._activity = activity
         self.stimulator = make_stimulator_simulator(
@@ -150,6 +155,7 @@ class SimulatedRig:
                 emg_channels=["FDI"],
                 participant=self._participant,
                 activity=self._activity,
+                mu=self._mu,
             ).start()
         else:
             from .sim_eeg import SimulatedEEG
@@ -161,7 +167,10 @@ class SimulatedRig:
 
                 motor = simulated_participant(**self._participant)
             self.eeg = SimulatedEEG(
-                name=self.eeg_name, emg_channels=["FDI"], motor=motor
+                name=self.eeg_name,
+                emg_channels=["FDI"],
+                motor=motor,
+                **(self._mu or {}),
             ).start()
             if self._activity is not None:
                 _schedule_activity(self.eeg, *self._activity)
@@ -237,6 +246,7 @@ def serve(
     participant: dict | None = None,
     activity: tuple[float, float, float] | None = None,
     commands: IO[str] | None = None,
+    mu: dict | None = None,
 ) -> None:
     """Run one simulated device until interrupted.
 
@@ -276,6 +286,9 @@ def serve(
     commands : file | None
         For ``"rig"``: lines ``coil <mm>`` move the coil (the simulated
         operator's hand), read until the file ends.
+    mu : dict | None
+        For ``"rig"``: a mu rhythm with known phase and an amplifier delay
+        (:func:`~stimtrain.devices.sim_eeg_process.mu_options`).
     """
     if device not in SERVE_DEVICES:
         raise ValueError(
@@ -323,6 +336,7 @@ def serve(
             eeg_process=True,
             participant=participant,
             activity=activity,
+            mu=mu,
         )
         stimulator = server.stimulator
         # Before this process raises its priority, which children inherit.

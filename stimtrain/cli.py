@@ -270,6 +270,9 @@ def cmd_run(args) -> int:
                 "participant_rmt": args.sim_rmt,
                 "participant_seed": args.sim_seed,
                 "emg_activity": args.sim_emg_activity,
+                # As text: the runner drops empty options, and 0 dB is one.
+                "mu_snr": None if args.sim_mu_snr is None else f"{args.sim_mu_snr:g}",
+                "eeg_delay": args.sim_eeg_delay or None,
             },
             limits=args.limits,
             simulated_participant=args.simulated_participant,
@@ -515,15 +518,29 @@ def _activity(text: str) -> tuple[float, float, float]:
     return every, seconds, uv
 
 
+def _eeg_delay(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(
+            f"must be a delay in seconds within 0-1 (got {text!r})"
+        )
+    return value
+
+
 def cmd_sim(args) -> int:
     """Serve a simulated device until interrupted."""
     use_local_lsl()
+    from stimtrain.devices.sim_eeg_process import mu_options
     from stimtrain.devices.sim_rig import serve
 
     participant = None
     if args.participant_rmt is not None:
         participant = {"rmt": args.participant_rmt, "seed": args.participant_seed}
     try:
+        mu = mu_options(args.mu_snr, args.eeg_delay or 0.0, args.mu_log)
         serve(
             args.device,
             pulse_log=args.pulse_log,
@@ -534,6 +551,7 @@ def cmd_sim(args) -> int:
             participant=participant,
             activity=args.emg_activity,
             commands=sys.stdin if args.device == "rig" else None,
+            mu=mu,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -685,6 +703,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="simulated rig only: the participant tenses the muscle for SECONDS "
         "every EVERY s (UV peak-to-peak), to rehearse pre-activation",
     )
+    p.add_argument(
+        "--sim-mu-snr",
+        type=float,
+        metavar="DB",
+        help="simulated rig only: a mu rhythm at C3 with known phase, DB above "
+        "the background in 8-13 Hz at the C3 Hjorth output (its true phase at "
+        "each pulse: simulator_mu_phase.jsonl)",
+    )
+    p.add_argument(
+        "--sim-eeg-delay",
+        type=_eeg_delay,
+        metavar="SECONDS",
+        help="simulated rig only: the EEG's samples arrive SECONDS old and are "
+        "stamped on arrival (an amplifier's constant delay)",
+    )
     p.add_argument("--data", default="stimtrain-data", help="data root folder")
     p.add_argument(
         "--simulated-participant",
@@ -802,6 +835,21 @@ def build_parser() -> argparse.ArgumentParser:
         type=_activity,
         metavar="EVERY,SECONDS,UV",
         help="rig only: voluntary EMG for SECONDS every EVERY s",
+    )
+    p.add_argument(
+        "--mu-snr",
+        type=float,
+        metavar="DB",
+        help="rig only: a mu rhythm at C3 with known phase (in-band SNR at C3 Hjorth)",
+    )
+    p.add_argument(
+        "--eeg-delay",
+        type=_eeg_delay,
+        metavar="SECONDS",
+        help="rig only: the EEG's constant delay (samples stamped that late)",
+    )
+    p.add_argument(
+        "--mu-log", help="rig only: file for each pulse's true mu phase (JSON lines)"
     )
     p.set_defaults(func=cmd_sim)
     return parser

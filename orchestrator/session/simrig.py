@@ -58,6 +58,8 @@ def start_simulated_rig(
     participant_rmt: float | None = None,
     participant_seed: int = 0,
     emg_activity: tuple[float, float, float] | None = None,
+    mu_snr: str | float | None = None,
+    eeg_delay: str | float | None = None,
     timeout: float = 20.0,
 ) -> SimulatedRigProcess:
     """Start the simulated rig and wait for it to announce its ports.
@@ -80,6 +82,13 @@ def start_simulated_rig(
         Seed of the simulated participant's variability.
     emg_activity : tuple of float | None
         ``(every, seconds, uv)``: voluntary EMG now and then.
+    mu_snr : str | float | None
+        A mu rhythm at C3 with this in-band SNR (dB, C3 Hjorth output); its
+        true phase at every pulse goes to ``simulator_mu_phase.jsonl`` beside
+        ``pulse_log``. A string is accepted so that ``"0"`` survives the
+        runner's filter of empty options.
+    eeg_delay : str | float | None
+        The simulated amplifier's constant delay, s.
     timeout : float
         Seconds to wait for the ports.
     """
@@ -96,6 +105,13 @@ def start_simulated_rig(
         cmd += ["--participant-seed", str(participant_seed)]
     if emg_activity is not None:
         cmd += ["--emg-activity", ",".join(f"{x:g}" for x in emg_activity)]
+    if mu_snr is not None:
+        cmd += ["--mu-snr", str(mu_snr)]
+        if pulse_log is not None:
+            mu_log = Path(pulse_log).with_name("simulator_mu_phase.jsonl")
+            cmd += ["--mu-log", str(mu_log)]
+    if eeg_delay is not None:
+        cmd += ["--eeg-delay", str(eeg_delay)]
     proc = subprocess.Popen(
         cmd,
         stdout=subprocess.PIPE,

@@ -180,14 +180,10 @@ class PhaseEstimator:
         -------
         Estimate
         """
-        n_in = self.n_samples
-        if len(x) < n_in:
-            raise ValueError(f"need {n_in} samples, got {len(x)}")
-        xd = np.asarray(x[-n_in:], float).reshape(self.n_window, self.q).mean(axis=1)
-        # The mean of a block stands for the middle of the block.
-        t_d_last = t_last - (self.q - 1) / 2 / self.sfreq
-        y = np.convolve(xd - xd.mean(), self.taps, mode="valid")
-        t_y_last = t_d_last - self.half / self.rate
+        y = self._filtered(x)
+        # The mean of a block stands for the middle of the block, and the
+        # filter's output lags its newest input by half the filter.
+        t_y_last = t_last - (self.q - 1) / 2 / self.sfreq - self.half / self.rate
         power = float(np.mean(y * y))
 
         a = self._fit_ar(y)
@@ -212,6 +208,29 @@ class PhaseEstimator:
             power,
             freq,
         )
+
+    def band_power(self, x: np.ndarray) -> float:
+        """Mean square of the band-passed window (what :meth:`estimate` reports).
+
+        Parameters
+        ----------
+        x : ndarray, shape (n,)
+            The montaged signal, at least :attr:`n_samples` samples.
+
+        Returns
+        -------
+        float
+        """
+        y = self._filtered(x)
+        return float(np.mean(y * y))
+
+    def _filtered(self, x: np.ndarray) -> np.ndarray:
+        """The newest window, averaged down and band-passed (valid part)."""
+        n_in = self.n_samples
+        if len(x) < n_in:
+            raise ValueError(f"need {n_in} samples, got {len(x)}")
+        xd = np.asarray(x[-n_in:], float).reshape(self.n_window, self.q).mean(axis=1)
+        return np.convolve(xd - xd.mean(), self.taps, mode="valid")
 
     def _fit_ar(self, y: np.ndarray) -> np.ndarray:
         """Coefficients ``a`` of ``y[n] = sum a[k] y[n-1-k]``, by the chosen method."""

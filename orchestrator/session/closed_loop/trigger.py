@@ -127,10 +127,13 @@ class PhaseTrigger:
         t_last = stamp_last - s.amp_delay_s
         earliest = max(now + s.lead_s, self.last_pulse + s.min_interval_s)
         latest = now + s.lead_s + s.horizon_s
+        if earliest > latest:
+            # Too soon for a pulse: only the gate's history needs this chunk
+            # (the autoregressive prediction is most of an estimate's cost).
+            self.gate.update(now, self.estimator.band_power(x))
+            return Decision(None, "minimum interval", None)
         est = self.estimator.estimate(x, t_last, now, self._aim, earliest, latest)
         passed, _ = self.gate.update(now, est.power)
-        if earliest > latest:
-            return Decision(None, "minimum interval", est)
         if not self.gate.warmed_up:
             return Decision(None, "gate warming up", est)
         if not passed:
