@@ -52,6 +52,16 @@ EVENTS: dict[str, tuple[tuple[str, ...], str]] = {
         ("block", "task", "trial", "ssd"),
         "a stop signal; timestamp = its flip; `ssd` in seconds from the onset flip",
     ),
+    "component_onset": (
+        ("block", "task", "routine", "component", "loop", "iteration", "trial"),
+        "a Builder experiment's component started; timestamp = the flip that "
+        "showed it; `loop`, `iteration` and `trial` are null outside loops",
+    ),
+    "component_offset": (
+        ("block", "task", "routine", "component", "loop", "iteration", "trial"),
+        "a Builder experiment's component stopped; timestamp = the flip that "
+        "removed it",
+    ),
     "no_pulse": (
         ("block", "task", "trial", "condition", "scheduled"),
         "online TMS: an eligible trial that was not stimulated; timestamp = when "

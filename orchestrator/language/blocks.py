@@ -313,18 +313,50 @@ class OnlineTMS:
 
 
 @dataclass(frozen=True, kw_only=True)
+class BuilderFacts:
+    """What the loader learnt from a block's PsychoPy Builder experiment.
+
+    ``path`` is the ``.psyexp`` (absolute; ``shown`` as messages name it),
+    ``sha256`` its bytes' digest (in the protocol hash; the run refuses a file
+    that changed since), ``max_trials`` the block's ``trials`` cap (``None``:
+    the loops' own count), ``estimated_s`` a rough duration for the timeline.
+    With online TMS, ``onsets`` bounds how often the locked component starts
+    (the run never schedules more pulses) and ``onset_gap_s`` is the shortest
+    time between two of its starts (the run drops a pulse due sooner).
+    """
+
+    path: str
+    shown: str
+    sha256: str
+    max_trials: int | None
+    estimated_s: float
+    onsets: int | None = None
+    onset_gap_s: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class TaskBlock(Block):
-    """A training task block: a task name, trials, parameters, optional online TMS."""
+    """A training task block: a task name, trials, parameters, optional online TMS.
+
+    A Builder block (``builder`` set) names its experiment as ``task``, its
+    ``trials`` are the most loop iterations it runs (0 when only the run
+    knows) and its ``params`` are the experiment's *Experiment info* fields.
+    """
 
     task: str
     trials: int
     params: dict[str, Any] = field(default_factory=dict)
     tms: OnlineTMS | None = None
+    builder: BuilderFacts | None = None
 
     @property
     def n_pulses(self) -> int:
         """Most pulses the block's online TMS can deliver."""
-        return 0 if self.tms is None else self.tms.max_pulses(self.trials)
+        if self.tms is None:
+            return 0
+        if self.builder is not None:
+            return self.tms.max_pulses(self.builder.onsets or 0)
+        return self.tms.max_pulses(self.trials)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -378,10 +410,18 @@ class Protocol:
 
     @property
     def sha256(self) -> str:
-        """SHA-256 of the exact protocol text and of every included fragment."""
+        """SHA-256 of the exact protocol text, every included fragment and every
+        Builder experiment's file."""
         h = hashlib.sha256(self.document.text.encode("utf-8"))
         for doc in self.includes:
             h.update(doc.text.encode("utf-8"))
+        # Builder experiments, by their bytes' digests (each file once).
+        seen: set[str] = set()
+        for block in self.blocks:
+            facts = getattr(block, "builder", None)
+            if facts is not None and facts.path not in seen:
+                seen.add(facts.path)
+                h.update(bytes.fromhex(facts.sha256))
         return h.hexdigest()
 
     @property

@@ -330,6 +330,13 @@ def _read_online_tms(r: FieldReader, raw: Any, path: tuple, task) -> OnlineTMS |
         return None
     n_problems = len(r.problems)
     v = ONLINE_TMS_SPEC.read(r, m, path)
+    if task is not None and v["at"] is not None and "." in v["at"][0]:
+        r.fail(
+            (*path, "at"),
+            "only a Builder block locks pulses to a component; the "
+            f"{task.name} task announces {', '.join(TASK_EVENTS)}",
+            m["at"],
+        )
     events = getattr(task, "events", None)
     if v["at"] is not None and events is not None and v["at"][0] not in events:
         r.fail(
@@ -481,6 +488,13 @@ def _read_block(
         params = v["params"] if v["params"] is not None else {}
         if "params" in m and r.mapping(m["params"], (*path, "params")) is None:
             return []
+        if "builder" in m:
+            from .builder_block import read_builder_block
+
+            return read_builder_block(r, m, path, v, common, _read_online_tms)
+        for key in ("task", "trials"):
+            if v[key] is None and key not in m:
+                r.fail((*path, key), "is required", "nothing")
         task, params = _validate_task(r, path, v["task"], params)
         tms = None
         if "tms" in m:

@@ -25,13 +25,16 @@ from .blocks import (
 from .fields import UnitError
 from .units import Intensity
 
+#: A Builder component's start or stop (``word.started``), for Builder blocks.
+COMPONENT_EVENT = r"[A-Za-z_][A-Za-z0-9_]*\.(?:started|stopped)"
+
 
 def _event_offset(value: Any) -> tuple[str, float]:
     text = s.TEXT.parse(value)
-    m = re.fullmatch(r"\s*([a-z_]+)\s*(?:\+\s*(.+?))?\s*", text)
+    m = re.fullmatch(rf"\s*([a-z_]+|{COMPONENT_EVENT})\s*(?:\+\s*(.+?))?\s*", text)
     if m is None:
         raise UnitError("must be an event plus a delay, e.g. 'stim_onset + 150 ms'")
-    if m.group(1) not in TASK_EVENTS:
+    if "." not in m.group(1) and m.group(1) not in TASK_EVENTS:
         raise UnitError(f"event must be one of {', '.join(TASK_EVENTS)}")
     return m.group(1), s.TIME.parse(m.group(2)) if m.group(2) else 0.0
 
@@ -54,8 +57,8 @@ EVENT_OFFSET = s.Kind(
     _event_offset,
     {
         "type": "string",
-        "pattern": rf"^\s*({'|'.join(TASK_EVENTS)})\s*(\+.*)?$",
-        "examples": ["stim_onset + 150 ms"],
+        "pattern": rf"^\s*({'|'.join(TASK_EVENTS)}|{COMPONENT_EVENT})\s*(\+.*)?$",
+        "examples": ["stim_onset + 150 ms", "word.started + 150 ms"],
     },
 )
 SELECTION = s.Kind(
@@ -137,11 +140,26 @@ BLOCK_SPECS: dict[str, s.RecordSpec] = {
         "A block of a training task, optionally with online TMS.",
         (
             _LABEL,
-            s.FieldSpec("task", s.TEXT, "Task name (e.g. flanker).", required=True),
+            s.FieldSpec("task", s.TEXT, "Task name (e.g. flanker); or give builder."),
             s.FieldSpec(
-                "trials", s.INTEGER, "Trials.", required=True, check=s.at_least_one
+                "builder",
+                s.TEXT,
+                "A PsychoPy Builder experiment (.psyexp) instead of a task, "
+                "relative to the protocol file; its bytes are in the protocol hash.",
             ),
-            s.FieldSpec("params", s.ANY_MAPPING, "Task parameters (see docs)."),
+            s.FieldSpec(
+                "trials",
+                s.INTEGER,
+                "Trials (required with task); with builder, the most loop "
+                "iterations to run (default: all the loops give).",
+                check=s.at_least_one,
+            ),
+            s.FieldSpec(
+                "params",
+                s.ANY_MAPPING,
+                "Task parameters (see docs); with builder, the experiment's "
+                "Experiment info fields.",
+            ),
         ),
         extra_keys=("type", "tms"),
     ),

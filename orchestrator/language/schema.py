@@ -64,6 +64,12 @@ def _block_defs() -> dict:
         if name == "task":
             extra["tms"] = {"$ref": "#/definitions/online_tms"}
         defs[name] = _record(spec, allow_variables=True, **extra)
+        if name == "task":
+            # A built-in task with its trials, or a Builder experiment.
+            defs[name]["oneOf"] = [
+                {"required": ["task", "trials"]},
+                {"required": ["builder"]},
+            ]
     for name, spec in PATTERN_SPECS.items():
         defs[f"stimulate_{name}"] = _record(
             spec, allow_variables=True, type={"const": "stimulate"}

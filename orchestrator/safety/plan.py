@@ -574,6 +574,8 @@ def _stimulate_delivery(pattern, dose, doses, caps, trigger, min_interval):
 
 def _task(block: TaskBlock, rng, thresholds, caps, trigger, common):
     """Plan a task block; with online TMS, its pulses on the shortest trials."""
+    if block.builder is not None:
+        return _builder_task(block, rng, thresholds, caps, trigger, common)
     timing = _timing(block.task, block.params)
     trial_max = timing.max_trial_s
     trial_min = timing.min_trial_s
@@ -609,6 +611,51 @@ def _task(block: TaskBlock, rng, thresholds, caps, trigger, common):
         **extra,
     )
     return planned, table, block.trials * trial_min
+
+
+def _builder_task(block: TaskBlock, rng, thresholds, caps, trigger, common):
+    """Plan a Builder block: its trials from the loops; with online TMS, every
+    start of the locked component the loops (or ``trials``) allow, each at the
+    shortest gap between two starts (the run enforces both bounds)."""
+    facts = block.builder
+    extra: dict = {}
+    table = PulseTable.empty()
+    shortest = 0.0
+    tms = block.tms
+    if tms is not None:
+        dose = resolve_intensity(tms.intensity, thresholds)
+        n = block.n_pulses
+        step = facts.onset_gap_s
+        table = block_pulse_table(
+            np.arange(n) * step, common["earliest_start_s"], block.index, [dose]
+        )
+        # The block lasts at least until its last pulse.
+        shortest = max(0, n - 1) * step
+        extra = dict(
+            **_dose_fields(dose),
+            online=describe_online(tms),
+            min_interval_s=step if n > 1 else None,
+            run_decides_timing=True,
+            delivery=None
+            if caps is None
+            else (Delivery.TRIGGER if trigger else Delivery.SERIAL),
+            fields=(
+                ("intensity", "tms.intensity"),
+                ("rate", "tms.at"),
+                ("length", "trials" if "trials" in block.raw else "tms.at"),
+                ("gap", "tms.at"),
+            ),
+        )
+    planned = PlannedBlock(
+        **common,
+        duration_s=facts.estimated_s,
+        pulses=block.n_pulses,
+        task=block.task,
+        trials=block.trials,
+        seed=int(rng.integers(2**31)),
+        **extra,
+    )
+    return planned, table, shortest
 
 
 def describe_online(tms) -> str:

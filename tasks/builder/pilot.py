@@ -87,6 +87,11 @@ def run_builder(args: argparse.Namespace) -> int:
                 max_trials=args.trials,
                 defaults={"participant": "pilot"},
             )
+        except Exception as exc:  # noqa: BLE001 - the experiment's own error
+            print(f"error: the experiment stopped with {type(exc).__name__}: {exc}",
+                  file=sys.stderr)  # fmt: skip
+            print(f"trials:  {tsv_path}\nmarkers: {markers_path}", file=sys.stderr)
+            return 1
         finally:
             win.close()
     print(f"{experiment.name}: {len(result.results)} trials, seed {seed}")
