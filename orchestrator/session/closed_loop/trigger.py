@@ -51,6 +51,10 @@ class TriggerSettings:
     horizon_s : float
         A crossing more than ``lead_s + horizon_s`` ahead waits for fresher
         data (set it to the chunk interval, so no crossing is skipped).
+    blank_s : float
+        After a pulse, this long of the signal carries its artifact and
+        evoked response: a window that reaches into it is neither estimated
+        nor added to the gate's history (a pulse would raise the gate), s.
     """
 
     target_deg: float = 0.0
@@ -64,6 +68,7 @@ class TriggerSettings:
     amp_delay_s: float = 0.0
     lead_s: float = 0.005
     horizon_s: float = 0.012
+    blank_s: float = 0.3
 
 
 class Decision(NamedTuple):
@@ -125,6 +130,9 @@ class PhaseTrigger:
         if len(x) < self.n_samples:
             return Decision(None, "filling the window", None)
         t_last = stamp_last - s.amp_delay_s
+        window_start = t_last - self.n_samples / self.estimator.sfreq
+        if window_start < self.last_pulse + s.blank_s:
+            return Decision(None, "pulse response in the window", None)
         earliest = max(now + s.lead_s, self.last_pulse + s.min_interval_s)
         latest = now + s.lead_s + s.horizon_s
         if earliest > latest:
