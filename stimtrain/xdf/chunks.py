@@ -8,6 +8,7 @@ fitting the length; a Boundary chunk's UUID).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,13 +45,17 @@ class _Header:
 
 
 class _Reader:
-    """Chunk headers of one file, read from a memory map of it (``data``)."""
+    """Chunk headers of one file (an open file descriptor ``fd``).
 
-    def __init__(self, data, size: int, streams: dict):
-        self.data, self.size, self.streams = data, size, streams
+    Each read is one ``pread``: no seeking, no read-ahead of sample bytes,
+    and no pages of the file mapped into the process.
+    """
+
+    def __init__(self, fd: int, size: int, streams: dict):
+        self.fd, self.size, self.streams = fd, size, streams
 
     def read(self, pos: int, n: int) -> bytes:
-        return self.data[pos : pos + n]
+        return os.pread(self.fd, n, pos) if 0 <= pos < self.size else b""
 
     def header(self, pos: int, data: bytes | None = None) -> _Header | None:
         """The chunk header at ``pos`` if it is plausible, else ``None``.

@@ -179,6 +179,28 @@ def clock_fit(
     return ClockFit(times, values, ranges, coefs)
 
 
+#: Samples per block of element-wise work. Temporaries of a whole stream's
+#: length (24 MB for 10 min at 5 kHz) would be kept by the C library's
+#: allocator once freed (its threshold for returning memory rises to the
+#: largest block freed, up to 32 MB), adding to the reader's peak memory.
+BLOCK = 1 << 18
+
+
+def _blocks(n: int, start: int = 0):
+    """Slices of at most :data:`BLOCK` samples covering ``start .. start+n``."""
+    for a in range(start, start + n, BLOCK):
+        yield slice(a, min(a + BLOCK, start + n))
+
+
+def diff_bounds(x: np.ndarray) -> tuple[float, float]:
+    """``(min, max)`` of ``np.diff(x)``, block by block (no full-size copy)."""
+    lo, hi = np.inf, -np.inf
+    for part in _blocks(len(x) - 1):
+        d = np.diff(x[part.start : part.stop + 1])
+        lo, hi = np.minimum(lo, d.min()), np.maximum(hi, d.max())  # NaN stays
+    return lo, hi
+
+
 def apply_clock_fit(stamps: np.ndarray, fit: ClockFit | None) -> list[tuple[int, int]]:
     """Map timestamps (sorted, in place) to the recorder's clock.
 
@@ -190,7 +212,8 @@ def apply_clock_fit(stamps: np.ndarray, fit: ClockFit | None) -> list[tuple[int,
         return []
     if len(fit.ranges) == 1:
         c0, c1 = fit.coefs[0]
-        stamps += c0 + (c1 * stamps)
+        for part in _blocks(n):  # small temporaries (see _blocks)
+            stamps[part] += c0 + (c1 * stamps[part])
         return [(0, n - 1)]
     out = []
     start = 0
@@ -208,8 +231,8 @@ def apply_clock_fit(stamps: np.ndarray, fit: ClockFit | None) -> list[tuple[int,
             logger.warning("No samples in clock offsets %s", (a, b))
             continue
         out.append((start, stop - 1))
-        part = slice(start, stop)
-        stamps[part] += c0 + c1 * stamps[part]
+        for part in _blocks(stop - start, start):
+            stamps[part] += c0 + c1 * stamps[part]
         start = stop
     return out
 
@@ -362,24 +385,34 @@ def dejitter(
     if dense:
         # One difference array for breaks and dropout candidates, and no
         # copy of the sample numbers: memory stays a few vectors.
-        step = np.diff(stamps)
-        breaks = (step > limit) | (step < -limit)
-        if find_dropouts:
+        lo, hi = diff_bounds(stamps) if n > 1 else (0.0, 0.0)
+        breaks = None  # the usual case, told by two reductions
+        if not (-limit <= lo and hi <= limit):
+            step = np.diff(stamps)
+            breaks = (step > limit) | (step < -limit)
+        cand = np.zeros(0, np.int64)
+        # x - tdiff is monotonic in x: the largest step says if any is over.
+        if find_dropouts and (hi - tdiff > dropout_seconds or not np.isfinite(hi)):
+            step = np.diff(stamps)
             step -= tdiff
             cand = np.flatnonzero(step > dropout_seconds)
-        del step
+        step = None
         idx_all = None
     else:
         idx_all = np.asarray(index, np.int64)
         span = np.diff(stamps) - (np.diff(idx_all) - 1) * tdiff
         breaks = np.abs(span) > limit
-    segments = _ranges_from_breaks(breaks) if n else []
+    if breaks is None:
+        segments = [(0, n - 1)] if n else []
+    else:
+        segments = _ranges_from_breaks(breaks) if n else []
     del breaks
     dropouts, gaps, rates = [], [], []
     window = int(round(dropout_window_seconds * srate))
     shift = 0
     last_grid = 0  # grid position of the previous segment's last sample
     placed = []  # (first, last, extra or None, shift) per segment
+    spare = None
     for seg_no, (a, b) in enumerate(segments):
         first = a if dense else int(idx_all[a])
         if seg_no:
@@ -411,13 +444,17 @@ def dejitter(
             # lstsq's own copies are the largest memory of a read.
             X = np.empty((b + 1 - a, 2))
             X[:, 0] = 1.0
-            X[:, 1] = np.arange(a, b + 1, dtype=float)
+            # a .. b, exact integers, without a temporary arange.
+            np.add.accumulate(np.broadcast_to(1.0, b + 1 - a), out=X[:, 1])
+            X[:, 1] += a - 1
             mapping = np.linalg.lstsq(X, stamps[a : b + 1, np.newaxis], rcond=-1)[0]
             intercept, slope = mapping[0, 0], mapping[1, 0]
             if fit:
                 seg = stamps[a : b + 1]
                 np.multiply(X[:, 1], slope, out=seg)
                 seg += intercept
+            if len(segments) == 1:
+                spare = X  # its memory becomes the grid (below)
             del X
             slope = float(slope)
         else:
@@ -433,7 +470,15 @@ def dejitter(
         rates.append(1.0 / slope if b > a and slope > 0 else float("nan"))
     # Every sample's place on the gap-free grid, made last (after the fits'
     # temporary arrays are gone).
-    grid = np.arange(n, dtype=np.int64) if dense else idx_all.astype(np.int64)
+    if spare is not None:
+        # Shrunk in place (realloc) and filled with 0 .. n-1 without a
+        # temporary: no new memory while the other streams are read.
+        spare.resize(n, refcheck=False)
+        grid = spare.view(np.int64)
+        np.add.accumulate(np.broadcast_to(np.int64(1), n), out=grid)
+        grid -= 1
+    else:
+        grid = np.arange(n, dtype=np.int64) if dense else idx_all.astype(np.int64)
     for a, b, extra, moved in placed:
         grid[a : b + 1] += moved
         if extra is not None:

@@ -188,37 +188,33 @@ def deduce_timestamps(stamps: np.ndarray, flags: np.ndarray, tdiff: float) -> No
     nominal interval, added one step at a time (so that the result matches a
     sequential decoder to the bit). The first sample's "previous" time is 0.
     """
-    missing = np.flatnonzero(flags == 0)
-    if missing.size == 0:
+    # Runs of missing stamps, from the edges of the flags (no array of
+    # indices per sample); each run is seeded by the stamp before it (or 0).
+    edges = np.diff((flags == 0).view(np.int8), prepend=0, append=0)
+    firsts = np.flatnonzero(edges == 1)
+    if firsts.size == 0:
         return
-    # Runs of missing stamps: each is seeded by the stamp before it (or 0).
-    run_start = np.ones(missing.size, bool)
-    run_start[1:] = np.diff(missing) != 1
-    starts = np.flatnonzero(run_start)
-    del run_start
-    lengths = np.diff(np.append(starts, missing.size))
+    lengths = np.flatnonzero(edges == -1) - firsts
+    del edges
     long = lengths > 64
-    firsts = missing[starts[long]].tolist()
-    for a, n in zip(firsts, lengths[long].tolist(), strict=True):
+    for a, n in zip(firsts[long].tolist(), lengths[long].tolist(), strict=True):
         seed = stamps[a - 1] if a > 0 else 0.0
         steps = np.full(n + 1, tdiff)
         steps[0] = seed
         stamps[a : a + n] = np.cumsum(steps)[1:]
-    if long.all():
-        return
-    # Short runs all at once, one depth (steps since the seed) at a time:
-    # every missing stamp is touched once, ordered by depth.
+    # Short runs all at once, one step from their seed at a time: the runs
+    # sorted longest first, so that those still going are a prefix.
     keep = ~long
-    short = missing[np.repeat(keep, lengths)]
-    del missing
-    sizes = lengths[keep]
-    depth = np.arange(1, short.size + 1) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-    depth = depth.astype(np.uint8)  # at most 64: a radix sort
-    short = short[np.argsort(depth, kind="stable")]
-    bounds = np.cumsum(np.bincount(depth))
-    for d in range(1, len(bounds)):
-        k = short[bounds[d - 1] : bounds[d]]
-        if k.size:
-            prev = stamps[np.maximum(k - 1, 0)]
+    if not keep.any():
+        return
+    sizes = lengths[keep].astype(np.uint8)  # at most 64: a radix sort
+    order = np.argsort(64 - sizes, kind="stable")
+    firsts = firsts[keep][order]
+    going = np.cumsum(np.bincount(sizes)[::-1])[::-1]  # runs of size >= d
+    for d in range(1, len(going)):
+        k = firsts[: going[d]]
+        prev = stamps[np.maximum(k - 1, 0)]
+        if d == 1:
             prev[k == 0] = 0.0  # the decoder's "last time" starts at 0
-            stamps[k] = prev + tdiff
+        stamps[k] = prev + tdiff
+        firsts[: going[d]] += 1

@@ -156,7 +156,7 @@ def _walk(f, size, stream, record: int, chunks, starts, flags) -> None:
                 if done.any():
                     live = live[~done]
             for c in live.tolist():
-                got = _walk_one(mm, int(pos[c]), record, int(left[c]), int(ends[c]))
+                got = _walk_one(mm[pos[c] : ends[c]], record, int(left[c]))
                 flags[at[c] : at[c] + len(got)] = got
                 pos[c] = ends[c]
             if np.any(pos != ends):
@@ -165,7 +165,7 @@ def _walk(f, size, stream, record: int, chunks, starts, flags) -> None:
             del u8
 
 
-def _walk_one(mm, pos: int, record: int, n: int, end: int) -> np.ndarray:
+def _walk_one(data: bytes, record: int, n: int) -> np.ndarray:
     """The flags of ``n`` samples from ``pos``, walked by iterators in C.
 
     Each step reads the flag at the current position and appends the next
@@ -174,7 +174,6 @@ def _walk_one(mm, pos: int, record: int, n: int, end: int) -> np.ndarray:
     """
     if n == 0:
         return np.zeros(0, np.uint8)
-    data = mm[pos:end]
     positions = [0]
     try:
         positions.extend(
@@ -254,27 +253,54 @@ def _copy_window(mm, base: int, jobs, index, out: dict) -> None:
 
 
 def _copy_chunk(u8, start: int, end: int, k: int, n: int, stream, state) -> None:
-    """One chunk's samples into ``state``'s arrays at sample ``k``."""
+    """One chunk's samples into ``state``'s arrays at sample ``k``.
+
+    A chunk whose samples after the first share one layout (all stamped,
+    none, or only the first) is copied through a strided record view;
+    others by positions (:func:`_copy_batch`).
+    """
     dtype = FORMATS[stream.channel_format]
     nch = stream.channel_count
+    vsize = nch * dtype.itemsize
     flags = state["flags"][k : k + n]
-    first = int(flags[0])
-    if flags[-1] == first and (end - start) == n * (1 + first + nch * dtype.itemsize):
-        # One layout for every sample (checked below): a strided view.
-        fields = [("f", "u1")] + ([("t", "<f8")] if first else [])
-        rec = np.frombuffer(
-            u8, np.dtype(fields + [("v", dtype, (nch,))]), count=n, offset=start
-        )
-        if np.any(rec["f"] != first):
-            raise _Undecodable
-        state["values"][k : k + n] = rec["v"]
-        state["stamps"][k : k + n] = rec["t"] if first else 0.0
+    head, rest = int(flags[0]), int(flags[-1])
+    body = start + 1 + head + vsize  # the second sample
+    if flags[1] != rest or end - body != (n - 1) * (1 + rest + vsize):
+        _copy_batch(u8, [(start, end, k, n)], stream, state)
         return
-    _copy_batch(u8, [(start, end, k, n)], stream, state)
+    if u8[start] != head:
+        _rewalk(u8, [(start, end, k, n)], stream, state)
+        return
+    fields = [("f", "u1")] + ([("t", "<f8")] if rest else [])
+    rec = np.frombuffer(
+        u8, np.dtype(fields + [("v", dtype, (nch,))]), count=n - 1, offset=body
+    )
+    if np.any(rec["f"] != rest):
+        _rewalk(u8, [(start, end, k, n)], stream, state)
+        return
+    flags[1:] = rest  # what the bytes say (the walk, if any, said the same)
+    values, stamps = state["values"], state["stamps"]
+    values[k] = u8[start + 1 + head : body].view(dtype)
+    stamps[k] = u8[start + 1 : start + 9].view("<f8")[0] if head else 0.0
+    values[k + 1 : k + n] = rec["v"]
+    stamps[k + 1 : k + n] = rec["t"] if rest else 0.0
 
 
-def _copy_batch(u8, chunks, stream, state) -> None:
-    """Chunks of one stream, consecutive in it, by positions and one gather."""
+def _rewalk(u8, chunks, stream, state) -> None:
+    """Chunks whose flags were guessed wrong: walk them, then copy them."""
+    vsize = stream.channel_count * FORMATS[stream.channel_format].itemsize
+    flags = state["flags"]
+    for start, end, k, n in chunks:
+        flags[k : k + n] = _walk_one(u8[start:end].tobytes(), 1 + vsize, n)
+    _copy_batch(u8, chunks, stream, state, walked=True)
+
+
+def _copy_batch(u8, chunks, stream, state, walked: bool = False) -> None:
+    """Chunks of one stream, consecutive in it, by positions and one gather.
+
+    Rows are gathered as opaque records of the values' size (a memcpy each),
+    timestamps through an unaligned float64 view of the bytes.
+    """
     dtype = FORMATS[stream.channel_format]
     vsize = stream.channel_count * dtype.itemsize
     k0 = chunks[0][2]
@@ -283,8 +309,6 @@ def _copy_batch(u8, chunks, stream, state) -> None:
     counts = np.fromiter((c[3] for c in chunks), np.int64, len(chunks))
     starts = np.fromiter((c[0] for c in chunks), np.int64, len(chunks))
     ends = np.fromiter((c[1] for c in chunks), np.int64, len(chunks))
-    if np.any(np.diff([c[2] for c in chunks]) != counts[:-1]):
-        raise _Undecodable  # not consecutive: cannot happen in one stream
     step = flags.astype(np.int64)
     step += 1 + vsize
     pos = np.cumsum(step)
@@ -295,16 +319,21 @@ def _copy_batch(u8, chunks, stream, state) -> None:
     pos += np.repeat(shift, counts)
     last = first + counts - 1
     if np.any(pos[last] + step[last] != ends) or np.any(u8[pos] != flags):
-        raise _Undecodable
-    rows = np.lib.stride_tricks.sliding_window_view(u8, vsize)
-    values = state["values"][k0:k1]
-    values.view(np.uint8).reshape(k1 - k0, vsize)[:] = rows[pos + 1 + flags]
+        if walked:
+            raise _Undecodable
+        _rewalk(u8, chunks, stream, state)
+        return
+    size = len(u8)
+    row = np.dtype((np.void, vsize))
+    rows = np.ndarray((size - vsize + 1,), row, u8, 0, (1,))
+    out = state["values"][k0:k1].reshape(k1 - k0, vsize // dtype.itemsize)
+    out.view(row)[:, 0] = rows[pos + 1 + flags]
     stamps = state["stamps"][k0:k1]
     stamps[:] = 0.0
     has = np.flatnonzero(flags)
     if has.size:
-        raw = np.lib.stride_tricks.sliding_window_view(u8, 8)[pos[has] + 1]
-        stamps[has] = raw.view("<f8")[:, 0]
+        times = np.ndarray((size - 7,), "<f8", u8, 0, (1,))
+        stamps[has] = times[pos[has] + 1]
 
 
 def _strings(f, stream) -> dict:

@@ -9,7 +9,6 @@ skipped or kept for salvage (see :mod:`.chunks` and :mod:`.salvage`).
 from __future__ import annotations
 
 import logging
-import mmap
 import os
 import struct
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .chunks import _Header, _Reader
+from .chunks import _HEAD, _Header, _Reader
 from .decode import _decode_numeric, _decode_strings
 from .format import (
     FORMATS,
@@ -265,33 +264,30 @@ def index_xdf(fname: str | PathLike) -> XdfIndex:
     with open(path, "rb") as f:
         if f.read(4) != b"XDF:":
             raise XdfError(f"{path} is not an XDF file: it does not start with XDF:")
-        # A memory map: headers are read without a system call each, and
-        # only the pages holding them are touched.
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            rd = _Reader(data, size, streams)
-            pos = 4
-            while pos < size:
-                pos = _walk_intact(index, rd, pos)
-                if pos >= size:
+        rd = _Reader(f.fileno(), size, streams)
+        pos = 4
+        while pos < size:
+            pos = _walk_intact(index, rd, pos)
+            if pos >= size:
+                break
+            h = rd.header(pos)
+            if h is not None and h.end <= size:
+                if rd.whole(h) or _exact(rd, h):
+                    _index_chunk(index, rd, h)
+                    pos = h.end
+                    continue
+                pos = _wrong_length(index, rd, h, rd.scan(h.start + 2))
+                continue
+            if h is not None:
+                nxt = rd.scan(h.start + 2)
+                if nxt is None:
+                    # The file ends inside this chunk (recorder killed).
+                    index.truncated = True
+                    _index_chunk(index, rd, h)
                     break
-                h = rd.header(pos)
-                if h is not None and h.end <= size:
-                    if rd.whole(h) or _exact(rd, h):
-                        _index_chunk(index, rd, h)
-                        pos = h.end
-                        continue
-                    pos = _wrong_length(index, rd, h, rd.scan(h.start + 2))
-                    continue
-                if h is not None:
-                    nxt = rd.scan(h.start + 2)
-                    if nxt is None:
-                        # The file ends inside this chunk (recorder killed).
-                        index.truncated = True
-                        _index_chunk(index, rd, h)
-                        break
-                    pos = _wrong_length(index, rd, h, nxt)
-                    continue
-                pos = _damaged_header(index, rd, pos, rd.scan(pos + 1))
+                pos = _wrong_length(index, rd, h, nxt)
+                continue
+            pos = _damaged_header(index, rd, pos, rd.scan(pos + 1))
     if index.truncated:
         index.problems.append("the file ends inside a chunk")
     return index
@@ -302,25 +298,67 @@ def _walk_intact(index: XdfIndex, rd: _Reader, pos: int) -> int:
 
     The same chunks, indexed the same way, as the careful loop of
     :func:`index_xdf` would (a chunk inside the file followed by a plausible
-    header), with each header parsed once; the careful loop takes over at
-    the first chunk that is not.
+    header), with one read and one header parse per chunk; the careful loop
+    takes over at the first chunk that is not.
     """
-    size = rd.size
-    h = rd.header(pos)
+    size, read = rd.size, rd.read
+    data = read(pos, _AHEAD)
+    h = rd.header(pos, data[:_HEAD])
     while h is not None and h.end <= size:
         end = h.end
-        nxt = rd.header(end) if end < size else None
-        if nxt is None and end < size:
-            return pos
+        nxt_data = nxt = None
+        if end < size:
+            nxt_data = read(end, _AHEAD)
+            nxt = rd.header(end, nxt_data[:_HEAD])
+            if nxt is None:
+                return pos
         if h.tag == TAG_SAMPLES:
-            _index_samples(index, h.sid, rd.read(h.start, 24), h.start, end, size)
+            at = h.start - pos
+            head = data[at : at + 24]
+            if not _samples_quick(index.streams[h.sid], head, h.start, end):
+                _index_samples(index, h.sid, head, h.start, end, size)
         else:
             _index_chunk(index, rd, h)
-            if h.tag == TAG_STREAM_HEADER and end < size:
-                nxt = rd.header(end)  # the new stream's chunks are plausible now
-        pos = end
-        h = nxt
+            if h.tag == TAG_STREAM_HEADER and nxt_data is not None:
+                # The new stream's chunks are plausible now.
+                nxt = rd.header(end, nxt_data[:_HEAD])
+        pos, h, data = end, nxt, nxt_data
     return pos
+
+
+#: Bytes read at a chunk's start: its header and, for a Samples chunk, the
+#: sample count and the first sample's timestamp.
+_AHEAD = 40
+
+
+def _samples_quick(stream: StreamIndex, head: bytes, start: int, end: int) -> bool:
+    """Index an intact numeric Samples chunk as :func:`_index_samples` would.
+
+    Returns ``False``, having done nothing, for anything else (string
+    streams, a count or a length that do not fit), which the general
+    function then handles.
+    """
+    fmt = stream.channel_format
+    if fmt == "string" or len(head) < 8 or head[6] not in (1, 4, 8):
+        return False
+    pos = 7 + head[6]
+    if pos > len(head):
+        return False
+    n = int.from_bytes(head[7:pos], "little")
+    nbytes = end - (start + pos)
+    vsize = stream.channel_count * FORMATS[fmt].itemsize
+    if not n * (1 + vsize) <= nbytes <= n * (9 + vsize):
+        return False
+    first = np.nan
+    if pos + 9 <= len(head) and head[pos] == 8:
+        first = struct.unpack_from("<d", head, pos + 1)[0]
+    stream.chunk_offset.append(start + pos)
+    stream.chunk_nbytes.append(nbytes)
+    stream.chunk_nsamples.append(n)
+    stream.chunk_first_time.append(first)
+    stream.chunk_cut.append(False)
+    stream.chunk_damaged.append(False)
+    return True
 
 
 def _wrong_length(index: XdfIndex, rd: _Reader, h: _Header, nxt: int | None) -> int:

@@ -60,9 +60,15 @@ def _compact(arrays: list, keep: np.ndarray) -> None:
 
 
 def _runs_from_grid(grid: np.ndarray) -> list[tuple[int, int, int]]:
-    """(first sample, last sample, grid position) of each gap-free run."""
+    """(first sample, last sample, grid position) of each gap-free run.
+
+    Grid positions strictly increase (sample numbers plus the samples
+    missing before them), so a grid that spans its length is one run.
+    """
     if len(grid) == 0:
         return []
+    if grid[-1] - grid[0] == len(grid) - 1:
+        return [(0, len(grid) - 1, int(grid[0]))]
     cut = np.flatnonzero(np.diff(grid) != 1)
     starts = np.concatenate(([0], cut + 1))
     stops = np.concatenate((cut, [len(grid) - 1]))

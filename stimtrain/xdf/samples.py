@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .clock import diff_bounds
 from .decode import _decode_numeric, _decode_strings, _gather, deduce_timestamps
 from .fast import read_intact
 from .format import FORMATS
@@ -273,12 +274,20 @@ def _bad_stamps(stamps, flags, numbers, tdiff: float) -> np.ndarray:
     next ones'. Non-finite timestamps are always out of line. Fast when
     nothing is: one pass over the differences.
     """
-    has = np.flatnonzero(flags == 8)
-    if has.size == 0:
-        return has
+    none = np.zeros(0, np.int64)
+    stamped = int(np.count_nonzero(flags == 8))
+    if stamped == 0:
+        return none
     limit = max(BAD_STAMP_SECONDS, BAD_STAMP_SAMPLES * tdiff) if tdiff > 0 else None
-    dense = numbers is None and has.size == len(flags)
+    dense = numbers is None and stamped == len(flags)
+    # Every sample stamped: no array of their numbers (8 bytes a sample).
+    has = None if dense else np.flatnonzero(flags == 8)
     t = stamps if dense else stamps[has]
+    if dense and tdiff > 0 and len(t) > 1:
+        # The usual case without a full-size copy (x - tdiff is monotonic).
+        lo, hi = diff_bounds(t)
+        if lo - tdiff >= -limit and hi - tdiff <= limit and np.isfinite(t[0]):
+            return none
     d = np.diff(t)
     if tdiff > 0:
         if dense:
@@ -289,11 +298,13 @@ def _bad_stamps(stamps, flags, numbers, tdiff: float) -> np.ndarray:
     if len(d):
         lo, hi = d.min(), d.max()  # NaN in, NaN out: then the slow path
         if tdiff > 0 and lo >= -limit and hi <= limit and np.isfinite(t[0]):
-            return has[:0]
+            return none
         if tdiff <= 0 and lo >= -BAD_ORDER_SECONDS and np.isfinite(t).all():
-            return has[:0]
+            return none
     elif np.isfinite(t).all():
-        return has[:0]
+        return none
+    if has is None:
+        has = np.arange(len(flags))
     # Something is off: find which stamps, with their neighbours.
     if tdiff > 0:
         k = has if numbers is None else numbers[has]

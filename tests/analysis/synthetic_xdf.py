@@ -510,3 +510,93 @@ def simulate_xdf(
         marker_times=t0 + np.asarray(pulses, float),
         gaps=[(t0 + a, t0 + b) for a, b in dropouts],
     )
+
+
+#: The timestamp layouts of the reading benchmark (``benchmarks/xdf_read.py``).
+LAYOUTS = ["even", "jittered", "omitted", "small chunks", "interleaved"]
+
+
+def write_layout(
+    path,
+    layout: str,
+    seconds: float,
+    channels: int = 64,
+    sfreq: float = 5000.0,
+    chunk_seconds: float | None = None,
+) -> Path:
+    """Write a recording whose signal timestamps follow one of :data:`LAYOUTS`.
+
+    float32 channels at ``sfreq`` plus a stimtrain marker stream (a pulse a
+    second) and clock offsets every 5 s. ``even``: only each chunk's first
+    sample stamped, the others deduced; ``jittered``: every sample stamped
+    with a jittered time; ``omitted``: one sample in four stamped, at random;
+    ``small chunks``: every sample stamped, 10 ms chunks; ``interleaved``: the
+    channels split over an EEG stream stamped per chunk and a 4-channel EMG
+    stream stamped per sample, their chunks alternating. Chunks are 0.5 s
+    (0.1 s interleaved) unless ``chunk_seconds`` says otherwise.
+    """
+    path = Path(path)
+    rng = np.random.default_rng(0)
+    if chunk_seconds is None:
+        chunk_seconds = {"small chunks": 0.01, "interleaved": 0.1}.get(layout, 0.5)
+    chunk = max(1, int(round(sfreq * chunk_seconds)))
+    n_chunks = max(1, int(round(seconds * sfreq / chunk)))
+    # A pool of noise reused with a per-chunk offset: generating gigabytes of
+    # fresh random numbers would dominate the writing time.
+    pool_n = max(chunk, int(sfreq))
+    pool = rng.standard_normal((pool_n * 2, channels), dtype=np.float32) * 10
+    emg = 4 if layout == "interleaved" else 0
+    t0 = 1000.0
+    duration = n_chunks * chunk / sfreq
+
+    def described(n, kind):
+        return [
+            dict(label=f"{kind}{i + 1}", unit="microvolts", type=kind) for i in range(n)
+        ]
+
+    with XdfWriter(path) as w:
+        eeg = channels - emg
+        w.add_stream(1, "BenchEEG", "EEG", eeg, sfreq, "float32", described(eeg, "EEG"))
+        w.add_stream(2, "stimtrain-markers-bench", "Markers", 1, 0, "string")
+        if emg:
+            w.add_stream(
+                3, "BenchEMG", "EMG", emg, sfreq, "float32", described(emg, "EMG")
+            )
+        ids = (1, 2, 3) if emg else (1, 2)
+        next_marker, next_clock = 1, 0.0
+        first_only = np.zeros(chunk, bool)
+        first_only[0] = True
+        for c in range(n_chunks):
+            start = c * chunk
+            t = t0 + (start + np.arange(chunk)) / sfreq
+            at = (start % pool_n) if chunk < pool_n else 0
+            values = pool[at : at + chunk] + np.float32(c % 7)
+            jitter = t + rng.normal(0, 2e-5, chunk)
+            if layout == "even":
+                w.write_samples(1, values, t, first_only)
+            elif layout in ("jittered", "small chunks"):
+                w.write_samples(1, values, jitter)
+            elif layout == "omitted":
+                w.write_samples(1, values, jitter, rng.random(chunk) < 0.25)
+            elif layout == "interleaved":
+                w.write_samples(1, values[:, emg:], t, first_only)
+                w.write_samples(3, values[:, :emg], jitter)
+            else:
+                raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+            now = (start + chunk) / sfreq
+            while next_marker < now and next_marker < duration - 1:
+                text = json.dumps(dict(event="pulse", pulse=next_marker))
+                w.write_samples(2, [[text]], [t0 + next_marker + 0.0004])
+                next_marker += 1
+            if now >= next_clock:
+                for sid in ids:
+                    w.write_clock_offset(sid, t0 + now, 1e-5 * np.sin(now))
+                next_clock += 5.0
+        last = t0 + (n_chunks * chunk - 1) / sfreq
+        for sid in ids:
+            if sid == 2:
+                count = next_marker - 1
+                w.write_footer(2, t0 + 1.0004, t0 + count + 0.0004, count)
+            else:
+                w.write_footer(sid, t0, last, n_chunks * chunk)
+    return path
