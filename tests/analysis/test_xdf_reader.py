@@ -11,9 +11,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import pyxdf
-from synthetic_xdf import XdfWriter, simulate_xdf
+from synthetic_xdf import LAYOUTS, XdfWriter, simulate_xdf, write_layout
 
 from stimtrain.analysis import read_raw_xdf, timing_diagnostics
+from stimtrain.xdf.fast import WINDOW, read_intact
 from stimtrain.xdf.file import index_xdf, read_samples
 from stimtrain.xdf.load import load_streams
 
@@ -379,3 +380,102 @@ def test_not_an_xdf_file(tmp_path):
     path.write_bytes(b"NOPE" + bytes(100))
     with pytest.raises(ValueError, match="not an XDF file"):
         load_streams(path)
+
+
+# -- the fast path for intact files (stimtrain.xdf.fast) -----------------------
+
+
+@pytest.mark.parametrize(
+    "seconds, chunk_seconds",
+    [
+        (12, None),  # 0.5 s chunks (0.1 s interleaved, 10 ms small): by chunk
+        (12, 0.02),  # 20-sample chunks: gathered a window at a time
+        (3, None),  # a few chunks of mixed flags: each walked on its own
+    ],
+)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_benchmark_layouts_match_pyxdf(tmp_path, layout, seconds, chunk_seconds):
+    """Every timestamp layout of benchmarks/xdf_read.py, read by the fast path,
+    gives pyxdf's samples and timestamps to the bit."""
+    path = write_layout(
+        tmp_path / "layout.xdf", layout, seconds, 8, 1000.0, chunk_seconds
+    )
+    index = index_xdf(path)
+    assert read_intact(index, list(index.streams)) is not None  # not the careful path
+    _assert_same_as_pyxdf(path)
+    _assert_same_as_pyxdf(path, synchronize_clocks=False, dejitter_timestamps=False)
+
+
+@pytest.mark.parametrize("n", [20, 600])
+def test_one_stamp_anywhere_in_a_chunk(tmp_path, n):
+    """A chunk with one stamped sample is first read as if it were the first
+    one; where it is not, the chunk is walked, still on the fast path."""
+    rng = np.random.default_rng(n)
+    path = tmp_path / "one.xdf"
+    with XdfWriter(path) as w:
+        w.add_stream(1, "S", "EEG", 3, 500.0, "int16")
+        for chunk in range(30):
+            has = np.zeros(n, bool)
+            has[rng.integers(0, n) if chunk % 3 else 0] = True
+            stamps = 5.0 + (chunk * n + np.arange(n)) / 500.0
+            w.write_samples(1, rng.integers(-500, 500, (n, 3)), stamps, has)
+        w.write_footer(1, 5.0, 5.0 + (30 * n - 1) / 500.0, 30 * n)
+    index = index_xdf(path)
+    assert read_intact(index, [1]) is not None
+    _assert_same_as_pyxdf(path, synchronize_clocks=False, dejitter_timestamps=False)
+    _assert_same_as_pyxdf(path)
+
+
+@pytest.mark.parametrize("layout", ["omitted", "interleaved", "small chunks"])
+def test_fast_and_careful_readers_agree(tmp_path, layout):
+    """The same samples and raw timestamps from the fast path and from the
+    careful chunk-by-chunk reader (which a row filter selects)."""
+    path = write_layout(tmp_path / "l.xdf", layout, 6, 8, 1000.0)
+    index = index_xdf(path)
+    fast = read_samples(index, list(index.streams))
+    careful = read_samples(index, list(index.streams), lambda *a: slice(None))
+    for sid, got in fast.items():
+        ref = careful[sid]
+        if isinstance(got.values, list):
+            assert got.values == ref.values
+        else:
+            np.testing.assert_array_equal(got.values, ref.values)
+        assert got.stamps.tobytes() == ref.stamps.tobytes()
+
+
+_PEAK = """
+import json, sys
+import numpy as np
+from stimtrain.xdf.load import load_streams
+def kb(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1])
+open("/proc/self/clear_refs", "w").write("5")
+base = kb("VmRSS:")
+streams = load_streams(sys.argv[1], verbose="error")
+peak = (kb("VmHWM:") - base) * 1024
+data = sum(s["time_series"].nbytes + s["time_stamps"].nbytes
+           for s in streams if isinstance(s["time_series"], np.ndarray))
+print(json.dumps(dict(peak=peak, data=data)))
+"""
+
+
+@pytest.mark.parametrize("layout", ["even", "omitted"])
+def test_peak_memory_is_the_data_returned(tmp_path, layout):
+    """Peak resident memory of a read (in a fresh process) is at most 1.2 times
+    the arrays it returns, plus the window of the file mapped at a time."""
+    import json
+    import subprocess
+    import sys
+
+    path = write_layout(tmp_path / "big.xdf", layout, 60, 64, 5000.0)
+    out = subprocess.run(
+        [sys.executable, "-c", _PEAK, str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    got = json.loads(out.stdout.splitlines()[-1])
+    assert got["data"] > 75e6
+    assert got["peak"] <= 1.2 * got["data"] + WINDOW, got
