@@ -28,26 +28,12 @@ class OnlinePulses:
     """
 
     def __init__(self, ctx, block: TaskBlock, planned) -> None:
-        from stimtrain.tasks import get_task
-
         self.ctx = ctx
         self.control = ctx.control
         self.block = block
         self.planned = planned
         self.tms = block.tms
-        task = get_task(block.task)
-        # Checked and completed when the protocol was read.
-        params = block.params
-        # The same trials the task will run (same seed), to choose among the
-        # eligible ones exactly as the plan says.
-        trials = task.make_trials(
-            block.trials, np.random.default_rng(planned.seed), params
-        )
-        eligible = [
-            t.index
-            for t in trials
-            if not self.tms.conditions or t.condition in self.tms.conditions
-        ]
+        eligible = self._eligible()
         rng = np.random.default_rng([planned.seed, 1])
         self.chosen = self.tms.choose(eligible, rng)
         self.eligible = set(eligible)
@@ -60,6 +46,24 @@ class OnlinePulses:
         self.deadlines: dict[int, float] = {}
         self.last_deadline = 0.0
         self.error: str | None = None
+
+    def _eligible(self) -> list[int]:
+        """The trials a pulse may go to: the same trials the task will run
+        (same seed), so the choice among them is exactly the plan's."""
+        from stimtrain.tasks import get_task
+
+        task = get_task(self.block.task)
+        # Parameters checked and completed when the protocol was read.
+        trials = task.make_trials(
+            self.block.trials,
+            np.random.default_rng(self.planned.seed),
+            self.block.params,
+        )
+        return [
+            t.index
+            for t in trials
+            if not self.tms.conditions or t.condition in self.tms.conditions
+        ]
 
     def start(self) -> None:
         r = self.ctx

@@ -42,6 +42,10 @@ def run_task(ctx: BlockContext, block: TaskBlock, planned: PlannedBlock) -> dict
         ``measures``, ``trials_done``, ``start_level``, ``level`` and, with
         online TMS, what was scheduled, delivered and withdrawn.
     """
+    if block.builder is not None:
+        from .builder_block import run_builder
+
+        return run_builder(ctx, block, planned)
     from stimtrain.tasks.levels import load_levels, record_level
     from stimtrain.tasks.participant import SimulatedParticipant
     from stimtrain.tasks.runner import run_task_block

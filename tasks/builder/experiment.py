@@ -275,7 +275,13 @@ def _quiet():
 
     level = plogging.console.level
     plogging.console.setLevel(plogging.ERROR)
-    return lambda: plogging.console.setLevel(level)
+
+    def restore() -> None:
+        # PsychoPy writes its messages when flushed, at the level then.
+        plogging.flush()
+        plogging.console.setLevel(level)
+
+    return restore
 
 
 def _line_of(text: str, tag: str, name: str) -> tuple[int, int]:
