@@ -20,6 +20,7 @@ import pytest
 
 from stimtrain.tasks import SimulatedParticipant
 from stimtrain.tasks.builder import BuilderError, read_experiment, run_builder_block
+from stimtrain.vocabulary import encode_marker
 
 psychopy = pytest.importorskip("psychopy")
 DEMOS = Path(psychopy.__file__).parent / "demos" / "builder"
@@ -113,6 +114,11 @@ def test_stroop_markers_and_trials_match_row_by_row(win, tmp_path):
     with open(csv_file, newline="", encoding="utf-8-sig") as f:
         data = [r for r in csv.DictReader(f) if r.get("resp.keys")]
     assert [r["resp.keys"] for r in data] == [r["key"] for r in rows]
+    # Every marker is in the vocabulary, with its fields.
+    for m in markers:
+        encode_marker(
+            m["event"], **{k: v for k, v in m.items() if k not in ("t", "event")}
+        )
     assert [m["event"] for m in markers][0] == "task_start"
     assert markers[-1]["event"] == "task_end" and markers[-1]["trials_done"] == 4
 
