@@ -8,6 +8,7 @@ fitting the length; a Boundary chunk's UUID).
 
 from __future__ import annotations
 
+import mmap
 import os
 from dataclasses import dataclass
 
@@ -53,9 +54,30 @@ class _Reader:
 
     def __init__(self, fd: int, size: int, streams: dict):
         self.fd, self.size, self.streams = fd, size, streams
+        self._map = self._bytes = None
 
     def read(self, pos: int, n: int) -> bytes:
         return os.pread(self.fd, n, pos) if 0 <= pos < self.size else b""
+
+    def mapped(self) -> np.ndarray:
+        """The file's bytes as an array over a memory map (made once).
+
+        Pages are mapped one at a time as they are read (no read-around), so
+        reading a few bytes per chunk maps only the pages holding them.
+        """
+        if self._bytes is None:
+            self._map = mmap.mmap(self.fd, 0, access=mmap.ACCESS_READ)
+            if hasattr(self._map, "madvise") and hasattr(mmap, "MADV_RANDOM"):
+                self._map.madvise(mmap.MADV_RANDOM)
+            self._bytes = np.frombuffer(self._map, np.uint8)
+        return self._bytes
+
+    def close(self) -> None:
+        """Unmap the file if it was mapped."""
+        if self._map is not None:
+            self._bytes = None
+            self._map.close()
+            self._map = None
 
     def header(self, pos: int, data: bytes | None = None) -> _Header | None:
         """The chunk header at ``pos`` if it is plausible, else ``None``.

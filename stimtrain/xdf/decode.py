@@ -196,19 +196,23 @@ def deduce_timestamps(stamps: np.ndarray, flags: np.ndarray, tdiff: float) -> No
         return
     lengths = np.flatnonzero(edges == -1) - firsts
     del edges
+    # A run is filled either alone (one cumsum: cheap for a few long runs)
+    # or together with the others, one step from their seeds at a time (for
+    # many runs: as many numpy calls as the longest has samples).
     long = lengths > 64
+    if long.any() and long.sum() > lengths[long].max() // 2:
+        long[:] = False
     for a, n in zip(firsts[long].tolist(), lengths[long].tolist(), strict=True):
         seed = stamps[a - 1] if a > 0 else 0.0
         steps = np.full(n + 1, tdiff)
         steps[0] = seed
         stamps[a : a + n] = np.cumsum(steps)[1:]
-    # Short runs all at once, one step from their seed at a time: the runs
-    # sorted longest first, so that those still going are a prefix.
     keep = ~long
     if not keep.any():
         return
-    sizes = lengths[keep].astype(np.uint8)  # at most 64: a radix sort
-    order = np.argsort(64 - sizes, kind="stable")
+    # Sorted longest first, so that the runs still going are a prefix.
+    sizes = lengths[keep]
+    order = np.argsort(-sizes, kind="stable")
     firsts = firsts[keep][order]
     going = np.cumsum(np.bincount(sizes)[::-1])[::-1]  # runs of size >= d
     for d in range(1, len(going)):

@@ -15,8 +15,10 @@ add up to the file's size). No per-sample Python objects are made:
   walker to its next sample, so the number of numpy calls is the length of
   the longest chunk, not the number of samples. A few long chunks left over
   are walked in C through Python's iterators (see :func:`_walk_one`).
-- Chunks of fewer than :data:`BATCH_BELOW` samples are gathered together,
-  a window at a time, with one fancy index per window.
+- Consecutive chunks of one layout and length, evenly spaced in the file
+  (small chunks, or a stream's chunks alternating with another's), are
+  copied through one strided view; chunks of mixed flags are gathered by
+  their samples' positions, a window at a time.
 
 Anything that does not decode exactly (a flag other than 0 or 8, samples
 that do not fill their chunk) makes :func:`read_intact` give up, and the
@@ -39,9 +41,6 @@ from .format import FORMATS
 
 __all__ = ["read_intact"]
 
-#: Chunks with fewer samples are copied a window at a time by one fancy
-#: index (a per-chunk structured view costs about 10 µs of calls).
-BATCH_BELOW = 256
 #: Bytes mapped at a time while copying (the mapping counts in the resident
 #: memory until it is closed).
 WINDOW = 8 << 20
@@ -82,6 +81,7 @@ def read_intact(index, stream_ids: list[int]) -> dict[int, dict] | None:
         try:
             flags = {sid: _flags(f, size, index.streams[sid]) for sid in numeric}
             for sid in numeric:
+                marks, kinds = flags.pop(sid)
                 stream = index.streams[sid]
                 n = int(sum(stream.chunk_nsamples))
                 out[sid] = dict(
@@ -89,7 +89,8 @@ def read_intact(index, stream_ids: list[int]) -> dict[int, dict] | None:
                         (n, stream.channel_count), FORMATS[stream.channel_format]
                     ),
                     stamps=np.empty(n),
-                    flags=flags[sid],
+                    flags=marks,
+                    kinds=kinds,
                     index=None,
                     fill=n,
                 )
@@ -100,6 +101,7 @@ def read_intact(index, stream_ids: list[int]) -> dict[int, dict] | None:
         except _Undecodable:
             return None
     for state in out.values():
+        state.pop("kinds", None)
         state.update(n_cut=0, n_lost=0, breaks=[], last_end=None)
     return out
 
@@ -107,10 +109,15 @@ def read_intact(index, stream_ids: list[int]) -> dict[int, dict] | None:
 # -- flags ---------------------------------------------------------------------
 
 
-def _flags(f, size: int, stream) -> np.ndarray:
-    """Every sample's timestamp flag (0 or 8), chunk by chunk, from the layout.
+#: Chunk layouts: every sample stamped, none, only the first, a mix (walked).
+ALL, NONE, FIRST, MIXED = 8, 0, 1, 2
 
-    Checked against the bytes when the samples are copied.
+
+def _flags(f, size: int, stream) -> tuple[np.ndarray, np.ndarray]:
+    """Every sample's timestamp flag (0 or 8) and every chunk's layout.
+
+    Told by the chunk lengths (checked against the bytes when the samples
+    are copied); chunks of a mix of stamped and unstamped samples walked.
     """
     counts = np.asarray(stream.chunk_nsamples, np.int64)
     nbytes = np.asarray(stream.chunk_nbytes, np.int64)
@@ -120,16 +127,15 @@ def _flags(f, size: int, stream) -> np.ndarray:
     if np.any(rest) or np.any(stamped < 0) or np.any(stamped > counts):
         raise _Undecodable
     starts = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
-    total = int(starts[-1])
-    # Stamped or not by the sample's chunk, then the chunks of one stamp.
-    flags = np.repeat(np.where(stamped == counts, 8, 0).astype(np.uint8), counts)
-    one = np.flatnonzero((stamped == 1) & (counts > 1))
-    flags[starts[one]] = 8
-    mixed = np.flatnonzero((stamped > 1) & (stamped < counts))
+    kinds = np.where(stamped == counts, ALL, NONE).astype(np.int8)
+    kinds[(stamped == 1) & (counts > 1)] = FIRST
+    kinds[(stamped > 1) & (stamped < counts)] = MIXED
+    flags = np.repeat(np.where(kinds == ALL, 8, 0).astype(np.uint8), counts)
+    flags[starts[:-1][kinds == FIRST]] = 8
+    mixed = np.flatnonzero(kinds == MIXED)
     if mixed.size:
         _walk(f, size, stream, record, mixed, starts, flags)
-    assert len(flags) == total
-    return flags
+    return flags, kinds
 
 
 def _walk(f, size, stream, record: int, chunks, starts, flags) -> None:
@@ -205,85 +211,132 @@ def _walk_one(data: bytes, record: int, n: int) -> np.ndarray:
 
 
 def _copy(f, size: int, index, out: dict) -> None:
-    """Copy every numeric chunk into its slice, one mapped window at a time."""
-    jobs = []  # (offset, end, stream id, chunk, first sample)
-    for sid in out:
-        stream = index.streams[sid]
-        counts = stream.chunk_nsamples
-        k = 0
-        for c, offset in enumerate(stream.chunk_offset):
-            jobs.append((offset, offset + stream.chunk_nbytes[c], sid, c, k))
-            k += counts[c]
-    jobs.sort()
+    """Copy every numeric chunk into its slice, one mapped window at a time.
+
+    The file is cut into windows of :data:`WINDOW` bytes (a chunk belongs to
+    the window its first sample is in). In each stream, consecutive chunks of
+    one window, layout and length, evenly spaced, form a group copied by one
+    strided view; consecutive chunks of mixed flags are gathered together.
+    """
+    plans = {
+        sid: _groups(index.streams[sid], state["kinds"]) for sid, state in out.items()
+    }
+    windows = sorted({int(w) for plan in plans.values() for w in plan[0]})
     gran = mmap.ALLOCATIONGRANULARITY
-    i = 0
-    while i < len(jobs):
-        base = jobs[i][0] // gran * gran
-        j = i + 1
-        while j < len(jobs) and jobs[j][1] - base <= WINDOW:
-            j += 1
-        stop = max(end for _, end, *_ in jobs[i:j])
-        flags = getattr(mmap, "MAP_POPULATE", 0) | mmap.MAP_SHARED
+    populate = getattr(mmap, "MAP_POPULATE", 0) | mmap.MAP_SHARED
+    for w in windows:
+        todo = []  # (stream, state, arrays of this window's groups)
+        lo, hi = size, 0
+        for sid, (win, first, last, off, end, _) in plans.items():
+            a, b = np.searchsorted(win, [w, w + 1])
+            if a < b:
+                todo.append((sid, first[a:b], last[a:b]))
+                lo = min(lo, int(off[first[a]]))
+                hi = max(hi, int(end[last[b - 1]]))
+        base = lo // gran * gran
         mm = mmap.mmap(
-            f.fileno(), stop - base, flags=flags, prot=mmap.PROT_READ, offset=base
+            f.fileno(), hi - base, flags=populate, prot=mmap.PROT_READ, offset=base
         )
         try:
-            _copy_window(mm, base, jobs[i:j], index, out)
+            u8 = np.frombuffer(mm, np.uint8)
+            for sid, firsts, lasts in todo:
+                stream, state = index.streams[sid], out[sid]
+                for g0, g1 in zip(firsts.tolist(), lasts.tolist(), strict=True):
+                    _copy_chunks(u8, base, g0, g1 + 1, plans[sid], stream, state)
+            del u8
         finally:
             mm.close()
-        i = j
 
 
-def _copy_window(mm, base: int, jobs, index, out: dict) -> None:
-    u8 = np.frombuffer(mm, np.uint8)
-    try:
-        small: dict[int, list] = {}
-        for offset, end, sid, c, k in jobs:
-            n = index.streams[sid].chunk_nsamples[c]
-            if n >= BATCH_BELOW:
-                _copy_chunk(
-                    u8, offset - base, end - base, k, n, index.streams[sid], out[sid]
-                )
-            elif n:
-                small.setdefault(sid, []).append((offset - base, end - base, k, n))
-        for sid, chunks in small.items():
-            _copy_batch(u8, chunks, index.streams[sid], out[sid])
-    finally:
-        del u8
+def _groups(stream, kinds):
+    """Groups of a stream's chunks: window, first and last chunk of each, and
+    per chunk its offset, end and first sample number.
+
+    A group is consecutive chunks of one window, of mixed flags, or of one
+    other layout and length evenly spaced. Chunks without samples are left
+    out.
+    """
+    off = np.asarray(stream.chunk_offset, np.int64)
+    nbytes = np.asarray(stream.chunk_nbytes, np.int64)
+    counts = np.asarray(stream.chunk_nsamples, np.int64)
+    end = off + nbytes
+    win = off // WINDOW
+    first_sample = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
+    kept = np.flatnonzero(counts > 0)
+    if kept.size == 0:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, empty, off, end, first_sample
+    o, n, b, k, w = off[kept], counts[kept], nbytes[kept], kinds[kept], win[kept]
+    new = np.ones(len(kept), bool)
+    new[1:] = (
+        (w[1:] != w[:-1])
+        | (k[1:] != k[:-1])
+        | (np.diff(kept) != 1)  # a chunk without samples between
+    )
+    uniform = k[1:] != MIXED
+    same = (n[1:] == n[:-1]) & (b[1:] == b[:-1])
+    new[1:] |= uniform & ~same
+    spacing = np.diff(o)
+    new[2:] |= uniform[1:] & (spacing[1:] != spacing[:-1])
+    starts = np.flatnonzero(new)
+    stops = np.append(starts[1:], len(kept)) - 1
+    return w[starts], kept[starts], kept[stops], off, end, first_sample
 
 
-def _copy_chunk(u8, start: int, end: int, k: int, n: int, stream, state) -> None:
-    """One chunk's samples into ``state``'s arrays at sample ``k``.
+def _copy_chunks(u8, base: int, c0: int, c1: int, plan, stream, state) -> None:
+    """Chunks ``c0 .. c1-1`` of a group (see :func:`_groups`)."""
+    off, end, first_sample = plan[3], plan[4], plan[5]
+    kind = int(state["kinds"][c0])
+    k0, n = int(first_sample[c0]), stream.chunk_nsamples[c0]
+    if kind != MIXED:
+        s0 = int(off[c0]) - base
+        spacing = int(off[c0 + 1] - off[c0]) if c1 - c0 > 1 else int(end[c0] - off[c0])
+        if _copy_group(u8, s0, spacing, c1 - c0, n, k0, kind, stream, state):
+            return
+    counts = stream.chunk_nsamples
+    chunks = [
+        (int(off[c]) - base, int(end[c]) - base, int(first_sample[c]), counts[c])
+        for c in range(c0, c1)
+    ]
+    if kind == MIXED:
+        _copy_batch(u8, chunks, stream, state)
+    else:
+        # The one stamp is not the first sample's: walk these chunks.
+        for chunk in chunks:
+            _rewalk(u8, [chunk], stream, state)
 
-    A chunk whose samples after the first share one layout (all stamped,
-    none, or only the first) is copied through a strided record view;
-    others by positions (:func:`_copy_batch`).
+
+def _copy_group(u8, s0, spacing, count, n, k0, kind: int, stream, state) -> bool:
+    """Evenly spaced chunks of one layout and length through a strided view.
+
+    Returns ``False`` when chunks taken to have one stamp, the first, do not.
     """
     dtype = FORMATS[stream.channel_format]
     nch = stream.channel_count
     vsize = nch * dtype.itemsize
-    flags = state["flags"][k : k + n]
-    head, rest = int(flags[0]), int(flags[-1])
-    body = start + 1 + head + vsize  # the second sample
-    if flags[1] != rest or end - body != (n - 1) * (1 + rest + vsize):
-        _copy_batch(u8, [(start, end, k, n)], stream, state)
-        return
-    if u8[start] != head:
-        _rewalk(u8, [(start, end, k, n)], stream, state)
-        return
-    fields = [("f", "u1")] + ([("t", "<f8")] if rest else [])
-    rec = np.frombuffer(
-        u8, np.dtype(fields + [("v", dtype, (nch,))]), count=n - 1, offset=body
-    )
-    if np.any(rec["f"] != rest):
-        _rewalk(u8, [(start, end, k, n)], stream, state)
-        return
-    flags[1:] = rest  # what the bytes say (the walk, if any, said the same)
-    values, stamps = state["values"], state["stamps"]
-    values[k] = u8[start + 1 + head : body].view(dtype)
-    stamps[k] = u8[start + 1 : start + 9].view("<f8")[0] if head else 0.0
-    values[k + 1 : k + n] = rec["v"]
-    stamps[k + 1 : k + n] = rec["t"] if rest else 0.0
+    values = state["values"][k0 : k0 + count * n].reshape(count, n, nch)
+    stamps = state["stamps"][k0 : k0 + count * n].reshape(count, n)
+
+    def records(flag: int, offset: int, length: int):
+        fields = [("f", "u1")] + ([("t", "<f8")] if flag else [])
+        dt = np.dtype(fields + [("v", dtype, (nch,))])
+        return np.ndarray((count, length), dt, u8, offset, (spacing, dt.itemsize))
+
+    if kind == FIRST:
+        head, rest = records(8, s0, 1), records(0, s0 + 9 + vsize, n - 1)
+        if np.any(head["f"] != 8) or np.any(rest["f"] != 0):
+            return False
+        values[:, :1] = head["v"]
+        stamps[:, :1] = head["t"]
+        values[:, 1:] = rest["v"]
+        stamps[:, 1:] = 0.0
+        return True
+    rec = records(kind, s0, n)
+    if np.any(rec["f"] != kind):
+        raise _Undecodable
+    values[...] = rec["v"]
+    stamps[...] = rec["t"] if kind else 0.0
+    return True
 
 
 def _rewalk(u8, chunks, stream, state) -> None:

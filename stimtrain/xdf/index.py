@@ -265,29 +265,32 @@ def index_xdf(fname: str | PathLike) -> XdfIndex:
         if f.read(4) != b"XDF:":
             raise XdfError(f"{path} is not an XDF file: it does not start with XDF:")
         rd = _Reader(f.fileno(), size, streams)
-        pos = 4
-        while pos < size:
-            pos = _walk_intact(index, rd, pos)
-            if pos >= size:
-                break
-            h = rd.header(pos)
-            if h is not None and h.end <= size:
-                if rd.whole(h) or _exact(rd, h):
-                    _index_chunk(index, rd, h)
-                    pos = h.end
-                    continue
-                pos = _wrong_length(index, rd, h, rd.scan(h.start + 2))
-                continue
-            if h is not None:
-                nxt = rd.scan(h.start + 2)
-                if nxt is None:
-                    # The file ends inside this chunk (recorder killed).
-                    index.truncated = True
-                    _index_chunk(index, rd, h)
+        try:
+            pos = 4
+            while pos < size:
+                pos = _walk_intact(index, rd, pos)
+                if pos >= size:
                     break
-                pos = _wrong_length(index, rd, h, nxt)
-                continue
-            pos = _damaged_header(index, rd, pos, rd.scan(pos + 1))
+                h = rd.header(pos)
+                if h is not None and h.end <= size:
+                    if rd.whole(h) or _exact(rd, h):
+                        _index_chunk(index, rd, h)
+                        pos = h.end
+                        continue
+                    pos = _wrong_length(index, rd, h, rd.scan(h.start + 2))
+                    continue
+                if h is not None:
+                    nxt = rd.scan(h.start + 2)
+                    if nxt is None:
+                        # The file ends inside this chunk (recorder killed).
+                        index.truncated = True
+                        _index_chunk(index, rd, h)
+                        break
+                    pos = _wrong_length(index, rd, h, nxt)
+                    continue
+                pos = _damaged_header(index, rd, pos, rd.scan(pos + 1))
+        finally:
+            rd.close()
     if index.truncated:
         index.problems.append("the file ends inside a chunk")
     return index
@@ -315,8 +318,19 @@ def _walk_intact(index: XdfIndex, rd: _Reader, pos: int) -> int:
         if h.tag == TAG_SAMPLES:
             at = h.start - pos
             head = data[at : at + 24]
-            if not _samples_quick(index.streams[h.sid], head, h.start, end):
+            stream = index.streams[h.sid]
+            if not _samples_quick(stream, head, h.start, end):
                 _index_samples(index, h.sid, head, h.start, end, size)
+            elif nxt_data is not None:
+                # The same header again (stream, length, count): look for a
+                # run of such chunks, evenly spaced, all at once.
+                prefix = data[: at + 7 + head[6]]
+                if nxt_data[: len(prefix)] == prefix:
+                    last = _repeats(stream, rd, pos, end - pos, prefix)
+                    if last > end:
+                        pos, data = last, read(last, _AHEAD)
+                        h = rd.header(pos, data[:_HEAD])
+                        continue
         else:
             _index_chunk(index, rd, h)
             if h.tag == TAG_STREAM_HEADER and nxt_data is not None:
@@ -329,6 +343,62 @@ def _walk_intact(index: XdfIndex, rd: _Reader, pos: int) -> int:
 #: Bytes read at a chunk's start: its header and, for a Samples chunk, the
 #: sample count and the first sample's timestamp.
 _AHEAD = 40
+
+
+def _repeats(stream: StreamIndex, rd: _Reader, pos: int, step: int, prefix) -> int:
+    """Index the chunks that repeat the one at ``pos`` every ``step`` bytes.
+
+    A chunk repeats it when its header and sample count are the same bytes
+    (``prefix``): then it is as plausible, as long and as whole as the first
+    one. They are checked and indexed with numpy, in growing batches, up to
+    the first chunk that differs. The last one that repeats is left to the
+    caller (the chunk after it is not checked here): its position is
+    returned, or ``pos + step`` when none repeats.
+    """
+    data = rd.mapped()
+    size = rd.size
+    want = np.frombuffer(prefix, np.uint8)
+    width = np.arange(len(want))
+    times = np.ndarray((max(size - 7, 0),), "<f8", data, 0, (1,))
+    most = (size - pos) // step - 1  # chunks 1 .. most lie inside the file
+    count = 0  # chunks 1 .. count repeat the first
+    batch = 64
+    while count < most:
+        number = np.arange(count + 1, min(most, count + batch) + 1)
+        same = (data[(pos + step * number)[:, None] + width] == want).all(axis=1)
+        differs = np.flatnonzero(~same)
+        indexed = max(count - 1, 0)
+        count += int(differs[0]) if differs.size else len(number)
+        # All but the last that repeats: the chunk after each is one too.
+        at = pos + step * np.arange(indexed + 1, count)
+        _index_repeated(stream, at, len(want), times, data, size)
+        if differs.size:
+            break
+        batch = min(batch * 4, 1 << 16)
+    return pos + step * max(count, 1)
+
+
+def _index_repeated(stream, at, body: int, times, data, size) -> None:
+    """Append chunks starting at ``at`` (the layout of the stream's last one).
+
+    As :func:`_index_samples` would: the first timestamp where the first
+    sample's flag says 8 and its bytes lie in the file.
+    """
+    if not len(at):
+        return
+    first = np.full(len(at), np.nan)
+    flag_at = at + body
+    readable = flag_at + 9 <= size
+    marked = readable & (data[np.minimum(flag_at, size - 1)] == 8)
+    first[marked] = times[flag_at[marked] + 1]
+    nbytes = stream.chunk_nbytes[-1]
+    count = stream.chunk_nsamples[-1]
+    stream.chunk_offset.extend((flag_at).tolist())
+    stream.chunk_nbytes.extend([nbytes] * len(at))
+    stream.chunk_nsamples.extend([count] * len(at))
+    stream.chunk_first_time.extend(first.tolist())
+    stream.chunk_cut.extend([False] * len(at))
+    stream.chunk_damaged.extend([False] * len(at))
 
 
 def _samples_quick(stream: StreamIndex, head: bytes, start: int, end: int) -> bool:
