@@ -23,6 +23,8 @@ order (TESA's), each step a function.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 import mne
@@ -34,6 +36,7 @@ from .peaks import peak_table
 from .tep import TEP_WINDOWS, gmfp, pulse_epochs, realign_pulses
 
 __all__ = [
+    "ICA_METHODS",
     "TesaResult",
     "run_tesa",
     "find_bad_channels",
@@ -69,6 +72,8 @@ class TesaResult:
         Artifact alignment table if pulses were realigned.
     steps : list of str
         The steps run, in order, for the report.
+    icas : dict of ICA
+        The fitted ICA of each round run (``1``, ``2``).
     """
 
     epochs: mne.BaseEpochs
@@ -80,6 +85,7 @@ class TesaResult:
     ica: pd.DataFrame = field(default_factory=pd.DataFrame)
     alignment: pd.DataFrame | None = None
     steps: list[str] = field(default_factory=list)
+    icas: dict[int, mne.preprocessing.ICA] = field(default_factory=dict)
 
 
 def robust_z(values: np.ndarray, axis: int | None = None) -> np.ndarray:
@@ -223,13 +229,81 @@ def muscle_components(
     return [int(i) for i in np.flatnonzero(scores > ratio)], scores
 
 
-def _fit_ica(epochs, n_components, random_state, max_iter, decim, verbose):
+#: ICA algorithms :func:`run_tesa` runs, with the parameters that make each
+#: estimate TESA's ICA: symmetric (all components at once, kept orthogonal)
+#: with the log-cosh contrast (whose derivative is tanh). sklearn's FastICA
+#: calls these "parallel" and "logcosh"; Picard-O (``ortho=True``) converges
+#: to the same fixed points as symmetric FastICA (Ablin et al. 2018, IEEE
+#: TSP 66:3920), with ``extended=True`` for sub-Gaussian sources as FastICA
+#: finds them, but by a preconditioned quasi-Newton method that needs tens of
+#: iterations where FastICA needs hundreds (or does not converge in 1000).
+ICA_METHODS = {
+    # tol bounds the gradient's norm. MNE's rule of thumb equates FastICA's
+    # tol with Picard's squared, so FastICA's 1e-4 matches Picard's 1e-2;
+    # 1e-4 is far stricter and took 59 iterations where Picard's default 1e-7
+    # took hundreds, for the same components (|r| of topographies 0.998).
+    "picard": dict(ortho=True, extended=True, fun="tanh", tol=1e-4),
+    "fastica": dict(algorithm="parallel", fun="logcosh"),
+}
+
+#: ``ica_decim="auto"`` fits each ICA on every n-th sample, n as large as
+#: leaves at least this many samples per unmixing weight (n_components²).
+#: The fit uses only which values occur together across channels, never their
+#: order, so every n-th sample is a subsample of the same distribution, not a
+#: resampling that could alias; the fit's time is in proportion to its
+#: samples. Measured against fits on every sample (5-minute benchmark
+#: recording, 64 channels, 100,000 samples): 3 per weight found the same
+#: round-1 component (|r| of topographies 0.998) and 1.5 the same round-2
+#: eye component (|r| 1.000).
+ICA_SAMPLES_PER_WEIGHT = 10
+
+#: Round 1 also keeps at least this many samples inside the muscle window
+#: (11-30 ms: 1 % of a 2 s epoch), where its components show: with 60 there
+#: (32 channels, 15 pulses, every 5th sample) one of three round-1
+#: components changed (|r| 0.58); with 150 all three were found (|r| >=
+#: 0.993). Round 2 looks at whole epochs, filtered, and has no such window.
+ICA_WINDOW_SAMPLES = 200
+
+
+def _auto_decim(epochs: mne.BaseEpochs, n_components, window=None) -> int:
+    n_ch = len(mne.pick_types(epochs.info, eeg=True, eog=True, exclude="bads"))
+    n = n_ch if not isinstance(n_components, int) else min(n_components, n_ch)
+    n_samples = len(epochs) * len(epochs.times)
+    decim = n_samples // (ICA_SAMPLES_PER_WEIGHT * n * n)
+    if window is not None:
+        inside = (epochs.times >= window[0]) & (epochs.times <= window[1])
+        decim = min(decim, len(epochs) * int(inside.sum()) // ICA_WINDOW_SAMPLES)
+    return max(1, decim)
+
+
+def _subsample(epochs: mne.BaseEpochs, decim: int) -> mne.EpochsArray:
+    """Every ``decim``-th sample of every epoch, as small epochs to fit on.
+
+    ``ICA.fit(epochs, decim=n)`` would copy every sample first, then compute
+    the components' explained variance (their order) on all of them: two
+    passes over an hour's epochs that the fit does not need.
+    """
+    info = epochs.info.copy()
+    with info._unlock():
+        info["sfreq"] = info["sfreq"] / decim
+        info["lowpass"] = min(info["lowpass"], info["sfreq"] / 2)
+    data = epochs.get_data(copy=False)[..., ::decim]
+    return mne.EpochsArray(
+        np.ascontiguousarray(data), info, tmin=epochs.tmin, baseline=None, verbose=False
+    )
+
+
+def _fit_ica(
+    epochs, method, n_components, random_state, max_iter, decim, verbose, window=None
+):
+    if decim == "auto":
+        decim = _auto_decim(epochs, n_components, window)
+    if decim is not None and decim > 1:
+        epochs, decim = _subsample(epochs, decim), None
     ica = mne.preprocessing.ICA(
         n_components=n_components,
-        method="fastica",
-        # sklearn's names: "parallel" is FastICA's symmetric decorrelation,
-        # "logcosh" the contrast whose derivative is tanh.
-        fit_params=dict(algorithm="parallel", fun="logcosh"),
+        method=method,
+        fit_params=dict(ICA_METHODS[method]),
         random_state=random_state,
         max_iter=max_iter,
         verbose=verbose,
@@ -308,7 +382,9 @@ def high_frequency_components(
     return [int(i) for i in np.flatnonzero(scores > ratio)], scores
 
 
-def _round2(ica, epochs, *, eog_channels, eog_threshold, muscle_ratio, verbose):
+def _round2(
+    ica, epochs, *, eog_channels, eog_threshold, eog_min_r, muscle_ratio, verbose
+):
     """Eye components by correlation with EOG (or frontal proxies), muscle by
     TESA's high-frequency power rule."""
     found = []
@@ -317,7 +393,11 @@ def _round2(ica, epochs, *, eog_channels, eog_threshold, muscle_ratio, verbose):
             epochs, ch_name=ch, threshold=eog_threshold, verbose=verbose
         )
         for i in idx:
-            found.append((int(i), f"eye ({ch})", float(np.abs(scores[i]))))
+            # MNE z-scores again after taking the first outlier out, so among
+            # 60 components that are noise one may pass by chance (|r| 0.14
+            # seen): an eye component must also correlate by itself.
+            if abs(scores[i]) >= eog_min_r:
+                found.append((int(i), f"eye ({ch})", float(np.abs(scores[i]))))
     if muscle_ratio is not None:
         idx, scores = high_frequency_components(ica, epochs, ratio=muscle_ratio)
         for i in idx:
@@ -358,10 +438,12 @@ def run_tesa(
     ica_round2: bool = True,
     eog_proxies: tuple[str, ...] = ("Fp1", "Fp2"),
     eog_threshold: float = 3.0,
+    eog_min_r: float = 0.3,
     hf_muscle_ratio: float | None = 0.6,
+    ica_method: str = "picard",
     ica_n_components: int | float | None = None,
     ica_max_iter: int = 1000,
-    ica_decim: int | None = None,
+    ica_decim: int | str | None = "auto",
     random_state: int | None = 0,
     reference: str | None = "average",
     baseline: tuple[float, float] | None = (-0.5, -0.005),
@@ -370,6 +452,7 @@ def run_tesa(
     roi: list[str] | dict[str, list[str]] | None = None,
     neighbours: int = 5,
     peak_method: str = "largest",
+    timer: Callable[[str], AbstractContextManager] | None = None,
     verbose=None,
 ) -> TesaResult:
     """Run the TMS-EEG pipeline in TESA's order with its defaults.
@@ -409,15 +492,25 @@ def run_tesa(
         Frontal channels standing in for EOG when there are no EOG channels.
     eog_threshold : float
         z limit of :meth:`mne.preprocessing.ICA.find_bads_eog` (3).
+    eog_min_r : float
+        Least absolute correlation with the EOG (or proxy) channel of an eye
+        component, whatever its z-score (0.3).
     hf_muscle_ratio : float | None
         Threshold of :func:`high_frequency_components` (TESA's 0.6); ``None``
         skips the muscle rule of round 2.
+    ica_method : str
+        ``"picard"`` (default) or ``"fastica"``: both estimate TESA's
+        symmetric log-cosh ICA (see :data:`ICA_METHODS`); ``"fastica"``
+        with ``ica_decim=None`` is this function's behaviour before Picard.
     ica_n_components : int | float | None
         Passed to :class:`mne.preprocessing.ICA` (``None``: full rank).
     ica_max_iter : int
         FastICA iterations.
-    ica_decim : int | None
-        Fit the ICAs on every n-th sample (faster; all samples by default).
+    ica_decim : int | ``"auto"`` | None
+        Fit the ICAs on every n-th sample; ``"auto"`` (default) chooses n
+        for :data:`ICA_SAMPLES_PER_WEIGHT` samples per unmixing weight and,
+        in round 1, :data:`ICA_WINDOW_SAMPLES` in the muscle window;
+        ``None`` fits on every sample.
     random_state : int | None
         Seed of both ICA rounds.
     reference : str | None
@@ -435,6 +528,11 @@ def run_tesa(
         Peak rule (±5 samples).
     peak_method : str
         ``"largest"`` (default) or ``"centre"``.
+    timer : callable | None
+        Called with each step's name (``"epochs"``, ``"ica1"``,
+        ``"filters"``, ``"ica2"``, ``"teps"``, ``"peaks"``); the context
+        manager it returns is entered for the step (to time it or measure
+        its memory, as ``benchmarks/analysis.py`` does).
     %(verbose)s
 
     Returns
@@ -442,30 +540,144 @@ def run_tesa(
     result : TesaResult
     """
     steps = []
+    step = timer or (lambda name: nullcontext())
     alignment = None
-    if realign:
-        raw, alignment = realign_pulses(
-            raw, threshold_uv_per_ms=threshold_uv_per_ms, verbose=verbose
-        )
-        steps.append(
-            f"pulses realigned to the artifact ({threshold_uv_per_ms:g} µV/ms)"
-        )
     if not len(mne.pick_types(raw.info, eeg=True)):
         raise ValueError(
             f"raw must have EEG channels for TEPs (got channel types "
             f"{sorted(set(raw.get_channel_types()))})"
         )
-    epochs = pulse_epochs(
-        raw,
+    with step("epochs"):
+        if realign:
+            raw, alignment = realign_pulses(
+                raw, threshold_uv_per_ms=threshold_uv_per_ms, verbose=verbose
+            )
+            steps.append(
+                f"pulses realigned to the artifact ({threshold_uv_per_ms:g} µV/ms)"
+            )
+        epochs = _epochs(
+            raw, tmin, tmax, exclude_artifact, fit_window, sfreq, steps, verbose
+        )
+        bad_channels, bad_trials = _bads(
+            epochs, bad_channel_z, bad_trial_z, steps, verbose
+        )
+    ica = dict(method=ica_method, n_components=ica_n_components)
+    ica.update(random_state=random_state, max_iter=ica_max_iter, decim=ica_decim)
+    removed, icas = [], {}
+    if ica_round1:
+        with step("ica1"):
+            icas[1], found = _ica_round1(
+                epochs, ica, muscle_window, muscle_ratio, steps, verbose
+            )
+            removed += [(1, *f) for f in found]
+    with step("filters"):
+        _filters(epochs, l_freq, h_freq, notch, filter_order, steps, verbose)
+    if ica_round2:
+        with step("ica2"):
+            icas[2], found = _ica_round2(
+                epochs,
+                ica,
+                dict(
+                    eog_channels=_eog_proxies(epochs, eog_proxies),
+                    eog_threshold=eog_threshold,
+                    eog_min_r=eog_min_r,
+                    muscle_ratio=hf_muscle_ratio,
+                ),
+                steps,
+                verbose,
+            )
+            removed += [(2, *f) for f in found]
+    with step("teps"):
+        evokeds = _teps(
+            epochs, bad_channels, reference, baseline, condition, steps, verbose
+        )
+        gmfp_rows = [
+            pd.DataFrame(
+                {"evoked": name, "time_ms": ev.times * 1e3, "gmfp_uv": gmfp(ev) * 1e6}
+            )
+            for name, ev in evokeds.items()
+        ]
+    with step("peaks"):
+        peaks = peak_table(
+            evokeds,
+            TEP_WINDOWS if windows is None else windows,
+            roi=roi,
+            neighbours=neighbours,
+            method=peak_method,
+            verbose=verbose,
+        )
+    ica_table = pd.DataFrame(removed, columns=["round", "component", "rule", "score"])
+    logger.info(
+        f"TESA pipeline: {len(epochs)} epochs, {len(bad_channels)} bad channels, "
+        f"{len(bad_trials)} bad trials, {len(ica_table)} ICA components removed"
+    )
+    return TesaResult(
+        epochs=epochs,
+        evokeds=evokeds,
+        gmfp=pd.concat(gmfp_rows, ignore_index=True),
+        peaks=peaks,
+        bad_channels=bad_channels,
+        bad_trials=bad_trials,
+        ica=ica_table,
+        alignment=alignment,
+        steps=steps,
+        icas=icas,
+    )
+
+
+#: Epochs of a Raw that is not preloaded (:class:`~.pulse_windows.RawWindows`)
+#: are made in batches of about this many bytes at the recording's rate, so
+#: that only one batch, not an hour's pulses, is ever held at 5 kHz.
+EPOCH_BATCH_BYTES = 256 * 2**20
+
+
+def _pulse_batches(raw, span: float, n_channels: int, n_times: int) -> list:
+    """Groups of pulse annotations, split only where pulses are > span apart.
+
+    No epoch of one group then holds a pulse of another, so interpolating
+    each group's pulses interpolates every pulse inside its epochs.
+    """
+    idx = np.flatnonzero(raw.annotations.description == "pulse")
+    per = max(int(EPOCH_BATCH_BYTES // (8 * n_channels * n_times)), 1)
+    onsets = raw.annotations.onset[idx]
+    batches, start = [], 0
+    for k in range(1, len(idx) + 1):
+        if k == len(idx) or (k - start >= per and onsets[k] - onsets[k - 1] > span):
+            batches.append(idx[start:k])
+            start = k
+    return batches
+
+
+def _epochs(raw, tmin, tmax, exclude_artifact, fit_window, sfreq, steps, verbose):
+    """Epoch, interpolate the pulse, downsample, demean (TESA steps 1-4)."""
+    picks = ["eeg", "eog"] if len(mne.pick_types(raw.info, eog=True)) else "eeg"
+    kwargs = dict(
         tmin=tmin,
         tmax=tmax,
         baseline=None,
         exclude_artifact=exclude_artifact,
         fit_window=fit_window,
         sfreq=sfreq,
-        picks=["eeg", "eog"] if len(mne.pick_types(raw.info, eog=True)) else "eeg",
+        picks=picks,
         verbose=verbose,
     )
+    n_ch = len(mne.pick_types(raw.info, eeg=True, eog=True, exclude=[]))
+    span = tmax - tmin + 0.1  # the epoch and its resampling pad
+    batches = _pulse_batches(raw, span, n_ch, int(span * raw.info["sfreq"]))
+    if raw.preload or len(batches) < 2:
+        epochs = pulse_epochs(raw, **kwargs)
+    else:
+        others = np.flatnonzero(raw.annotations.description != "pulse")
+        parts = []
+        for batch in batches:
+            part = raw.copy()  # the samples are shared, not copied
+            keep = np.sort(np.concatenate((others, batch)))
+            part.set_annotations(raw.annotations[keep])
+            # The raw's annotations are not kept with the epochs: MNE cannot
+            # concatenate them (and nothing here reads them).
+            parts.append(pulse_epochs(part, **kwargs).set_annotations(None))
+        epochs = mne.concatenate_epochs(parts, add_offset=False, verbose=False)
+        del parts
     if len(epochs) < 2:
         raise ValueError(
             f"TEPs need at least 2 pulse epochs inside the recording "
@@ -477,6 +689,11 @@ def run_tesa(
         f"{exclude_artifact[1] * 1e3:g} ms cubic-interpolated; "
         f"{raw.info['sfreq']:g} → {epochs.info['sfreq']:g} Hz"
     )
+    return epochs
+
+
+def _bads(epochs, bad_channel_z, bad_trial_z, steps, verbose):
+    """Mark bad channels and drop bad trials; return both."""
     bad_channels = []
     if bad_channel_z is not None:
         bad_channels = find_bad_channels(epochs, z_threshold=bad_channel_z)
@@ -500,30 +717,39 @@ def run_tesa(
             f"bad trials (robust z of max |EEG| > {bad_trial_z:g}): "
             f"{len(bad_trials)} dropped"
         )
-    removed = []
-    if ica_round1:
-        ica = _fit_ica(
-            epochs, ica_n_components, random_state, ica_max_iter, ica_decim, verbose
-        )
-        comps, scores = muscle_components(
-            ica, epochs, window=muscle_window, ratio=muscle_ratio
-        )
-        removed += [(1, c, "TMS-evoked muscle/decay", float(scores[c])) for c in comps]
-        if comps:
-            _apply(ica, epochs, comps, verbose)
-        steps.append(
-            f"ICA round 1 (FastICA, symmetric, tanh; {ica.n_components_} "
-            f"components): {len(comps)} removed by the muscle rule (mean |IC| in "
-            f"{muscle_window[0] * 1e3:g}-{muscle_window[1] * 1e3:g} ms > "
-            f"{muscle_ratio:g}× the epoch's)"
-        )
-    iir = dict(order=filter_order, ftype="butter", output="sos")
+    return bad_channels, bad_trials
+
+
+def _ica_name(ica: mne.preprocessing.ICA, epochs: mne.BaseEpochs) -> str:
+    name = "Picard-O" if ica.method == "picard" else "FastICA"
+    total = len(epochs) * len(epochs.times)
+    fitted = f", fitted on {ica.n_samples_} of {total} samples"
+    return f"{name}, symmetric, tanh; {ica.n_components_} components{fitted}"
+
+
+def _ica_round1(epochs, ica_args, window, ratio, steps, verbose):
+    """TMS-evoked muscle and decay components, removed; returns (ICA, found)."""
+    ica = _fit_ica(epochs, **ica_args, verbose=verbose, window=window)
+    comps, scores = muscle_components(ica, epochs, window=window, ratio=ratio)
+    if comps:
+        _apply(ica, epochs, comps, verbose)
+    steps.append(
+        f"ICA round 1 ({_ica_name(ica, epochs)}): {len(comps)} removed "
+        f"by the muscle rule (mean |IC| in {window[0] * 1e3:g}-{window[1] * 1e3:g} "
+        f"ms > {ratio:g}× the epoch's)"
+    )
+    return ica, [(c, "TMS-evoked muscle/decay", float(scores[c])) for c in comps]
+
+
+def _filters(epochs, l_freq, h_freq, notch, order, steps, verbose):
+    """Band-pass and band-stop, zero-phase Butterworth, in place."""
+    iir = dict(order=order, ftype="butter", output="sos")
     if l_freq is not None or h_freq is not None:
         epochs.filter(
             l_freq, h_freq, method="iir", iir_params=iir, phase="zero", verbose=verbose
         )
         steps.append(
-            f"band-pass {l_freq}-{h_freq} Hz (Butterworth {filter_order}, zero phase)"
+            f"band-pass {l_freq}-{h_freq} Hz (Butterworth {order}, zero phase)"
         )
     if notch is not None:
         # l_freq > h_freq makes MNE design a band-stop.
@@ -536,26 +762,25 @@ def run_tesa(
             verbose=verbose,
         )
         steps.append(f"band-stop {notch[0]:g}-{notch[1]:g} Hz")
-    if ica_round2:
-        ica2 = _fit_ica(
-            epochs, ica_n_components, random_state, ica_max_iter, ica_decim, verbose
-        )
-        found = _round2(
-            ica2,
-            epochs,
-            eog_channels=_eog_proxies(epochs, eog_proxies),
-            eog_threshold=eog_threshold,
-            muscle_ratio=hf_muscle_ratio,
-            verbose=verbose,
-        )
-        removed += [(2, c, rule, score) for c, rule, score in found]
-        if found:
-            _apply(ica2, epochs, [c for c, _, _ in found], verbose)
-        steps.append(
-            f"ICA round 2 ({ica2.n_components_} components): {len(found)} removed "
-            f"(eye: |z| of correlation with EOG/frontal channels > {eog_threshold:g}; "
-            f"muscle: mean power 30-100 Hz > {hf_muscle_ratio}× 1-100 Hz)"
-        )
+
+
+def _ica_round2(epochs, ica_args, rules, steps, verbose):
+    """Eye and muscle components, removed; returns (ICA, found)."""
+    ica = _fit_ica(epochs, **ica_args, verbose=verbose)
+    found = _round2(ica, epochs, **rules, verbose=verbose)
+    if found:
+        _apply(ica, epochs, [c for c, _, _ in found], verbose)
+    steps.append(
+        f"ICA round 2 ({_ica_name(ica, epochs)}): {len(found)} removed "
+        f"(eye: |z| of correlation with EOG/frontal channels > "
+        f"{rules['eog_threshold']:g} and |r| >= {rules['eog_min_r']:g}; "
+        f"muscle: mean power 30-100 Hz > {rules['muscle_ratio']}× 1-100 Hz)"
+    )
+    return ica, found
+
+
+def _teps(epochs, bad_channels, reference, baseline, condition, steps, verbose):
+    """Interpolate, re-reference, baseline; the TEP of all and per condition."""
     if epochs.info["bads"]:
         epochs.interpolate_bads(reset_bads=True, verbose=verbose)
         steps.append(f"interpolated {bad_channels}")
@@ -577,33 +802,4 @@ def run_tesa(
             name = f"{condition}={value}"
             evokeds[name] = epochs[sel].average(picks="eeg")
             evokeds[name].comment = name
-    gmfp_rows = [
-        pd.DataFrame(
-            {"evoked": name, "time_ms": ev.times * 1e3, "gmfp_uv": gmfp(ev) * 1e6}
-        )
-        for name, ev in evokeds.items()
-    ]
-    peaks = peak_table(
-        evokeds,
-        TEP_WINDOWS if windows is None else windows,
-        roi=roi,
-        neighbours=neighbours,
-        method=peak_method,
-        verbose=verbose,
-    )
-    ica_table = pd.DataFrame(removed, columns=["round", "component", "rule", "score"])
-    logger.info(
-        f"TESA pipeline: {len(epochs)} epochs, {len(bad_channels)} bad channels, "
-        f"{len(bad_trials)} bad trials, {len(ica_table)} ICA components removed"
-    )
-    return TesaResult(
-        epochs=epochs,
-        evokeds=evokeds,
-        gmfp=pd.concat(gmfp_rows, ignore_index=True),
-        peaks=peaks,
-        bad_channels=bad_channels,
-        bad_trials=bad_trials,
-        ica=ica_table,
-        alignment=alignment,
-        steps=steps,
-    )
+    return evokeds
