@@ -31,6 +31,7 @@ from __future__ import annotations
 import mmap
 import operator
 import os
+import threading
 from functools import partial
 from itertools import islice
 
@@ -55,7 +56,9 @@ class _Undecodable(Exception):
     """A chunk that the fast reader cannot decode exactly."""
 
 
-def read_intact(index, stream_ids: list[int]) -> dict[int, dict] | None:
+def read_intact(
+    index, stream_ids: list[int], background: bool = False
+) -> dict[int, dict] | None:
     """Decode whole streams of an intact file, or ``None`` to read carefully.
 
     Parameters
@@ -64,48 +67,87 @@ def read_intact(index, stream_ids: list[int]) -> dict[int, dict] | None:
         From :func:`~stimtrain.xdf.file.index_xdf`, with no damage.
     stream_ids : list of int
         Streams to decode.
+    background : bool
+        Return once the timestamps are read and every chunk is known to
+        decode, the values being copied by a thread: each state's ``wait``
+        waits for them (and re-raises what stopped the thread). The
+        timestamps can then be corrected while the values are copied.
 
     Returns
     -------
     states : dict of int to dict | None
         Per stream, in the form :func:`~stimtrain.xdf.file.read_samples`
         finishes: ``values``, ``stamps`` (as stored, zero where not
-        stamped), ``flags`` (8: stamped, 0: deduced), ``fill`` and the
-        counts of lost samples (none). ``None`` when a chunk does not decode
-        exactly.
+        stamped), ``flags`` (8: stamped, 0: deduced), ``fill``, the counts
+        of lost samples (none) and ``wait``. ``None`` when a chunk does not
+        decode exactly.
     """
     size = os.path.getsize(index.path)
     numeric = [
         sid for sid in stream_ids if index.streams[sid].channel_format != "string"
     ]
     out: dict[int, dict] = {}
-    with open(index.path, "rb") as f:
-        try:
-            flags = {sid: _flags(f, size, index.streams[sid]) for sid in numeric}
-            for sid in numeric:
-                marks, kinds = flags.pop(sid)
-                stream = index.streams[sid]
-                n = int(sum(stream.chunk_nsamples))
-                out[sid] = dict(
-                    values=np.empty(
-                        (n, stream.channel_count), FORMATS[stream.channel_format]
-                    ),
-                    stamps=np.empty(n),
-                    flags=marks,
-                    kinds=kinds,
-                    index=None,
-                    fill=n,
-                )
-            _copy(f, size, index, out)
-            for sid in stream_ids:
-                if sid not in out:
-                    out[sid] = _strings(f, index.streams[sid])
-        except _Undecodable:
-            return None
+    f = open(index.path, "rb")  # closed by the copy of the values
+    try:
+        flags = {sid: _flags(f, size, index.streams[sid]) for sid in numeric}
+        for sid in numeric:
+            marks, kinds = flags.pop(sid)
+            stream = index.streams[sid]
+            n = int(sum(stream.chunk_nsamples))
+            out[sid] = dict(
+                values=np.empty(
+                    (n, stream.channel_count), FORMATS[stream.channel_format]
+                ),
+                stamps=np.empty(n),
+                flags=marks,
+                kinds=kinds,
+                index=None,
+                fill=n,
+            )
+        _copy(f, size, index, out, "stamps")  # every chunk checked here
+        for sid in stream_ids:
+            if sid not in out:
+                out[sid] = _strings(f, index.streams[sid])
+    except _Undecodable:
+        f.close()
+        return None
+    except BaseException:
+        f.close()
+        raise
+    wait = _copy_values(f, size, index, {sid: out[sid] for sid in numeric}, background)
     for state in out.values():
-        state.pop("kinds", None)
-        state.update(n_cut=0, n_lost=0, breaks=[], last_end=None)
+        state.update(n_cut=0, n_lost=0, breaks=[], last_end=None, wait=wait)
     return out
+
+
+def _copy_values(f, size: int, index, states: dict, background: bool):
+    """Copy the values (now or in a thread); return the function waiting for them."""
+    failed: list = []
+
+    def copy() -> None:
+        try:
+            _copy(f, size, index, states, "values")
+        except BaseException as err:  # noqa: BLE001 - re-raised by wait()
+            failed.append(err)
+        finally:
+            f.close()
+
+    if not background or not states:
+        copy()
+        thread = None
+    else:
+        thread = threading.Thread(target=copy, name="xdf-values", daemon=True)
+        thread.start()
+
+    def wait() -> None:
+        if thread is not None:
+            thread.join()
+        if failed:
+            raise failed[0]
+
+    if thread is None:
+        wait()
+    return wait
 
 
 # -- flags ---------------------------------------------------------------------
@@ -141,36 +183,43 @@ def _flags(f, size: int, stream) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _walk(f, size, stream, record: int, chunks, starts, flags) -> None:
-    """Walk the flags of the given chunks, all together, into ``flags``."""
-    offsets = np.asarray(stream.chunk_offset, np.int64)[chunks]
-    ends = offsets + np.asarray(stream.chunk_nbytes, np.int64)[chunks]
-    left = np.asarray(stream.chunk_nsamples, np.int64)[chunks]
+    """Walk the flags of the given chunks, all together, into ``flags``.
+
+    The walkers are sorted longest chunk first, so that those still walking
+    are a prefix of the arrays: a step is five numpy calls. A bad flag sends
+    its walker astray; the flags and the ends are checked afterwards.
+    """
+    counts = np.asarray(stream.chunk_nsamples, np.int64)[chunks]
+    order = np.argsort(-counts, kind="stable")
+    chunks, counts = chunks[order], counts[order]
+    pos = np.asarray(stream.chunk_offset, np.int64)[chunks]
+    ends = pos + np.asarray(stream.chunk_nbytes, np.int64)[chunks]
     at = starts[chunks].copy()
-    pos = offsets.copy()
+    live = len(chunks)
     with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
         u8 = np.frombuffer(mm, np.uint8)
         try:
-            live = np.arange(len(chunks))
-            while len(live) >= WALK_TOGETHER:
-                p = pos[live]
+            step = 0
+            while live >= WALK_TOGETHER:
+                p, a = pos[:live], at[:live]
                 flag = u8[p]
-                if np.any((flag != 0) & (flag != 8)):
-                    raise _Undecodable
-                flags[at[live]] = flag
-                pos[live] = p + record + flag
-                at[live] += 1
-                left[live] -= 1
-                done = left[live] == 0
-                if done.any():
-                    live = live[~done]
-            for c in live.tolist():
-                got = _walk_one(mm[pos[c] : ends[c]], record, int(left[c]))
+                flags[a] = flag
+                p += flag
+                p += record
+                a += 1
+                step += 1
+                while live and counts[live - 1] == step:
+                    live -= 1  # this one is through its chunk
+            for c in range(live):
+                got = _walk_one(mm[pos[c] : ends[c]], record, int(counts[c]) - step)
                 flags[at[c] : at[c] + len(got)] = got
                 pos[c] = ends[c]
-            if np.any(pos != ends):
-                raise _Undecodable
+        except IndexError:  # a walker past the end of the file: a bad flag
+            raise _Undecodable from None
         finally:
             del u8
+    if np.any(pos != ends) or np.any((flags != 0) & (flags != 8)):
+        raise _Undecodable
 
 
 def _walk_one(data: bytes, record: int, n: int) -> np.ndarray:
@@ -212,13 +261,16 @@ def _walk_one(data: bytes, record: int, n: int) -> np.ndarray:
 # -- copying -------------------------------------------------------------------
 
 
-def _copy(f, size: int, index, out: dict) -> None:
-    """Copy every numeric chunk into its slice, one mapped window at a time.
+def _copy(f, size: int, index, out: dict, part: str) -> None:
+    """Copy every numeric chunk's ``part`` into its slice, a window at a time.
 
-    The file is cut into windows of :data:`WINDOW` bytes (a chunk belongs to
-    the window its first sample is in). In each stream, consecutive chunks of
-    one window, layout and length, evenly spaced, form a group copied by one
-    strided view; consecutive chunks of mixed flags are gathered together.
+    ``part`` is ``"stamps"`` (the timestamps, every flag checked against the
+    bytes, chunks whose one stamp is not the first walked) or ``"values"``
+    (afterwards: no checks left). The file is cut into windows of
+    :data:`WINDOW` bytes (a chunk belongs to the window its first sample is
+    in). In each stream, consecutive chunks of one window, layout and
+    length, evenly spaced, form a group copied by one strided view;
+    consecutive chunks of mixed flags are gathered together.
     """
     plans = {
         sid: _groups(index.streams[sid], state["kinds"]) for sid, state in out.items()
@@ -227,7 +279,7 @@ def _copy(f, size: int, index, out: dict) -> None:
     gran = mmap.ALLOCATIONGRANULARITY
     populate = getattr(mmap, "MAP_POPULATE", 0) | mmap.MAP_SHARED
     for w in windows:
-        todo = []  # (stream, state, arrays of this window's groups)
+        todo = []  # (stream id, first and last chunk of this window's groups)
         lo, hi = size, 0
         for sid, (win, first, last, off, end, _) in plans.items():
             a, b = np.searchsorted(win, [w, w + 1])
@@ -240,14 +292,19 @@ def _copy(f, size: int, index, out: dict) -> None:
             f.fileno(), hi - base, flags=populate, prot=mmap.PROT_READ, offset=base
         )
         try:
-            u8 = np.frombuffer(mm, np.uint8)
-            for sid, firsts, lasts in todo:
-                stream, state = index.streams[sid], out[sid]
-                for g0, g1 in zip(firsts.tolist(), lasts.tolist(), strict=True):
-                    _copy_chunks(u8, base, g0, g1 + 1, plans[sid], stream, state)
-            del u8
+            _copy_window(
+                np.frombuffer(mm, np.uint8), base, todo, plans, index, out, part
+            )
         finally:
             mm.close()
+
+
+def _copy_window(u8, base: int, todo, plans, index, out: dict, part: str) -> None:
+    """The groups of one mapped window (its array is gone when this returns)."""
+    for sid, firsts, lasts in todo:
+        stream, state = index.streams[sid], out[sid]
+        for g0, g1 in zip(firsts.tolist(), lasts.tolist(), strict=True):
+            _copy_chunks(u8, base, g0, g1 + 1, plans[sid], stream, state, part)
 
 
 def _groups(stream, kinds):
@@ -285,15 +342,16 @@ def _groups(stream, kinds):
     return w[starts], kept[starts], kept[stops], off, end, first_sample
 
 
-def _copy_chunks(u8, base: int, c0: int, c1: int, plan, stream, state) -> None:
+def _copy_chunks(u8, base: int, c0: int, c1: int, plan, stream, state, part) -> None:
     """Chunks ``c0 .. c1-1`` of a group (see :func:`_groups`)."""
     off, end, first_sample = plan[3], plan[4], plan[5]
-    kind = int(state["kinds"][c0])
+    kinds = state["kinds"]
+    kind = int(kinds[c0])
     k0, n = int(first_sample[c0]), stream.chunk_nsamples[c0]
     if kind != MIXED:
         s0 = int(off[c0]) - base
         spacing = int(off[c0 + 1] - off[c0]) if c1 - c0 > 1 else int(end[c0] - off[c0])
-        if _copy_group(u8, s0, spacing, c1 - c0, n, k0, kind, stream, state):
+        if _copy_group(u8, s0, spacing, c1 - c0, n, k0, kind, stream, state, part):
             return
     counts = stream.chunk_nsamples
     chunks = [
@@ -301,17 +359,23 @@ def _copy_chunks(u8, base: int, c0: int, c1: int, plan, stream, state) -> None:
         for c in range(c0, c1)
     ]
     if kind == MIXED:
-        _copy_batch(u8, chunks, stream, state)
-    else:
-        # The one stamp is not the first sample's: walk these chunks.
-        for chunk in chunks:
-            _rewalk(u8, [chunk], stream, state)
+        _copy_batch(u8, chunks, stream, state, part)
+        return
+    # The one stamp is not the first sample's: walk these chunks, which are
+    # copied by their samples' positions from now on.
+    vsize = stream.channel_count * FORMATS[stream.channel_format].itemsize
+    for start, stop, k, count in chunks:
+        data = u8[start:stop].tobytes()
+        state["flags"][k : k + count] = _walk_one(data, 1 + vsize, count)
+        _copy_batch(u8, [(start, stop, k, count)], stream, state, part)
+    kinds[c0:c1] = MIXED
 
 
-def _copy_group(u8, s0, spacing, count, n, k0, kind: int, stream, state) -> bool:
+def _copy_group(u8, s0, spacing, count, n, k0, kind, stream, state, part) -> bool:
     """Evenly spaced chunks of one layout and length through a strided view.
 
-    Returns ``False`` when chunks taken to have one stamp, the first, do not.
+    Returns ``False`` when chunks taken to have one stamp, the first, do not
+    (found when the stamps are copied).
     """
     dtype = FORMATS[stream.channel_format]
     nch = stream.channel_count
@@ -326,35 +390,31 @@ def _copy_group(u8, s0, spacing, count, n, k0, kind: int, stream, state) -> bool
 
     if kind == FIRST:
         head, rest = records(8, s0, 1), records(0, s0 + 9 + vsize, n - 1)
+        if part == "values":
+            values[:, :1] = head["v"]
+            values[:, 1:] = rest["v"]
+            return True
         if np.any(head["f"] != 8) or np.any(rest["f"] != 0):
             return False
-        values[:, :1] = head["v"]
         stamps[:, :1] = head["t"]
-        values[:, 1:] = rest["v"]
         stamps[:, 1:] = 0.0
         return True
     rec = records(kind, s0, n)
+    if part == "values":
+        values[...] = rec["v"]
+        return True
     if np.any(rec["f"] != kind):
         raise _Undecodable
-    values[...] = rec["v"]
     stamps[...] = rec["t"] if kind else 0.0
     return True
 
 
-def _rewalk(u8, chunks, stream, state) -> None:
-    """Chunks whose flags were guessed wrong: walk them, then copy them."""
-    vsize = stream.channel_count * FORMATS[stream.channel_format].itemsize
-    flags = state["flags"]
-    for start, end, k, n in chunks:
-        flags[k : k + n] = _walk_one(u8[start:end].tobytes(), 1 + vsize, n)
-    _copy_batch(u8, chunks, stream, state, walked=True)
-
-
-def _copy_batch(u8, chunks, stream, state, walked: bool = False) -> None:
-    """Chunks of one stream, consecutive in it, by positions and one gather.
+def _copy_batch(u8, chunks, stream, state, part: str) -> None:
+    """Chunks of one stream, consecutive in it, by their samples' positions.
 
     Rows are gathered as opaque records of the values' size (a memcpy each),
-    timestamps through an unaligned float64 view of the bytes.
+    in blocks that stay in the cache; timestamps through an unaligned float64
+    view of the bytes.
     """
     dtype = FORMATS[stream.channel_format]
     vsize = stream.channel_count * dtype.itemsize
@@ -372,23 +432,22 @@ def _copy_batch(u8, chunks, stream, state, walked: bool = False) -> None:
     shift = starts - (pos[first] - step[first])
     pos -= step
     pos += np.repeat(shift, counts)
+    size = len(u8)
+    if part == "values":
+        row = np.dtype((np.void, vsize))
+        rows = np.ndarray((size - vsize + 1,), row, u8, 0, (1,))
+        out = state["values"][k0:k1].reshape(k1 - k0, vsize // dtype.itemsize)
+        out = out.view(row)[:, 0]
+        pos += 1
+        pos += flags
+        for a in range(0, k1 - k0, GATHER):
+            # In blocks, so that the gathered rows are still in the cache
+            # when they are copied out.
+            out[a : a + GATHER] = rows[pos[a : a + GATHER]]
+        return
     last = first + counts - 1
     if np.any(pos[last] + step[last] != ends) or np.any(u8[pos] != flags):
-        if walked:
-            raise _Undecodable
-        _rewalk(u8, chunks, stream, state)
-        return
-    size = len(u8)
-    row = np.dtype((np.void, vsize))
-    rows = np.ndarray((size - vsize + 1,), row, u8, 0, (1,))
-    out = state["values"][k0:k1].reshape(k1 - k0, vsize // dtype.itemsize)
-    out = out.view(row)[:, 0]
-    at = pos + 1
-    at += flags
-    for a in range(0, k1 - k0, GATHER):
-        # In blocks, so that the gathered rows are still in the cache when
-        # they are copied out.
-        out[a : a + GATHER] = rows[at[a : a + GATHER]]
+        raise _Undecodable
     stamps = state["stamps"][k0:k1]
     stamps[:] = 0.0
     has = np.flatnonzero(flags)

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from .decode import deduce_timestamps
 from .format import FORMATS, XdfError, xml_to_dict
-from .index import Damage, StreamIndex, XdfIndex, index_xdf
+from .index import index_xdf
 from .salvage import _salvage_numeric  # noqa: F401 - tests reach it here
 from .samples import StreamSamples, read_samples
+from .table import Damage, StreamIndex, XdfIndex
 
 __all__ = [
     "FORMATS",

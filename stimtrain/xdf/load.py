@@ -15,6 +15,7 @@ from mne.utils import logger, verbose, warn
 
 from .clock import apply_clock_fit, clock_fit, corrupted_last_offset, dejitter
 from .file import XdfError, index_xdf, read_samples
+from .samples import read_fast
 
 __all__ = ["load_streams"]
 
@@ -189,7 +190,15 @@ def load_streams(
             apply_clock_fit(t, fits[sid])
             return _in_windows(t, w_starts, w_stops)
 
-    samples = read_samples(index, ids, row_filter)
+    fast = read_fast(index, ids, background=True) if row_filter is None else None
+    if fast is not None:
+        # The values are copied by a thread while the timestamps are
+        # corrected here: waited for before anything uses them.
+        samples, wait = fast
+    else:
+        samples, wait = read_samples(index, ids, row_filter), lambda: None
+    if any(fit is not None and fit.dropped_last for fit in fits.values()):
+        wait()  # pylsl#67: _assemble drops the extra samples' values
     summary = index.damage_summary(samples)
     if summary is not None:
         # One warning per file: what was skipped, where, and what it cost.
@@ -207,6 +216,7 @@ def load_streams(
                 break_samples=jitter_break_threshold_samples,
             )
         )
+    wait()
     if windows is not None:
         starts, stops = _merge_windows(windows)
         for sid, stream in zip(ids, out, strict=True):

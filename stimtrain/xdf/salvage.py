@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .decode import _string_sample
-from .index import Damage
+from .table import Damage
 
 # Salvage: a damaged Samples chunk is decoded sample by sample; where a sample
 # cannot be right (a timestamp flag other than 0/8, a sample running past the

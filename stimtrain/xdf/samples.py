@@ -18,8 +18,8 @@ from .clock import diff_bounds
 from .decode import _decode_numeric, _decode_strings, _gather, deduce_timestamps
 from .fast import read_intact
 from .format import FORMATS
-from .index import StreamIndex, XdfIndex
 from .salvage import _note_salvage, _salvage_numeric, _salvage_strings
+from .table import StreamIndex, XdfIndex
 
 
 @dataclass
@@ -63,13 +63,10 @@ def read_samples(
         irregular stream's sample with such a timestamp is dropped); they are
         counted in ``index.bad_stamps``.
     """
-    if row_filter is None and _intact(index, stream_ids):
-        states = read_intact(index, stream_ids)
-        if states is not None:
-            return {
-                sid: _finish(index, index.streams[sid], states[sid])
-                for sid in stream_ids
-            }
+    if row_filter is None:
+        fast = read_fast(index, stream_ids)
+        if fast is not None:
+            return fast[0]
     plans = {}
     for sid in stream_ids:
         stream = index.streams[sid]
@@ -189,6 +186,29 @@ def read_samples(
     return {sid: _finish(index, index.streams[sid], st) for sid, st in out.items()}
 
 
+def read_fast(
+    index: XdfIndex, stream_ids: list[int], background: bool = False
+) -> tuple[dict[int, StreamSamples], Callable[[], None]] | None:
+    """Whole streams of an intact file by :mod:`.fast`, or ``None``.
+
+    ``None`` when the file needs the careful reader (damage, or a chunk that
+    does not decode exactly). Otherwise the samples, as
+    :func:`read_samples` gives them, and a function that waits until their
+    values are copied: with ``background``, a thread copies them while the
+    caller works on the timestamps.
+    """
+    if not _intact(index, stream_ids):
+        return None
+    states = read_intact(index, stream_ids, background)
+    if states is None:
+        return None
+    samples = {
+        sid: _finish(index, index.streams[sid], states[sid]) for sid in stream_ids
+    }
+    wait = next(iter(states.values()))["wait"] if states else lambda: None
+    return samples, wait
+
+
 def _intact(index: XdfIndex, stream_ids: list[int]) -> bool:
     """No damage anywhere and no cut or damaged chunk in these streams."""
     if index.damage or index.truncated:
@@ -240,6 +260,7 @@ def _finish(index: XdfIndex, stream: StreamIndex, state: dict) -> StreamSamples:
             if isinstance(values, list):
                 values = [v for v, k in zip(values, keep, strict=True) if k]
             else:
+                state.get("wait", lambda: None)()  # values copied in a thread
                 values = values[keep]
             numbers = None if numbers is None else numbers[keep]
             breaks = []
