@@ -17,7 +17,21 @@ phase at the pulses around the target (what a lab would see from its
 recording), "floor" its error against the true phase (what the in-band
 noise alone leaves, however the phase is estimated).
 
-Usage: ``python benchmarks/closed_loop.py [--pulses N] [--seed S]``
+With ``--over-lsl``: the same loop in real time on the simulated rig. The
+rig's EEG (5 kHz, 32 channels, the mu rhythm at ``--snr`` and the delay
+``--delay``) streams over LSL; the trigger process reads it and hands each
+deadline to this process, which schedules it on the device process (which
+owns the stimulator's port and fires through the trigger box); the rig's
+own log gives the rhythm's true phase at every delivered pulse. Printed:
+the phase error as above, the decision latency in the trigger process
+(newest chunk pulled -> deadline sent, every decision), the hand-over
+latency (newest chunk pulled -> the device process has the pulse queued,
+every deadline), refusals, and the delivered pulse against its deadline.
+``--with-task`` renders a flanker task in this process meanwhile.
+
+Usage: ``python benchmarks/closed_loop.py [--pulses N] [--seed S]``,
+``python benchmarks/closed_loop.py --over-lsl [--pulses N] [--snr DB]
+[--delay S] [--with-task]``
 """
 
 from __future__ import annotations
@@ -102,13 +116,151 @@ def condition(snr: float, delay: float, pulses: int, seed: int) -> dict:
     }
 
 
+def _pct(values, q: float) -> float:
+    return float(np.percentile(values, q)) * 1e3 if len(values) else float("nan")
+
+
+def over_lsl(args) -> int:
+    """The closed loop in real time on the simulated rig; print what it did."""
+    import json
+    import os
+    import tempfile
+    import threading
+    from contextlib import ExitStack
+
+    from stimtrain.orchestrator.session.lslconfig import use_local_lsl
+
+    use_local_lsl()
+    import pylsl
+
+    from stimtrain.orchestrator.session.closed_loop.process import (
+        TriggerConfig,
+        TriggerProcess,
+    )
+    from stimtrain.orchestrator.session.device_process import (
+        DeviceConfig,
+        DeviceProcess,
+    )
+    from stimtrain.orchestrator.session.simrig import start_simulated_rig
+
+    bound = 0.005
+    target = 0.0
+    handover: list[float] = []
+    refusals: list[str] = []
+    reports = []
+    lock = threading.Lock()
+    done = threading.Event()
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+        log = Path(tmp) / "simulator_pulses.jsonl"
+        stream = f"bench-closed-loop-{os.getpid()}"
+        sim = start_simulated_rig(
+            pulse_log=log,
+            eeg_stream=stream,
+            mu_snr=f"{args.snr:g}",
+            eeg_delay=f"{args.delay:g}",
+        )
+        stack.callback(sim.stop)
+        device = DeviceProcess(
+            DeviceConfig(
+                model="super_rapid2",
+                stimulator_port=sim.stimulator_port,
+                trigger_port=sim.trigger_port,
+            ),
+            on_pulse=reports.append,
+        )
+        stack.callback(device.stop)
+        device.start()
+        device.set_power(30)
+        device.arm(3.0)
+
+        def on_deadline(h) -> None:
+            with lock:
+                index = len(handover)
+                # The hop to this process counts against the bound too.
+                late = pylsl.local_clock() - h.pulled_at
+                if late > bound:
+                    refusals.append(f"hand-over {late * 1e3:.1f} ms above the bound")
+                    return
+                device.schedule(1, [(h.deadline, index, "trigger")])
+                handover.append(pylsl.local_clock() - h.pulled_at)
+                if len(handover) >= args.pulses:
+                    done.set()
+
+        settings = TriggerSettings(
+            target_deg=target, amp_delay_s=args.delay, min_interval_s=1.5
+        )
+        trigger = TriggerProcess(
+            TriggerConfig(stream, PRESETS["c3_hjorth"], settings, bound),
+            on_deadline=on_deadline,
+            on_refusal=lambda r: refusals.append(r.reason),
+        ).start()
+        stack.callback(trigger.stop)
+        limit = time.monotonic() + 20 + 6 * args.pulses
+        if args.with_task:
+            sys.path.insert(0, str(Path(__file__).parent))
+            from pulse_timing import render_task
+
+            from stimtrain.tasks.display import open_window, virtual_display
+
+            stack.enter_context(virtual_display())
+            win = open_window(size=(1024, 768), fullscr=False)
+            stack.callback(win.close)
+            while not done.is_set() and time.monotonic() < limit:
+                render_task(
+                    win, Path(tmp), pylsl.local_clock() + 20, seed=len(handover)
+                )
+        else:
+            done.wait(limit - time.monotonic())
+        trigger.stop()
+        time.sleep(1.0)
+        device.disarm()
+        mu_log = Path(tmp) / "simulator_mu_phase.jsonl"
+        lines = mu_log.read_text().splitlines() if mu_log.exists() else []
+        true = np.radians([json.loads(line)["phase_deg"] for line in lines])
+        decisions = trigger.latencies
+    err = true - math.radians(target)
+    print(
+        f"over LSL: {args.snr:g} dB, delay {args.delay * 1e3:g} ms"
+        + (", flanker task rendering" if args.with_task else "")
+    )
+    if len(err):
+        print(
+            f"  pulses {len(err)}: mean error "
+            f"{math.degrees(float(np.angle(np.exp(1j * circmean(err))))):+.1f} deg, "
+            f"circular SD {math.degrees(float(circstd(err))):.1f} deg"
+        )
+    print(
+        f"  decision latency (trigger process), {len(decisions)} decisions: "
+        f"median {_pct(decisions, 50):.2f} ms, p99 {_pct(decisions, 99):.2f} ms, "
+        f"max {_pct(decisions, 100):.2f} ms"
+    )
+    print(
+        f"  hand-over latency (pulled -> queued in the device process), "
+        f"{len(handover)} deadlines: median {_pct(handover, 50):.2f} ms, "
+        f"p99 {_pct(handover, 99):.2f} ms"
+    )
+    fired = [r.actual - r.scheduled for r in reports]
+    print(
+        f"  delivered vs deadline (host write), {len(fired)} pulses: median "
+        f"{_pct(fired, 50):.3f} ms, p99 {_pct(fired, 99):.3f} ms"
+    )
+    print(f"  refused: {len(refusals)}" + (f" ({refusals[0]})" if refusals else ""))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run every condition and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pulses", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--over-lsl", action="store_true")
+    parser.add_argument("--snr", type=float, default=11.0)
+    parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--with-task", action="store_true")
     args = parser.parse_args(argv)
     print(f"machine: {describe()}")
+    if args.over_lsl:
+        return over_lsl(args)
     print(
         f"{'SNR dB':>6} {'delay ms':>8} {'pulses':>6} {'mean err':>8} "
         f"{'SD':>6} {'anchor SD':>9} {'SD-anchor':>9} {'offline SD':>10} "
