@@ -1,38 +1,49 @@
 """Benchmark: stimtrain's XDF reader against pyxdf and against reading the bytes.
 
 For each timestamp layout a recording of ``--minutes`` of ``--channels``
-float32 channels at ``--sfreq`` Hz is written (numpy XDF writer of
-``tests/analysis/synthetic_xdf.py``), with a stimtrain marker stream (one
-pulse per second) and clock offsets every 5 s:
+float32 channels at ``--sfreq`` Hz is written by
+``synthetic_xdf.write_layout`` (``tests/analysis``), with a stimtrain marker
+stream (one pulse per second) and clock offsets every 5 s:
 
 - ``even``: evenly spaced, 0.5 s chunks, only each chunk's first sample
   stamped (the others deduced, as LabRecorder writes a regular stream);
 - ``jittered``: every sample stamped with its own jittered timestamp (an
   amplifier's own clock), 0.5 s chunks;
-- ``omitted``: one sample in four stamped, at random, 0.5 s chunks;
-- ``small chunks``: every sample stamped, 10 ms chunks (50 samples);
-- ``interleaved``: the channels split over two signal streams (EEG and EMG,
-  the EMG stamped per sample, the EEG per chunk) whose 0.1 s chunks
+- ``omitted``: one sample in four stamped, at random, 0.5 s chunks (the
+  hardest layout: every sample's place depends on all the flags before it);
+- ``small chunks``: every sample stamped, 10 ms chunks (50 samples at 5 kHz);
+- ``interleaved``: the channels split over two signal streams (EEG stamped
+  per chunk, a 4-channel EMG stamped per sample) whose 0.1 s chunks
   alternate in the file.
 
-Each reader runs in a fresh subprocess with the file in the page cache and
-reports its wall time and its peak resident memory (``ru_maxrss``, which
-counts numpy buffers and file pages mapped into the process) above the
-process's resident memory before the read:
+Each reader runs in a fresh subprocess with the file in the page cache:
 
 - ``bytes``: ``path.read_bytes()``, the floor;
-- ``stimtrain``: ``load_streams(path)`` (clock sync and dejitter, as pyxdf);
-- ``pyxdf``: ``pyxdf.load_xdf(path)`` (same defaults);
-- ``stimtrain windows`` (not run unless asked): the markers, then the signal
-  in ``--window`` around each pulse.
+- ``pyxdf``: ``pyxdf.load_xdf(path)`` (clock sync and dejitter);
+- ``stimtrain``: ``load_streams(path)`` (the same corrections, timestamps
+  equal to pyxdf's to the bit);
+- ``stimtrain windows`` (only when asked): the markers, then the signal in
+  ``--window`` around each pulse.
 
-The data returned is the bytes of every ``time_series`` and ``time_stamps``
-array handed back. The machine is shared and single runs vary by up to 3x:
-each reader runs ``--repeat`` times and the fastest run is shown, with the
-lowest peak (memory varies far less).
+Measured per run: wall and CPU time of the read, and peak memory: the
+resident set's high-water mark (``VmHWM``, which counts numpy's buffers,
+the C library's and file pages mapped into the process; reset through
+``/proc/self/clear_refs`` just before the read) above the resident set
+before it. The data returned is the bytes of every ``time_series`` and
+``time_stamps`` array handed back.
+
+Two things about this machine (a shared VM): single runs vary by up to 3x
+with the other work on it, so each reader runs ``--repeat`` times and the
+fastest time and lowest peak are shown; and memory a process touches for
+the first time can cost 1-2 s per GB (the host backs the VM's memory
+lazily; measured 2.3 s against 0.11 s for touching 0.8 GB), which would
+swamp every reader. So each run first touches and frees twice the file's
+size, then reads; ``--cold`` skips that.
 
 Usage: ``python benchmarks/xdf_read.py [--minutes 10] [--repeat 5]
-[--layouts even jittered] [--keep]``; ``--minutes 1 --repeat 2`` is a quick run.
+[--layouts even jittered] [--readers bytes stimtrain] [--keep] [--cold]``;
+``--minutes 1 --repeat 2`` is a quick run. With ``--keep`` the files stay
+in /tmp and are reused.
 """
 
 from __future__ import annotations
