@@ -1,9 +1,11 @@
 """The chunk index of an XDF file, made without decoding any sample.
 
-:func:`index_xdf` walks the chunk headers only (over a memory map of the
-file, never touching sample payloads) and records where every Samples chunk
-lies, its sample count and its first timestamp; damaged stretches are
-skipped or kept for salvage (see :mod:`.chunks` and :mod:`.salvage`).
+:func:`index_xdf` walks the chunk headers only (a small read at each
+chunk's start, never the sample payloads; runs of chunks with the same
+header bytes are checked together with numpy) and records where every
+Samples chunk lies, its sample count and its first timestamp; damaged
+stretches are skipped or kept for salvage (see :mod:`.chunks` and
+:mod:`.salvage`). :mod:`.table` holds what it records.
 """
 
 from __future__ import annotations
