@@ -320,6 +320,13 @@ def main(argv=None) -> None:
         ratios.append(f"{peak / rec.data_bytes:>{width - 1}.2f}x")
     print(f"{'total':<24}" + "".join(totals))
     print(f"{'peak / samples (float32)':<24}" + "".join(ratios))
+    cells = [
+        " / ".join(
+            str(sum(r["round"] == rnd for r in res["removed"])) for rnd in (1, 2)
+        )
+        for _, _, res in results
+    ]
+    print(f"{'ICA removed (1 / 2)':<24}" + "".join(f"{c:>{width}}" for c in cells))
     for label, key in (
         ("ICA fit samples", "samples"),
         ("ICA iterations", "iterations"),
