@@ -14,21 +14,27 @@ step (the kernel's high-water mark, reset before each step):
   (Picard);
 - ``plain``: what the analysis did before: the whole file as a float64
   RawArray (:func:`read_raw_xdf`'s route, the streams kept as
-  ``session_analysis`` keeps them) and FastICA on every sample.
+  ``session_analysis`` keeps them) and FastICA on every sample;
+- ``plain-ica``: the fast path's reading and epochs with the plain path's
+  ICA (FastICA on every sample), on the long recording: what the ICA
+  decisions and TEP peaks are to be compared with at full length.
 
 Steps: read, artifact alignment (the report's pulse table), epochs (with
 bad channels and trials), ICA round 1, filters, ICA round 2, TEPs, peaks,
 MEPs (with the recruitment fit), report (the HTML report's figures and
 tables, saved).
 
-The plain path needs about 4x the recording's size in memory and its FastICA
-takes minutes per ICA round on an hour: it runs on the same recording only
-up to ``--plain-minutes``; on a longer one it runs on a recording of
+The plain path holds the whole file as float32 and again as float64 (4.6x
+the samples on 5 minutes; some 17 GB for an hour, more than a shared 24 GiB
+machine can spare): it runs on the same recording only up to
+``--plain-minutes``; on a longer one it runs on a recording of
 ``--plain-minutes`` from the same generator, next to the fast path on that
-same recording, in the same run.
+same recording, and ``plain-ica`` runs the plain ICA on the long one, all in
+the same run. Below each table: the components each pair removes (|r| of
+their topographies) and the GMFP peaks of their TEPs.
 
 Usage: ``python benchmarks/analysis.py [--minutes 60] [--channels 64]
-[--data DIR] [--plain-minutes 5] [--paths fast plain]``
+[--data DIR] [--plain-minutes 5] [--paths fast plain plain-ica]``
 """
 
 from __future__ import annotations
@@ -72,7 +78,11 @@ LABELS = {
     "report": "report",
 }
 #: run_tesa's arguments for each path (the fast one is its defaults).
-TESA = {"fast": {}, "plain": dict(ica_method="fastica", ica_decim=None)}
+TESA = {
+    "fast": {},
+    "plain": dict(ica_method="fastica", ica_decim=None),
+    "plain-ica": dict(ica_method="fastica", ica_decim=None),
+}
 GB = 1e9
 
 
@@ -160,7 +170,7 @@ def child(path_kind: str, fname: Path, report_path: Path) -> None:
     warnings.simplefilter("ignore")
     meter = StepMeter()
     with meter("read"):
-        if path_kind == "fast":
+        if path_kind in ("fast", "plain-ica"):
             raw = read_raw_windows(fname)
         else:
             # session_analysis keeps the streams for its tables meanwhile.
@@ -258,7 +268,10 @@ def main(argv=None) -> None:
     )
     parser.add_argument("--plain-minutes", type=float, default=5.0)
     parser.add_argument(
-        "--paths", nargs="+", default=["fast", "plain"], choices=["fast", "plain"]
+        "--paths",
+        nargs="+",
+        default=["fast", "plain", "plain-ica"],
+        choices=["fast", "plain", "plain-ica"],
     )
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -276,6 +289,10 @@ def main(argv=None) -> None:
     main_rec = recording(args.data, args.minutes, args.channels)
     if "fast" in args.paths:
         runs.append(("fast", main_rec))
+    if "plain-ica" in args.paths and (
+        "plain" not in args.paths or args.minutes > args.plain_minutes
+    ):
+        runs.append(("plain-ica", main_rec))
     if "plain" in args.paths:
         plain_min = min(args.minutes, args.plain_minutes)
         small = (
@@ -338,8 +355,8 @@ def main(argv=None) -> None:
         print(f"{label + ' (1 / 2)':<24}" + "".join(f"{c:>{width}}" for c in cells))
     by = {(k, r.minutes): res for k, r, res in results}
     for (kind, minutes), res in by.items():
-        if kind == "plain" and ("fast", minutes) in by:
-            print(f"\nFast against plain on the {minutes:g} min recording:")
+        if kind.startswith("plain") and ("fast", minutes) in by:
+            print(f"\nFast against {kind} on the {minutes:g} min recording:")
             print(_matches(by[("fast", minutes)], res))
     print(
         f"\n(peak = the process's resident memory at its highest during the step, "
