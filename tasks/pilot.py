@@ -16,6 +16,7 @@ Also runnable as ``python -m stimtrain.tasks.pilot NAME ...``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
@@ -185,14 +186,16 @@ def run(args: argparse.Namespace) -> int:
     return 1 if result.stopped else 0
 
 
-def _run_block(
-    args, task, params, n_trials, seed, tsv_path, markers_path, start_level, instr_s
-):
-    from .display import open_window, virtual_display
-    from .participant import SimulatedParticipant
-    from .runner import run_task_block
+@contextlib.contextmanager
+def pilot_window(args: argparse.Namespace, markers_path: Path):
+    """A pilot's window and marker writer: yields ``(win, emit)``.
 
-    participant = SimulatedParticipant(seed=seed) if args.simulated else None
+    The window opens on a virtual display with ``--simulated`` (or when there
+    is no display) and closes on the way out; ``emit`` writes each marker as
+    one JSON line to ``markers_path`` (a new file).
+    """
+    from .display import open_window, virtual_display
+
     with (
         open(markers_path, "x", encoding="utf-8") as markers,
         virtual_display(force=args.simulated),
@@ -205,21 +208,32 @@ def _run_block(
 
         win = open_window(fullscr=args.fullscreen)
         try:
-            return run_task_block(
-                win,
-                task,
-                params,
-                n_trials=n_trials,
-                seed=seed,
-                tsv_path=tsv_path,
-                emit=emit,
-                participant=participant,
-                start_level=start_level,
-                instructions_s=instr_s,
-                practice_trials=args.practice,
-            )
+            yield win, emit
         finally:
             win.close()
+
+
+def _run_block(
+    args, task, params, n_trials, seed, tsv_path, markers_path, start_level, instr_s
+):
+    from .participant import SimulatedParticipant
+    from .runner import run_task_block
+
+    participant = SimulatedParticipant(seed=seed) if args.simulated else None
+    with pilot_window(args, markers_path) as (win, emit):
+        return run_task_block(
+            win,
+            task,
+            params,
+            n_trials=n_trials,
+            seed=seed,
+            tsv_path=tsv_path,
+            emit=emit,
+            participant=participant,
+            start_level=start_level,
+            instructions_s=instr_s,
+            practice_trials=args.practice,
+        )
 
 
 def format_measures(measures: dict[str, Any]) -> str:

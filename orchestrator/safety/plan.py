@@ -591,16 +591,7 @@ def _task(block: TaskBlock, rng, thresholds, caps, trigger, common):
         table = block_pulse_table(
             np.arange(n) * step, common["earliest_start_s"], block.index, [dose]
         )
-        extra = dict(
-            **_dose_fields(dose),
-            online=describe_online(tms),
-            min_interval_s=step if n > 1 else None,
-            run_decides_timing=True,
-            delivery=None
-            if caps is None
-            else (Delivery.TRIGGER if trigger else Delivery.SERIAL),
-            fields=_fields(block),
-        )
+        extra = _online_fields(tms, dose, n, step, caps, trigger, _fields(block))
     planned = PlannedBlock(
         **common,
         duration_s=block.trials * trial_max,
@@ -631,21 +622,13 @@ def _builder_task(block: TaskBlock, rng, thresholds, caps, trigger, common):
         )
         # The block lasts at least until its last pulse.
         shortest = max(0, n - 1) * step
-        extra = dict(
-            **_dose_fields(dose),
-            online=describe_online(tms),
-            min_interval_s=step if n > 1 else None,
-            run_decides_timing=True,
-            delivery=None
-            if caps is None
-            else (Delivery.TRIGGER if trigger else Delivery.SERIAL),
-            fields=(
-                ("intensity", "tms.intensity"),
-                ("rate", "tms.at"),
-                ("length", "trials" if "trials" in block.raw else "tms.at"),
-                ("gap", "tms.at"),
-            ),
+        fields = (
+            ("intensity", "tms.intensity"),
+            ("rate", "tms.at"),
+            ("length", "trials" if "trials" in block.raw else "tms.at"),
+            ("gap", "tms.at"),
         )
+        extra = _online_fields(tms, dose, n, step, caps, trigger, fields)
     planned = PlannedBlock(
         **common,
         duration_s=facts.estimated_s,
@@ -656,6 +639,20 @@ def _builder_task(block: TaskBlock, rng, thresholds, caps, trigger, common):
         **extra,
     )
     return planned, table, shortest
+
+
+def _online_fields(tms, dose, n: int, step: float, caps, trigger, fields) -> dict:
+    """A task block's online-TMS plan fields: ``n`` pulses at least ``step`` apart."""
+    return dict(
+        **_dose_fields(dose),
+        online=describe_online(tms),
+        min_interval_s=step if n > 1 else None,
+        run_decides_timing=True,
+        delivery=None
+        if caps is None
+        else (Delivery.TRIGGER if trigger else Delivery.SERIAL),
+        fields=fields,
+    )
 
 
 def describe_online(tms) -> str:

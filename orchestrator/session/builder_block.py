@@ -134,13 +134,7 @@ class BuilderPulses(OnlinePulses):
         ordinal = self.starts
         self.starts += 1
         deadline = t + self.tms.delay_s
-        fields = dict(
-            task=self.block.task,
-            trial=trial.index,
-            condition=trial.condition,
-            locked_to=event,
-            delay=self.tms.delay_s,
-        )
+        fields = self._fields(event, trial)
         if ordinal not in self.eligible or self.scheduled >= self.planned.pulses:
             if not self.warned:
                 self.warned = True
@@ -156,13 +150,4 @@ class BuilderPulses(OnlinePulses):
         if self.scheduled and deadline - self.last_deadline < gap - 1e-6:
             self._no_pulse(deadline, fields, reason="too_soon")
             return
-        if ordinal not in self.chosen or self.control.stalled.is_set():
-            reason = "stream_stalled" if ordinal in self.chosen else None
-            self._no_pulse(deadline, fields, reason=reason)
-            return
-        index = self.scheduled
-        self.scheduled += 1
-        self.last_deadline = deadline
-        self.ctx.ledger.set_online_fields(self.block.index, index, **fields)
-        self.deadlines[index] = deadline
-        self.queue.put((deadline, index))
+        self._offer(ordinal, deadline, fields)

@@ -88,16 +88,23 @@ class OnlinePulses:
         if event != self.tms.event or trial.index not in self.eligible:
             return
         deadline = t + self.tms.delay_s
-        fields = dict(
+        self._offer(trial.index, deadline, self._fields(event, trial))
+
+    def _fields(self, event: str, trial) -> dict:
+        """The fields a trial's pulse (or ``no_pulse``) marker carries."""
+        return dict(
             task=self.block.task,
             trial=trial.index,
             condition=trial.condition,
             locked_to=event,
             delay=self.tms.delay_s,
         )
-        if trial.index not in self.chosen or self.control.stalled.is_set():
+
+    def _offer(self, key: int, deadline: float, fields: dict) -> None:
+        """Schedule the pulse of eligible event ``key``, or mark it not given."""
+        if key not in self.chosen or self.control.stalled.is_set():
             # Not stimulated (or a required stream is down: no pulse then).
-            reason = "stream_stalled" if trial.index in self.chosen else None
+            reason = "stream_stalled" if key in self.chosen else None
             self._no_pulse(deadline, fields, reason=reason)
             return
         index = self.scheduled

@@ -109,14 +109,7 @@ def _decode_numeric(buf, n: int, nch: int, dtype: np.dtype, cut: bool = False):
             f"Samples chunk of {n} samples: the samples take {used} bytes but the "
             f"chunk holds {size}"
         )
-    values = np.lib.stride_tricks.sliding_window_view(u8, vsize)[pos + 1 + flags]
-    values = values.view(dtype).reshape(m, nch)
-    stamps = np.zeros(m)
-    has = flags == 8
-    if has.any():
-        raw = np.lib.stride_tricks.sliding_window_view(u8, 8)[pos[has] + 1]
-        stamps[has] = raw.view("<f8")[:, 0]
-    return values, stamps, flags
+    return _gather(buf, pos, flags, nch, dtype)
 
 
 def _decode_strings(buf, n: int, nch: int):

@@ -284,6 +284,14 @@ def _quiet():
     return restore
 
 
+def _unsupported(kind: str, otherwise: str, **where) -> BuilderError:
+    """The error for a routine or component stimtrain cannot run: the device
+    it needs when that is the reason, else ``otherwise``."""
+    need = DEVICE_NEEDS.get(kind)
+    rule = f"needs {need}, which stimtrain does not provide" if need else otherwise
+    return BuilderError(rule, kind, **where)
+
+
 def _line_of(text: str, tag: str, name: str) -> tuple[int, int]:
     m = re.search(rf'<{re.escape(tag)}\b[^>]*\bname="{re.escape(name)}"', text)
     if m is None:
@@ -417,16 +425,10 @@ def _model(exp, path: Path, shown: str, text: str, sha: str) -> BuilderExperimen
         if isinstance(routine, BaseStandaloneRoutine):
             kind = type(routine).__name__
             line, col = _line_of(text, kind, rname)
-            need = DEVICE_NEEDS.get(kind)
-            rule = (
-                f"needs {need}, which stimtrain does not provide"
-                if need
-                else "is a standalone routine stimtrain cannot run"
-            )
             problems.append(
-                BuilderError(
-                    rule,
+                _unsupported(
                     kind,
+                    "is a standalone routine stimtrain cannot run",
                     file=shown,
                     line=line,
                     col=col,
@@ -452,17 +454,11 @@ def _model(exp, path: Path, shown: str, text: str, sha: str) -> BuilderExperimen
             components[name] = Component(name, kind, rname, params, line)
             if kind in SUPPORTED_COMPONENTS:
                 continue
-            need = DEVICE_NEEDS.get(kind)
-            rule = (
-                f"needs {need}, which stimtrain does not provide"
-                if need
-                else "is not a component stimtrain runs (visual, keyboard, mouse "
-                "and code components only)"
-            )
             problems.append(
-                BuilderError(
-                    rule,
+                _unsupported(
                     kind,
+                    "is not a component stimtrain runs (visual, keyboard, mouse "
+                    "and code components only)",
                     file=shown,
                     line=line,
                     col=col,

@@ -11,12 +11,10 @@ it after that many loop iterations, ``--seed`` seeds its loops.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 
 def run_builder(args: argparse.Namespace) -> int:
@@ -33,9 +31,8 @@ def run_builder(args: argparse.Namespace) -> int:
         0 when it ran to its end (or to ``--trials``), 1 when stopped early
         (escape), 2 for a problem found before the start.
     """
-    from ..display import open_window, virtual_display
     from ..participant import SimulatedParticipant
-    from ..pilot import format_measures, parse_params
+    from ..pilot import format_measures, parse_params, pilot_window
     from .experiment import BuilderError, read_experiment
     from .run import check_runnable, run_builder_block
 
@@ -63,17 +60,7 @@ def run_builder(args: argparse.Namespace) -> int:
     tsv_path = out / f"{stem}_trials.tsv"
     markers_path = out / f"{stem}_markers.jsonl"
     participant = SimulatedParticipant(seed=seed) if args.simulated else None
-    with (
-        open(markers_path, "x", encoding="utf-8") as markers,
-        virtual_display(force=args.simulated),
-    ):
-
-        def emit(event: str, timestamp: float, **fields: Any) -> None:
-            markers.write(
-                json.dumps({"event": event, "timestamp": timestamp, **fields}) + "\n"
-            )
-
-        win = open_window(fullscr=args.fullscreen)
+    with pilot_window(args, markers_path) as (win, emit):
         try:
             result = run_builder_block(
                 win,
@@ -92,8 +79,6 @@ def run_builder(args: argparse.Namespace) -> int:
                   file=sys.stderr)  # fmt: skip
             print(f"trials:  {tsv_path}\nmarkers: {markers_path}", file=sys.stderr)
             return 1
-        finally:
-            win.close()
     print(f"{experiment.name}: {len(result.results)} trials, seed {seed}")
     print(f"trials:  {tsv_path}")
     print(f"markers: {markers_path}")
