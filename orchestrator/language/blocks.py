@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from .errors import Problem
+from .trigger import TriggeredPulses
 from .units import Intensity
 from .yamlpos import LocatedDocument
 
@@ -123,13 +124,17 @@ class PulseList:
         return float(np.min(np.diff(self.times_s))) if len(self.times_s) > 1 else np.inf
 
 
-Pattern = SinglePulses | PairedPulses | RTMSTrains | ThetaBurst | PulseList
+Pattern = (
+    SinglePulses | PairedPulses | RTMSTrains | ThetaBurst | PulseList | TriggeredPulses
+)
 PATTERN_NAMES: dict[type, str] = {
     SinglePulses: "single",
     PairedPulses: "paired",
     RTMSTrains: "rtms",
     ThetaBurst: "theta_burst",
     PulseList: "list",
+    # Written as ``pattern: single`` with a ``trigger`` section.
+    TriggeredPulses: "single",
 }
 
 

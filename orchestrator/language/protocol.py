@@ -62,6 +62,8 @@ from .protocol_fields import (  # noqa: F401 - the tables are part of the API
     PROTOCOL_SPEC,
     REPEAT_SPEC,
     SAFETY_OPTIONS_SPEC,
+    TRIGGER_SPEC,
+    TRIGGERED_SPEC,
     TYPE_KIND,
 )
 from .structure import (
@@ -71,6 +73,7 @@ from .structure import (
     read_variables,
     substitute,
 )
+from .trigger import read_triggered
 from .yamlpos import LocatedDocument, load_yaml_file, load_yaml_text
 
 
@@ -472,8 +475,13 @@ def _read_block(
         pattern = r.get(m, path, "pattern", PATTERN_KIND.parse, required=True)
         if pattern is None:
             return []
-        v = PATTERN_SPECS[pattern].read(r, m, path)
-        pat = _read_pattern(r, m, path, pattern, v)
+        if "trigger" in m:
+            # Pulses at an EEG phase: bounded by a count and/or a duration.
+            got = read_triggered(r, m, path, pattern)
+            v, pat = got if got is not None else (None, None)
+        else:
+            v = PATTERN_SPECS[pattern].read(r, m, path)
+            pat = _read_pattern(r, m, path, pattern, v)
         if pat is None or len(r.problems) > n_problems:
             return []
         return [

@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from . import spec as s
+from . import trigger as _trigger
 from .blocks import (
     ORDERS,
     PAIRED_PARADIGMS,
@@ -493,6 +494,139 @@ PATTERN_SPECS: dict[str, s.RecordSpec] = {
         extra_keys=("type",),
     ),
 }
+
+_NUMBER_SCHEMA = {"type": "number"}
+PHASE = s.Kind(
+    "phase",
+    _trigger.parse_phase,
+    {"anyOf": [{"enum": list(_trigger.PHASE_NAMES)}, _NUMBER_SCHEMA]},
+)
+BAND = s.Kind(
+    "band",
+    _trigger.parse_band,
+    {
+        "anyOf": [
+            {
+                "type": "string",
+                "pattern": r"^\s*[0-9.]+\s*(-|–|to)\s*[0-9.]+\s*[Hh][Zz]\s*$",
+            },
+            {
+                "type": "array",
+                "items": s.FREQUENCY.schema,
+                "minItems": 2,
+                "maxItems": 2,
+            },
+        ],
+        "examples": ["8-13 Hz"],
+    },
+)
+MONTAGE = s.Kind(
+    "montage",
+    _trigger.parse_montage,
+    {
+        "anyOf": [
+            {"enum": list(_trigger.MONTAGE_PRESETS)},
+            {"type": "object", "additionalProperties": _NUMBER_SCHEMA},
+        ]
+    },
+)
+GATE_SPEC = s.RecordSpec(
+    "the amplitude gate",
+    "Pulses only while the band power reaches a percentile of its recent history.",
+    (
+        s.FieldSpec(
+            "percentile",
+            s.number_range(0, 100),
+            "The percentile of recent band powers the current one must reach.",
+            50,
+        ),
+        s.FieldSpec(
+            "span",
+            s.TIME,
+            "How far back the history reaches.",
+            "60 s",
+            check=s.positive,
+        ),
+    ),
+)
+TRIGGER_SPEC = s.RecordSpec(
+    "a trigger",
+    "Pulses at a phase of an EEG rhythm, read live from the rig's EEG stream.",
+    (
+        s.FieldSpec(
+            "target",
+            PHASE,
+            "Target phase: peak, trough or degrees (0: peak, 180: trough).",
+            required=True,
+        ),
+        s.FieldSpec("band", BAND, "The rhythm's band.", "8-13 Hz"),
+        s.FieldSpec(
+            "montage",
+            MONTAGE,
+            "A preset (c3_hjorth, c4_hjorth) or channel: weight.",
+            "c3_hjorth",
+        ),
+        s.FieldSpec(
+            "estimator",
+            s.Kind(
+                "estimator",
+                _trigger.parse_estimator,
+                {"enum": list(_trigger.ESTIMATORS)},
+            ),
+            "How the phase is predicted: ar (autoregressive forward prediction).",
+            "ar",
+        ),
+        s.FieldSpec(
+            "window",
+            s.TIME,
+            "Recent signal each estimate reads (at least two cycles of the band's "
+            "lower edge).",
+            "500 ms",
+            check=s.positive,
+        ),
+        s.FieldSpec(
+            "gate",
+            s.Kind(
+                "gate",
+                _trigger.parse_gate,
+                {"anyOf": [{"const": "none"}, GATE_SPEC.json_schema()]},
+            ),
+            "Amplitude gate (percentile, span; default 50 and 60 s), or none.",
+        ),
+        s.FieldSpec(
+            "min_interval",
+            s.TIME,
+            "No pulse sooner than this after the last (the safety worst case).",
+            "2 s",
+            check=s.positive,
+        ),
+        s.FieldSpec(
+            "max_interval",
+            s.TIME,
+            "After this long without a pulse, the next crossing is taken whatever "
+            "the band power.",
+            check=s.positive,
+        ),
+        s.FieldSpec(
+            "phase_offset",
+            s.Kind("phase offset", _trigger.parse_offset, _NUMBER_SCHEMA),
+            "Degrees added to the target (the estimator's bias for this participant).",
+            0,
+        ),
+    ),
+)
+TRIGGERED_SPEC = s.RecordSpec(
+    "a triggered stimulate block",
+    "Single pulses at a phase of an EEG rhythm, until pulses or duration.",
+    (
+        *_STIM_COMMON,
+        s.FieldSpec("pulses", s.INTEGER, "The most pulses.", check=s.at_least_one),
+        s.FieldSpec(
+            "duration", s.TIME, "The longest the block runs.", check=s.positive
+        ),
+    ),
+    extra_keys=("type", "trigger"),
+)
 
 REPEAT_SPEC = s.RecordSpec(
     "a repeat block",

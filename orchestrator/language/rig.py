@@ -1,4 +1,4 @@
-"""The rig: which stimulator on which port, trigger line, streams, screen, LSL network.
+"""The rig: stimulator and port, trigger line, streams, screen, LSL network, EEG.
 
 A rig file is separate from the protocol so that one protocol runs on every
 lab's hardware. ``sim`` is the built-in simulated rig: a Magstim Super Rapid²
@@ -55,6 +55,34 @@ class EmgSource:
 
 
 @dataclass(frozen=True, kw_only=True)
+class EegSource:
+    """The EEG a triggered block reads live (the rig file's ``eeg``).
+
+    Attributes
+    ----------
+    stream : str
+        LSL name of the EEG stream.
+    sfreq : float
+        Its sampling rate, Hz (the run refuses a stream at another rate).
+    channels : tuple of str or None
+        Its channel labels, when the rig declares them (montages are then
+        checked before the run; else when the stream is found).
+    delay_s : float
+        The amplifier's declared constant delay: a sample's true time is its
+        stamp minus this, s.
+    latency_bound_s : float
+        A pulse decided more slowly than this (newest sample pulled ->
+        deadline handed over) is not given, s.
+    """
+
+    stream: str
+    sfreq: float
+    channels: tuple[str, ...] | None = None
+    delay_s: float = 0.0
+    latency_bound_s: float = 0.005
+
+
+@dataclass(frozen=True, kw_only=True)
 class LslNetwork:
     """Where the session's LSL streams may be read (the rig file's ``lsl``).
 
@@ -99,6 +127,8 @@ class Rig:
         Whether LSL stays on this machine or records over the lab network.
     emg : EmgSource or None
         The EMG channel threshold and hotspot blocks read MEPs from.
+    eeg : EegSource or None
+        The EEG triggered blocks read phase from.
     """
 
     name: str
@@ -111,6 +141,27 @@ class Rig:
     simulated: bool = False
     lsl: LslNetwork = field(default_factory=LslNetwork)
     emg: EmgSource | None = None
+    eeg: EegSource | None = None
+
+
+#: The simulated amplifier's rate, Hz (devices/sim_eeg.py).
+SIM_EEG_RATE = 5000.0
+
+
+def simulated_eeg(delay_s: float = 0.0) -> EegSource:
+    """The simulated rig's EEG: 32 channels of the 10-20 system and the EMG.
+
+    ``delay_s`` is the simulated amplifier's delay (``--sim-eeg-delay``),
+    which the simulated rig declares as it is.
+    """
+    from stimtrain.devices.sim_eeg import CHANNEL_NAMES_32
+
+    return EegSource(
+        stream=SIM_EEG_STREAM,
+        sfreq=SIM_EEG_RATE,
+        channels=(*CHANNEL_NAMES_32, SIM_EMG_CHANNEL),
+        delay_s=delay_s,
+    )
 
 
 def simulated_rig(model: str = "super_rapid2", *, trigger: bool = True) -> Rig:
@@ -133,6 +184,7 @@ def simulated_rig(model: str = "super_rapid2", *, trigger: bool = True) -> Rig:
         screen=Screen(),
         simulated=True,
         emg=EmgSource(stream=SIM_EEG_STREAM, channel=SIM_EMG_CHANNEL),
+        eeg=simulated_eeg(),
     )
 
 
@@ -266,12 +318,53 @@ _EMG_SPEC = s.RecordSpec(
         ),
     ),
 )
+_EEG_SPEC = s.RecordSpec(
+    "the EEG",
+    "The EEG stream triggered blocks read the rhythm's phase from, live.",
+    (
+        s.FieldSpec(
+            "stream",
+            s.TEXT,
+            "Name of the LSL stream with the EEG (also recorded: list it under "
+            "streams.require).",
+            required=True,
+        ),
+        s.FieldSpec(
+            "rate",
+            s.FREQUENCY,
+            "The stream's sampling rate.",
+            required=True,
+            check=s.positive,
+        ),
+        s.FieldSpec(
+            "channels",
+            s.list_of(s.TEXT),
+            "The stream's channel labels (montages are then checked before the run).",
+        ),
+        s.FieldSpec(
+            "delay",
+            s.TIME,
+            "The amplifier's constant delay: how old a sample is when it is "
+            "stamped (measure it; e.g. 50 ms for BrainAmp-class amplifiers).",
+            required=True,
+            check=s.non_negative,
+        ),
+        s.FieldSpec(
+            "latency_bound",
+            s.TIME,
+            "No pulse when deciding it took longer (newest sample pulled -> "
+            "deadline handed over).",
+            "5 ms",
+            check=s.positive,
+        ),
+    ),
+)
 RIG_SPEC = s.RecordSpec(
     "a rig",
     "A lab set-up: stimulator, trigger line, required streams, screen, LSL "
-    "network, EMG.",
+    "network, EMG, EEG.",
     (),
-    extra_keys=("stimulator", "trigger", "streams", "screen", "lsl", "emg"),
+    extra_keys=("stimulator", "trigger", "streams", "screen", "lsl", "emg", "eeg"),
 )
 RIG_SECTIONS = {
     "stimulator": _STIMULATOR_SPEC,
@@ -280,6 +373,7 @@ RIG_SECTIONS = {
     "screen": _SCREEN_SPEC,
     "lsl": _LSL_SPEC,
     "emg": _EMG_SPEC,
+    "eeg": _EEG_SPEC,
 }
 
 
@@ -393,4 +487,18 @@ def load_rig(spec: str | Path) -> Rig:
         else EmgSource(
             stream=sections["emg"]["stream"], channel=sections["emg"]["channel"]
         ),
+        eeg=_eeg(sections.get("eeg")),
+    )
+
+
+def _eeg(v: dict | None) -> EegSource | None:
+    """The rig's EEG from its section's values (None without a section)."""
+    if v is None:
+        return None
+    return EegSource(
+        stream=v["stream"],
+        sfreq=v["rate"],
+        channels=None if v["channels"] is None else tuple(v["channels"]),
+        delay_s=v["delay"],
+        latency_bound_s=v["latency_bound"],
     )

@@ -56,6 +56,8 @@ def _block_defs() -> dict:
         ONLINE_TMS_SPEC,
         PATTERN_SPECS,
         REPEAT_SPEC,
+        TRIGGER_SPEC,
+        TRIGGERED_SPEC,
     )
 
     defs: dict = {}
@@ -74,10 +76,22 @@ def _block_defs() -> dict:
         defs[f"stimulate_{name}"] = _record(
             spec, allow_variables=True, type={"const": "stimulate"}
         )
+    defs["stimulate_triggered"] = _record(
+        TRIGGERED_SPEC,
+        allow_variables=True,
+        type={"const": "stimulate"},
+        trigger={"$ref": "#/definitions/trigger"},
+    )
+    defs["trigger"] = _record(TRIGGER_SPEC, allow_variables=True)
     defs["stimulate"] = {
         "type": "object",
         "required": ["pattern"],
-        "allOf": _switch("pattern", {p: f"stimulate_{p}" for p in PATTERN_SPECS}),
+        # A trigger section makes the pulses phase-locked single pulses.
+        "if": {"required": ["trigger"]},
+        "then": {"$ref": "#/definitions/stimulate_triggered"},
+        "else": {
+            "allOf": _switch("pattern", {p: f"stimulate_{p}" for p in PATTERN_SPECS})
+        },
     }
     defs["repeat"] = _record(
         REPEAT_SPEC,

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ...language.trigger import MONTAGE_PRESETS
+
 
 @dataclass(frozen=True)
 class Montage:
@@ -106,8 +108,7 @@ class Montage:
         return np.asarray(data, float) @ self.vector(ch_names)
 
 
-#: Named montages a protocol can ask for.
+#: Named montages a protocol can ask for (the protocol language's table).
 PRESETS: dict[str, Montage] = {
-    "c3_hjorth": Montage.hjorth("C3", ("FC1", "FC5", "CP1", "CP5")),
-    "c4_hjorth": Montage.hjorth("C4", ("FC2", "FC6", "CP2", "CP6")),
+    name: Montage(weights) for name, weights in MONTAGE_PRESETS.items()
 }

@@ -1,0 +1,154 @@
+"""The trigger section of stimulate blocks and the rig's EEG, as read from files."""
+
+import pytest
+
+from stimtrain.orchestrator.language.errors import ProtocolError
+from stimtrain.orchestrator.language.protocol import load_protocol_text
+from stimtrain.orchestrator.language.rig import load_rig, simulated_rig
+from stimtrain.orchestrator.language.trigger import (
+    MONTAGE_PRESETS,
+    TriggeredPulses,
+    rig_problems,
+)
+from stimtrain.orchestrator.safety.checking import check_file
+from stimtrain.orchestrator.session.closed_loop import PRESETS
+
+HEAD = "stimtrain: 1\nname: t\nblocks:\n"
+
+
+def _block(body: str) -> str:
+    lines = [
+        "  - type: stimulate",
+        "    pattern: single",
+        "    intensity: 50 %MSO",
+    ]
+    return HEAD + "\n".join(lines) + "\n" + body
+
+
+def test_defaults_follow_phastimate():
+    """A bare trigger is C3 Hjorth, 8-13 Hz, AR over 500 ms, median gate of 60 s."""
+    p = load_protocol_text(
+        _block("    pulses: 5\n    trigger:\n      target: trough\n")
+    )
+    pattern = p.blocks[0].pattern
+    assert isinstance(pattern, TriggeredPulses)
+    t = pattern.trigger
+    assert t.target_deg == 180.0
+    assert t.band_hz == (8.0, 13.0)
+    assert t.montage == MONTAGE_PRESETS["c3_hjorth"]
+    assert (t.estimator, t.window_s) == ("ar", 0.5)
+    assert (t.gate_percentile, t.gate_span_s) == (50.0, 60.0)
+    assert (t.min_interval_s, t.max_interval_s, t.phase_offset_deg) == (2.0, None, 0)
+    assert pattern.max_pulses == 5 and p.blocks[0].pattern_name == "single"
+
+
+def test_every_field_written():
+    """Degrees, a band as a list, a montage mapping, gate none and both bounds."""
+    p = load_protocol_text(
+        _block(
+            "    pulses: 100\n    duration: 20 s\n    trigger:\n"
+            "      target: -90\n      band: [9 Hz, 12 Hz]\n"
+            "      montage: {C4: 1, CP2: -1}\n      window: 400 ms\n"
+            "      gate: none\n      min_interval: 3 s\n      max_interval: 10 s\n"
+            "      phase_offset: -12.5\n"
+        )
+    )
+    pattern = p.blocks[0].pattern
+    t = pattern.trigger
+    assert t.target_deg == 270.0 and t.band_hz == (9.0, 12.0)
+    assert t.montage == (("C4", 1.0), ("CP2", -1.0)) and t.montage_name is None
+    assert t.gate_percentile is None and t.max_interval_s == 10.0
+    assert t.phase_offset_deg == -12.5
+    # 20 s at 3 s at the least: 7 pulses at most, fewer than the count.
+    assert pattern.max_pulses == 7
+
+
+def test_gate_mapping_is_located_field_by_field():
+    with pytest.raises(ProtocolError) as exc:
+        load_protocol_text(
+            _block(
+                "    pulses: 5\n    trigger:\n      target: peak\n"
+                "      gate: {percentile: 80, span: 0 s}\n"
+            )
+        )
+    assert str(exc.value) == (
+        "<string>:10:36: error: blocks[0].trigger.gate.span: must be greater than "
+        "zero (got 0 s)"
+    )
+
+
+def test_only_single_pulses_are_triggered():
+    with pytest.raises(ProtocolError) as exc:
+        load_protocol_text(
+            HEAD + "  - type: stimulate\n    pattern: rtms\n    intensity: 50 %MSO\n"
+            "    pulses: 5\n    trigger:\n      target: peak\n"
+        )
+    assert "blocks[0].pattern: a block with a trigger gives single pulses" in str(
+        exc.value
+    )
+
+
+def test_max_interval_not_below_min():
+    with pytest.raises(ProtocolError) as exc:
+        load_protocol_text(
+            _block(
+                "    pulses: 5\n    trigger:\n      target: peak\n"
+                "      max_interval: 1 s\n"
+            )
+        )
+    assert "trigger.max_interval: must not be shorter than min_interval" in str(
+        exc.value
+    )
+
+
+def test_session_presets_are_the_languages():
+    """The trigger process's montages are the ones protocols name."""
+    for name, weights in MONTAGE_PRESETS.items():
+        assert PRESETS[name].weights == weights
+
+
+def test_rig_file_eeg_section(tmp_path):
+    rig = tmp_path / "rig.yaml"
+    rig.write_text(
+        "stimulator: {model: super_rapid2, port: /dev/ttyUSB0}\n"
+        "eeg:\n  stream: BrainAmp\n  rate: 1000 Hz\n  delay: 50 ms\n"
+        "  channels: [C3, FC1, FC5, CP1, CP5]\n"
+    )
+    eeg = load_rig(rig).eeg
+    assert (eeg.stream, eeg.sfreq, eeg.delay_s) == ("BrainAmp", 1000.0, 0.05)
+    assert eeg.latency_bound_s == 0.005
+    assert eeg.channels == ("C3", "FC1", "FC5", "CP1", "CP5")
+    rig.write_text(
+        "stimulator: {model: super_rapid2, port: /dev/ttyUSB0}\n"
+        "eeg:\n  stream: BrainAmp\n  rate: 1000 Hz\n"
+    )
+    with pytest.raises(ProtocolError, match=r"eeg\.delay: is required"):
+        load_rig(rig)
+
+
+def test_simulated_rig_declares_its_eeg():
+    eeg = simulated_rig().eeg
+    assert eeg.sfreq == 5000.0 and {"C3", "FC1", "CP5", "FDI"} <= set(eeg.channels)
+    p = load_protocol_text(_block("    pulses: 5\n    trigger:\n      target: peak\n"))
+    assert rig_problems(p.blocks, simulated_rig()) == []
+
+
+def test_plan_judges_every_pulse_at_the_minimum_interval(tmp_path):
+    """The worst case: the count (or what the duration allows) at min_interval."""
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        _block(
+            "    duration: 30 s\n    trigger:\n      target: peak\n"
+            "      min_interval: 2.5 s\n"
+        )
+    )
+    plan = check_file(path, rig="sim").plan
+    b = plan.blocks[0]
+    assert b.pulses == 13 and b.run_decides_timing
+    assert b.min_interval_s == 2.5 and b.trigger.startswith("peak (0 deg)")
+    offsets = b.pulse_offsets_s
+    assert len(offsets) == 13
+    assert all(
+        abs(y - x - 2.5) < 1e-9 for x, y in zip(offsets[:-1], offsets[1:], strict=True)
+    )
+    assert b.duration_s == pytest.approx(1.5 + 30.0)
