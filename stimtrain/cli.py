@@ -139,6 +139,12 @@ def cmd_plan(args) -> int:
             intensity = f"{cond}, then {intensity} after {b.isi_s * 1e3:g} ms"
         if b.online:
             intensity += f"\n{b.online}"
+        if b.trigger:
+            # The run decides the times: judged as every pulse at the minimum.
+            intensity += (
+                f"\ntriggered: {b.trigger}\nworst case: {b.pulses} pulses "
+                f"{b.min_interval_s or 0:g} s apart"
+            )
         table.add_row(
             str(b.index + 1),
             b.label,
@@ -146,7 +152,9 @@ def cmd_plan(args) -> int:
             + (f" ({b.pattern})" if b.pattern else f" ({b.task})" if b.task else ""),
             format_time(b.start_s),
             format_time(b.duration_s),
-            (f"≤{b.pulses}" if b.online else str(b.pulses)) if b.pulses else "",
+            (f"≤{b.pulses}" if b.online or b.trigger else str(b.pulses))
+            if b.pulses
+            else "",
             intensity,
             b.delivery or "",
         )

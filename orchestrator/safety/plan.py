@@ -33,6 +33,7 @@ from ..language.protocol import (
     WaitBlock,
 )
 from ..language.thresholds import Thresholds
+from ..language.trigger import TriggeredPulses
 from ..language.units import Intensity
 from .delivery import (
     Delivery,
@@ -97,6 +98,9 @@ class PlannedBlock:
     train_pulses: int | None = None
     train_frequency_hz: float | None = None
     online: str | None = None
+    #: Triggered blocks: the trigger in words; their pulses are planned at the
+    #: worst case (every one at the minimum interval).
+    trigger: str | None = None
     min_interval_s: float | None = None
     run_decides_timing: bool = False
     earliest_start_s: float = 0.0
@@ -397,6 +401,8 @@ def _dose_fields(dose: Dose) -> dict:
 def _stimulate(block: StimulateBlock, rng, thresholds, caps, trigger, common):
     """Plan a stimulation block: offsets, power, delivery and worst-case pulses."""
     pattern = block.pattern
+    if isinstance(pattern, TriggeredPulses):
+        return _triggered(block, thresholds, caps, trigger, common)
     dose = resolve_intensity(block.intensity, thresholds)
     offsets, end = pulse_offsets(pattern, rng)
     worst, worst_end = worst_case_offsets(pattern)
@@ -453,6 +459,57 @@ def _stimulate(block: StimulateBlock, rng, thresholds, caps, trigger, common):
         **extra,
     )
     return planned, table, ARM_LEAD_S + worst_end
+
+
+#: Planned time of a triggered block given only a pulse count, per pulse, in
+#: minimum intervals (an estimate for the timeline: the gate and the wait for
+#: the phase make the intervals longer than the minimum).
+TRIGGERED_INTERVALS_PER_PULSE = 2.0
+
+
+def _triggered(block: StimulateBlock, thresholds, caps, trigger, common):
+    """Plan a triggered block at its worst case: every pulse at the minimum
+    interval, as many as its count or duration allows, from its earliest start.
+
+    The block ends at its ``duration`` (or, with only a count, an estimate);
+    it may end after its last pulse, so the next block's earliest start is
+    right after the last worst-case pulse.
+    """
+    pattern: TriggeredPulses = block.pattern
+    dose = resolve_intensity(block.intensity, thresholds)
+    step = pattern.interval_s
+    worst = np.arange(pattern.max_pulses) * step
+    table = block_pulse_table(
+        ARM_LEAD_S + worst, common["earliest_start_s"], block.index, [dose]
+    )
+    if pattern.duration_s is not None:
+        length = pattern.duration_s
+    else:
+        trig = pattern.trigger
+        per_pulse = trig.max_interval_s or TRIGGERED_INTERVALS_PER_PULSE * step
+        length = pattern.max_pulses * per_pulse
+    delivery = None
+    if caps is not None:
+        delivery = Delivery.TRIGGER if trigger else Delivery.SERIAL
+    planned = PlannedBlock(
+        **common,
+        **_dose_fields(dose),
+        duration_s=ARM_LEAD_S + length,
+        pulses=pattern.max_pulses,
+        pulse_offsets_s=tuple(float(x) for x in ARM_LEAD_S + worst),
+        pattern="single",
+        trigger=pattern.trigger.describe(),
+        delivery=delivery,
+        min_interval_s=step if pattern.max_pulses > 1 else None,
+        run_decides_timing=True,
+        fields=(
+            ("intensity", "intensity"),
+            ("rate", "trigger.min_interval"),
+            ("length", "pulses" if pattern.pulses is not None else "duration"),
+            ("gap", "trigger.min_interval"),
+        ),
+    )
+    return planned, table, ARM_LEAD_S + float(worst[-1])
 
 
 def measured_thresholds(

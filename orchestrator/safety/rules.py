@@ -28,6 +28,7 @@ from ..language.blocks import (
 )
 from ..language.errors import Problem, ProtocolError
 from ..language.rig import Rig
+from ..language.trigger import rig_problems
 from .delivery import capabilities
 from .dose import Dose, Thresholds, resolve_intensity  # noqa: F401
 from .limits import DEFAULT_LIMITS, Limits, load_limits  # noqa: F401
@@ -268,6 +269,9 @@ def check_plan(
     report = SafetyReport(delivered_today=plan.delivered_today)
     c = _Checker(protocol, limits, report, rig)
     caps = None if rig is None else capabilities(rig)
+    if rig is not None:
+        # A triggered block needs the rig's EEG, its rate and its channels.
+        report.problems.extend(rig_problems(protocol.blocks, rig))
     active = [b for b in plan.blocks if b.pulses and not b.skipped]
     for pb in active:
         _check_power(c, pb, caps, require_power)
