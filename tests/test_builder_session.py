@@ -232,6 +232,7 @@ def test_pause_then_abort_between_iterations(tmp_path):
         for r in read_traffic(folder / f"{PREFIX}devices.jsonl")
         if r.direction == "tx"
     ]
+    assert paused["disarmed"] is True and resumed["armed"] is True
     held = [c for c, d in sent if paused["clock"] - 1 < c < resumed["clock"]]
     assert any(
         d == b"EA" and paused["clock"] - 1 < c < resumed["clock"] for c, d in sent

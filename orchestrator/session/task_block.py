@@ -141,7 +141,15 @@ def pause_point(
             control.task_paused.set()
             control.hold("operator pause")
         ctx.state.update(device=ctx.device.disarm())
-    ctx.journal.write("paused", block=block.index, after_trial=trials_done)
+    # The journal says the unit was disarmed: the device reply alone only
+    # reaches the state, and a reader of the journal must see why no pulse
+    # could be given until ``resumed``.
+    ctx.journal.write(
+        "paused",
+        block=block.index,
+        after_trial=trials_done,
+        disarmed=online is not None,
+    )
     ctx.state.update(status="paused")
     ctx.say(f"  paused after trial {trials_done}")
     while control.pause.is_set() and not control.ending():
@@ -151,6 +159,6 @@ def pause_point(
     if online is not None:
         ctx.state.update(device=ctx.device.arm(3.0))
         control.task_paused.clear()
-    ctx.journal.write("resumed", block=block.index)
+    ctx.journal.write("resumed", block=block.index, armed=online is not None)
     ctx.state.update(status="running")
     return True

@@ -7,10 +7,14 @@ experiment handler's ``nextEntry``. For one run, :class:`Instrument` puts its
 own callable in front of each of these on the objects the script uses, always
 calling PsychoPy's own as well, so the script runs unchanged:
 
-- each component start and stop adds a flip callback that reads the LSL clock
-  right after the flip, tells the TMS hook, and sends a ``component_onset`` or
-  ``component_offset`` marker (an iteration's first onset also a
-  ``stim_onset``);
+- each component start (``timeOnFlip``) and stop adds a flip callback that
+  reads the LSL clock right after the flip, tells the TMS hook, and sends a
+  ``component_onset`` or ``component_offset`` marker (an iteration's first
+  onset also a ``stim_onset``). A stop is seen where the script records it:
+  a timed stop through the handler's ``timestampOnFlip('<name>.stopped')``,
+  and the components still shown when their routine ends (a key ended it)
+  through its ``addData('<routine>.stopped')``; either way the component
+  leaves the screen on the next flip, which is the one stamped;
 - each key a keyboard component accepts is a ``response`` marker at its
   key-down time: the component's onset plus its RT, measured from the clock
   PsychoPy resets on that same flip;
@@ -165,6 +169,8 @@ class Instrument:
         self.onset_counts: dict[str, int] = {}
         self._keyboards: dict[int, _Keyboard] = {}
         self._onsets: list[tuple[str, float, _Keyboard | None]] = []
+        #: Components started and not yet stopped: name -> where it started.
+        self._showing: dict[str, _Where] = {}
         self._responses: list[dict] = []
         self._in_boundary = False
         self._saved: dict[str, Any] = {}
@@ -210,12 +216,32 @@ class Instrument:
             original()
             self._boundary()
 
+        timestamp_on_flip = this_exp.timestampOnFlip
+        add_data = this_exp.addData
+
+        def timestamp(win, name, *args, **kwargs):
+            timestamp_on_flip(win, name, *args, **kwargs)
+            component, _, what = str(name).rpartition(".")
+            if what == "stopped":
+                self._stopped(component)
+
+        def data(name, *args, **kwargs):
+            add_data(name, *args, **kwargs)
+            routine, _, what = str(name).rpartition(".")
+            if what == "stopped":
+                for component, where in list(self._showing.items()):
+                    if where.routine == routine:
+                        self._stopped(component)
+
         this_exp.nextEntry = next_entry
+        this_exp.timestampOnFlip = timestamp
+        this_exp.addData = data
         return this_exp
 
     def _save_data(self, this_exp, *args, **kwargs):
-        # The handler is pickled into the .psydat file: without our hook.
-        this_exp.__dict__.pop("nextEntry", None)
+        # The handler is pickled into the .psydat file: without our hooks.
+        for name in ("nextEntry", "timestampOnFlip", "addData"):
+            this_exp.__dict__.pop(name, None)
         return self._saved["saveData"](this_exp, *args, **kwargs)
 
     def _end_experiment(self, this_exp, *args, **kwargs):
@@ -270,10 +296,19 @@ class Instrument:
         name = self._name_of(obj)
         if name is None:
             return
-        started = attrib == "tStartRefresh"
-        keyboard = self._keyboard(obj, name) if started else None
+        if attrib == "tStopRefresh":
+            self._stopped(name)
+            return
         where = self._where()
-        self.win.callOnFlip(self._stamp, name, started, where, keyboard)
+        self._showing[name] = where
+        keyboard = self._keyboard(obj, name)
+        self.win.callOnFlip(self._stamp, name, True, where, keyboard)
+
+    def _stopped(self, name: str) -> None:
+        """A shown component stops: its offset is the next flip (once per start)."""
+        where = self._showing.pop(name, None)
+        if where is not None:
+            self.win.callOnFlip(self._stamp, name, False, where, None)
 
     def _name_of(self, obj) -> str | None:
         """A component's name: its object's, or (keyboards have none) its place
@@ -487,16 +522,22 @@ class Instrument:
         """Between iterations: the cap on trials, the operator's pause, a stop."""
         done = len(self.results)
         if self.max_trials is not None and done >= self.max_trials:
-            self.stopping = True
-            raise StopRun("trials")
+            self._end_now("trials")
         self._in_boundary = True
         try:
             go_on = self.between_trials is None or self.between_trials(done)
         finally:
             self._in_boundary = False
         if not go_on or self.should_stop():
-            self.stopping = True
-            raise StopRun("stopped")
+            self._end_now("stopped")
+
+    def _end_now(self, reason: str):
+        """End the run at an iteration's end: clear the screen first, so what the
+        routine showed goes (and its offsets are stamped) now, not after
+        PsychoPy has saved its files."""
+        self.stopping = True
+        self.win.flip()
+        raise StopRun(reason)
 
     # -- frames --------------------------------------------------------------------
     def _flip(self, clearBuffer=True):  # noqa: N803 - PsychoPy's name

@@ -107,6 +107,15 @@ def test_stroop_markers_and_trials_match_row_by_row(win, tmp_path):
             if m["event"] == "component_onset" and m["component"] == "word"
         )
         assert word_on["t"] - resp_on["t"] < 0.005
+        # The key (on its release) ended the routine: both leave the screen
+        # on the next flip, before anything of the next iteration shows.
+        offsets = {
+            m["component"]: m["t"] for m in mine if m["event"] == "component_offset"
+        }
+        assert set(offsets) == {"resp", "word"}
+        later = [m["t"] for m in markers if (m.get("trial") or -1) > i]
+        for t in offsets.values():
+            assert response["t"] < t <= min(later, default=t)
     # PsychoPy's own CSV, one line per trial (and the instructions).
     (csv_file,) = [p for p in result.data_files if p.suffix == ".csv"]
     assert csv_file.parent == tmp_path / "psychopy" / "data"
@@ -149,6 +158,55 @@ def test_go_nogo_demo_runs_unchanged(win, tmp_path):
         if row["correct_key"] == "n/a":  # a no-go row: withholding is correct
             assert (row["correct"] == "1") == (row["key"] == "n/a")
     assert any(p.suffix == ".csv" for p in result.data_files)
+
+
+def test_real_keyboard_without_presses(win, tmp_path):
+    """Without the simulated participant, PsychoPy's own keyboard is read: no
+    one presses it here (Psychtoolbox does not see XTest keys under Xvfb), so
+    each 0.3 s keyboard times out, and the rows and markers say so."""
+    timed = read_experiment(Path(__file__).parents[1] / "corpus/builder/timed.psyexp")
+    locked = []
+    result, markers = _run(
+        win,
+        tmp_path,
+        timed,
+        participant=None,
+        params={},
+        max_trials=3,
+        on_event=lambda event, t, where: locked.append((event, t)),
+    )
+    assert not result.stopped and len(result.results) == 3
+    assert not [m for m in markers if m["event"] == "response"]
+    rows = _rows(tmp_path / "trials.tsv")
+    assert [r["key"] for r in rows] == ["n/a"] * 3
+    # A correct answer was due ($answer), so no key is an error.
+    assert [r["correct"] for r in rows] == ["0"] * 3
+    assert result.measures["responses"] == 0 and result.measures["accuracy"] == 0
+    for i in range(3):
+        mine = {
+            (m["event"], m["component"]): m["t"]
+            for m in markers
+            if m.get("trial") == i and m["event"].startswith("component_")
+        }
+
+        assert set(mine) == {
+            (e, c)
+            for e in ("component_onset", "component_offset")
+            for c in ("word", "resp")
+        }
+        # Both last 0.3 s, onset flip to offset flip (one 60 Hz frame either way).
+        for c in ("word", "resp"):
+            shown = mine["component_offset", c] - mine["component_onset", c]
+            assert shown == pytest.approx(0.3, abs=0.02), (i, c, shown)
+    # Online TMS hears of every start and stop at its marker's flip time, but
+    # for the stops on the run's last flip (no pulse once the block ends).
+    edges = {"component_onset": "started", "component_offset": "stopped"}
+    expected = [
+        (f"{m['component']}.{edges[m['event']]}", m["t"])
+        for m in markers
+        if m["event"] in edges
+    ]
+    assert locked == expected[:-2] and len(expected) == 12
 
 
 def test_pause_and_stop_at_iteration_boundaries(win, tmp_path):

@@ -16,13 +16,15 @@ from psychopy.experiment.loops import LoopInitiator, LoopTerminator, TrialHandle
 HERE = Path(__file__).parent
 
 
-def make(name: str, n_reps: str = "2", microphone: bool = False) -> None:
+def make(
+    name: str, n_reps: str = "2", microphone: bool = False, stop: str = ""
+) -> None:
     exp = experiment.Experiment()
     exp.settings.params["expName"].val = name
     exp.settings.params["Experiment info"].val = "{'participant': '', 'hand': 'right'}"
     trial = exp.addRoutine("trial")
     word = TextComponent(
-        exp, "trial", name="word", text="$label", startVal=0.5, stopVal=""
+        exp, "trial", name="word", text="$label", startVal=0.5, stopVal=stop
     )
     word.params["text"].updates = "set every repeat"
     trial.addComponent(word)
@@ -33,6 +35,7 @@ def make(name: str, n_reps: str = "2", microphone: bool = False) -> None:
             name="resp",
             allowedKeys="'left', 'right'",
             startVal=0.5,
+            stopVal=stop,
             storeCorrect=True,
             correctAns="$answer",
         )
@@ -53,3 +56,6 @@ if __name__ == "__main__":
     make("keys")
     make("unbounded", n_reps="$n_reps")
     make("voice", microphone=True)
+    # Word and keyboard for 0.3 s: the routine ends without a key, so the
+    # real keyboard's path runs headless (nothing can press it under Xvfb).
+    make("timed", stop="0.3")
