@@ -112,6 +112,17 @@ EVENTS: dict[str, tuple[tuple[str, ...], str]] = {
     "session_end": (("status", "pulses_delivered"), "the runner finished"),
 }
 
+#: event name -> {optional field: description}: fields some markers of the
+#: event carry (the analysis reads them when present).
+OPTIONAL_FIELDS: dict[str, dict[str, str]] = {
+    "pulse": {
+        "target_phase": "triggered blocks: the target phase of the EEG rhythm, "
+        "degrees (0: peak, 180: trough)",
+        "online_phase": "triggered blocks: the rhythm's phase the online "
+        "estimator saw when it decided this pulse, degrees in [0, 360)",
+    },
+}
+
 
 def encode_marker(event: str, **fields) -> str:
     """Encode a marker as the compact JSON string sent on the stream.

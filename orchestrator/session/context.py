@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from psychopy.visual import Window
 
+    from ..language.rig import EegSource
     from .console import ConsoleState
     from .control import SessionControl
     from .device_process import DeviceProcess
@@ -63,6 +64,9 @@ class BlockContext:
         On the simulated rig: who moves the coil and labels sites.
     task_levels : dict
         Task → level reached in this run (filled by the task blocks).
+    eeg : EegSource | None
+        The rig's EEG as this run reads it (its stream's actual name on the
+        simulated rig), for triggered blocks.
     """
 
     win: Window
@@ -83,3 +87,4 @@ class BlockContext:
     emg: EMGReader | None = None
     operator: SimulatedOperator | None = None
     task_levels: dict[str, float] = field(default_factory=dict)
+    eeg: EegSource | None = None

@@ -22,7 +22,7 @@ import os
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pylsl
@@ -36,6 +36,8 @@ from ..language.protocol import (
     ThresholdBlock,
     WaitBlock,
 )
+from ..language.rig import simulated_eeg
+from ..language.trigger import TriggeredPulses
 from ..safety.checking import CheckedProtocol
 from ..safety.plan import PlannedBlock
 from .console import ConsoleState, OperatorConsole
@@ -66,6 +68,10 @@ logger = logging.getLogger("stimtrain.orchestrator.session.runner")
 
 #: A required stream with no new sample for this long pauses stimulation.
 STREAM_STALL_S = 1.0
+#: The simulated mu rhythm's in-band SNR when a protocol with triggered blocks
+#: runs on the simulated rig without ``--sim-mu-snr``, dB: the level of the
+#: closed-loop benchmarks (Zrenner et al. 2018's best condition).
+DEFAULT_SIM_MU_SNR_DB = 11.0
 
 
 @dataclass
@@ -156,8 +162,12 @@ class SessionRunner:
         self.say = say
         self.live_console = live_console
         self.library_log = library_log
-        self.sim_options = {k: v for k, v in (sim_options or {}).items() if v}
-        if self.sim_options and not self.rig.simulated:
+        # ``is not None``: a 0 (0 dB of mu, seed 0) is an option given.
+        self.sim_options = {
+            k: v for k, v in (sim_options or {}).items() if v is not None
+        }
+        rehearsed = {k for k, v in self.sim_options.items() if k != "participant_seed"}
+        if rehearsed and not self.rig.simulated:
             raise ValueError(
                 "--sim-faults, --sim-eeg-dropout, --sim-rmt and --sim-emg-activity "
                 "need a simulated rig"
@@ -272,15 +282,35 @@ class SessionRunner:
         if hunts and emg is not None and emg.stream not in stream_names:
             # MEPs are read from the stream the recording also keeps.
             stream_names.append(emg.stream)
+        triggered = any(
+            isinstance(getattr(b, "pattern", None), TriggeredPulses)
+            for b in self.checked.protocol.blocks
+        )
+        eeg = self.rig.eeg if triggered else None
+        if eeg is not None and eeg.stream not in stream_names:
+            # The phase is read from the stream the recording also keeps.
+            stream_names.append(eeg.stream)
         if self.rig.simulated:
             name = f"stimtrain-sim-eeg-{os.getpid()}"
+            options = dict(self.sim_options)
+            if triggered and "mu_snr" not in options:
+                # Phase-locked pulses need a rhythm to lock to.
+                options["mu_snr"] = f"{DEFAULT_SIM_MU_SNR_DB:g}"
+                self.say(
+                    f"simulated EEG: a mu rhythm at {DEFAULT_SIM_MU_SNR_DB:g} dB "
+                    "(the protocol has triggered blocks; --sim-mu-snr sets it)"
+                )
             parts.sim = start_simulated_rig(
                 pulse_log=folder.file("simulator_pulses.jsonl"),
                 eeg_stream=name,
                 model=self.rig.stimulator_model,
-                **self.sim_options,
+                **options,
             )
             stream_names = [name]
+            if triggered:
+                # The simulated amplifier's delay is declared as it is.
+                delay = float(options.get("eeg_delay") or 0.0)
+                eeg = replace(simulated_eeg(delay), stream=name)
             if emg is not None:
                 emg = type(emg)(stream=name, channel=emg.channel)
             self.say(
@@ -385,6 +415,7 @@ class SessionRunner:
                 else None
             ),
             task_levels=self.task_levels,
+            eeg=eeg,
         )
 
     def _device_process(self, folder, sim, ledger: PulseLedger) -> DeviceProcess:

@@ -85,8 +85,8 @@ def start_simulated_rig(
     mu_snr : str | float | None
         A mu rhythm at C3 with this in-band SNR (dB, C3 Hjorth output); its
         true phase at every pulse goes to ``simulator_mu_phase.jsonl`` beside
-        ``pulse_log``. A string is accepted so that ``"0"`` survives the
-        runner's filter of empty options.
+        ``pulse_log`` (with the pulse log's run prefix). A string is accepted
+        so that ``"0"`` survives a filter of empty options.
     eeg_delay : str | float | None
         The simulated amplifier's constant delay, s.
     timeout : float
@@ -108,7 +108,14 @@ def start_simulated_rig(
     if mu_snr is not None:
         cmd += ["--mu-snr", str(mu_snr)]
         if pulse_log is not None:
-            mu_log = Path(pulse_log).with_name("simulator_mu_phase.jsonl")
+            # Named like the pulse log (a session's run prefix included), so
+            # a second run never appends to the first run's log.
+            name = Path(pulse_log).name.replace(
+                "simulator_pulses", "simulator_mu_phase"
+            )
+            if name == Path(pulse_log).name:
+                name = "simulator_mu_phase.jsonl"
+            mu_log = Path(pulse_log).with_name(name)
             cmd += ["--mu-log", str(mu_log)]
     if eeg_delay is not None:
         cmd += ["--eeg-delay", str(eeg_delay)]

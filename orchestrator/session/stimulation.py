@@ -2,10 +2,11 @@
 
 The pulses' offsets, power and delivery path come from the plan. The block
 schedules them all at once in the device process, then waits on the
-participant's fixation cross; a stalled stream or the operator's pause
-interrupts it (:func:`_interrupt`), after which the pulses not yet given are
-rescheduled with their intervals, so none is given twice and the block never
-exceeds its plan.
+participant's fixation cross (a block with a ``trigger`` runs in
+:mod:`.closed_loop.block` instead: the EEG decides its pulses' times); a
+stalled stream or the operator's pause interrupts it (:func:`_interrupt`),
+after which the pulses not yet given are rescheduled with their intervals,
+so none is given twice and the block never exceeds its plan.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 import pylsl
 
 from ..language.protocol import StimulateBlock
+from ..language.trigger import TriggeredPulses
 from ..safety.delivery import Delivery
 from ..safety.plan import PlannedBlock
 from .block_timeline import BlockTimeline
@@ -58,6 +60,11 @@ def run_stimulation(
     """
     from stimtrain.tasks.runner import show_fixation
 
+    if isinstance(block.pattern, TriggeredPulses):
+        # Pulses at an EEG phase: the run finds their times.
+        from .closed_loop.block import run_triggered
+
+        return run_triggered(ctx, block, planned)
     clock = pylsl.local_clock
     control, device = ctx.control, ctx.device
     t_block = clock()

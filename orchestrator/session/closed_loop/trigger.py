@@ -55,6 +55,9 @@ class TriggerSettings:
         After a pulse, this long of the signal carries its artifact and
         evoked response: a window that reaches into it is neither estimated
         nor added to the gate's history (a pulse would raise the gate), s.
+    max_interval_s : float | None
+        After this long without a pulse (from the first decision), the next
+        crossing is taken whatever the band power, s; None: never.
     """
 
     target_deg: float = 0.0
@@ -69,6 +72,7 @@ class TriggerSettings:
     lead_s: float = 0.005
     horizon_s: float = 0.012
     blank_s: float = 0.3
+    max_interval_s: float | None = None
 
 
 class Decision(NamedTuple):
@@ -101,6 +105,8 @@ class PhaseTrigger:
         )
         self.gate = AmplitudeGate(settings.gate_percentile, settings.gate_span_s)
         self.last_pulse = -math.inf
+        #: Time of the first decision (the maximum interval's first start).
+        self.started: float | None = None
         self._aim = math.radians(settings.target_deg + settings.phase_offset_deg)
 
     @property
@@ -127,6 +133,8 @@ class PhaseTrigger:
             interval runs from it).
         """
         s = self.settings
+        if self.started is None:
+            self.started = now
         if len(x) < self.n_samples:
             return Decision(None, "filling the window", None)
         t_last = stamp_last - s.amp_delay_s
@@ -144,9 +152,17 @@ class PhaseTrigger:
         passed, _ = self.gate.update(now, est.power)
         if not self.gate.warmed_up:
             return Decision(None, "gate warming up", est)
-        if not passed:
+        if not passed and not self._overdue(now):
             return Decision(None, "band power below the gate", est)
         if est.crossing is None:
             return Decision(None, "no crossing within the horizon", est)
         self.last_pulse = est.crossing
         return Decision(est.crossing, "", est)
+
+    def _overdue(self, now: float) -> bool:
+        """Whether the maximum interval has passed without a pulse."""
+        top = self.settings.max_interval_s
+        if top is None:
+            return False
+        since = max(self.last_pulse, self.started if self.started is not None else now)
+        return now - since >= top
