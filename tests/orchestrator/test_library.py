@@ -29,6 +29,8 @@ EXPECTED = {
     # 200 bursts at 5 Hz without pause.
     "ctbs.yaml": (600, [1.5 + 199 / 5 + 0.04 + 1]),
     "online_tms_flanker.yaml": (40, []),
+    # Two triggered blocks of at most 12 pulses each, each ending by 40 s.
+    "mu_phase_single_pulses.yaml": (24, [1.5 + 40, 1.5 + 40]),
     "itbs_then_training.yaml": (600, [1.5 + 190 + 1.8 + 0.04 + 1]),
     "followup.yaml": (60, [None]),
     "demo.yaml": (72, [None, 1.5 + 10 + 1.8 + 0.04 + 1]),
