@@ -377,4 +377,5 @@ def rig_problems(blocks, rig) -> list[Problem]:
                         trig.montage_name or "a mapping",
                     )
                 )
-    return out
+    # In the order they are written, as every other problem list.
+    return sorted(out, key=lambda p: (p.file, p.line, p.col))

@@ -1,0 +1,145 @@
+"""Phase-locked pulses in a whole session on the simulated rig, against the truth.
+
+protocols/mu_phase_single_pulses.yaml (more pulses, closer together, so the
+circular means rest on about 20 pulses each; the run takes about 100 s)
+runs on the simulated rig with a mu rhythm at 11 dB. Checked: every pulse
+marker carries its target and online phase; the rhythm's true phase at the
+delivered pulses (the rig's own log) and the phase a non-causal estimate
+finds from the XDF alone both have a circular mean within 15 degrees of
+each target (issue 18).
+"""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import pyxdf
+from scipy.stats import circmean
+
+from stimtrain.orchestrator.safety.checking import check_file
+from stimtrain.orchestrator.session.closed_loop import PRESETS
+from stimtrain.orchestrator.session.closed_loop.offline import noncausal_phase_at
+from stimtrain.orchestrator.session.runner import SessionRunner
+from stimtrain.protocols import protocol_path
+
+#: Tolerance of the circular mean around each target, degrees (issue 18).
+TOLERANCE_DEG = 15.0
+
+
+def _shortened(tmp_path):
+    """The library protocol with up to 24 pulses a block, at least 1.1 s apart.
+
+    The phase offset takes away the estimator's bias on this generator
+    (docs/benchmarks.md: +4 to +6 degrees at 11 dB over 100-200 pulses), as
+    a participant's calibrated offset would: with about 20 pulses a target
+    and a circular SD near 28 degrees, the mean's own spread (about 6
+    degrees) is what the 15 degrees must hold.
+    """
+    text = protocol_path("mu_phase_single_pulses.yaml").read_text()
+    for old, new in (
+        ("duration: 3 s", "duration: 1 s"),
+        ("pulses: 12", "pulses: 24"),
+        # Just above 1 s: single pulses still (a train's intervals are 1 s
+        # or less), as fast as the trigger's window allows after a pulse.
+        ("min_interval: 2 s", "min_interval: 1.1 s\n          phase_offset: -5"),
+    ):
+        assert old in text
+        text = text.replace(old, new)
+    path = tmp_path / "mu_phase_short.yaml"
+    path.write_text(text)
+    return path
+
+
+def _circular_mean_error(phases_deg, target_deg: float) -> float:
+    err = np.radians(np.asarray(phases_deg) - target_deg)
+    return float(np.degrees(np.angle(np.exp(1j * circmean(err)))))
+
+
+def test_runner_keeps_zero_valued_simulator_options(tmp_path):
+    """``--sim-mu-snr 0`` is an option given, not an option left out."""
+    checked = check_file(protocol_path("mu_phase_single_pulses.yaml"), rig="sim")
+    runner = SessionRunner(
+        checked,
+        participant="p",
+        session="1",
+        data_root=tmp_path,
+        sim_options={"mu_snr": 0.0, "participant_seed": 0, "faults": None},
+    )
+    assert runner.sim_options == {"mu_snr": 0.0, "participant_seed": 0}
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("rig")
+def test_phase_locked_session_hits_its_targets(tmp_path):
+    data = tmp_path / "data"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stimtrain.cli",
+            "run",
+            str(_shortened(tmp_path)),
+            "--participant",
+            "mu",
+            "--session",
+            "1",
+            "--rig",
+            "sim",
+            "--sim-mu-snr",
+            "11",
+            "--data",
+            str(data),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    folder = data / "sub-mu" / "ses-1"
+    streams, _ = pyxdf.load_xdf(
+        str(folder / "sub-mu_ses-1_run-01_recording.xdf"),
+        synchronize_clocks=False,
+        dejitter_timestamps=False,
+    )
+    markers = next(s for s in streams if s["info"]["type"][0] == "Markers")
+    pulses = [
+        (t, json.loads(v[0]))
+        for t, v in zip(markers["time_stamps"], markers["time_series"], strict=True)
+        if json.loads(v[0])["event"] == "pulse"
+    ]
+    assert pulses
+    for _, p in pulses:
+        assert p["target_phase"] in (0.0, 180.0)
+        assert 0.0 <= p["online_phase"] < 360.0
+    # The true phase at each delivered pulse, from the simulated rig's log.
+    log = folder / "sub-mu_ses-1_run-01_simulator_mu_phase.jsonl"
+    truth = [json.loads(line) for line in log.read_text().splitlines()]
+    truth_t = np.array([row["time"] for row in truth])
+    # From the XDF alone: the C3 Hjorth signal and the phase around each pulse.
+    # (analysis/phase.py's phase_at_pulses had not landed when this was
+    # written; the orchestrator's offline estimate is the same idea.)
+    eeg = next(s for s in streams if s["info"]["type"][0] == "EEG")
+    names = [c["label"][0] for c in eeg["info"]["desc"][0]["channels"][0]["channel"]]
+    signal = PRESETS["c3_hjorth"].apply(eeg["time_series"], names)
+    sfreq = float(eeg["info"]["nominal_srate"][0])
+    samples = np.searchsorted(eeg["time_stamps"], [t for t, _ in pulses])
+    offline = noncausal_phase_at(signal, sfreq, (8.0, 13.0), samples)
+    for target in (0.0, 180.0):
+        mine = [k for k, (_, p) in enumerate(pulses) if p["target_phase"] == target]
+        assert len(mine) >= 10, (target, len(mine))
+        true = []
+        for k in mine:
+            j = int(np.argmin(np.abs(truth_t - pulses[k][0])))
+            assert abs(truth_t[j] - pulses[k][0]) < 0.005
+            true.append(truth[j]["phase_deg"])
+        true_err = _circular_mean_error(true, target)
+        offline_err = _circular_mean_error(offline[mine], target)
+        report = (
+            f"target {target:g}, {len(mine)} pulses: circular mean error true "
+            f"{true_err:+.1f}, offline {offline_err:+.1f} degrees"
+        )
+        print(report)  # shown with -rP: how much of the tolerance was used
+        assert abs(true_err) <= TOLERANCE_DEG, report
+        assert abs(offline_err) <= TOLERANCE_DEG, report
