@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .errors import Problem
-from .trigger import TriggeredPulses
+from .trigger import PhaseTrigger, TriggeredPulses
 from .units import Intensity
 from .yamlpos import LocatedDocument
 
@@ -195,6 +195,21 @@ class StimulateBlock(Block):
     def pattern_name(self) -> str:
         """The pattern's name as written in protocol files."""
         return PATTERN_NAMES[type(self.pattern)]
+
+
+@dataclass(frozen=True, kw_only=True)
+class PhaseCalibrationBlock(Block):
+    """Resting EEG, recorded to measure the phase estimator's bias.
+
+    For ``duration_s`` the participant rests while the rig's EEG is
+    recorded; the estimator (``calibration``: band, montage, window) is then
+    replayed on it against a non-causal estimate of the phase, and the
+    opposite of its mean error is the offset later triggered blocks with
+    ``phase_offset: calibrated`` add to their target.
+    """
+
+    duration_s: float
+    calibration: PhaseTrigger
 
 
 #: What a threshold block measures, and each one's defaults (Rossini et al.

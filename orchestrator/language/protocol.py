@@ -36,6 +36,7 @@ from .blocks import (  # noqa: F401 - the model is part of this module's API
     OnlineTMS,
     PairedPulses,
     Pattern,
+    PhaseCalibrationBlock,
     Protocol,
     PulseList,
     RestBlock,
@@ -73,7 +74,7 @@ from .structure import (
     read_variables,
     substitute,
 )
-from .trigger import read_triggered
+from .trigger import PhaseTrigger, calibration_problems, read_triggered
 from .yamlpos import LocatedDocument, load_yaml_file, load_yaml_text
 
 
@@ -527,6 +528,30 @@ def _read_block(
                 **common, label=v["label"], duration_s=v["duration"], eyes=v["eyes"]
             )
         ]
+    if btype == "phase_calibration":
+        band, window = v["band"], v["window"]
+        if band is not None and window is not None and window < 2 / band[0] - 1e-12:
+            r.fail(
+                (*path, "window"),
+                f"must hold at least two cycles of the band's lower edge "
+                f"({2e3 / band[0]:g} ms at {band[0]:g} Hz)",
+                m.get("window", "500 ms"),
+            )
+            return []
+        name, weights = v["montage"]
+        estimator = dict(
+            band_hz=band, montage=weights, montage_name=name, window_s=window
+        )
+        return [
+            PhaseCalibrationBlock(
+                **common,
+                label=v["label"],
+                duration_s=v["duration"],
+                calibration=PhaseTrigger(
+                    target_deg=0.0, estimator=v["estimator"], **estimator
+                ),
+            )
+        ]
     if btype == "instructions":
         return [
             InstructionsBlock(
@@ -645,6 +670,9 @@ def protocol_from_document(
         raise ProtocolError(state.problems)
     order: list[str] = []
     blocks = number_blocks(expand_blocks(templates, v["seed"], participant, order, [0]))
+    # A calibrated offset needs a calibration before it, in run order.
+    if calibration_problems(blocks):
+        raise ProtocolError(calibration_problems(blocks))
     rig = v["rig"]
     if rig is not None and not rig.startswith("sim") and doc.file != "<string>":
         # A rig file is named relative to the protocol, like an include.

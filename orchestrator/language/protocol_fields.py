@@ -609,8 +609,13 @@ TRIGGER_SPEC = s.RecordSpec(
         ),
         s.FieldSpec(
             "phase_offset",
-            s.Kind("phase offset", _trigger.parse_offset, _NUMBER_SCHEMA),
-            "Degrees added to the target (the estimator's bias for this participant).",
+            s.Kind(
+                "phase offset",
+                _trigger.parse_offset,
+                {"anyOf": [_NUMBER_SCHEMA, {"const": "calibrated"}]},
+            ),
+            "Degrees added to the target, or calibrated: the offset the last "
+            "phase_calibration block measured.",
             0,
         ),
     ),
@@ -627,6 +632,31 @@ TRIGGERED_SPEC = s.RecordSpec(
     ),
     extra_keys=("type", "trigger"),
 )
+
+PHASE_CALIBRATION_SPEC = s.RecordSpec(
+    "a phase_calibration block",
+    "Resting EEG, on which the phase estimator is replayed against a "
+    "non-causal estimate: the participant's phase offset for later triggered "
+    "blocks (phase_offset: calibrated).",
+    (
+        _LABEL,
+        s.FieldSpec(
+            "duration",
+            s.TIME,
+            "How long the resting EEG is recorded.",
+            "60 s",
+            check=s.positive,
+        ),
+        # The estimator's settings, as the triggered blocks write them.
+        *(
+            fs
+            for fs in TRIGGER_SPEC.fields
+            if fs.name in ("band", "montage", "estimator", "window")
+        ),
+    ),
+    extra_keys=("type",),
+)
+BLOCK_SPECS["phase_calibration"] = PHASE_CALIBRATION_SPEC
 
 REPEAT_SPEC = s.RecordSpec(
     "a repeat block",
@@ -707,6 +737,7 @@ BLOCK_TYPES = (
     "task",
     "threshold",
     "hotspot",
+    "phase_calibration",
     "repeat",
 )
 TYPE_KIND = s.choice(BLOCK_TYPES)

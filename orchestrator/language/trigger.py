@@ -77,6 +77,9 @@ class PhaseTrigger:
         whatever the band power, s.
     phase_offset_deg : float
         Added to the target (the participant's measured estimator bias).
+    calibrated : bool
+        ``phase_offset: calibrated``: the offset is the one the last
+        ``phase_calibration`` block before this one measured.
     """
 
     target_deg: float
@@ -90,6 +93,7 @@ class PhaseTrigger:
     min_interval_s: float = 2.0
     max_interval_s: float | None = None
     phase_offset_deg: float = 0.0
+    calibrated: bool = False
 
     @property
     def channels(self) -> list[str]:
@@ -108,10 +112,17 @@ class PhaseTrigger:
             if self.gate_percentile is None
             else f"gate {self.gate_percentile:g}th percentile of {self.gate_span_s:g} s"
         )
+        offset = (
+            ", phase offset calibrated"
+            if self.calibrated
+            else f", phase offset {self.phase_offset_deg:+g} deg"
+            if self.phase_offset_deg
+            else ""
+        )
         return (
             f"{target} of {self.band_hz[0]:g}-{self.band_hz[1]:g} Hz at {where}, "
             f"{self.estimator} over {self.window_s * 1e3:g} ms, {gate}, "
-            f"at least {self.min_interval_s:g} s apart"
+            f"at least {self.min_interval_s:g} s apart{offset}"
         )
 
 
@@ -210,12 +221,14 @@ def parse_gate(value: Any) -> Any:
     raise UnitError("must be none or a mapping with percentile and span")
 
 
-def parse_offset(value: Any) -> float:
-    """A phase offset in degrees."""
+def parse_offset(value: Any) -> float | str:
+    """A phase offset in degrees, or ``calibrated``."""
+    if value == "calibrated":
+        return value
     try:
         return finite_number(value)
     except UnitError:
-        raise UnitError("must be a phase in degrees") from None
+        raise UnitError("must be a phase in degrees or calibrated") from None
 
 
 def read_triggered(
@@ -308,7 +321,10 @@ def read_triggered(
         gate_span_s=span,
         min_interval_s=lo,
         max_interval_s=hi,
-        phase_offset_deg=tv["phase_offset"],
+        phase_offset_deg=0.0
+        if tv["phase_offset"] == "calibrated"
+        else tv["phase_offset"],
+        calibrated=tv["phase_offset"] == "calibrated",
     )
     return v, TriggeredPulses(
         trigger=trigger, max_pulses=most, pulses=count, duration_s=duration
@@ -328,20 +344,27 @@ def rig_problems(blocks, rig) -> list[Problem]:
     Returns
     -------
     list of Problem
-        A block's trigger on a rig with no EEG, a band reaching the Nyquist
-        frequency of the rig's EEG, montage channels the EEG lacks.
+        A triggered or calibration block on a rig with no EEG, a band
+        reaching the Nyquist frequency of the rig's EEG, montage channels
+        the EEG lacks.
     """
     out: list[Problem] = []
     for block in blocks:
         pattern = getattr(block, "pattern", None)
-        if not isinstance(pattern, TriggeredPulses):
+        if isinstance(pattern, TriggeredPulses):
+            trig, at, written = pattern.trigger, "trigger", block.raw.get("trigger")
+        elif isinstance(getattr(block, "calibration", None), PhaseTrigger):
+            # A calibration block writes band and montage at its own level.
+            trig, at, written = block.calibration, "type", block.raw
+        else:
             continue
-        trig = pattern.trigger
+        written = written if isinstance(written, dict) else {}
+        prefix = "trigger." if at == "trigger" else ""
         eeg = rig.eeg
         if eeg is None:
             out.append(
                 block.problem(
-                    "trigger",
+                    at,
                     "needs the rig's EEG: the rig names no EEG stream (a rig "
                     "file's eeg section: stream, rate, delay)",
                     f"rig {rig.name}",
@@ -350,9 +373,7 @@ def rig_problems(blocks, rig) -> list[Problem]:
             continue
         nyquist = eeg.sfreq / 2
         if trig.band_hz[1] >= nyquist:
-            key = (
-                "trigger.band" if "band" in block.raw.get("trigger", {}) else "trigger"
-            )
+            key = f"{prefix}band" if "band" in written else at
             out.append(
                 block.problem(
                     key,
@@ -364,11 +385,7 @@ def rig_problems(blocks, rig) -> list[Problem]:
         if eeg.channels is not None:
             missing = [ch for ch in trig.channels if ch not in eeg.channels]
             if missing:
-                key = (
-                    "trigger.montage"
-                    if "montage" in block.raw.get("trigger", {})
-                    else "trigger"
-                )
+                key = f"{prefix}montage" if "montage" in written else at
                 out.append(
                     block.problem(
                         key,
@@ -379,3 +396,33 @@ def rig_problems(blocks, rig) -> list[Problem]:
                 )
     # In the order they are written, as every other problem list.
     return sorted(out, key=lambda p: (p.file, p.line, p.col))
+
+
+def calibration_problems(blocks) -> list[Problem]:
+    """``phase_offset: calibrated`` with no ``phase_calibration`` block before it.
+
+    Parameters
+    ----------
+    blocks : sequence of Block
+        The protocol's blocks in run order.
+
+    Returns
+    -------
+    list of Problem
+        One per triggered block that has no calibration to use.
+    """
+    out, seen = [], False
+    for block in blocks:
+        if isinstance(getattr(block, "calibration", None), PhaseTrigger):
+            seen = True
+        pattern = getattr(block, "pattern", None)
+        if isinstance(pattern, TriggeredPulses) and pattern.trigger.calibrated:
+            if not seen:
+                out.append(
+                    block.problem(
+                        "trigger.phase_offset",
+                        "needs a phase_calibration block before this block",
+                        "calibrated",
+                    )
+                )
+    return out

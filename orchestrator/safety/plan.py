@@ -21,6 +21,7 @@ from ..language.protocol import (
     HotspotBlock,
     InstructionsBlock,
     PairedPulses,
+    PhaseCalibrationBlock,
     Protocol,
     PulseList,
     RestBlock,
@@ -356,7 +357,7 @@ def compile_plan(
         elif isinstance(block, (ThresholdBlock, HotspotBlock)):
             planned, table, shortest = _hunt(block, thresholds, caps, common)
             tables.append(table)
-        elif isinstance(block, (RestBlock, InstructionsBlock)):
+        elif isinstance(block, (RestBlock, InstructionsBlock, PhaseCalibrationBlock)):
             planned = PlannedBlock(**common, duration_s=block.duration_s, pulses=0)
             shortest = block.duration_s
         elif isinstance(block, WaitBlock):

@@ -67,6 +67,9 @@ class BlockContext:
     eeg : EegSource | None
         The rig's EEG as this run reads it (its stream's actual name on the
         simulated rig), for triggered blocks.
+    phase_offset : dict
+        What the last ``phase_calibration`` block measured (``offset_deg``
+        …), for triggered blocks with ``phase_offset: calibrated``.
     """
 
     win: Window
@@ -88,3 +91,4 @@ class BlockContext:
     operator: SimulatedOperator | None = None
     task_levels: dict[str, float] = field(default_factory=dict)
     eeg: EegSource | None = None
+    phase_offset: dict | None = None

@@ -30,6 +30,7 @@ import pylsl
 from ..language.protocol import (
     HotspotBlock,
     InstructionsBlock,
+    PhaseCalibrationBlock,
     RestBlock,
     StimulateBlock,
     TaskBlock,
@@ -282,8 +283,10 @@ class SessionRunner:
         if hunts and emg is not None and emg.stream not in stream_names:
             # MEPs are read from the stream the recording also keeps.
             stream_names.append(emg.stream)
+        # Blocks that read the EEG live: triggered and calibration blocks.
         triggered = any(
             isinstance(getattr(b, "pattern", None), TriggeredPulses)
+            or isinstance(b, PhaseCalibrationBlock)
             for b in self.checked.protocol.blocks
         )
         eeg = self.rig.eeg if triggered else None
@@ -644,6 +647,10 @@ def _execute(ctx: BlockContext, block, planned: PlannedBlock) -> dict:
         return run_task(ctx, block, planned)
     if isinstance(block, RestBlock):
         return run_rest(ctx, block)
+    if isinstance(block, PhaseCalibrationBlock):
+        from .closed_loop.calibration import run_calibration
+
+        return run_calibration(ctx, block)
     if isinstance(block, InstructionsBlock):
         return run_instructions(ctx, block)
     if isinstance(block, WaitBlock):

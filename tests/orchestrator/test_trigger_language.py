@@ -152,3 +152,35 @@ def test_plan_judges_every_pulse_at_the_minimum_interval(tmp_path):
         abs(y - x - 2.5) < 1e-9 for x, y in zip(offsets[:-1], offsets[1:], strict=True)
     )
     assert b.duration_s == pytest.approx(1.5 + 30.0)
+
+
+def test_calibrated_offset_needs_a_calibration_before():
+    """``phase_offset: calibrated`` reads what an earlier calibration measured."""
+    trig = (
+        "  - type: stimulate\n    pattern: single\n    intensity: 50 %MSO\n"
+        "    pulses: 5\n    trigger:\n      target: peak\n"
+        "      phase_offset: calibrated\n"
+    )
+    with pytest.raises(ProtocolError) as exc:
+        load_protocol_text(HEAD + trig)
+    assert str(exc.value) == (
+        "<string>:10:21: error: blocks[0].trigger.phase_offset: needs a "
+        "phase_calibration block before this block (got calibrated)"
+    )
+    p = load_protocol_text(
+        HEAD + "  - type: phase_calibration\n    duration: 30 s\n" + trig
+    )
+    cal, stim = p.blocks
+    assert cal.duration_s == 30.0 and cal.calibration.band_hz == (8.0, 13.0)
+    assert stim.pattern.trigger.calibrated
+    assert "phase offset calibrated" in stim.pattern.trigger.describe()
+
+
+def test_calibration_block_is_checked_against_the_rig(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        HEAD + "  - type: phase_calibration\n    montage: {C3: 1, M2: -1}\n"
+    )
+    with pytest.raises(ProtocolError) as exc:
+        check_file(path, rig="sim")
+    assert "blocks[0].montage: names channels the rig's EEG stream" in str(exc.value)

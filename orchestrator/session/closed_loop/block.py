@@ -16,10 +16,12 @@ in one line and journaled, repeats of a reason at most every
 
 from __future__ import annotations
 
+import json
 import math
 import queue
 import threading
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import pylsl
@@ -239,10 +241,15 @@ def run_triggered(
         power=planned.power,
     )
     device.set_power(planned.power)
+    settings = trigger_settings(pattern.trigger, eeg)
+    if pattern.trigger.calibrated:
+        offset = _calibrated_offset(ctx)
+        ctx.journal.write("phase_offset_used", block=block.index, **offset)
+        settings = replace(settings, phase_offset_deg=offset["offset_deg"])
     config = TriggerConfig(
         stream=eeg.stream,
         montage=Montage(pattern.trigger.montage),
-        settings=trigger_settings(pattern.trigger, eeg),
+        settings=settings,
         latency_bound_s=eeg.latency_bound_s,
         resolve_timeout_s=10.0,
     )
@@ -254,6 +261,13 @@ def run_triggered(
     control.online = run
     try:
         process.start()
+        if abs(process.sfreq - eeg.sfreq) > 1e-6 * eeg.sfreq:
+            # The band was checked against the declared rate, and the
+            # estimator's filters are built for the stream's.
+            raise RuntimeError(
+                f"EEG stream {eeg.stream} runs at {process.sfreq:g} Hz; the rig "
+                f"declares {eeg.sfreq:g} Hz"
+            )
         ctx.journal.write(
             "trigger_started",
             block=block.index,
@@ -326,6 +340,30 @@ def run_triggered(
         "pulses_refused": run.n_refused,
         "ended_by": ended_by,
     }
+
+
+def _calibrated_offset(ctx: BlockContext) -> dict:
+    """The offset the last calibration of this session measured.
+
+    This run's, else (a resumed run skips the finished calibration block)
+    the newest earlier run's ``phase_calibration.json`` in the session folder.
+
+    Raises
+    ------
+    RuntimeError
+        When no calibration ran in this session.
+    """
+    if ctx.phase_offset is not None:
+        return dict(ctx.phase_offset, source="this run")
+    folder = ctx.run_file("phase_calibration.json").parent
+    earlier = sorted(folder.glob("*phase_calibration.json"))
+    if not earlier:
+        raise RuntimeError(
+            "phase_offset: calibrated, but no phase_calibration block ran in "
+            "this session (it was skipped)"
+        )
+    found = json.loads(earlier[-1].read_text())
+    return dict(found, source=earlier[-1].name)
 
 
 def _hold(ctx: BlockContext, run: TriggeredRun) -> None:

@@ -163,8 +163,30 @@ def noncausal_phase_at(
     for k in indices:
         a, b = max(k - before, 1), min(k + after, len(y) - 1)
         y[a:b] = np.linspace(y[a - 1], y[b], b - a)
+    phase = noncausal_phase(y, sfreq, band)
+    return np.degrees(phase[np.asarray(indices, int)])
+
+
+def noncausal_phase(
+    signal: np.ndarray, sfreq: float, band: tuple[float, float]
+) -> np.ndarray:
+    """The rhythm's phase at every sample, from the whole signal (radians).
+
+    Parameters
+    ----------
+    signal : ndarray, shape (n_times,)
+        The montaged signal.
+    sfreq : float
+        Its sampling frequency, Hz.
+    band : tuple of float
+        The rhythm's band, Hz.
+
+    Returns
+    -------
+    ndarray, shape (n_times,)
+        Phase in (-pi, pi] (0: peak).
+    """
     # A 1 s zero-phase FIR (symmetric taps, centred): selective enough for
     # the band, and no phase shift.
     taps = firwin(int(sfreq) + 1, band, pass_zero=False, fs=sfreq)
-    phase = np.angle(hilbert(fftconvolve(y, taps, mode="same")))
-    return np.degrees(phase[np.asarray(indices, int)])
+    return np.angle(hilbert(fftconvolve(signal, taps, mode="same")))
