@@ -6,12 +6,14 @@ runs on the simulated rig with a mu rhythm at 11 dB. Checked: every pulse
 marker carries its target and online phase; the rhythm's true phase at the
 delivered pulses (the rig's own log) and the phase a non-causal estimate
 finds from the XDF alone both have a circular mean within 15 degrees of
-each target (issue 18).
+each target (issue 18). A second session checks that triggered blocks
+honour the operator's pause, skip and abort keys in a real terminal.
 """
 
 import json
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -143,3 +145,79 @@ def test_phase_locked_session_hits_its_targets(tmp_path):
         print(report)  # shown with -rP: how much of the tolerance was used
         assert abs(true_err) <= TOLERANCE_DEG, report
         assert abs(offline_err) <= TOLERANCE_DEG, report
+
+
+#: Three triggered blocks: paused and resumed, skipped, aborted.
+KEYS_PROTOCOL = """\
+stimtrain: 1
+name: triggered blocks and the operator's keys
+blocks:
+""" + "".join(
+    f"""\
+  - type: stimulate
+    label: {label}
+    pattern: single
+    intensity: 40 %MSO
+    pulses: 6
+    duration: 40 s
+    trigger:
+      target: peak
+      min_interval: 1.1 s
+"""
+    for label in ("paused", "skipped", "aborted")
+)
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("rig")
+def test_triggered_blocks_honour_pause_skip_and_abort(tmp_path):
+    """The keys in a real terminal: pause then resume, skip, abort."""
+    from test_faults import (
+        _folder,
+        _kill_group,
+        _pause_then_resume,
+        _read_run,
+        _run_args,
+        _Terminal,
+        _wait_for_pulses,
+    )
+
+    data = tmp_path / "data"
+    protocol = tmp_path / "keys.yaml"
+    protocol.write_text(KEYS_PROTOCOL)
+    term = _Terminal(_run_args(data, "--sim-mu-snr", "11", protocol=protocol))
+    journal = _folder(data, 1).file("journal.jsonl")
+    try:
+        _wait_for_pulses(journal, 0, 2, term)
+        _pause_then_resume(term, journal, "stimulation_paused", 2.5)
+        _wait_for_pulses(journal, 1, 2, term)
+        term.press("s")
+        time.sleep(0.3)
+        skipped = term.press("y")
+        _wait_for_pulses(journal, 2, 2, term)
+        aborted = term.press("a")
+        finished = term.finish()
+    finally:
+        _kill_group(term.proc)
+    assert finished.returncode == 2, str(finished)
+    run = _read_run(data, 1)
+    sim = run.sim_pulses
+    pulses = {b: [e for e in run.journal if e["event"] == "pulse" and e["block"] == b]
+              for b in range(3)}  # fmt: skip
+    ends = {e["block"]: e for e in run.journal if e["event"] == "block_end"}
+    assert [ends[b]["completed"] for b in range(3)] == [True, False, False]
+    # Pause: the unit disarmed, no pulse until the resume, then the rest.
+    (paused,) = [e for e in run.journal if e["event"] == "stimulation_paused"]
+    (resumed,) = [e for e in run.journal if e["event"] == "stimulation_resumed"]
+    assert resumed["clock"] - paused["clock"] > 2.0
+    assert not np.any((sim > paused["clock"]) & (sim < resumed["clock"])), sim
+    assert len(pulses[0]) == 6 and ends[0]["ended_by"] == "pulses"
+    # Skip: nothing after the confirmation; disarmed.
+    assert 2 <= len(pulses[1]) < 6 and ends[1]["ended_by"] == "skipped"
+    assert all(p["actual"] < skipped + 0.05 for p in pulses[1])
+    # Abort: disarmed within a pulse interval of the key, nothing after it.
+    assert 2 <= len(pulses[2]) < 6
+    disarms = [e for e in run.journal if e["event"] == "disarmed"]
+    assert 0 < disarms[-1]["clock"] - aborted < 1.1
+    assert not np.any(sim > aborted + 0.05), (sim, aborted)
+    assert len(sim) == sum(len(p) for p in pulses.values())
