@@ -7,7 +7,8 @@ marker carries its target and online phase; the rhythm's true phase at the
 delivered pulses (the rig's own log) and the phase a non-causal estimate
 finds from the XDF alone both have a circular mean within 15 degrees of
 each target (issue 18). A second session checks that triggered blocks
-honour the operator's pause, skip and abort keys in a real terminal.
+honour the operator's pause, skip and abort keys in a real terminal, and
+one that a lost EEG holds them disarmed until it is back.
 """
 
 import json
@@ -147,25 +148,23 @@ def test_phase_locked_session_hits_its_targets(tmp_path):
         assert abs(offline_err) <= TOLERANCE_DEG, report
 
 
-#: Three triggered blocks: paused and resumed, skipped, aborted.
-KEYS_PROTOCOL = """\
-stimtrain: 1
-name: triggered blocks and the operator's keys
-blocks:
-""" + "".join(
-    f"""\
+def _triggered_protocol(labels: tuple[str, ...], pulses: int) -> str:
+    """Triggered blocks at the mu peak, one per label, at most ``pulses`` each."""
+    blocks = "".join(
+        f"""\
   - type: stimulate
     label: {label}
     pattern: single
     intensity: 40 %MSO
-    pulses: 6
+    pulses: {pulses}
     duration: 40 s
     trigger:
       target: peak
       min_interval: 1.1 s
 """
-    for label in ("paused", "skipped", "aborted")
-)
+        for label in labels
+    )
+    return f"stimtrain: 1\nname: triggered blocks\nblocks:\n{blocks}"
 
 
 @pytest.mark.slow
@@ -184,7 +183,7 @@ def test_triggered_blocks_honour_pause_skip_and_abort(tmp_path):
 
     data = tmp_path / "data"
     protocol = tmp_path / "keys.yaml"
-    protocol.write_text(KEYS_PROTOCOL)
+    protocol.write_text(_triggered_protocol(("paused", "skipped", "aborted"), 6))
     term = _Terminal(_run_args(data, "--sim-mu-snr", "11", protocol=protocol))
     journal = _folder(data, 1).file("journal.jsonl")
     try:
@@ -202,8 +201,10 @@ def test_triggered_blocks_honour_pause_skip_and_abort(tmp_path):
     assert finished.returncode == 2, str(finished)
     run = _read_run(data, 1)
     sim = run.sim_pulses
-    pulses = {b: [e for e in run.journal if e["event"] == "pulse" and e["block"] == b]
-              for b in range(3)}  # fmt: skip
+    pulses = {
+        b: [e for e in run.journal if e["event"] == "pulse" and e["block"] == b]
+        for b in range(3)
+    }
     ends = {e["block"]: e for e in run.journal if e["event"] == "block_end"}
     assert [ends[b]["completed"] for b in range(3)] == [True, False, False]
     # Pause: the unit disarmed, no pulse until the resume, then the rest.
@@ -221,3 +222,38 @@ def test_triggered_blocks_honour_pause_skip_and_abort(tmp_path):
     assert 0 < disarms[-1]["clock"] - aborted < 1.1
     assert not np.any(sim > aborted + 0.05), (sim, aborted)
     assert len(sim) == sum(len(p) for p in pulses.values())
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("rig")
+def test_eeg_loss_holds_a_triggered_block(tmp_path):
+    """The EEG goes silent for 3 s mid-block: held disarmed, then resumed."""
+    from test_faults import _read_run, _run, _run_args
+
+    data = tmp_path / "data"
+    protocol = tmp_path / "one.yaml"
+    # The block's pulses start about 12 s after the simulated rig (streams,
+    # the trigger process, the gate's warm-up); the EEG stops at 16 s.
+    protocol.write_text(_triggered_protocol(("held",), 10))
+    args = _run_args(
+        data, "--sim-mu-snr", "11", "--sim-eeg-dropout", "16,3", protocol=protocol
+    )
+    finished = _run(args, tmp_path / "run")
+    assert finished.returncode == 0, str(finished)
+    run = _read_run(data, 1)
+    wanted = (
+        "stream_stalled",
+        "stimulation_paused",
+        "stream_recovered",
+        "stimulation_resumed",
+    )
+    order = [e for e in run.journal if e["event"] in wanted]
+    assert [e["event"] for e in order] == list(wanted), order
+    stalled, _, _, resumed = order
+    sim = run.sim_pulses
+    # None while the EEG was gone (a pulse being written as the stall was
+    # noticed may land 2 ms on), and some after it came back.
+    assert not np.any((sim > stalled["clock"] + 0.002) & (sim < resumed["clock"]))
+    assert np.any(sim > resumed["clock"])
+    (end,) = [e for e in run.journal if e["event"] == "block_end"]
+    assert end["completed"] and end["pulses_delivered"] == len(sim)

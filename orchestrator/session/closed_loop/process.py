@@ -29,6 +29,10 @@ from .trigger import PhaseTrigger, TriggerSettings
 
 logger = logging.getLogger("stimtrain.orchestrator.session.closed_loop.process")
 
+#: A jump between two chunks' stamps longer than this is a gap in the data
+#: (samples lost), not the jitter of a chunk's stamps, s.
+GAP_S = 0.05
+
 
 @dataclass(frozen=True)
 class TriggerConfig:
@@ -125,6 +129,7 @@ def trigger_main(config: TriggerConfig, conn) -> None:
     n_keep = trigger.n_samples
     buf = np.zeros(2 * n_keep)
     filled = 0
+    last_stamp: float | None = None
     latencies: list[float] = []
     chunk = np.zeros((int(sfreq) + 1, info.channel_count()), np.float32)
     conn.send(("ready", sfreq, names))
@@ -145,6 +150,11 @@ def trigger_main(config: TriggerConfig, conn) -> None:
             continue
         pulled_at = clock()
         n = len(stamps)
+        if last_stamp is not None and stamps[0] - last_stamp > GAP_S:
+            # Samples went missing (a stalled amplifier): a window across
+            # the gap would join two stretches as one, so it starts afresh.
+            filled = 0
+        last_stamp = stamps[-1]
         x = chunk[:n].astype(float) @ weights
         if filled + n > len(buf):
             keep = min(filled, n_keep)
