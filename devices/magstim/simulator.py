@@ -369,6 +369,10 @@ class MagstimSimulator(SimulatedStimulator):
         pulses: list[Pulse] = []
         hang_up = False
         with self._lock:
+            # The unit's own timer gave these before the command arrived; a
+            # loaded host may not have ticked this thread since (a real unit
+            # would not have waited for it).
+            pulses.extend(self._run_train(t))
             self._buffer += data
             self._last_rx = t
             while self._buffer:

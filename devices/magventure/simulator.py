@@ -249,6 +249,10 @@ class MagVentureSimulator(SimulatedStimulator):
             if self._gone:
                 return
             self._last_rx = t
+            # The unit's own timer gave these before the command arrived; a
+            # loaded host may not have ticked this thread since (a real unit
+            # would not have waited for it).
+            pulses += self._run_train(t)
             for command in self._parser.feed(data):
                 fault = self._count_command()
                 if fault == "disconnect":
@@ -270,13 +274,19 @@ class MagVentureSimulator(SimulatedStimulator):
             if self._parser.pending and now - self._last_rx > self.frame_timeout:
                 logger.info("discarding incomplete command")
                 self._parser.reset()
-            while self._train_times and self._train_times[0] <= now:
-                due = self._train_times.pop(0)
-                pulses += self._deliver(due, "train")
-                if not self._train_times:
-                    self._send(PageFrame(self._page, False).to_data(), due)
+            pulses += self._run_train(now)
             self._flush(now)
         self._notify(pulses)
+
+    def _run_train(self, now: float) -> list[Pulse]:
+        """Deliver the due pulses of a train the unit is running itself."""
+        pulses: list[Pulse] = []
+        while self._train_times and self._train_times[0] <= now:
+            due = self._train_times.pop(0)
+            pulses += self._deliver(due, "train")
+            if not self._train_times:
+                self._send(PageFrame(self._page, False).to_data(), due)
+        return pulses
 
     def _disconnect(self) -> None:
         """Close the pty master as a pulled cable would (the driver sees EIO)."""
