@@ -173,26 +173,56 @@ class TriggeredRun:
 
     # -- the main thread -----------------------------------------------------
     def report_refusals(self) -> None:
-        """Tell the operator (one line) and the journal; repeats rate-limited."""
-        now = time.monotonic()
-        while True:
-            try:
-                reason = self.refusals.get_nowait()
-            except queue.Empty:
-                return
-            # Numbers vary from one refusal to the next; the kind is the key.
-            kind = reason.split(" ", 2)[:2]
-            key = " ".join(kind)
-            last, since = self._told.get(key, (-math.inf, 0))
-            if now - last < REPORT_EVERY_S:
-                self._told[key] = (last, since + 1)
-                continue
-            more = f" ({since} more since)" if since else ""
-            self.ctx.say(f"  no pulse: {reason}{more}")
-            self.ctx.journal.write(
-                "pulse_refused", block=self.block.index, reason=reason, repeats=since
-            )
-            self._told[key] = (now, 0)
+        """Tell the operator and the journal what was refused since last time."""
+        report_refusals(
+            self.refusals, self._told, self.ctx.say, self.ctx.journal, self.block.index
+        )
+
+
+def report_refusals(
+    refusals: queue.Queue,
+    told: dict[str, tuple[float, int]],
+    say,
+    journal,
+    block: int,
+    now: float | None = None,
+) -> None:
+    """Say each refusal in one line and journal it; repeats rate-limited.
+
+    A reason already told less than :data:`REPORT_EVERY_S` ago is counted,
+    and the count is told with its next line.
+
+    Parameters
+    ----------
+    refusals : queue.Queue
+        Reasons not yet reported (filled from the reader thread).
+    told : dict
+        Reason kind -> (when last told, repeats since); updated.
+    say : callable
+        The operator console's line.
+    journal : Journal
+        Where each told refusal goes (``pulse_refused``).
+    block : int
+        The block's index.
+    now : float | None
+        The time, s (monotonic; None: now).
+    """
+    now = time.monotonic() if now is None else now
+    while True:
+        try:
+            reason = refusals.get_nowait()
+        except queue.Empty:
+            return
+        # Numbers vary from one refusal to the next; the kind is the key.
+        key = " ".join(reason.split(" ", 2)[:2])
+        last, since = told.get(key, (-math.inf, 0))
+        if now - last < REPORT_EVERY_S:
+            told[key] = (last, since + 1)
+            continue
+        more = f" ({since} more since)" if since else ""
+        say(f"  no pulse: {reason}{more}")
+        journal.write("pulse_refused", block=block, reason=reason, repeats=since)
+        told[key] = (now, 0)
 
 
 def run_triggered(

@@ -1,0 +1,74 @@
+"""What a triggered block tells the operator and the journal about refusals."""
+
+import queue
+
+from stimtrain.orchestrator.language.rig import simulated_eeg
+from stimtrain.orchestrator.language.trigger import PhaseTrigger
+from stimtrain.orchestrator.session.closed_loop.block import (
+    REPORT_EVERY_S,
+    report_refusals,
+    trigger_settings,
+)
+from stimtrain.orchestrator.session.journal import Journal, read_journal
+
+
+def test_refusals_are_told_once_per_reason_then_counted(tmp_path):
+    lines: list[str] = []
+    journal = Journal(tmp_path / "journal.jsonl")
+    refusals: queue.Queue = queue.Queue()
+    told: dict = {}
+    for ms in (7.2, 9.0, 6.1):
+        refusals.put(f"decision latency {ms} ms above the rig's bound of 5 ms")
+    refusals.put("the deadline passed before it reached the device")
+    report_refusals(refusals, told, lines.append, journal, 3, now=100.0)
+    assert lines == [
+        "  no pulse: decision latency 7.2 ms above the rig's bound of 5 ms",
+        "  no pulse: the deadline passed before it reached the device",
+    ]
+    # Within the rate limit: counted, not told; after it: told with the count.
+    refusals.put("decision latency 8 ms above the rig's bound of 5 ms")
+    report_refusals(refusals, told, lines.append, journal, 3, now=101.0)
+    assert len(lines) == 2
+    refusals.put("decision latency 5.5 ms above the rig's bound of 5 ms")
+    report_refusals(
+        refusals, told, lines.append, journal, 3, now=100.0 + REPORT_EVERY_S
+    )
+    assert lines[-1] == (
+        "  no pulse: decision latency 5.5 ms above the rig's bound of 5 ms "
+        "(3 more since)"
+    )
+    events = [e for e in read_journal(journal.path) if e["event"] == "pulse_refused"]
+    assert [(e["block"], e["repeats"]) for e in events] == [(3, 0), (3, 0), (3, 3)]
+
+
+def test_trigger_settings_take_the_rigs_delay():
+    """gate: none is the 0th percentile; the amplifier's delay is the rig's."""
+    trig = PhaseTrigger(target_deg=180.0, gate_percentile=None, max_interval_s=8.0)
+    s = trigger_settings(trig, simulated_eeg(0.05))
+    assert (s.target_deg, s.gate_percentile, s.amp_delay_s) == (180.0, 0.0, 0.05)
+    assert s.max_interval_s == 8.0 and s.band == (8.0, 13.0)
+
+
+def test_max_interval_lets_a_crossing_through_a_shut_gate():
+    """A gate no estimate passes gives no pulse, unless the maximum interval
+    has passed: then the next crossing is taken, still at the target."""
+    from stimtrain.devices.sim_mu import synthetic_recording
+    from stimtrain.orchestrator.session.closed_loop import PRESETS
+    from stimtrain.orchestrator.session.closed_loop.offline import replay
+    from stimtrain.orchestrator.session.closed_loop.trigger import TriggerSettings
+
+    rec = synthetic_recording(40.0, 11.0, seed=5)
+
+    def pulses(**kw):
+        settings = TriggerSettings(gate_percentile=100.0, **kw)
+        return replay(
+            rec.data, rec.ch_names, rec.sfreq, rec.phase, settings,
+            PRESETS["c3_hjorth"],
+        )  # fmt: skip
+
+    # The 100th percentile: only a new maximum passes, rarer and rarer.
+    shut = pulses()
+    opened = pulses(max_interval_s=4.0)
+    assert len(opened) > len(shut)
+    gaps = [b.time - a.time for a, b in zip(opened[:-1], opened[1:], strict=True)]
+    assert max(gaps) < 4.0 + 0.2
