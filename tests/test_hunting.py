@@ -24,7 +24,11 @@ from stimtrain.emg import measure_meps
 from stimtrain.orchestrator.session.simoperator import SimulatedOperator
 from stimtrain.protocols import protocol_path
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("rig")]
+# Its own group, not "rig": a hunt is mostly waiting (2.5 s between pulses; a
+# session used 8 s of CPU in 60 s), so these sessions run beside the rig
+# group's on the other worker (their streams have per-process names, Xvfb
+# picks its own display) and the suite's longest chain is shorter.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("hunt")]
 
 #: A found threshold within this of the truth (relative). The benchmark's
 #: 95th percentile is under 4 % (docs/benchmarks.md); the session adds the
