@@ -534,9 +534,14 @@ class Instrument:
     def _end_now(self, reason: str):
         """End the run at an iteration's end: clear the screen first, so what the
         routine showed goes (and its offsets are stamped) now, not after
-        PsychoPy has saved its files."""
+        PsychoPy has saved its files.
+
+        The flip comes before ``stopping``: those offsets are the last
+        iteration's own, so online TMS locked to a stop still hears of them (a
+        stop request is checked there again, and then gives no pulse).
+        """
+        self._saved["flip"]()
         self.stopping = True
-        self.win.flip()
         raise StopRun(reason)
 
     # -- frames --------------------------------------------------------------------
