@@ -624,7 +624,11 @@ def _run_block(ctx: BlockContext, block, planned: PlannedBlock) -> dict:
     ctx.say(
         f"block {block.index + 1}/{ctx.n_blocks}: {block.type} "
         f"'{block.label}' ({planned.duration_s:.1f} s planned"
-        + (f", {planned.pulses} pulses)" if planned.pulses else ")")
+        + (
+            f", {'at most ' if planned.trigger else ''}{planned.pulses} pulses)"
+            if planned.pulses
+            else ")"
+        )
     )
     control = ctx.control
     outcome: dict = {}
