@@ -190,6 +190,15 @@ def test_preactivation_is_rejected_and_a_stall_pauses_the_hunt(tmp_path):
     assert rejected, "no trial fell into a contraction"
     assert all(m["preactivation_uv"] > 200 for m in rejected)
     assert all(m["preactivation_uv"] <= 200 for m in meps if not m["rejected"])
+    # Each MEP says whether it counted as a hit (the default 50 uV criterion;
+    # the amplitude is rounded to 0.1 uV, the hit decided before).
+    assert all(
+        m["hit"] is None
+        if m["rejected"]
+        else m["hit"] == (m["amplitude_uv"] >= 50) or abs(m["amplitude_uv"] - 50) < 0.1
+        for m in meps
+    )
+    assert {m["hit"] for m in meps} >= {True, False}
     # A rejected trial is replaced: the next pulse repeats its power.
     for a, b in zip(meps, meps[1:], strict=False):
         if a["rejected"]:

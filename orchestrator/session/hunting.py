@@ -280,6 +280,9 @@ def _one_pulse(
         "latency_ms": None if mep.latency_s is None else round(mep.latency_s * 1e3, 2),
         "preactivation_uv": round(pre, 1),
         "rejected": rejected,
+        # The block's rule (peak-to-peak at or above its criterion), as the
+        # yes/no threshold methods count it; None for a rejected trial.
+        "hit": None if rejected else mep.amplitude_uv >= rule.criterion_uv,
     }
     if site is not None:
         fields["site"] = site
