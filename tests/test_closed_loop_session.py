@@ -7,8 +7,9 @@ marker carries its target and online phase; the rhythm's true phase at the
 delivered pulses (the rig's own log) and the phase a non-causal estimate
 finds from the XDF alone both have a circular mean within 15 degrees of
 each target (issue 18). A second session checks that triggered blocks
-honour the operator's pause, skip and abort keys in a real terminal, and
-one that a lost EEG holds them disarmed until it is back.
+honour the operator's pause, skip and abort keys in a real terminal, one
+that a lost EEG holds them disarmed until it is back, and one that a
+phase calibration's offset reaches the calibrated block after it.
 """
 
 import json
@@ -257,3 +258,29 @@ def test_eeg_loss_holds_a_triggered_block(tmp_path):
     assert np.any(sim > resumed["clock"])
     (end,) = [e for e in run.journal if e["event"] == "block_end"]
     assert end["completed"] and end["pulses_delivered"] == len(sim)
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("rig")
+def test_calibrated_offset_is_measured_then_used(tmp_path):
+    """A phase_calibration block's offset goes to the calibrated block after it."""
+    from test_faults import _read_run, _run, _run_args
+
+    data = tmp_path / "data"
+    protocol = tmp_path / "calibrated.yaml"
+    protocol.write_text(
+        _triggered_protocol(("calibrated",), 4)
+        .replace("blocks:\n", "blocks:\n  - type: phase_calibration\n    duration: 20 s\n")
+        .replace("min_interval: 1.1 s", "min_interval: 1.1 s\n      phase_offset: calibrated")
+    )  # fmt: skip
+    finished = _run(_run_args(data, protocol=protocol), tmp_path / "run")
+    assert finished.returncode == 0, str(finished)
+    run = _read_run(data, 1)
+    (measured,) = [e for e in run.journal if e["event"] == "phase_calibrated"]
+    (used,) = [e for e in run.journal if e["event"] == "phase_offset_used"]
+    assert measured["crossings"] >= 10 and abs(measured["offset_deg"]) < 45
+    assert used["offset_deg"] == measured["offset_deg"]
+    assert used["source"] == "this run" and used["block"] == 1
+    stored = json.loads(run.folder.file("phase_calibration.json").read_text())
+    assert stored["offset_deg"] == measured["offset_deg"]
+    assert len(run.sim_pulses) >= 1
