@@ -22,6 +22,11 @@ calling PsychoPy's own as well, so the script runs unchanged:
   it ends; there the operator's pause is held and a stop takes effect (a stop
   also ends the current frame before its flip);
 - flips are paced on the frame grid when the display has no refresh (Xvfb).
+
+Longer than most: every hook reads and writes the same run's state (where
+the flow is, the components on screen, the keys seen, the rows written), so
+they are one object; the parts that need none of it live beside it (keys.py,
+loops.py, experiment.py).
 """
 
 from __future__ import annotations
