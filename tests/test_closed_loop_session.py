@@ -12,6 +12,10 @@ that a lost EEG holds them disarmed until it is back, and one that a
 phase calibration's offset reaches the calibrated block after it.
 """
 
+# The sessions here are in their own xdist group, not "rig": they mostly
+# wait (a decision costs 0.2-0.6 ms per 10 ms of EEG), so they run beside the
+# rig group's on the other worker and the suite's longest chain stays short.
+
 import json
 import subprocess
 import sys
@@ -75,7 +79,7 @@ def test_runner_keeps_zero_valued_simulator_options(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("rig")
+@pytest.mark.xdist_group("closed_loop")
 def test_phase_locked_session_hits_its_targets(tmp_path):
     data = tmp_path / "data"
     proc = subprocess.run(
@@ -169,7 +173,7 @@ def _triggered_protocol(labels: tuple[str, ...], pulses: int) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("rig")
+@pytest.mark.xdist_group("closed_loop")
 def test_triggered_blocks_honour_pause_skip_and_abort(tmp_path):
     """The keys in a real terminal: pause then resume, skip, abort."""
     from test_faults import (
@@ -226,7 +230,7 @@ def test_triggered_blocks_honour_pause_skip_and_abort(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("rig")
+@pytest.mark.xdist_group("closed_loop")
 def test_eeg_loss_holds_a_triggered_block(tmp_path):
     """The EEG goes silent for 3 s mid-block: held disarmed, then resumed."""
     from test_faults import _read_run, _run, _run_args
@@ -261,7 +265,7 @@ def test_eeg_loss_holds_a_triggered_block(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("rig")
+@pytest.mark.xdist_group("closed_loop")
 def test_calibrated_offset_is_measured_then_used(tmp_path):
     """A phase_calibration block's offset goes to the calibrated block after it."""
     from test_faults import _read_run, _run, _run_args
