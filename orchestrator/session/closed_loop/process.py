@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import multiprocessing as mp
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +29,9 @@ from .montage import Montage
 from .trigger import PhaseTrigger, TriggerSettings
 
 logger = logging.getLogger("stimtrain.orchestrator.session.closed_loop.process")
+
+#: The interpreter's switch interval while a trigger process runs, s.
+SWITCH_INTERVAL_S = 0.0005
 
 #: A jump between two chunks' stamps longer than this is a gap in the data
 #: (samples lost), not the jitter of a chunk's stamps, s.
@@ -97,9 +101,11 @@ def _channel_names(info) -> list[str]:
 
 def trigger_main(config: TriggerConfig, conn) -> None:
     """Body of the trigger process (runs until told to stop or the stream ends)."""
+    from stimtrain.devices.realtime import tune_trigger_process
     from stimtrain.lifetime import die_with_parent
 
     die_with_parent()
+    tune_trigger_process()
     import pylsl
     from pylsl.util import LostError
 
@@ -248,6 +254,7 @@ class TriggerProcess:
         self.sfreq: float | None = None
         self._reader: threading.Thread | None = None
         self._stopped = threading.Event()
+        self._switch: float | None = None
 
     def start(self, timeout: float = 20.0) -> TriggerProcess:
         """Start the process; return once it reads the stream.
@@ -268,6 +275,13 @@ class TriggerProcess:
             self._proc.join(2)
             raise RuntimeError(msg[1])
         self.sfreq = msg[1]
+        # A thread woken by a deadline waits for the interpreter lock until
+        # the thread holding it (a task rendering, say) gives it up: at most
+        # the switch interval, 5 ms by default, the whole latency bound.
+        # While the process runs, it asks for the lock's hand-over within
+        # 0.5 ms instead (restored by stop()).
+        self._switch = sys.getswitchinterval()
+        sys.setswitchinterval(min(self._switch, SWITCH_INTERVAL_S))
         self._reader = threading.Thread(
             target=self._read, name="trigger-reader", daemon=True
         )
@@ -275,6 +289,9 @@ class TriggerProcess:
         return self
 
     def _read(self) -> None:
+        from stimtrain.devices.realtime import tune_handover_thread
+
+        tune_handover_thread()
         while True:
             try:
                 msg = self._conn.recv()
@@ -310,3 +327,6 @@ class TriggerProcess:
             self._proc.kill()
             self._proc.join(2)
         self._conn.close()
+        if self._switch is not None:
+            sys.setswitchinterval(self._switch)
+            self._switch = None
