@@ -31,6 +31,7 @@ from .behaviour import (
     session_measures,
     tms_comparison,
 )
+from .report_phase import phase_section
 from .report_sections import (
     SECTIONS,
     _alignment_section,
@@ -248,6 +249,10 @@ def _session_analysis(
                 pulses["artifact_sample"] = alignment["artifact_sample"].to_numpy()
                 pulses["artifact_offset_samples"] = alignment["offset_samples"].array
                 pulses["artifact_offset_ms"] = alignment["offset_ms"].to_numpy()
+        # Triggered (phase-locked) blocks only: nothing for other runs.
+        phase = phase_section(rep, raw, pulses, drawing=report)
+        if phase is not None:
+            tables["phase"] = phase
         if report:
             _raw_section(rep, raw)
         if has_pulses and n_eeg:
@@ -362,7 +367,10 @@ def analyze_session(
     was recorded, what needs a look), the session timeline (a figure of
     blocks, pulses, trains and trials over time), the session plan (if
     ``plan.json`` exists), timing diagnostics, pulse timing (planned vs
-    delivered), artifact alignment, raw overview (first 20 s, PSD), the
+    delivered), artifact alignment, the phase at the pulses of triggered
+    (phase-locked) blocks (offline polar histograms per target beside the
+    online estimate; ``phase.tsv``, and ``offline_phase`` in
+    ``pulses.tsv``), raw overview (first 20 s, PSD), the
     pulses used for TEPs (a block whose pulses are closer together than the
     TEP's span, -100..350 ms, is left out, with the reason), the TESA
     pipeline's steps, TEP butterfly and topomaps per condition, GMFP, TEP
