@@ -73,7 +73,9 @@ def noncausal_phase(rec) -> np.ndarray:
     return np.angle(hilbert(fftconvolve(x, taps, mode="same")))
 
 
-def condition(snr: float, delay: float, pulses: int, seed: int) -> dict:
+def condition(
+    snr: float, delay: float, pulses: int, seed: int, estimator: str = "ar"
+) -> dict:
     """Run one SNR and delay; return the errors and the time per decision."""
     per_target = math.ceil(pulses / len(TARGETS))
     # About 2.3 s per pulse (2 s minimum interval, the gate, the wait for
@@ -84,7 +86,9 @@ def condition(snr: float, delay: float, pulses: int, seed: int) -> dict:
     spent = 0.0
     for k, target in enumerate(TARGETS):
         rec = synthetic_recording(seconds, snr, seed=seed * 100 + k)
-        settings = TriggerSettings(target_deg=target, amp_delay_s=delay)
+        settings = TriggerSettings(
+            target_deg=target, amp_delay_s=delay, estimator=estimator
+        )
         t0 = time.perf_counter()
         got = replay(
             rec.data,
@@ -257,28 +261,41 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--snr", type=float, default=11.0)
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--with-task", action="store_true")
+    parser.add_argument(
+        "--estimator",
+        choices=("ar", "ssp", "both"),
+        default="both",
+        help="phase estimator(s) to compare offline (default: both, side by side)",
+    )
     args = parser.parse_args(argv)
     print(f"machine: {describe()}")
     if args.over_lsl:
         return over_lsl(args)
+    names = ("ar", "ssp") if args.estimator == "both" else (args.estimator,)
     print(
-        f"{'SNR dB':>6} {'delay ms':>8} {'pulses':>6} {'mean err':>8} "
+        f"{'est':>4} {'SNR dB':>6} {'delay ms':>8} {'pulses':>6} {'mean err':>8} "
         f"{'SD':>6} {'anchor SD':>9} {'SD-anchor':>9} {'offline SD':>10} "
         f"{'floor':>6} "
         f"{'ms/decision':>11}"
     )
     for snr in SNRS:
         for delay in DELAYS:
-            r = condition(snr, delay, args.pulses, args.seed)
-            anchor = ANCHORS[snr] + (DELAY_ANCHOR if delay else 0.0)
-            print(
-                f"{snr:>6g} {delay * 1e3:>8g} {r['n']:>6d} {r['mean']:>+8.1f} "
-                f"{r['sd']:>6.1f} {anchor:>9.0f} {r['sd'] - anchor:>+9.1f} "
-                f"{r['offline_sd']:>10.1f} {r['floor_sd']:>6.1f} "
-                f"{r['ms_per_decision']:>11.2f}",
-                flush=True,
-            )
+            for name in names:
+                _row(name, snr, delay, args)
     return 0
+
+
+def _row(name: str, snr: float, delay: float, args) -> None:
+    """Run and print one estimator's row."""
+    r = condition(snr, delay, args.pulses, args.seed, name)
+    anchor = ANCHORS[snr] + (DELAY_ANCHOR if delay else 0.0)
+    print(
+        f"{name:>4} {snr:>6g} {delay * 1e3:>8g} {r['n']:>6d} {r['mean']:>+8.1f} "
+        f"{r['sd']:>6.1f} {anchor:>9.0f} {r['sd'] - anchor:>+9.1f} "
+        f"{r['offline_sd']:>10.1f} {r['floor_sd']:>6.1f} "
+        f"{r['ms_per_decision']:>11.2f}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -3,11 +3,29 @@
 :mod:`.montage` combines named channels into one signal (the C3 Hjorth
 preset), :mod:`.estimator` predicts the next time the rhythm crosses a target
 phase (autoregressive forward prediction, after Zrenner et al. 2018), and
-:mod:`.gate` lets pulses through only while the rhythm's power is high.
+:mod:`.state_space` does the same with a Kalman-filtered oscillator
+(after Wodeyar et al. 2021), and :mod:`.gate` lets pulses through only
+while the rhythm's power is high.
 """
 
 from .estimator import Estimate, PhaseEstimator
 from .gate import AmplitudeGate
 from .montage import PRESETS, Montage
+from .state_space import StateSpaceEstimator
 
-__all__ = ["PRESETS", "AmplitudeGate", "Estimate", "Montage", "PhaseEstimator"]
+#: The phase estimators by the name a trigger section gives: ``ar`` (the
+#: autoregressive default) and ``ssp`` (the state-space oscillator).
+ESTIMATORS: dict[str, type[PhaseEstimator] | type[StateSpaceEstimator]] = {
+    "ar": PhaseEstimator,
+    "ssp": StateSpaceEstimator,
+}
+
+__all__ = [
+    "ESTIMATORS",
+    "PRESETS",
+    "AmplitudeGate",
+    "Estimate",
+    "Montage",
+    "PhaseEstimator",
+    "StateSpaceEstimator",
+]

@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .estimator import Estimate, PhaseEstimator
+from .estimator import Estimate
 from .gate import AmplitudeGate
 
 
@@ -58,6 +58,9 @@ class TriggerSettings:
     max_interval_s : float | None
         After this long without a pulse (from the first decision), the next
         crossing is taken whatever the band power, s; None: never.
+    estimator : str
+        Which phase estimator decides: a key of ``ESTIMATORS`` (``"ar"``:
+        autoregressive; ``"ssp"``: state-space oscillator).
     """
 
     target_deg: float = 0.0
@@ -73,6 +76,7 @@ class TriggerSettings:
     horizon_s: float = 0.012
     blank_s: float = 0.3
     max_interval_s: float | None = None
+    estimator: str = "ar"
 
 
 class Decision(NamedTuple):
@@ -100,7 +104,15 @@ class PhaseTrigger:
 
     def __init__(self, settings: TriggerSettings, sfreq: float) -> None:
         self.settings = settings
-        self.estimator = PhaseEstimator(
+        # Imported here: the package imports this module's neighbours first.
+        from . import ESTIMATORS
+
+        if settings.estimator not in ESTIMATORS:
+            raise ValueError(
+                f"unknown estimator {settings.estimator!r}; "
+                f"known: {', '.join(sorted(ESTIMATORS))}"
+            )
+        self.estimator = ESTIMATORS[settings.estimator](
             sfreq, settings.band, settings.window_s, ar_order=settings.ar_order
         )
         self.gate = AmplitudeGate(settings.gate_percentile, settings.gate_span_s)
