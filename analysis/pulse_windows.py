@@ -24,7 +24,7 @@ from os import PathLike
 import mne
 import numpy as np
 from mne._fiff.utils import _mult_cal_one
-from mne.utils import logger, verbose
+from mne.utils import logger, verbose, warn
 
 from stimtrain.xdf.file import index_xdf
 from stimtrain.xdf.load import load_streams
@@ -231,6 +231,10 @@ def _raw_windows(streams, windows, eeg_stream, marker_stream) -> RawWindows:
         descriptions.append("BAD_ACQ_SKIP" if recorded_gap else NOT_READ)
         extras.append(None)
     mstream = _find_marker_stream(streams, marker_stream)
+    if mstream is None:
+        # As read_raw_xdf: the analysis says so once, rather than finding
+        # no pulses in silence.
+        warn("No stimtrain marker stream in the file: the raw has no markers")
     if mstream is not None and len(mstream["time_stamps"]):
         mtimes, markers = _decode_stream_markers(mstream)
         pos = _time_to_position(mtimes, knots_t, knots_p, sfreq)

@@ -20,6 +20,7 @@ from os import PathLike
 from pathlib import Path
 
 import mne
+import numpy as np
 import pandas as pd
 from mne.utils import logger, verbose
 
@@ -31,6 +32,7 @@ from .behaviour import (
     session_measures,
     tms_comparison,
 )
+from .pulse_windows import read_raw_windows
 from .report_phase import phase_section
 from .report_sections import (
     SECTIONS,
@@ -58,7 +60,6 @@ from .session import InputError, find_run, run_prefix, session_labels
 from .tep import artifact_alignment
 from .xdf import (
     _markers_from_streams,
-    _raw_from_streams,
     load_streams,
     timing_diagnostics,
 )
@@ -232,8 +233,17 @@ def _session_analysis(
 
     result = overlap = None
     n_eeg = 0
+    # The streams' samples were wanted only for the diagnostics above; the
+    # analysis needs the EEG around the pulses (and the first seconds), read
+    # again as the file's float32 and converted to float64 only where asked
+    # (analysis/pulse_windows.py). Dropping the whole recording's samples
+    # first keeps the peak at one float32 copy instead of that plus a
+    # float64 copy (three times the recording).
+    for stream in streams:
+        if isinstance(stream.get("time_series"), np.ndarray):
+            stream["time_series"] = stream["time_series"][:0]
     try:
-        raw = _raw_from_streams(streams)
+        raw = read_raw_windows(xdf, verbose=verbose)
     except ValueError as err:
         raw = None
         note(rep, SECTIONS["raw"], f"No EEG: {err}")
