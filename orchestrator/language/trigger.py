@@ -25,8 +25,10 @@ from .units import UnitError, parse_frequency
 #: Target phases by name: 0 degrees is the rhythm's positive peak.
 PHASE_NAMES = {"peak": 0.0, "trough": 180.0}
 #: Phase estimators a trigger can use (``ar``: autoregressive forward
-#: prediction, Zrenner et al. 2018).
-ESTIMATORS = ("ar",)
+#: prediction, Zrenner et al. 2018; ``ssp``: a state-space oscillator model,
+#: Wodeyar et al. 2021). The session's closed loop has one class per name
+#: (a test keeps the two lists the same).
+ESTIMATORS = ("ar", "ssp")
 #: Named montages: a centre channel minus the mean of its neighbours (Hjorth
 #: 1975); the C3 one is PHASTIMATE's for the left motor cortex.
 MONTAGE_PRESETS: dict[str, tuple[tuple[str, float], ...]] = {

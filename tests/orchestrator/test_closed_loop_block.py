@@ -49,6 +49,18 @@ def test_trigger_settings_take_the_rigs_delay():
     assert s.max_interval_s == 8.0 and s.band == (8.0, 13.0)
 
 
+def test_every_estimator_the_language_accepts_has_a_class():
+    """The protocol's names and the closed loop's classes are the same list,
+    and a block's estimator reaches the trigger's settings."""
+    from stimtrain.orchestrator.language.trigger import ESTIMATORS as NAMES
+    from stimtrain.orchestrator.session.closed_loop import ESTIMATORS
+
+    assert tuple(ESTIMATORS) == NAMES
+    for name in NAMES:
+        trig = PhaseTrigger(estimator=name)
+        assert trigger_settings(trig, simulated_eeg(0.0)).estimator == name
+
+
 def test_max_interval_lets_a_crossing_through_a_shut_gate():
     """A gate no estimate passes gives no pulse, unless the maximum interval
     has passed: then the next crossing is taken, still at the target."""

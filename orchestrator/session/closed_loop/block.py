@@ -75,6 +75,7 @@ def trigger_settings(trigger, eeg: EegSource) -> TriggerSettings:
         max_interval_s=trigger.max_interval_s,
         phase_offset_deg=trigger.phase_offset_deg,
         amp_delay_s=eeg.delay_s,
+        estimator=trigger.estimator,
     )
 
 

@@ -93,6 +93,7 @@ def measure_offset(
             window_s=calibration.window_s,
             min_interval_s=REPLAY_INTERVAL_S,
             amp_delay_s=delay_s,
+            estimator=calibration.estimator,
         )
         for p in replay(
             data, ch_names, sfreq, truth, settings, montage, delay_s=delay_s
