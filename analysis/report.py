@@ -209,7 +209,9 @@ def _session_analysis(
         participant, session = session_labels(folder)
     except ValueError:
         participant, session = "", ""
-    streams = load_streams(xdf, verbose=verbose)
+    # Timestamps only (where the file is intact): the diagnostics need every
+    # sample's time, the analysis below reads the EEG around the pulses.
+    streams = load_streams(xdf, samples=False, verbose=verbose)
     diagnostics = timing_diagnostics(streams)
     markers = _markers_from_streams(streams)
     pulses = pulse_table(markers, streams)
@@ -233,12 +235,10 @@ def _session_analysis(
 
     result = overlap = None
     n_eeg = 0
-    # The streams' samples were wanted only for the diagnostics above; the
-    # analysis needs the EEG around the pulses (and the first seconds), read
-    # again as the file's float32 and converted to float64 only where asked
-    # (analysis/pulse_windows.py). Dropping the whole recording's samples
-    # first keeps the peak at one float32 copy instead of that plus a
-    # float64 copy (three times the recording).
+    # The EEG around the pulses (and the first seconds) is read as the
+    # file's float32 and converted to float64 only where asked
+    # (analysis/pulse_windows.py): never the whole recording as float64.
+    # A damaged file was read whole above; its samples go first.
     for stream in streams:
         if isinstance(stream.get("time_series"), np.ndarray):
             stream["time_series"] = stream["time_series"][:0]

@@ -57,7 +57,7 @@ class _Undecodable(Exception):
 
 
 def read_intact(
-    index, stream_ids: list[int], background: bool = False
+    index, stream_ids: list[int], background: bool = False, values: bool = True
 ) -> dict[int, dict] | None:
     """Decode whole streams of an intact file, or ``None`` to read carefully.
 
@@ -72,6 +72,10 @@ def read_intact(
         decode, the values being copied by a thread: each state's ``wait``
         waits for them (and re-raises what stopped the thread). The
         timestamps can then be corrected while the values are copied.
+    values : bool
+        ``False`` reads the numeric streams' timestamps only: their values
+        are ``(n_samples, 0)`` arrays (timing diagnostics of an hour-long
+        recording without its gigabytes of samples).
 
     Returns
     -------
@@ -105,6 +109,11 @@ def read_intact(
                 fill=n,
             )
         _copy(f, size, index, out, "stamps")  # every chunk checked here
+        if not values:
+            # The stamps' pass takes views of the (never written, so never
+            # resident) values; with it done they are dropped unread.
+            for sid in numeric:
+                out[sid]["values"] = out[sid]["values"][:, :0].copy()
         for sid in stream_ids:
             if sid not in out:
                 out[sid] = _strings(f, index.streams[sid])
@@ -114,7 +123,8 @@ def read_intact(
     except BaseException:
         f.close()
         raise
-    wait = _copy_values(f, size, index, {sid: out[sid] for sid in numeric}, background)
+    copied = {sid: out[sid] for sid in numeric} if values else {}
+    wait = _copy_values(f, size, index, copied, background)
     for state in out.values():
         state.update(n_cut=0, n_lost=0, breaks=[], last_end=None, wait=wait)
     return out

@@ -89,6 +89,7 @@ def load_streams(
     jitter_break_threshold_seconds: float = 1.0,
     jitter_break_threshold_samples: int = 500,
     window_margin: float = 0.01,
+    samples: bool = True,
     verbose=None,
 ) -> list[dict]:
     """Load the streams of an XDF file, clock-synchronised and dejittered.
@@ -128,6 +129,11 @@ def load_streams(
         the jitter of the raw timestamps (chunks are selected by their first
         timestamp plus the nominal interval). A warning says when a window
         edge may have been missed because the jitter is larger.
+    samples : bool
+        ``False`` skips the numeric streams' values where the file is intact
+        (their ``time_series`` then has shape ``(n_samples, 0)``): the
+        timestamps, segments and timing of an hour-long recording without
+        its gigabytes of samples. A damaged file is read whole either way.
     %(verbose)s
 
     Returns
@@ -190,7 +196,11 @@ def load_streams(
             apply_clock_fit(t, fits[sid])
             return _in_windows(t, w_starts, w_stops)
 
-    fast = read_fast(index, ids, background=True) if row_filter is None else None
+    fast = (
+        read_fast(index, ids, background=True, values=samples)
+        if row_filter is None
+        else None
+    )
     if fast is not None:
         # The values are copied by a thread while the timestamps are
         # corrected here: waited for before anything uses them.

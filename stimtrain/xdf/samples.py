@@ -187,7 +187,10 @@ def read_samples(
 
 
 def read_fast(
-    index: XdfIndex, stream_ids: list[int], background: bool = False
+    index: XdfIndex,
+    stream_ids: list[int],
+    background: bool = False,
+    values: bool = True,
 ) -> tuple[dict[int, StreamSamples], Callable[[], None]] | None:
     """Whole streams of an intact file by :mod:`.fast`, or ``None``.
 
@@ -195,11 +198,12 @@ def read_fast(
     does not decode exactly). Otherwise the samples, as
     :func:`read_samples` gives them, and a function that waits until their
     values are copied: with ``background``, a thread copies them while the
-    caller works on the timestamps.
+    caller works on the timestamps. ``values=False``: the numeric streams'
+    timestamps only (values of shape ``(n_samples, 0)``).
     """
     if not _intact(index, stream_ids):
         return None
-    states = read_intact(index, stream_ids, background)
+    states = read_intact(index, stream_ids, background, values)
     if states is None:
         return None
     samples = {

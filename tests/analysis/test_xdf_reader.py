@@ -225,6 +225,22 @@ def test_timing_diagnostics_report_the_faults(sims):
     assert diag["has_footer"] and not diag["truncated"]
 
 
+def test_timestamps_without_samples(sims):
+    """samples=False: the same timestamps and diagnostics, no values read."""
+    for name in ("clean", "faults"):
+        path = sims[name].path
+        whole, stamps_only = load_streams(path), load_streams(path, samples=False)
+        assert timing_diagnostics(stamps_only) == timing_diagnostics(whole)
+        for a, b in zip(
+            _by_id(whole).values(), _by_id(stamps_only).values(), strict=True
+        ):
+            np.testing.assert_array_equal(a["time_stamps"], b["time_stamps"])
+            if isinstance(a["time_series"], list):
+                assert b["time_series"] == a["time_series"]  # markers: read
+            else:
+                assert b["time_series"].shape == (len(a["time_stamps"]), 0)
+
+
 def test_clock_offsets_are_corrected(sims):
     sim = sims["faults"]
     streams = _by_id(load_streams(sim.path))
