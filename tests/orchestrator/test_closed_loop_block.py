@@ -57,7 +57,7 @@ def test_every_estimator_the_language_accepts_has_a_class():
 
     assert tuple(ESTIMATORS) == NAMES
     for name in NAMES:
-        trig = PhaseTrigger(estimator=name)
+        trig = PhaseTrigger(target_deg=0.0, estimator=name)
         assert trigger_settings(trig, simulated_eeg(0.0)).estimator == name
 
 
