@@ -27,12 +27,16 @@ FS = 5000.0
 @pytest.mark.parametrize("phase0", [0.3, 2.0, -2.5])
 @pytest.mark.parametrize("delay", [0.0, 0.05])
 def test_a_clean_rhythm_gives_its_phase_and_next_peak(freq, phase0, delay):
-    """Phase at "now" within 6 degrees, the next peak (up to 160 ms ahead) within 3 ms.
+    """Phase at "now" within 10 degrees, the next peak (up to 160 ms ahead) within 3 ms.
 
     Looser than the autoregressive estimator's 3 degrees: the narrow
     oscillator has not quite forgotten its start after one window, and its
     frequency is measured from its own rotation (a few hundredths of a Hz
     off on a clean rhythm, which the rotation up to the peak multiplies).
+    The state noise is a hundredth of the observation noise, which narrows
+    the oscillator: 8.7 degrees at worst here (9 Hz, measured as 9.04),
+    against 6 with three hundredths, for 2-12 degrees less spread at the
+    pulses on the noisy synthetic mu (docs/benchmarks.md).
     """
     est = StateSpaceEstimator(FS)
     t = np.arange(0, 1.0, 1 / FS)
@@ -40,7 +44,7 @@ def test_a_clean_rhythm_gives_its_phase_and_next_peak(freq, phase0, delay):
     now = t[-1] + delay
     e = est.estimate(x, t[-1], now, 0.0, now, now + 0.2)
     true_now = wrap(2 * np.pi * freq * now + phase0)
-    assert abs(math.degrees(wrap(e.phase - true_now))) < 6.0
+    assert abs(math.degrees(wrap(e.phase - true_now))) < 10.0
     cycles = math.ceil((2 * np.pi * freq * now + phase0) / (2 * np.pi))
     peak = (2 * np.pi * cycles - phase0) / (2 * np.pi * freq)
     assert e.crossing == pytest.approx(peak, abs=3e-3)

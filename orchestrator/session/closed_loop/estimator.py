@@ -37,7 +37,9 @@ class Estimate(NamedTuple):
     crossing: float | None
     #: Estimated phase at the decision time ``now``, radians in (-pi, pi].
     phase: float
-    #: Mean square of the band-passed window (the amplitude gate's input).
+    #: The band power the amplitude gate compares (each estimator's own
+    #: measure, the same in :meth:`band_power`: here the band-passed
+    #: window's mean square).
     power: float
     #: The predicted rhythm's frequency, Hz.
     freq: float
