@@ -9,8 +9,9 @@ default), the pulses' artifacts bridged, a zero-phase band-pass
 (:func:`scipy.signal.hilbert`). Phase 0 is the rhythm's positive peak, 180
 its trough.
 
-:func:`circular_mean_deg` and :func:`circular_sd_deg` summarise phases
-(SD is ``sqrt(-2 ln R)``, as in the closed-loop literature).
+:func:`circular_mean_deg` and :func:`circular_sd_deg` (from
+:mod:`stimtrain.circular`, shared with the session's console) summarise
+phases (SD is ``sqrt(-2 ln R)``, as in the closed-loop literature).
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ import math
 import mne
 import numpy as np
 from scipy.signal import hilbert
+
+from ..circular import circular_mean_deg, circular_sd_deg, wrap_deg
+
+__all__ = ["MONTAGES", "circular_mean_deg", "circular_sd_deg", "phase_at_pulses"]
 
 #: Montage presets: channel -> weight. C3 Hjorth is C3 minus the mean of its
 #: four neighbours (Zrenner et al. 2018).
@@ -35,12 +40,6 @@ SEGMENT_S = 1.0
 #: From this long before to this long after each pulse the signal is replaced
 #: by a straight line before filtering (s).
 BRIDGE_S = (0.005, 0.02)
-
-
-def _wrap_deg(deg: np.ndarray) -> np.ndarray:
-    """Wrap degrees to (-180, 180]."""
-    out = np.mod(np.asarray(deg, float) + 180.0, 360.0) - 180.0
-    return np.where(out == -180.0, 180.0, out)
 
 
 def _montage(montage: dict[str, float] | str) -> dict[str, float]:
@@ -151,56 +150,4 @@ def phase_at_pulses(
             verbose="error",
         )[0]
         out[i] = math.degrees(float(np.angle(hilbert(filtered)[k - start])))
-    return _wrap_deg(out)
-
-
-def circular_mean_deg(phases_deg: np.ndarray) -> float:
-    """Circular mean of phases in degrees.
-
-    Parameters
-    ----------
-    phases_deg : ndarray
-        Phases, degrees (NaN ignored).
-
-    Returns
-    -------
-    float
-        Mean direction, degrees in (-180, 180]; NaN when there are none.
-    """
-    z = _resultant(phases_deg)
-    if z is None:
-        return math.nan
-    return float(_wrap_deg(math.degrees(math.atan2(z.imag, z.real))))
-
-
-def circular_sd_deg(phases_deg: np.ndarray) -> float:
-    """Circular standard deviation ``sqrt(-2 ln R)`` of phases, in degrees.
-
-    Parameters
-    ----------
-    phases_deg : ndarray
-        Phases, degrees (NaN ignored).
-
-    Returns
-    -------
-    float
-        Circular SD, degrees (infinite when the resultant length is 0); NaN
-        when there are none.
-    """
-    z = _resultant(phases_deg)
-    if z is None:
-        return math.nan
-    r = abs(z)
-    # Opposite phases cancel only to rounding (about 1e-16).
-    if r < 1e-12:
-        return math.inf
-    return math.degrees(math.sqrt(-2.0 * math.log(min(r, 1.0))))
-
-
-def _resultant(phases_deg: np.ndarray) -> complex | None:
-    """Mean resultant vector of the finite phases, or None when there are none."""
-    a = np.asarray(phases_deg, float).ravel()
-    a = a[np.isfinite(a)]
-    if a.size == 0:
-        return None
-    return complex(np.mean(np.exp(1j * np.radians(a))))
+    return wrap_deg(out)

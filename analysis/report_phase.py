@@ -19,7 +19,8 @@ import mne
 import numpy as np
 import pandas as pd
 
-from .phase import _wrap_deg, circular_mean_deg, circular_sd_deg, phase_at_pulses
+from ..circular import circular_mean_deg, circular_sd_deg, wrap_deg
+from .phase import phase_at_pulses
 from .report_tables import df_html
 
 TITLE = "Phase at the pulses"
@@ -82,7 +83,7 @@ def phase_table(raw: mne.io.BaseRaw, pulses: pd.DataFrame) -> pd.DataFrame | Non
     offline[rows] = phase_at_pulses(raw, times[rows])
     pulses["offline_phase"] = offline
     online = (
-        _wrap_deg(pd.to_numeric(pulses["online_phase"], errors="coerce"))
+        wrap_deg(pd.to_numeric(pulses["online_phase"], errors="coerce"))
         if "online_phase" in pulses
         else np.full(len(pulses), np.nan)
     )
@@ -96,7 +97,7 @@ def phase_table(raw: mne.io.BaseRaw, pulses: pd.DataFrame) -> pd.DataFrame | Non
                 "pulses": int(sel.sum()),
                 "offline_mean": mean,
                 "offline_sd": circular_sd_deg(offline[sel]),
-                "offline_error": float(_wrap_deg(mean - value)),
+                "offline_error": float(wrap_deg(mean - value)),
                 "online_mean": circular_mean_deg(online[sel]),
                 "online_sd": circular_sd_deg(online[sel]),
             }
@@ -132,7 +133,7 @@ def phase_figure(pulses: pd.DataFrame, table: pd.DataFrame):
     width = edges[1] - edges[0]
     target = pd.to_numeric(pulses["target_phase"], errors="coerce")
     online_all = (
-        _wrap_deg(pd.to_numeric(pulses["online_phase"], errors="coerce"))
+        wrap_deg(pd.to_numeric(pulses["online_phase"], errors="coerce"))
         if "online_phase" in pulses
         else None
     )
