@@ -169,6 +169,8 @@ def test_live_view_during_a_session(tmp_path, browser):
         )
         progress = browser.find_element("id", "task-progress").text
         assert re.match(r"flanker: trial \d of 8", progress), progress
+        # No phase-locked block in this protocol: no phase panel.
+        assert not browser.find_element("id", "phase-panel").is_displayed()
         DOCS_IMAGES.mkdir(exist_ok=True)
         browser.save_screenshot(str(DOCS_IMAGES / "live_view.png"))
 

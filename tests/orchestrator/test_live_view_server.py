@@ -3,7 +3,8 @@
 No session: a marker outlet and a console state stand in for the runner's
 (they are the real classes), so the server's rules can be checked in seconds:
 the address, the token, the actions it passes on and the ones it refuses,
-and a page that follows the state and the markers.
+a page that follows the state and the markers, and the phase panel that
+appears with the first phase-locked pulse.
 """
 
 from __future__ import annotations
@@ -116,3 +117,42 @@ def test_the_page_follows_the_state_and_the_markers(view, browser):
     assert "run_created" in journal
     browser.find_element("id", "resume").click()
     _until(lambda: asked == [("resume", "view", None)], "the page's resume")
+
+
+def test_the_phase_panel_appears_with_the_first_phase_locked_pulse(view, browser):
+    url, live, state, outlet, asked = view
+    browser.get(url)
+    panel = lambda: browser.find_element("id", "phase-panel")  # noqa: E731
+    _until(lambda: browser.find_element("id", "status").text == "running", "state")
+    common = dict(pattern="single", intensity=110, unit="%RMT", power=55)
+
+    def pulse(block: int, n: int, **fields) -> None:
+        fields.update(common, block=block, pulse=n, scheduled=pylsl.local_clock())
+        outlet.push_sample([encode_marker("pulse", **fields)])
+
+    pulse(0, 0)  # not phase-locked: no panel
+    time.sleep(0.6)
+    assert not panel().is_displayed()
+    for n, online in enumerate([350.0, 10.0, 5.0, 355.0]):
+        pulse(1, n, target_phase=0.0, online_phase=online)
+    for n, online in enumerate([170.0, 190.0]):
+        pulse(2, n, target_phase=180.0, online_phase=online)
+    count = lambda: browser.find_element("id", "phase-count").get_attribute(  # noqa: E731
+        "data-count"
+    )
+    _until(lambda: count() == "6", "six phase-locked pulses on the page")
+    assert panel().is_displayed()
+    rows = browser.find_elements("css selector", "#phase-table tbody tr")
+    cells = [[c.text for c in r.find_elements("tag name", "td")] for r in rows]
+    assert [c[:2] for c in cells] == [["0°", "4"], ["180°", "2"]]
+    assert cells[0][2] == "0°" and cells[1][2] == "180°"
+    # Circular SD sqrt(-2 ln R): about 0, two pulses 5 and two 10 degrees off,
+    # R = (cos 5 + cos 10) / 2, 7.9 degrees; about 180, R = cos 10, 10.0.
+    assert cells[0][3] == "8°" and cells[1][3] == "10°"
+    polars = browser.find_elements("css selector", "#phase-plot .polarlayer > g")
+    assert len(polars) == 2
+    bars = browser.find_elements("css selector", "#phase-plot .trace.bars path")
+    assert len(bars) == 2 * 18  # a path per bin of each target (empty ones flat)
+    # A reload gets the panel again.
+    browser.refresh()
+    _until(lambda: count() == "6", "the reloaded page's phase panel")

@@ -14,6 +14,7 @@ import pytest
 
 from stimtrain.orchestrator.session.view.model import (
     EEG_WINDOW,
+    PHASE_BIN_DEG,
     Channels,
     ViewModel,
 )
@@ -161,3 +162,85 @@ def test_a_page_gets_only_what_changed_and_a_new_page_gets_everything():
     assert set(model.changed_since({})) == {"meta", "state", "log"}
     (line,) = model.sections["log"]
     assert line.endswith("paused block=2")
+
+
+def _triggered(model: ViewModel, n: int, target: float, online, block: int = 1):
+    marker = {"event": "pulse", "block": block, "pulse": n, "power": 55}
+    marker.update(target_phase=target)
+    if online is not None:
+        marker.update(online_phase=online)
+    model.on_marker(marker, 10.0 + n)
+
+
+def _truth(phases_deg) -> tuple[float, float]:
+    """Circular mean and SD sqrt(-2 ln R) from the definition, in degrees."""
+    z = np.mean(np.exp(1j * np.radians(phases_deg)))
+    return float(np.degrees(np.angle(z))), float(
+        np.degrees(np.sqrt(-2 * np.log(abs(z))))
+    )
+
+
+def test_phase_panel_per_target_counts_means_sds_and_histogram():
+    rng = np.random.default_rng(7)
+    # Target 0 (peak): von Mises about 10 degrees late, kappa 8 (SD about 21);
+    # drawn in [0, 360) as the markers carry them, so they straddle 0/360.
+    peak = np.mod(np.degrees(rng.vonmises(np.radians(10.0), 8.0, 20)), 360.0)
+    # Target 180 (trough): five pulses each at 150, 170, 190 and 210 degrees.
+    trough = np.repeat([150.0, 170.0, 190.0, 210.0], 5)
+    model = ViewModel()
+    _pulse(model, 1.0, 0, block=0)  # an untriggered pulse: no phase panel
+    assert "phase" not in model.sections
+    for n, (a, b) in enumerate(zip(peak, trough, strict=True)):
+        _triggered(model, 2 * n, 0.0, round(float(a), 3), block=1)
+        _triggered(model, 2 * n + 1, 180.0, float(b), block=2)
+    phase = model.sections["phase"]
+    assert phase["pulses"] == 40
+    assert phase["bin_deg"] == PHASE_BIN_DEG == 20.0
+    assert phase["bin_centers"] == [10.0 + 20.0 * k for k in range(18)]
+    by = {t["target_phase"]: t for t in phase["targets"]}
+    assert list(by) == [0.0, 180.0]
+
+    zero = by[0.0]
+    assert zero["pulses"] == zero["with_phase"] == 20
+    mean, sd = _truth(peak)
+    assert zero["mean_deg"] == pytest.approx(mean, abs=0.01)
+    assert zero["sd_deg"] == pytest.approx(sd, abs=0.01)
+    # The sample is near the distribution it came from.
+    assert zero["mean_deg"] == pytest.approx(10.0, abs=10.0)
+    assert 12.0 < zero["sd_deg"] < 32.0
+    counts, _ = np.histogram(np.round(peak, 3), np.arange(0.0, 361.0, 20.0))
+    assert zero["counts"] == counts.tolist()
+    assert zero["counts"][0] + zero["counts"][-1] > 0  # both sides of 0 degrees
+    assert zero["latest_deg"] == pytest.approx(peak[-1], abs=1e-3)
+
+    half = by[180.0]
+    assert half["pulses"] == 20
+    # Symmetric about 180: R = (cos 30 + cos 10) / 2.
+    r = (np.cos(np.radians(30)) + np.cos(np.radians(10))) / 2
+    assert half["mean_deg"] == pytest.approx(180.0, abs=0.01)
+    assert half["sd_deg"] == pytest.approx(np.degrees(np.sqrt(-2 * np.log(r))), 1e-3)
+    # [140, 160), [160, 180), [180, 200), [200, 220): bins 7 to 10.
+    assert half["counts"] == [0] * 7 + [5, 5, 5, 5] + [0] * 7
+
+
+def test_phase_panel_counts_a_pulse_without_an_estimate_and_updates_a_page():
+    model = ViewModel()
+    seen: dict = {}
+    model.changed_since(seen)
+    _triggered(model, 0, 180.0, 175.0)
+    _triggered(model, 1, 180.0, None)  # no online phase: counted, not binned
+    assert set(model.changed_since(seen)) == {"phase"}
+    (trough,) = model.sections["phase"]["targets"]
+    assert trough["pulses"] == 2 and trough["with_phase"] == 1
+    assert sum(trough["counts"]) == 1 and trough["counts"][8] == 1
+    assert trough["mean_deg"] == pytest.approx(175.0)
+    assert trough["sd_deg"] == pytest.approx(0.0, abs=1e-4)
+    assert trough["latest_deg"] is None
+    # Two opposite phases: no mean direction to speak of, the SD infinite.
+    _triggered(model, 2, 90.0, 0.0)
+    _triggered(model, 3, 90.0, 180.0)
+    assert set(model.changed_since(seen)) == {"phase"}
+    wide = model.sections["phase"]["targets"][0]
+    assert wide["target_phase"] == 90.0 and wide["sd_deg"] is None
+    assert json.loads(json.dumps(model.sections["phase"], allow_nan=False))
+    assert model.changed_since(seen) == {}

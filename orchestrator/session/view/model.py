@@ -4,8 +4,9 @@ The view process feeds a :class:`ViewModel` with the runner's state snapshots,
 the session's markers, the EEG/EMG samples and the journal's lines; a page
 asks it for the sections that changed since it last looked. Everything since
 the session started is kept in summary form (running sums, one amplitude per
-pulse), so a page opened or reloaded mid-session gets the whole view, and the
-memory it takes does not grow with the length of the recording.
+pulse, one online phase per phase-locked pulse), so a page opened or reloaded
+mid-session gets the whole view, and the memory it takes does not grow with
+the length of the recording.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from ....circular import circular_mean_deg, circular_sd_deg
 
 #: The EMG window around each pulse (s): the MEP panel's traces.
 MEP_WINDOW = (-0.050, 0.100)
@@ -30,6 +33,8 @@ EEG_BLANK = (-0.002, 0.015)
 TRACE_POINTS = 300
 #: Journal and warning lines a page shows.
 LOG_LINES = 12
+#: The phase panel's histogram bins (degrees, from 0): the report's 20 degrees.
+PHASE_BIN_DEG = 20.0
 
 
 @dataclass
@@ -107,6 +112,7 @@ class ViewModel:
         self._evoked: dict[str, _Average] = {}
         self._evoked_current: str | None = None
         self._evoked_left_out = 0
+        self._phases: dict[float, _Phases] = {}
         self._trials: dict = {}
         self._task: dict | None = None
         self._log: deque = deque(maxlen=LOG_LINES)
@@ -148,6 +154,8 @@ class ViewModel:
             pending = _Pending(time, marker)
             self._pending.append(pending)
             self._on_pulse_time(pending)
+            if marker.get("target_phase") is not None:
+                self._on_triggered(marker)
         elif event == "mep":
             self._on_mep(marker)
         elif event == "threshold_estimate":
@@ -295,6 +303,24 @@ class ViewModel:
             },
         )
 
+    # -- phase-locked (triggered) pulses ------------------------------------------
+    def _on_triggered(self, m: dict) -> None:
+        target = _number(m.get("target_phase"))
+        if target is None:
+            return
+        online = _number(m.get("online_phase"))
+        phases = self._phases.setdefault(target, _Phases())
+        phases.add(math.nan if online is None else online)
+        self._set(
+            "phase",
+            {
+                "bin_deg": PHASE_BIN_DEG,
+                "bin_centers": [(k + 0.5) * PHASE_BIN_DEG for k in range(_PHASE_BINS)],
+                "pulses": sum(p.pulses for p in self._phases.values()),
+                "targets": [self._phases[t].summary(t) for t in sorted(self._phases)],
+            },
+        )
+
     # -- hunting and tasks --------------------------------------------------------
     def _on_mep(self, marker: dict) -> None:
         self._hunt.append(
@@ -333,6 +359,46 @@ class ViewModel:
     def _set(self, name: str, value) -> None:
         self.sections[name] = value
         self.versions[name] = self.versions.get(name, 0) + 1
+
+
+_PHASE_BINS = int(round(360.0 / PHASE_BIN_DEG))
+
+
+@dataclass
+class _Phases:
+    """The online phases (degrees) of one target's pulses and their histogram."""
+
+    online: list[float] = field(default_factory=list)
+    counts: np.ndarray = field(default_factory=lambda: np.zeros(_PHASE_BINS, int))
+
+    @property
+    def pulses(self) -> int:
+        return len(self.online)
+
+    def add(self, online: float) -> None:
+        self.online.append(online)
+        if math.isfinite(online):
+            # Bin k holds [k, k + 1) * PHASE_BIN_DEG of the phase in [0, 360).
+            k = int(np.mod(online, 360.0) // PHASE_BIN_DEG)
+            self.counts[min(k, _PHASE_BINS - 1)] += 1
+
+    def summary(self, target: float) -> dict:
+        """Count, circular mean and SD, latest phase and histogram (degrees)."""
+        mean = circular_mean_deg(self.online)
+        return {
+            "target_phase": target,
+            "pulses": self.pulses,
+            "with_phase": int(self.counts.sum()),
+            "latest_deg": _rounded(self.online[-1]),
+            "mean_deg": _rounded(mean),
+            "sd_deg": _rounded(circular_sd_deg(self.online)),
+            "counts": self.counts.tolist(),
+        }
+
+
+def _rounded(value: float, digits: int = 2):
+    """``value`` rounded, or None (JSON null) when it is not finite."""
+    return round(float(value), digits) if math.isfinite(value) else None
 
 
 def _journal_line(line: str) -> str:

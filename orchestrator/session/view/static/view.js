@@ -104,6 +104,55 @@ function drawEvoked(e) {
     { ...layout("Global field power", "ms", "µV"), showlegend: false }, plotConfig);
 }
 
+const degrees = (value) => value === null || value === undefined ? "—" : `${value.toFixed(0)}°`;
+
+function drawPhase(p) {
+  $("phase-panel").hidden = false;
+  $("phase-count").textContent = p.pulses; $("phase-count").dataset.count = p.pulses;
+  // One polar histogram per target, two to a row: 0° (peak) at the top,
+  // growing clockwise as the report draws them.
+  const n = p.targets.length, columns = Math.min(n, 2), rows = Math.ceil(n / columns);
+  const height = 240 * rows, traces = [];
+  const lay = { margin: { l: 20, r: 20, t: 20, b: 10 }, height, showlegend: false, annotations: [] };
+  p.targets.forEach((t, i) => {
+    const polar = i === 0 ? "polar" : `polar${i + 1}`;
+    const column = i % columns, row = Math.floor(i / columns);
+    const x = [column / columns + 0.08, (column + 1) / columns - 0.08];
+    const y = [1 - (row + 1) / rows + 0.04, 1 - row / rows - 0.14 / rows];
+    const top = Math.max(1, ...t.counts);
+    traces.push({ type: "barpolar", subplot: polar, theta: p.bin_centers, r: t.counts, width: p.bin_deg,
+      name: "pulses", marker: { color: "#36c", opacity: 0.75 }, hovertemplate: "%{theta}°: %{r} pulses<extra></extra>" });
+    traces.push({ type: "scatterpolar", subplot: polar, mode: "lines", theta: [t.target_phase, t.target_phase], r: [0, top],
+      name: "target", line: { color: "#000", dash: "dash" } });
+    if (t.mean_deg !== null) {
+      traces.push({ type: "scatterpolar", subplot: polar, mode: "lines", theta: [t.mean_deg, t.mean_deg], r: [0, top],
+        name: "circular mean", line: { color: "#c22", width: 3 } });
+    }
+    if (t.latest_deg !== null) {
+      traces.push({ type: "scatterpolar", subplot: polar, mode: "markers", theta: [t.latest_deg], r: [top],
+        name: "latest", marker: { color: "#c90", size: 9, symbol: "diamond" } });
+    }
+    lay[polar] = { domain: { x, y }, angularaxis: { rotation: 90, direction: "clockwise", dtick: 90, tickfont: { size: 10 } },
+      radialaxis: { range: [0, top], dtick: Math.max(1, Math.ceil(top / 3)), tickfont: { size: 9 } }, bargap: 0.05 };
+    lay.annotations.push({ text: `target ${t.target_phase}° · n=${t.pulses} · ${degrees(t.mean_deg)} ± ${degrees(t.sd_deg)}`,
+      x: (x[0] + x[1]) / 2, y: y[1] + 0.1 / rows, xref: "paper", yref: "paper", xanchor: "center", yanchor: "bottom",
+      showarrow: false, font: { size: 12 } });
+  });
+  $("phase-plot").style.height = `${height}px`;
+  Plotly.react("phase-plot", traces, lay, plotConfig);
+  const table = $("phase-table"); table.textContent = "";
+  const head = table.createTHead().insertRow();
+  for (const h of ["target", "pulses", "mean", "SD"]) {
+    const th = document.createElement("th"); th.textContent = h; head.appendChild(th);
+  }
+  const body = table.createTBody();
+  for (const t of p.targets) {
+    const r = body.insertRow(); r.dataset.target = t.target_phase;
+    cell(r, `${t.target_phase}°`); cell(r, t.with_phase === t.pulses ? t.pulses : `${t.pulses} (${t.with_phase} with a phase)`);
+    cell(r, degrees(t.mean_deg)); cell(r, degrees(t.sd_deg));
+  }
+}
+
 function drawTask(t) {
   view.task = t;
   $("task-progress").className = "";
@@ -121,7 +170,7 @@ function drawTask(t) {
 
 function drawLog(lines) { $("journal").textContent = lines.join("\n"); }
 
-const draw = { meta: drawMeta, state: drawState, mep: drawMep, hunt: drawHunt, evoked: drawEvoked, task: drawTask, log: drawLog };
+const draw = { meta: drawMeta, state: drawState, mep: drawMep, hunt: drawHunt, evoked: drawEvoked, phase: drawPhase, task: drawTask, log: drawLog };
 
 function connect() {
   const ws = new WebSocket(location.href.replace(/^http/, "ws").replace(/[^/]*$/, "") + "ws");
