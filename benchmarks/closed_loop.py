@@ -11,8 +11,9 @@ half at the trough. Each deadline is taken as delivered exactly; the
 rhythm's true phase there is compared with the target: circular mean error
 and circular SD (``sqrt(-2 ln R)``), beside the anchor table of Zrenner et
 al. 2018 (22, 42, 72 degrees; about +4 with 50 ms of data age). The floor
-column is what a non-causal estimate (a 1 s zero-phase FIR over the whole
-recording, then Hilbert) makes of the same pulses: "offline SD" is its
+column is what a non-causal estimate (stimtrain/rhythm.py: the zero-phase
+FIR band-pass the report uses, over the whole recording, then Hilbert)
+makes of the same pulses: "offline SD" is its
 phase at the pulses around the target (what a lab would see from its
 recording), "floor" its error against the true phase (what the in-band
 noise alone leaves, however the phase is estimated).
@@ -43,7 +44,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy.signal import fftconvolve, firwin, hilbert
 from scipy.stats import circmean, circstd
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -55,6 +55,7 @@ from stimtrain.orchestrator.session.closed_loop.offline import replay  # noqa: E
 from stimtrain.orchestrator.session.closed_loop.trigger import (  # noqa: E402
     TriggerSettings,
 )
+from stimtrain.rhythm import band_phase  # noqa: E402
 
 #: (SNR dB, circular SD in degrees) of Zrenner et al. 2018 at no delay.
 ANCHORS = {11.0: 22.0, 5.0: 42.0, -1.0: 72.0}
@@ -66,11 +67,10 @@ TARGETS = (0.0, 180.0)
 
 
 def noncausal_phase(rec) -> np.ndarray:
-    """Zero-phase 8-13 Hz FIR (1 s) over the whole recording, Hilbert phase."""
+    """The shared zero-phase 8-13 Hz band-pass over the whole recording, Hilbert
+    phase (radians)."""
     x = PRESETS["c3_hjorth"].apply(rec.data, rec.ch_names)
-    taps = firwin(int(rec.sfreq) + 1, [8.0, 13.0], pass_zero=False, fs=rec.sfreq)
-    # Symmetric taps, centred ("same"): zero phase in one pass.
-    return np.angle(hilbert(fftconvolve(x, taps, mode="same")))
+    return band_phase(x, rec.sfreq, (8.0, 13.0))
 
 
 def condition(

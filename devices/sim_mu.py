@@ -25,17 +25,12 @@ from typing import NamedTuple
 import numpy as np
 from scipy.signal import freqz, lfilter
 
+from ..rhythm import MONTAGES
 from .sim_eeg import _PINK_A, _PINK_B
 
-#: The C3 Hjorth montage: C3 minus the mean of its four neighbours. The
-#: orchestrator has its own montage type; this copy only sets the SNR.
-C3_HJORTH: dict[str, float] = {
-    "C3": 1.0,
-    "FC1": -0.25,
-    "FC5": -0.25,
-    "CP1": -0.25,
-    "CP5": -0.25,
-}
+#: The C3 Hjorth montage: C3 minus the mean of its four neighbours (the
+#: shared table's, :data:`stimtrain.rhythm.MONTAGES`); here it sets the SNR.
+C3_HJORTH: dict[str, float] = dict(MONTAGES["c3_hjorth"])
 #: How strongly the mu source reaches each channel (volume conduction: the
 #: neighbours see a quarter of it, so the Hjorth output keeps 0.75 of it).
 MU_WEIGHTS: dict[str, float] = {

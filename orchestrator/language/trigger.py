@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from ...rhythm import MONTAGES
 from .bounds import MAX_PULSES_PER_BLOCK
 from .errors import Problem
 from .fields import FieldReader, finite_number
@@ -30,22 +31,11 @@ PHASE_NAMES = {"peak": 0.0, "trough": 180.0}
 #: (a test keeps the two lists the same).
 ESTIMATORS = ("ar", "ssp")
 #: Named montages: a centre channel minus the mean of its neighbours (Hjorth
-#: 1975); the C3 one is PHASTIMATE's for the left motor cortex.
+#: 1975); the C3 one is PHASTIMATE's for the left motor cortex. The shared
+#: table (:data:`stimtrain.rhythm.MONTAGES`, the analysis's too) as
+#: ``(channel, weight)`` pairs.
 MONTAGE_PRESETS: dict[str, tuple[tuple[str, float], ...]] = {
-    "c3_hjorth": (
-        ("C3", 1.0),
-        ("FC1", -0.25),
-        ("FC5", -0.25),
-        ("CP1", -0.25),
-        ("CP5", -0.25),
-    ),
-    "c4_hjorth": (
-        ("C4", 1.0),
-        ("FC2", -0.25),
-        ("FC6", -0.25),
-        ("CP2", -0.25),
-        ("CP6", -0.25),
-    ),
+    name: tuple(weights.items()) for name, weights in MONTAGES.items()
 }
 
 
@@ -400,31 +390,59 @@ def rig_problems(blocks, rig) -> list[Problem]:
     return sorted(out, key=lambda p: (p.file, p.line, p.col))
 
 
-def calibration_problems(blocks) -> list[Problem]:
-    """``phase_offset: calibrated`` with no ``phase_calibration`` block before it.
+def calibration_problems(blocks, phase_offset=None) -> list[Problem]:
+    """``phase_offset: calibrated`` blocks that have no offset to use.
+
+    A ``phase_calibration`` block before a calibrated block gives it its
+    offset; else the thresholds' phase offset does, when it was measured with
+    the block's estimator, band and montage (or given by the operator on the
+    command line).
 
     Parameters
     ----------
     blocks : sequence of Block
         The protocol's blocks in run order.
+    phase_offset : PhaseOffset | None
+        The thresholds' phase offset
+        (:class:`~.thresholds.PhaseOffset`), if any.
 
     Returns
     -------
     list of Problem
-        One per triggered block that has no calibration to use.
+        One per calibrated block with neither, or whose thresholds' offset
+        was measured with another estimator, band or montage.
     """
     out, seen = [], False
     for block in blocks:
         if isinstance(getattr(block, "calibration", None), PhaseTrigger):
             seen = True
         pattern = getattr(block, "pattern", None)
-        if isinstance(pattern, TriggeredPulses) and pattern.trigger.calibrated:
-            if not seen:
-                out.append(
-                    block.problem(
-                        "trigger.phase_offset",
-                        "needs a phase_calibration block before this block",
-                        "calibrated",
-                    )
+        if not isinstance(pattern, TriggeredPulses) or not pattern.trigger.calibrated:
+            continue
+        if seen:
+            continue
+        if phase_offset is None:
+            out.append(
+                block.problem(
+                    "trigger.phase_offset",
+                    "needs a phase offset: put a phase_calibration block before "
+                    "this block, or give the participant's thresholds file with "
+                    "a phase_offset (--thresholds; a phase_calibration block "
+                    "writes one into the session folder)",
+                    "calibrated",
                 )
+            )
+            continue
+        differs = phase_offset.mismatch(pattern.trigger)
+        if differs:
+            out.append(
+                block.problem(
+                    "trigger.phase_offset",
+                    f"the phase offset of the {phase_offset.source} was measured "
+                    f"with another setup ({differs}): measure it again with a "
+                    "phase_calibration block before this block, or give the "
+                    "offset yourself with --phase-offset",
+                    "calibrated",
+                )
+            )
     return out

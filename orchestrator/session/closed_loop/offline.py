@@ -7,8 +7,9 @@ Each deadline it hands over is taken as delivered exactly then (the device
 process's own timing is measured by benchmarks/pulse_timing.py), and the
 rhythm's true phase there is read from the recording's ground truth.
 :func:`noncausal_phase_at` is what a recording alone says of the phase at
-its pulses (the whole recording filtered both ways, the pulses' artifacts
-bridged first).
+its pulses (the pulses' artifacts bridged, the whole recording band-passed
+with a zero-phase FIR, Hilbert): the shared estimate of
+:mod:`stimtrain.rhythm`, the one the report uses.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-from scipy.signal import fftconvolve, firwin, hilbert
 from scipy.stats import circmean, circstd
 
+from ....rhythm import BRIDGE_S, band_phase, phase_at
 from .estimator import wrap
 from .montage import Montage
 from .trigger import PhaseTrigger, TriggerSettings
@@ -132,9 +133,12 @@ def noncausal_phase_at(
     band: tuple[float, float],
     indices: np.ndarray,
     *,
-    bridge_s: tuple[float, float] = (0.002, 0.02),
+    bridge_s: tuple[float, float] = BRIDGE_S,
 ) -> np.ndarray:
     """The rhythm's phase at the pulses, estimated from the whole recording.
+
+    :func:`stimtrain.rhythm.phase_at`, under the name the closed loop's
+    tests know.
 
     Parameters
     ----------
@@ -156,21 +160,20 @@ def noncausal_phase_at(
     Returns
     -------
     ndarray
-        Phase at each pulse, degrees in (-180, 180] (0: peak).
+        Phase at each pulse, degrees in (-180, 180] (0: peak); NaN for a
+        pulse outside the recording.
     """
-    y = np.asarray(signal, float).copy()
-    before, after = (int(round(b * sfreq)) for b in bridge_s)
-    for k in indices:
-        a, b = max(k - before, 1), min(k + after, len(y) - 1)
-        y[a:b] = np.linspace(y[a - 1], y[b], b - a)
-    phase = noncausal_phase(y, sfreq, band)
-    return np.degrees(phase[np.asarray(indices, int)])
+    return phase_at(signal, sfreq, band, indices, bridge_s=bridge_s)
 
 
 def noncausal_phase(
     signal: np.ndarray, sfreq: float, band: tuple[float, float]
 ) -> np.ndarray:
     """The rhythm's phase at every sample, from the whole signal (radians).
+
+    :func:`stimtrain.rhythm.band_phase`: a zero-phase FIR band-pass (the
+    band's edges at -6 dB, 1.65 s long for 8-13 Hz) and the Hilbert
+    transform.
 
     Parameters
     ----------
@@ -184,9 +187,7 @@ def noncausal_phase(
     Returns
     -------
     ndarray, shape (n_times,)
-        Phase in (-pi, pi] (0: peak).
+        Phase in (-pi, pi] (0: peak); all NaN for a signal shorter than the
+        filter.
     """
-    # A 1 s zero-phase FIR (symmetric taps, centred): selective enough for
-    # the band, and no phase shift.
-    taps = firwin(int(sfreq) + 1, band, pass_zero=False, fs=sfreq)
-    return np.angle(hilbert(fftconvolve(signal, taps, mode="same")))
+    return band_phase(signal, sfreq, band)
