@@ -211,13 +211,15 @@ class PhaseEstimator:
             freq,
         )
 
-    def band_power(self, x: np.ndarray) -> float:
+    def band_power(self, x: np.ndarray, now: float | None = None) -> float:
         """Mean square of the band-passed window (what :meth:`estimate` reports).
 
         Parameters
         ----------
         x : ndarray, shape (n,)
             The montaged signal, at least :attr:`n_samples` samples.
+        now : float | None
+            The decision time, s (unused here: every estimate stands alone).
 
         Returns
         -------

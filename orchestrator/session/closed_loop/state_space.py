@@ -35,6 +35,7 @@ Phase 0 is the rhythm's positive peak, pi (180 degrees) its trough.
 from __future__ import annotations
 
 import math
+from collections import deque
 
 import numpy as np
 from scipy.linalg import solve_discrete_are
@@ -73,6 +74,9 @@ class StateSpaceEstimator:
         The slow oscillator's state noise over the observation noise.
     freq_s : float
         How much of the window's end the frequency is measured over, s.
+    freq_span_s : float
+        The rotation forward to the pulse uses the median of the frequencies
+        measured over this long, s (one window's measure is noisy).
     n_passes : int
         At most this many filter passes per estimate, each at the frequency
         the previous one measured (the last one found starts the next
@@ -101,6 +105,7 @@ class StateSpaceEstimator:
         slow_noise: float = 1.0,
         power_s: float = 0.1,
         freq_s: float = 0.3,
+        freq_span_s: float = 1.0,
         n_passes: int = 4,
         **_ignored: object,
     ) -> None:
@@ -145,6 +150,9 @@ class StateSpaceEstimator:
         self._filters = _BANKS[key]
         #: The last frequency found: the next window starts from it.
         self._freq = 0.5 * (lo + hi)
+        self.freq_span_s = float(freq_span_s)
+        #: (decision time, frequency measured) over the last ``freq_span_s``.
+        self._measured: deque[tuple[float, float]] = deque()
 
     @property
     def n_samples(self) -> int:
@@ -180,7 +188,8 @@ class StateSpaceEstimator:
         -------
         Estimate
         """
-        z, freq = self._settle(self._decimated(x))
+        z, _ = self._settle(self._decimated(x), now)
+        freq = self._rotation_freq()
         # The mean of a block stands for the middle of the block.
         t_z = t_last - (self.q - 1) / 2 / self.sfreq
         phase_last = float(np.angle(z[-1]))
@@ -194,13 +203,16 @@ class StateSpaceEstimator:
         crossing = t_cross if t_cross <= latest else None
         return Estimate(crossing, phase_now, power, freq)
 
-    def band_power(self, x: np.ndarray) -> float:
+    def band_power(self, x: np.ndarray, now: float | None = None) -> float:
         """The rhythm's mean squared amplitude over the window's end.
 
         Parameters
         ----------
         x : ndarray, shape (n,)
             The montaged signal, at least :attr:`n_samples` samples.
+        now : float | None
+            The decision time, s: the frequency measured on the way is kept
+            for the rotation of later estimates (None: not kept).
 
         Returns
         -------
@@ -208,10 +220,10 @@ class StateSpaceEstimator:
             What :meth:`estimate` reports as its power (the same passes, so
             the gate compares like with like).
         """
-        z, _ = self._settle(self._decimated(x))
+        z, _ = self._settle(self._decimated(x), now)
         return self._power(z)
 
-    def _settle(self, xd: np.ndarray) -> tuple[np.ndarray, float]:
+    def _settle(self, xd: np.ndarray, now: float | None) -> tuple[np.ndarray, float]:
         """Track the rhythm, re-measuring its frequency until it settles."""
         # Each pass tracks at the last frequency found (a narrow oscillator
         # off the rhythm's frequency lags or leads it, and pulls the rotation
@@ -225,7 +237,25 @@ class StateSpaceEstimator:
             if done:
                 break
         self._freq = freq
+        if now is not None:
+            self._measured.append((now, freq))
+            while self._measured[0][0] < now - self.freq_span_s:
+                self._measured.popleft()
         return z, freq
+
+    def _rotation_freq(self) -> float:
+        """The median frequency measured over the last ``freq_span_s``.
+
+        The rhythm's frequency drifts over seconds, while one window's
+        measure of it is noisy where the rhythm is weak: rotating the phase
+        50 ms forward at a frequency 2 Hz off misses by 36 degrees. Measured
+        (benchmarks/closed_loop.py, 200 pulses, 50 ms delay): circular SD at
+        -1 dB 102 -> 80 degrees with the median of the last second, at 5 dB
+        48 -> 46, at 11 dB 25 -> 24.
+        """
+        if not self._measured:
+            return self._freq
+        return float(np.median([f for _, f in self._measured]))
 
     def _power(self, z: np.ndarray) -> float:
         """The gate's input: the rhythm's power now, not over the whole window.

@@ -158,7 +158,7 @@ class PhaseTrigger:
         if earliest > latest:
             # Too soon for a pulse: only the gate's history needs this chunk
             # (the autoregressive prediction is most of an estimate's cost).
-            self.gate.update(now, self.estimator.band_power(x))
+            self.gate.update(now, self.estimator.band_power(x, now))
             return Decision(None, "minimum interval", None)
         est = self.estimator.estimate(x, t_last, now, self._aim, earliest, latest)
         passed, _ = self.gate.update(now, est.power)
