@@ -4,12 +4,13 @@ protocols/mu_phase_single_pulses.yaml (more pulses, closer together, so the
 circular means rest on about 20 pulses each; the run takes about 100 s)
 runs on the simulated rig with a mu rhythm at 11 dB. Checked: every pulse
 marker carries its target and online phase; the rhythm's true phase at the
-delivered pulses (the rig's own log) and the phase a non-causal estimate
-finds from the XDF alone both have a circular mean within 15 degrees of
-each target (issue 18). A second session checks that triggered blocks
-honour the operator's pause, skip and abort keys in a real terminal, one
-that a lost EEG holds them disarmed until it is back, and one that a
-phase calibration's offset reaches the calibrated block after it.
+delivered pulses (the rig's own log) and the phase the analysis estimates
+offline from the XDF alone (read as ``stimtrain analyze`` reads it,
+analysis.phase.phase_at_pulses) both have a circular mean within 15
+degrees of each target (issue 18). A second session checks that triggered
+blocks honour the operator's pause, skip and abort keys in a real
+terminal, one that a lost EEG holds them disarmed until it is back, and one
+that a phase calibration's offset reaches the calibrated block after it.
 """
 
 # The sessions here are in their own xdist group, not "rig": they mostly
@@ -24,11 +25,13 @@ import time
 import numpy as np
 import pytest
 import pyxdf
+import yaml
 from scipy.stats import circmean
 
+from stimtrain.analysis.phase import phase_at_pulses
+from stimtrain.analysis.pulse_windows import read_raw_windows
+from stimtrain.analysis.report_phase import pulse_samples
 from stimtrain.orchestrator.safety.checking import check_file
-from stimtrain.orchestrator.session.closed_loop import PRESETS
-from stimtrain.orchestrator.session.closed_loop.offline import noncausal_phase_at
 from stimtrain.orchestrator.session.runner import SessionRunner
 from stimtrain.protocols import protocol_path
 
@@ -106,8 +109,9 @@ def test_phase_locked_session_hits_its_targets(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     folder = data / "sub-mu" / "ses-1"
+    xdf = folder / "sub-mu_ses-1_run-01_recording.xdf"
     streams, _ = pyxdf.load_xdf(
-        str(folder / "sub-mu_ses-1_run-01_recording.xdf"),
+        str(xdf),
         synchronize_clocks=False,
         dejitter_timestamps=False,
     )
@@ -125,15 +129,14 @@ def test_phase_locked_session_hits_its_targets(tmp_path):
     log = folder / "sub-mu_ses-1_run-01_simulator_mu_phase.jsonl"
     truth = [json.loads(line) for line in log.read_text().splitlines()]
     truth_t = np.array([row["time"] for row in truth])
-    # From the XDF alone: the C3 Hjorth signal and the phase around each pulse.
-    # (analysis/phase.py's phase_at_pulses had not landed when this was
-    # written; the orchestrator's offline estimate is the same idea.)
-    eeg = next(s for s in streams if s["info"]["type"][0] == "EEG")
-    names = [c["label"][0] for c in eeg["info"]["desc"][0]["channels"][0]["channel"]]
-    signal = PRESETS["c3_hjorth"].apply(eeg["time_series"], names)
-    sfreq = float(eeg["info"]["nominal_srate"][0])
-    samples = np.searchsorted(eeg["time_stamps"], [t for t, _ in pulses])
-    offline = noncausal_phase_at(signal, sfreq, (8.0, 13.0), samples)
+    # From the XDF alone, as a lab's analysis reads it: the EEG around the
+    # pulses with the pulse markers as annotations, and the offline phase of
+    # the C3 Hjorth 8-13 Hz rhythm the protocol's blocks aim at.
+    raw = read_raw_windows(xdf, verbose="error")
+    onsets = pulse_samples(raw)
+    assert len(onsets) == len(pulses)
+    offline = phase_at_pulses(raw, onsets, "c3_hjorth", (8.0, 13.0))
+    assert np.isfinite(offline).all(), offline
     for target in (0.0, 180.0):
         mine = [k for k, (_, p) in enumerate(pulses) if p["target_phase"] == target]
         assert len(mine) >= 10, (target, len(mine))
@@ -288,3 +291,33 @@ def test_calibrated_offset_is_measured_then_used(tmp_path):
     stored = json.loads(run.folder.file("phase_calibration.json").read_text())
     assert stored["offset_deg"] == measured["offset_deg"]
     assert len(run.sim_pulses) >= 1
+    # The offset is kept for the participant's next session, in the thresholds
+    # file of the session folder, with the RMT in use and how it was measured.
+    kept = yaml.safe_load(run.folder.file("thresholds.yaml").read_text())
+    assert kept["rmt"] == 50 and kept["method"] == "given on the command line"
+    assert kept["phase_offset"] == round(measured["offset_deg"], 1)
+    how = kept["phase_calibration"]
+    assert (how["estimator"], how["montage"], how["band"]) == (
+        "ar",
+        "c3_hjorth",
+        "8-13 Hz",
+    )
+    assert how["crossings"] == measured["crossings"]
+    # The next session: no calibration block, that file given.
+    later = tmp_path / "later.yaml"
+    later.write_text(
+        _triggered_protocol(("calibrated",), 2)
+        .replace("min_interval: 1.1 s", "min_interval: 1.1 s\n      phase_offset: calibrated")
+    )  # fmt: skip
+    file = str(run.folder.file("thresholds.yaml"))
+    data2 = tmp_path / "data2"
+    finished = _run(
+        _run_args(data2, "--thresholds", file, protocol=later), tmp_path / "run2"
+    )
+    assert finished.returncode == 0, str(finished)
+    run2 = _read_run(data2, 1)
+    (used,) = [e for e in run2.journal if e["event"] == "phase_offset_used"]
+    assert used["offset_deg"] == kept["phase_offset"]
+    assert used["source"] == f"thresholds file {file}"
+    assert run2.plan["thresholds"]["phase_offset"]["offset_deg"] == used["offset_deg"]
+    assert "phase offset" in run2.plan["blocks"][0]["trigger"]
