@@ -38,7 +38,14 @@ def _add_check_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--thresholds",
         metavar="FILE",
-        help="the participant's thresholds file (--rmt/--amt override it)",
+        help="the participant's thresholds file (--rmt/--amt/--phase-offset "
+        "override it)",
+    )
+    p.add_argument(
+        "--phase-offset",
+        metavar="DEG",
+        help="the participant's phase offset, -180 to 180 degrees, for blocks "
+        "with phase_offset: calibrated (used whatever their estimator)",
     )
     p.add_argument(
         "--limits", help="a lab safety limits file (default: shipped limits)"
@@ -54,6 +61,7 @@ def _thresholds(args, *, record: bool = False):
         rmt=args.rmt,
         amt=args.amt,
         participant=getattr(args, "participant", None),
+        phase_offset=getattr(args, "phase_offset", None),
     )
     return (thresholds, source) if record else thresholds
 
@@ -331,7 +339,7 @@ def cmd_resume(args) -> int:
     root = Path(args.session_dir).resolve().parents[1]
     try:
         # Checked again: the journal's values may predate the threshold rules.
-        thresholds = Thresholds(**point.thresholds)
+        thresholds = Thresholds.from_record(point.thresholds)
     except (TypeError, ValueError) as exc:
         print(f"error: {point.session_dir}: thresholds of the earlier runs: {exc}")
         return 1

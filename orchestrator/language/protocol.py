@@ -74,7 +74,7 @@ from .structure import (
     read_variables,
     substitute,
 )
-from .trigger import PhaseTrigger, calibration_problems, read_triggered
+from .trigger import PhaseTrigger, read_triggered
 from .yamlpos import LocatedDocument, load_yaml_file, load_yaml_text
 
 
@@ -670,9 +670,6 @@ def protocol_from_document(
         raise ProtocolError(state.problems)
     order: list[str] = []
     blocks = number_blocks(expand_blocks(templates, v["seed"], participant, order, [0]))
-    # A calibrated offset needs a calibration before it, in run order.
-    if calibration_problems(blocks):
-        raise ProtocolError(calibration_problems(blocks))
     rig = v["rig"]
     if rig is not None and not rig.startswith("sim") and doc.file != "<string>":
         # A rig file is named relative to the protocol, like an include.

@@ -615,7 +615,8 @@ TRIGGER_SPEC = s.RecordSpec(
                 {"anyOf": [_NUMBER_SCHEMA, {"const": "calibrated"}]},
             ),
             "Degrees added to the target, or calibrated: the offset the last "
-            "phase_calibration block measured.",
+            "phase_calibration block before it measured, else the participant's "
+            "thresholds file's phase_offset (same estimator, band and montage).",
             0,
         ),
     ),

@@ -33,7 +33,7 @@ from ..language.protocol import (
     ThresholdBlock,
     WaitBlock,
 )
-from ..language.thresholds import Thresholds
+from ..language.thresholds import PhaseOffset, Thresholds
 from ..language.trigger import TriggeredPulses
 from ..language.units import Intensity
 from .delivery import (
@@ -112,6 +112,10 @@ class PlannedBlock:
     #: power the hunt may give; hotspot blocks: their power.
     measures: str | None = None
     max_power: int | None = None
+    #: Triggered blocks with ``phase_offset: calibrated`` that no calibration
+    #: block of the session comes before: the thresholds' phase offset they
+    #: use (:meth:`~..language.thresholds.PhaseOffset.as_record`).
+    phase_offset: dict | None = None
 
     def field(self, role: str) -> str:
         """Where the protocol wrote the quantity of ``role`` (or the pattern)."""
@@ -142,6 +146,8 @@ class Plan:
     limits_justifications: tuple[str, ...] = ()
     pulses: PulseTable = field(default_factory=PulseTable.empty, compare=False)
     trains: tuple[dict, ...] = ()
+    #: The thresholds' phase offset (also in ``thresholds`` as a record).
+    phase_offset: PhaseOffset | None = field(default=None, compare=False)
 
     @property
     def total_duration_s(self) -> float:
@@ -323,6 +329,7 @@ def compile_plan(
     trigger = caps is not None and has_trigger_line(rig, caps)
     blocks, tables = [], []
     t = earliest = 0.0
+    calibration_block: int | None = None
     for block in protocol.blocks:
         rng = np.random.default_rng([protocol.seed, block.index])
         common = dict(
@@ -348,6 +355,7 @@ def compile_plan(
             planned, table, shortest = _stimulate(
                 block, rng, thresholds, caps, trigger, common
             )
+            planned = _calibrated(block, planned, calibration_block, given.phase_offset)
             tables.append(table)
         elif isinstance(block, TaskBlock):
             planned, table, shortest = _task(
@@ -358,6 +366,8 @@ def compile_plan(
             planned, table, shortest = _hunt(block, thresholds, caps, common)
             tables.append(table)
         elif isinstance(block, (RestBlock, InstructionsBlock, PhaseCalibrationBlock)):
+            if isinstance(block, PhaseCalibrationBlock):
+                calibration_block = block.index
             planned = PlannedBlock(**common, duration_s=block.duration_s, pulses=0)
             shortest = block.duration_s
         elif isinstance(block, WaitBlock):
@@ -376,7 +386,16 @@ def compile_plan(
         protocol_sha256=protocol.sha256,
         seed=protocol.seed,
         thresholds={"rmt": given.rmt, "amt": given.amt}
-        | ({} if measured is None else {"after_threshold_blocks": asdict(measured)}),
+        | (
+            {}
+            if given.phase_offset is None
+            else {"phase_offset": given.phase_offset.as_record()}
+        )
+        | (
+            {}
+            if measured is None
+            else {"after_threshold_blocks": {"rmt": measured.rmt, "amt": measured.amt}}
+        ),
         rig=None if rig is None else rig.name,
         blocks=tuple(blocks),
         participant=protocol.participant,
@@ -385,6 +404,36 @@ def compile_plan(
         limits_file=limits_file,
         limits_justifications=tuple(justifications),
         pulses=PulseTable.concat(tables),
+        phase_offset=given.phase_offset,
+    )
+
+
+def _calibrated(
+    block: StimulateBlock,
+    planned: PlannedBlock,
+    calibration_block: int | None,
+    phase: PhaseOffset | None,
+) -> PlannedBlock:
+    """A ``phase_offset: calibrated`` block: whose offset it uses, in its plan.
+
+    A calibration block of the session before it wins; else the thresholds'
+    phase offset (the check refuses the block when there is neither, or when
+    the offset was measured with another estimator, band or montage).
+    """
+    pattern = block.pattern
+    if not isinstance(pattern, TriggeredPulses) or not pattern.trigger.calibrated:
+        return planned
+    said = ", phase offset calibrated"
+    if calibration_block is not None:
+        where = f"{said} by block {calibration_block + 1}"
+        return replace(planned, trigger=planned.trigger.replace(said, where))
+    if phase is None:
+        return planned
+    where = f", phase offset {phase.describe()}"
+    return replace(
+        planned,
+        trigger=planned.trigger.replace(said, where),
+        phase_offset=phase.as_record(),
     )
 
 

@@ -28,7 +28,7 @@ from ..language.blocks import (
 )
 from ..language.errors import Problem, ProtocolError
 from ..language.rig import Rig
-from ..language.trigger import rig_problems
+from ..language.trigger import calibration_problems, rig_problems
 from .delivery import capabilities
 from .dose import Dose, Thresholds, resolve_intensity  # noqa: F401
 from .limits import DEFAULT_LIMITS, Limits, load_limits  # noqa: F401
@@ -269,6 +269,9 @@ def check_plan(
     report = SafetyReport(delivered_today=plan.delivered_today)
     c = _Checker(protocol, limits, report, rig)
     caps = None if rig is None else capabilities(rig)
+    # A calibrated offset needs a calibration before it, in run order, or the
+    # thresholds' phase offset measured with the same estimator.
+    report.problems.extend(calibration_problems(protocol.blocks, plan.phase_offset))
     if rig is not None:
         # A triggered block needs the rig's EEG, its rate and its channels.
         report.problems.extend(rig_problems(protocol.blocks, rig))

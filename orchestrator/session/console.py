@@ -23,6 +23,7 @@ import tty
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import pylsl
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -31,6 +32,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from ...circular import circular_mean_deg, circular_sd_deg, wrap_deg
 from ..safety.plan import Plan, PlannedBlock
 
 logger = logging.getLogger("stimtrain.orchestrator.session.console")
@@ -92,6 +94,27 @@ class TaskProgress:
 
 
 @dataclass
+class PhaseProgress:
+    """A triggered block's phase-locked pulses, as the console shows them.
+
+    Phases are degrees; ``online_deg`` maps each target phase to the online
+    phase the estimator saw at each of its pulses; ``refused`` maps a refusal's
+    kind (``too soon``, ``slow decision`` …) to how many this block had.
+    """
+
+    given: int = 0
+    planned: int = 0
+    offset_deg: float = 0.0
+    #: Where the offset came from: ``protocol``, ``calibration``,
+    #: ``thresholds file`` or ``command line``.
+    offset_source: str = "protocol"
+    last_target_deg: float | None = None
+    last_online_deg: float | None = None
+    online_deg: dict[float, list[float]] = field(default_factory=dict)
+    refused: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
 class ConsoleState:
     """Everything the console shows; the runner updates it, the console reads it.
 
@@ -121,6 +144,8 @@ class ConsoleState:
     task: TaskProgress | None = None
     #: A threshold or hotspot block's live numbers (estimate, sites ranked).
     hunt: str | None = None
+    #: A triggered block's pulses, phases and refusals.
+    phase: PhaseProgress | None = None
     warnings: list[str] = field(default_factory=list)
     status: str = RUNNING
     pending_confirmation: str | None = None
@@ -173,6 +198,7 @@ class ConsoleState:
             self.next_event = None
             self.task = None
             self.hunt = None
+            self.phase = None
 
     def finish_block(self, index: int, *, skipped: bool = False) -> None:
         """Mark block ``index`` done (or skipped)."""
@@ -187,6 +213,12 @@ class ConsoleState:
                 setattr(snap, name, list(getattr(self, name)))
             snap.device = dict(self.device)
             snap.task = copy.copy(self.task)
+            if self.phase is not None:
+                snap.phase = copy.copy(self.phase)
+                snap.phase.online_deg = {
+                    k: list(v) for k, v in self.phase.online_deg.items()
+                }
+                snap.phase.refused = dict(self.phase.refused)
         return snap
 
 
@@ -215,10 +247,13 @@ def render(state: ConsoleState, now: float | None = None) -> RenderableType:
         (s.status.upper(), _STATUS_STYLE.get(s.status, "")),
     )
     panels = Table.grid(expand=True, padding=(0, 1))
-    for ratio in (2, 4, 2):
+    # A triggered block's phase lines need more room than a task's.
+    for ratio in (2, 4, 2) if s.phase is None else (2, 3, 3):
         panels.add_column(ratio=ratio)
     panels.add_row(
-        _device_panel(s.device), _streams_panel(s), _task_panel(s.task, s.hunt)
+        _device_panel(s.device),
+        _streams_panel(s),
+        _phase_panel(s.phase) if s.phase is not None else _task_panel(s.task, s.hunt),
     )
     shown = s.warnings[-6:]
     warnings = Panel(
@@ -391,6 +426,47 @@ def _task_panel(task: TaskProgress | None, hunt: str | None = None) -> Panel:
         ("accuracy", _value(acc)),
     ]
     return Panel(_pairs(rows), title="task", border_style="blue")
+
+
+def _deg(value: float, signed: bool = False, digits: int = 0) -> str:
+    return f"{value:+.{digits}f}°" if signed else f"{value:.{digits}f}°"
+
+
+#: Target phases by name in the phase panel (0 degrees: the rhythm's peak).
+_PHASE_NAMES = {0.0: "peak", 180.0: "trough"}
+
+
+def _phase_panel(p: PhaseProgress) -> Panel:
+    """Pulses given, the offset, the last pulse, each target's online phases,
+    the refusals: a triggered block in a few short lines."""
+    out = Text(no_wrap=True, overflow="ellipsis")
+
+    def row(label: str, value: str, style: str = "") -> None:
+        out.append(f"{'' if not out.plain else chr(10)}{label:<9}")
+        out.append(value, style)
+
+    row("pulses", f"{p.given} of {p.planned}", "bold")
+    row("offset", f"{_deg(p.offset_deg, True, 1)} {p.offset_source}")
+    if p.last_target_deg is None or p.last_online_deg is None:
+        row("last", "no pulse yet", "dim")
+    else:
+        last = float(wrap_deg(p.last_online_deg))
+        row("last", f"{_deg(p.last_target_deg)} → {_deg(last, True)}")
+    for target in sorted(p.online_deg):
+        phases = np.asarray(p.online_deg[target], float)
+        if not phases.size:
+            continue
+        mean, sd = circular_mean_deg(phases), circular_sd_deg(phases)
+        row(
+            _PHASE_NAMES.get(target, f"{target:g}°"),
+            f"online mean {_deg(mean, True)} sd {sd:.0f}° n {phases.size}",
+        )
+    refused = sorted(p.refused.items(), key=lambda kv: (-kv[1], kv[0]))
+    if not refused:
+        row("refused", "none", "dim")
+    for i, (kind, n) in enumerate(refused):
+        row("refused" if i == 0 else "", f"{n} {kind}", "yellow")
+    return Panel(out, title="phase", border_style="blue")
 
 
 # -- the console ----------------------------------------------------------------

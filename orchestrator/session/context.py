@@ -70,6 +70,13 @@ class BlockContext:
     phase_offset : dict
         What the last ``phase_calibration`` block measured (``offset_deg``
         …), for triggered blocks with ``phase_offset: calibrated``.
+    thresholds_carried : dict
+        The motor thresholds a thresholds file written in this run keeps
+        besides what its block measured (``rmt``, ``amt``, ``measured``,
+        ``method``): those in use at the start, then the last measured.
+    phase_carried : dict
+        The ``phase_offset`` and ``phase_calibration`` a thresholds file
+        written in this run keeps (from this run's calibration).
     """
 
     win: Window
@@ -92,3 +99,5 @@ class BlockContext:
     task_levels: dict[str, float] = field(default_factory=dict)
     eeg: EegSource | None = None
     phase_offset: dict | None = None
+    thresholds_carried: dict = field(default_factory=dict)
+    phase_carried: dict = field(default_factory=dict)

@@ -61,7 +61,7 @@ from .simrig import start_simulated_rig
 from .stimulation import run_stimulation
 from .streamwatch import HealthFeed, StreamWatch
 from .task_block import run_task
-from .thresholds_found import use_measured_threshold
+from .thresholds_found import keep_phase_offset, use_measured_threshold
 from .view.live import open_live_view
 from .waiting import run_instructions, run_rest, run_wait
 
@@ -419,7 +419,26 @@ class SessionRunner:
             ),
             task_levels=self.task_levels,
             eeg=eeg,
+            thresholds_carried=self._thresholds_in_use(),
         )
+
+    def _thresholds_in_use(self) -> dict:
+        """The motor thresholds this run started with, as a thresholds file
+        writes them (a calibration's file keeps them)."""
+        given = {
+            k: self.plan.thresholds.get(k)
+            for k in ("rmt", "amt")
+            if self.plan.thresholds.get(k) is not None
+        }
+        if not given:
+            return {}
+        source = self.thresholds_source
+        if source.get("file"):
+            how = {"measured": source.get("measured"), "method": source.get("method")}
+            how["method"] = how["method"] or f"from {source['file']}"
+        else:
+            how = {"method": f"given on the {source.get('source', 'command line')}"}
+        return given | {k: v for k, v in how.items() if v is not None}
 
     def _device_process(self, folder, sim, ledger: PulseLedger) -> DeviceProcess:
         rig = self.rig
@@ -509,6 +528,13 @@ class SessionRunner:
                     if self.resumed_from is None
                     else self.resumed_from["pulses_delivered"],
                 )
+            if (
+                isinstance(block, PhaseCalibrationBlock)
+                and "offset_deg" in outcome
+                and not control.stop()
+                and not skipped
+            ):
+                keep_phase_offset(ctx, block, outcome, self.participant)
         return completed
 
     def _pause_point(self, ctx: BlockContext, index: int) -> None:

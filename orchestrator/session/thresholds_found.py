@@ -1,5 +1,8 @@
 """A threshold measured in the session: kept, checked, and used by the blocks after it.
 
+A phase calibration's offset is kept the same way (:func:`keep_phase_offset`),
+for the participant's later sessions.
+
 The value goes into the session folder as a thresholds file (the format
 ``--thresholds`` reads), then the blocks after the threshold block are planned
 and judged again with it, exactly as a run is judged before it starts. The
@@ -12,11 +15,12 @@ range), or when the new plan breaks a rule for this rig.
 from __future__ import annotations
 
 import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import yaml
 
-from ..language.blocks import THRESHOLD_UNITS, ThresholdBlock
+from ..language.blocks import THRESHOLD_UNITS, PhaseCalibrationBlock, ThresholdBlock
 from ..language.thresholds import Thresholds
 from ..safety.plan import Plan
 from ..safety.rules import check_protocol
@@ -138,26 +142,126 @@ def use_measured_threshold(
 def _write_thresholds_file(
     ctx: BlockContext, block: ThresholdBlock, result: dict, participant: str
 ) -> None:
-    """The measurement as a thresholds file (``--thresholds`` reads it)."""
+    """The measurement as a thresholds file (``--thresholds`` reads it).
+
+    It keeps the phase offset a calibration of this run measured.
+    """
     low, high = result["ci"]
+    measured = {
+        result["measures"]: round(result["value"], 1),
+        "measured": datetime.date.today().isoformat(),
+        "method": (
+            f"{result['method']}, {result['pulses']} pulses "
+            f"({result['rejected']} rejected), 95 % CI {low:.1f}-{high:.1f} "
+            f"%MSO, {'converged' if result['converged'] else 'NOT converged'}, "
+            f"block {block.index + 1} '{block.label}' at {result['measured']}"
+        ),
+    }
+    write_thresholds_file(
+        ctx, block.index, participant, {**measured, **ctx.phase_carried}
+    )
+    if result["converged"]:
+        ctx.thresholds_carried = measured
+
+
+def write_thresholds_file(
+    ctx: BlockContext, block: int, participant: str, values: dict
+) -> Path:
+    """Write a thresholds file into the run's folder; nothing is overwritten.
+
+    The first of the run is ``thresholds.yaml``; a later one (an AMT after
+    the RMT, a phase calibration after a threshold block) is
+    ``thresholds-block-NN.yaml`` after its block, and holds everything known
+    then: the newest file is the one to give the participant's next session.
+
+    Parameters
+    ----------
+    ctx : BlockContext
+        The session's open parts.
+    block : int
+        The writing block's index.
+    participant : str
+        Whose values they are.
+    values : dict
+        The file's fields after ``stimtrain`` and ``participant``.
+
+    Returns
+    -------
+    Path
+        The file written.
+    """
     text = yaml.safe_dump(
-        {
-            "stimtrain": 1,
-            "participant": participant,
-            result["measures"]: round(result["value"], 1),
-            "measured": datetime.date.today().isoformat(),
-            "method": (
-                f"{result['method']}, {result['pulses']} pulses "
-                f"({result['rejected']} rejected), 95 % CI {low:.1f}-{high:.1f} "
-                f"%MSO, {'converged' if result['converged'] else 'NOT converged'}, "
-                f"block {block.index + 1} '{block.label}' at {result['measured']}"
-            ),
-        },
+        {"stimtrain": 1, "participant": participant, **values},
         sort_keys=False,
         allow_unicode=True,
     )
     path = ctx.run_file("thresholds.yaml")
     if path.exists():
-        # A second threshold block (an AMT after the RMT): its own file.
-        path = ctx.run_file(f"thresholds-block-{block.index + 1:02d}.yaml")
+        path = ctx.run_file(f"thresholds-block-{block + 1:02d}.yaml")
     write_new(path, text)
+    return path
+
+
+def keep_phase_offset(
+    ctx: BlockContext, block: PhaseCalibrationBlock, result: dict, participant: str
+) -> Path | None:
+    """A calibration's phase offset into a thresholds file, for later sessions.
+
+    The file keeps the motor thresholds known in this run
+    (``ctx.thresholds_carried``) and says what the offset was measured with
+    (estimator, montage, band, crossings, circular SD), so that a later
+    session's ``phase_offset: calibrated`` blocks can use it, and are refused
+    when they use another setup.
+
+    Parameters
+    ----------
+    ctx : BlockContext
+        The session's open parts.
+    block : PhaseCalibrationBlock
+        The calibration block.
+    result : dict
+        What it measured (:func:`~.closed_loop.calibration.run_calibration`).
+    participant : str
+        Whose offset it is.
+
+    Returns
+    -------
+    Path | None
+        The file written; None when the calibration measured nothing (too
+        few crossings: no offset is carried to another session).
+    """
+    from .closed_loop.calibration import MIN_CROSSINGS
+
+    if result.get("skipped") or result["crossings"] < MIN_CROSSINGS:
+        ctx.say(
+            "  no phase offset written to the thresholds file (the calibration "
+            "measured nothing)"
+        )
+        return None
+    trig = block.calibration
+    band = f"{trig.band_hz[0]:g}-{trig.band_hz[1]:g} Hz"
+    ctx.phase_carried = {
+        "phase_offset": round(float(result["offset_deg"]), 1),
+        "phase_calibration": {
+            "estimator": trig.estimator,
+            "montage": trig.montage_name or {ch: w for ch, w in trig.montage},
+            "band": band,
+            "crossings": int(result["crossings"]),
+            "sd": round(float(result["sd_deg"]), 1),
+            "measured": datetime.datetime.now().isoformat(timespec="seconds"),
+            "method": (
+                f"phase_calibration block {block.index + 1} '{block.label}', "
+                f"{block.duration_s:g} s of resting EEG, window "
+                f"{trig.window_s * 1e3:g} ms, mean error "
+                f"{float(result['bias_deg']):+.1f} deg"
+            ),
+        },
+    }
+    path = write_thresholds_file(
+        ctx, block.index, participant, {**ctx.thresholds_carried, **ctx.phase_carried}
+    )
+    ctx.journal.write(
+        "phase_offset_kept", block=block.index, file=path.name, **ctx.phase_carried
+    )
+    ctx.say(f"  phase offset kept for later sessions in {path.name}")
+    return path

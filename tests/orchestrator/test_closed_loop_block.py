@@ -84,3 +84,59 @@ def test_max_interval_lets_a_crossing_through_a_shut_gate():
     assert len(opened) > len(shut)
     gaps = [b.time - a.time for a, b in zip(opened[:-1], opened[1:], strict=True)]
     assert max(gaps) < 4.0 + 0.2
+
+
+def test_the_console_counts_refusals_by_kind_and_sees_each_pulse_phase():
+    """What :meth:`TriggeredRun.progress` gives the operator console."""
+    from types import SimpleNamespace
+
+    from stimtrain.orchestrator.language.trigger import TriggeredPulses
+    from stimtrain.orchestrator.session.closed_loop.block import (
+        TriggeredRun,
+        refusal_kind,
+    )
+
+    assert [
+        refusal_kind(r)
+        for r in (
+            "decision latency 7.2 ms above the rig's bound of 5 ms",
+            "hand-over latency 3.0 ms above the rig's bound of 2 ms",
+            "the deadline passed before it reached the device",
+            "sooner than 2 s after the last pulse",
+            "something new happened",
+        )
+    ] == [
+        "slow decision",
+        "slow hand-over",
+        "deadline passed",
+        "too soon",
+        "something new",
+    ]
+    trig = PhaseTrigger(target_deg=180.0, phase_offset_deg=-5.0)
+    block = SimpleNamespace(
+        index=2, pattern=TriggeredPulses(trigger=trig, max_pulses=20, pulses=20)
+    )
+    ctx = SimpleNamespace(
+        eeg=simulated_eeg(0.0),
+        ledger=SimpleNamespace(block_pulses=lambda index: 2 if index == 2 else 0),
+    )
+    run = TriggeredRun(ctx, block, planned=None)
+    empty = run.progress()
+    assert (empty.given, empty.planned, empty.offset_deg) == (2, 20, -5.0)
+    assert empty.offset_source == "protocol" and empty.last_online_deg is None
+    for reason in ("sooner than 2 s after the last pulse",) * 2 + (
+        "the deadline passed before it reached the device",
+    ):
+        run._refuse(reason)
+    run.online += [170.0, 195.0]
+    p = run.progress()
+    assert p.refused == {"too soon": 2, "deadline passed": 1}
+    assert (p.last_target_deg, p.last_online_deg) == (180.0, 195.0)
+    assert p.online_deg == {180.0: [170.0, 195.0]}
+    run.online.append(181.0)
+    assert p.online_deg[180.0] == [170.0, 195.0]  # a copy
+    # A pulse withdrawn (a pause, a stalled stream) was not given.
+    ctx.ledger.take_online_fields = lambda block, index: None
+    run.dropped([(2, 2), (1, 0)], "stream stalled")
+    assert run.progress().online_deg == {180.0: [170.0, 195.0]}
+    assert run.progress().last_online_deg == 195.0

@@ -21,6 +21,7 @@ from stimtrain.orchestrator.session.console import (
     RUNNING,
     ConsoleState,
     OperatorConsole,
+    PhaseProgress,
     StreamHealth,
     TaskProgress,
     render,
@@ -130,6 +131,50 @@ def test_render_block_end_and_idle_states():
     # A broken next-event callback falls back to the block end.
     state.update(next_event=lambda: 1 / 0)
     assert "block end in 45.0 s" in _text(render(state, now=NOW))
+
+
+def test_render_shows_a_triggered_block_phase():
+    """Pulses given of planned, the offset and its source, the last pulse,
+    each target's circular mean and SD of the online phase, the refusals."""
+    phase = PhaseProgress(
+        given=3,
+        planned=20,
+        offset_deg=-12.5,
+        offset_source="thresholds file",
+        last_target_deg=180.0,
+        last_online_deg=190.0,
+        # Around the trough, across 180 degrees: the circular mean is 180.
+        online_deg={180.0: [170.0, 190.0, 180.0]},
+        refused={"too soon": 2, "slow decision": 5},
+    )
+    state = _state(current_block=1, block_started=NOW - 10.0, phase=phase)
+    text = _text(render(state, now=NOW))
+    assert "phase" in text and "no task running" not in text
+    assert "pulses   3 of 20" in text
+    assert "-12.5° thresholds file" in _line(text, "offset")
+    assert "180° → -170°" in _line(text, "last")
+    row = _line(text, "trough")
+    assert "online mean +180° sd 8° n 3" in row or "online mean -180° sd 8° n 3" in row
+    # The commonest refusal first, each on its own line.
+    assert "5 slow decision" in _line(text, "refused")
+    assert text.index("5 slow decision") < text.index("2 too soon")
+    # Before the first pulse, and with nothing refused.
+    state.update(phase=PhaseProgress(planned=20))
+    text = _text(render(state, now=NOW))
+    assert "0 of 20" in text and "no pulse yet" in text
+    assert "none" in _line(text, "refused")
+    assert "+0.0° protocol" in _line(text, "offset")
+    state.update(phase=PhaseProgress(planned=9, online_deg={90.0: [80.0, 100.0]}))
+    assert "online mean +90° sd 10° n 2" in _line(_text(render(state, now=NOW)), "90°")
+    # The snapshot is a copy: the reader thread may go on adding.
+    state.phase.online_deg[0.0] = [1.0]
+    snap = state.snapshot()
+    state.phase.online_deg[0.0].append(2.0)
+    assert snap.phase.online_deg[0.0] == [1.0]
+    # A new block starts without the last one's phase.
+    state.start_block(2, NOW)
+    assert state.phase is None
+    assert "no task running" in _text(render(state, now=NOW))
 
 
 def test_long_plan_scrolls_with_the_current_block():

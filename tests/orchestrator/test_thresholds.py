@@ -17,7 +17,11 @@ from pathlib import Path
 import pytest
 
 from stimtrain.cli import main
-from stimtrain.orchestrator.language.thresholds import Thresholds, load_thresholds
+from stimtrain.orchestrator.language.thresholds import (
+    PhaseOffset,
+    Thresholds,
+    load_thresholds,
+)
 from stimtrain.orchestrator.session.journal import Journal
 from stimtrain.orchestrator.session.session_folder import new_run
 from stimtrain.protocols import protocol_path
@@ -259,3 +263,158 @@ def test_console_script_prints_no_traceback():
         assert done.returncode == 1, done.stdout + done.stderr
         assert "Traceback" not in done.stderr
         assert done.stdout.splitlines() == [_cli("--rmt", RANGE, value)]
+
+
+# -- the phase offset ------------------------------------------------------------
+PHASE_RANGE = "must be a finite number of degrees from -180 to 180"
+CALIBRATED = """stimtrain: 1
+name: calibrated peak
+blocks:
+  - type: stimulate
+    pattern: single
+    intensity: 50 %MSO
+    pulses: 5
+    trigger:
+      target: peak
+      phase_offset: calibrated
+"""
+PHASE_FILE = """stimtrain: 1
+participant: P01
+rmt: 48
+phase_offset: {deg}
+phase_calibration:
+  estimator: ar
+  montage: c3_hjorth
+  band: 8-13 Hz
+  crossings: 96
+  sd: 31.2
+  measured: 2026-11-20T10:42:00
+  method: "phase_calibration block 2 'rest', 60 s"
+"""
+
+
+def test_a_phase_offset_in_the_file_lets_calibrated_blocks_run(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    Path("p.yaml").write_text(CALIBRATED)
+    # Neither a calibration block nor a phase offset: located, both fixes named.
+    status, out = _run_main(["validate", "p.yaml"], capsys)
+    assert status == 1
+    assert out == [
+        "p.yaml:10:21: error: blocks[0].trigger.phase_offset: needs a phase offset: "
+        "put a phase_calibration block before this block, or give the "
+        "participant's thresholds file with a phase_offset (--thresholds; a "
+        "phase_calibration block writes one into the session folder) "
+        "(got calibrated)"
+    ]
+    Path("th.yaml").write_text(PHASE_FILE.format(deg=-12.5))
+    assert _run_main(["validate", "p.yaml", "--thresholds", "th.yaml"], capsys) == (
+        0,
+        ["p.yaml: ok"],
+    )
+    thresholds, record = load_thresholds("th.yaml")
+    phase = thresholds.phase_offset
+    assert (phase.offset_deg, phase.estimator, phase.band_hz) == (-12.5, "ar", (8, 13))
+    assert (phase.montage_name, phase.crossings, phase.sd_deg) == (
+        "c3_hjorth",
+        96,
+        31.2,
+    )
+    assert phase.measured == "2026-11-20T10:42:00"
+    assert phase.source == "thresholds file th.yaml"
+    assert record["phase_offset"]["offset_deg"] == -12.5
+    # The command line wins, and says nothing of an estimator.
+    thresholds, record = load_thresholds("th.yaml", phase_offset="4")
+    assert thresholds.phase_offset == PhaseOffset(4.0)
+    assert record["phase_offset"]["source"] == "command line"
+    assert _run_main(["validate", "p.yaml", "--phase-offset", "-3"], capsys)[0] == 0
+    # A resumed session reads it back from its plan's record.
+    again = Thresholds.from_record({"rmt": 48.0, "amt": None, **record})
+    assert again.phase_offset == thresholds.phase_offset
+
+
+def test_the_file_phase_offset_must_match_the_block_setup(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    Path("p.yaml").write_text(
+        CALIBRATED.replace("target: peak\n", "target: peak\n      band: 9-12 Hz\n")
+    )
+    Path("th.yaml").write_text(PHASE_FILE.format(deg=-12.5))
+    status, out = _run_main(["validate", "p.yaml", "--thresholds", "th.yaml"], capsys)
+    assert status == 1
+    assert out == [
+        "p.yaml:11:21: error: blocks[0].trigger.phase_offset: the phase offset of "
+        "the thresholds file th.yaml was measured with another setup (band 8-13 Hz, "
+        "this block 9-12 Hz): measure it again with a phase_calibration block "
+        "before this block, or give the offset yourself with --phase-offset "
+        "(got calibrated)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("written", "got"),
+    [
+        ("200", "200"),
+        ("-180.5", "-180.5"),
+        (".nan", ".nan"),
+        ("-.inf", "-.inf"),
+        ("soon", "soon"),
+        ("true", "True"),
+    ],
+)
+def test_bad_phase_offset_in_the_file_is_located(
+    written, got, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    Path("th.yaml").write_text(PHASE_FILE.format(deg=written))
+    status, out = _run_main(["validate", DEMO, "--thresholds", "th.yaml"], capsys)
+    assert status == 1
+    assert out == [f"th.yaml:4:15: error: phase_offset: {PHASE_RANGE} (got {got})"]
+
+
+@pytest.mark.parametrize("value", ["200", "nan", "inf", "-181", "later"])
+def test_bad_phase_offset_option(value, capsys):
+    status, out = _run_main(["validate", DEMO, "--phase-offset", value], capsys)
+    assert (status, out) == (1, [_cli("--phase-offset", PHASE_RANGE, value)])
+
+
+def test_phase_offset_and_its_calibration_go_together(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    base = ["validate", DEMO, "--thresholds", "th.yaml"]
+    Path("th.yaml").write_text("stimtrain: 1\nrmt: 48\nphase_offset: -12\n")
+    assert _run_main(base, capsys) == (
+        1,
+        [
+            "th.yaml:3:15: error: phase_offset: needs phase_calibration: the "
+            "estimator, montage and band it was measured with (got -12)"
+        ],
+    )
+    text = PHASE_FILE.format(deg=-12).replace("  estimator: ar\n", "")
+    Path("th.yaml").write_text(text.replace("8-13 Hz", "13-8 Hz"))
+    status, out = _run_main(base, capsys)
+    assert status == 1
+    assert out == [
+        "th.yaml:6:3: error: phase_calibration.estimator: is required (got nothing)",
+        "th.yaml:7:9: error: phase_calibration.band: must have a low edge above 0 "
+        "and below the high edge (got 13-8 Hz)",
+    ]
+    Path("th.yaml").write_text(
+        "stimtrain: 1\nphase_calibration:\n  estimator: ar\n  montage: c3_hjorth\n"
+        "  band: 8-13 Hz\n"
+    )
+    assert _run_main(base, capsys) == (
+        1,
+        [
+            "th.yaml:3:3: error: phase_calibration: describes a phase offset: needs "
+            "phase_offset (degrees) (got no phase_offset)"
+        ],
+    )
+
+
+@pytest.mark.parametrize("value", [200.0, float("nan"), True])
+def test_phase_offset_refuses_impossible_values(value):
+    with pytest.raises(ValueError) as info:
+        Thresholds(phase_offset=PhaseOffset(value))
+    assert str(info.value).startswith(f"phase_offset: {PHASE_RANGE}")

@@ -5,12 +5,14 @@ import pytest
 from stimtrain.orchestrator.language.errors import ProtocolError
 from stimtrain.orchestrator.language.protocol import load_protocol_text
 from stimtrain.orchestrator.language.rig import load_rig, simulated_rig
+from stimtrain.orchestrator.language.thresholds import PhaseOffset, Thresholds
 from stimtrain.orchestrator.language.trigger import (
     MONTAGE_PRESETS,
     TriggeredPulses,
     rig_problems,
 )
 from stimtrain.orchestrator.safety.checking import check_file
+from stimtrain.orchestrator.safety.rules import check_protocol
 from stimtrain.orchestrator.session.closed_loop import PRESETS
 
 HEAD = "stimtrain: 1\nname: t\nblocks:\n"
@@ -154,26 +156,102 @@ def test_plan_judges_every_pulse_at_the_minimum_interval(tmp_path):
     assert b.duration_s == pytest.approx(1.5 + 30.0)
 
 
+CALIBRATED = (
+    "  - type: stimulate\n    pattern: single\n    intensity: 50 %MSO\n"
+    "    pulses: 5\n    trigger:\n      target: peak\n"
+    "      phase_offset: calibrated\n"
+)
+
+
 def test_calibrated_offset_needs_a_calibration_before():
-    """``phase_offset: calibrated`` reads what an earlier calibration measured."""
-    trig = (
-        "  - type: stimulate\n    pattern: single\n    intensity: 50 %MSO\n"
-        "    pulses: 5\n    trigger:\n      target: peak\n"
-        "      phase_offset: calibrated\n"
-    )
-    with pytest.raises(ProtocolError) as exc:
-        load_protocol_text(HEAD + trig)
-    assert str(exc.value) == (
-        "<string>:10:21: error: blocks[0].trigger.phase_offset: needs a "
-        "phase_calibration block before this block (got calibrated)"
-    )
+    """``phase_offset: calibrated`` reads what an earlier calibration measured,
+    or the thresholds' phase offset; with neither it is refused before the
+    start, the message naming both ways to give one."""
+    p = load_protocol_text(HEAD + CALIBRATED)
+    report = check_protocol(p)
+    assert [str(x) for x in report.problems] == [
+        "<string>:10:21: error: blocks[0].trigger.phase_offset: needs a phase "
+        "offset: put a phase_calibration block before this block, or give the "
+        "participant's thresholds file with a phase_offset (--thresholds; a "
+        "phase_calibration block writes one into the session folder) "
+        "(got calibrated)"
+    ]
     p = load_protocol_text(
-        HEAD + "  - type: phase_calibration\n    duration: 30 s\n" + trig
+        HEAD + "  - type: phase_calibration\n    duration: 30 s\n" + CALIBRATED
     )
     cal, stim = p.blocks
     assert cal.duration_s == 30.0 and cal.calibration.band_hz == (8.0, 13.0)
     assert stim.pattern.trigger.calibrated
     assert "phase offset calibrated" in stim.pattern.trigger.describe()
+    report = check_protocol(p, thresholds=Thresholds(phase_offset=_measured(-20.0)))
+    assert report.ok, report.problems
+    # The session's calibration wins: the plan names it, not the file's value.
+    (_, planned) = report.plan.blocks
+    assert planned.trigger.endswith("phase offset calibrated by block 1")
+    assert planned.phase_offset is None
+
+
+def _measured(deg: float, **kw) -> PhaseOffset:
+    fields = dict(
+        offset_deg=deg,
+        estimator="ar",
+        band_hz=(8.0, 13.0),
+        montage=MONTAGE_PRESETS["c3_hjorth"],
+        montage_name="c3_hjorth",
+        crossings=96,
+        sd_deg=31.2,
+        measured="2026-11-20T10:42:00",
+        source="thresholds file th.yaml",
+    )
+    return PhaseOffset(**(fields | kw))
+
+
+def test_calibrated_offset_from_the_thresholds():
+    """With no calibration block, the thresholds' offset is planned and recorded."""
+    p = load_protocol_text(HEAD + CALIBRATED)
+    report = check_protocol(p, thresholds=Thresholds(phase_offset=_measured(-12.5)))
+    assert report.ok, report.problems
+    (planned,) = report.plan.blocks
+    assert planned.phase_offset["offset_deg"] == -12.5
+    assert planned.phase_offset["source"] == "thresholds file th.yaml"
+    assert planned.trigger.endswith(
+        "phase offset -12.5 deg from the thresholds file th.yaml (ar, 8-13 Hz, "
+        "c3_hjorth, 96 crossings, SD 31.2 deg, measured 2026-11-20T10:42:00)"
+    )
+    assert report.plan.to_dict()["thresholds"]["phase_offset"]["offset_deg"] == -12.5
+
+
+@pytest.mark.parametrize(
+    ("kw", "differs"),
+    [
+        ({"estimator": "ssp"}, "estimator ssp, this block ar"),
+        ({"band_hz": (9.0, 12.0)}, "band 9-12 Hz, this block 8-13 Hz"),
+        (
+            {"montage": MONTAGE_PRESETS["c4_hjorth"], "montage_name": "c4_hjorth"},
+            "montage c4_hjorth, this block c3_hjorth",
+        ),
+    ],
+)
+def test_calibrated_offset_measured_with_another_setup_is_refused(kw, differs):
+    p = load_protocol_text(HEAD + CALIBRATED)
+    report = check_protocol(
+        p, thresholds=Thresholds(phase_offset=_measured(-12.5, **kw))
+    )
+    assert [str(x) for x in report.problems] == [
+        "<string>:10:21: error: blocks[0].trigger.phase_offset: the phase offset "
+        f"of the thresholds file th.yaml was measured with another setup ({differs}):"
+        " measure it again with a phase_calibration block before this block, or "
+        "give the offset yourself with --phase-offset (got calibrated)"
+    ]
+
+
+def test_operator_phase_offset_is_used_whatever_the_estimator():
+    p = load_protocol_text(
+        HEAD + CALIBRATED.replace("target: peak", "target: peak\n      estimator: ssp")
+    )
+    report = check_protocol(p, thresholds=Thresholds(phase_offset=PhaseOffset(7.0)))
+    assert report.ok, report.problems
+    assert report.plan.blocks[0].phase_offset["source"] == "command line"
 
 
 def test_calibration_block_is_checked_against_the_rig(tmp_path):

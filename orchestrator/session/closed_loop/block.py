@@ -29,6 +29,7 @@ import pylsl
 from ...language.blocks import StimulateBlock
 from ...language.trigger import TriggeredPulses
 from ...safety.plan import PlannedBlock
+from ..console import PhaseProgress
 from ..control import SessionAborted
 from ..device_process import DeviceFault
 from .montage import Montage
@@ -103,6 +104,12 @@ class TriggeredRun:
         self.n_refused = 0
         self.error: str | None = None
         self._told: dict[str, tuple[float, int]] = {}
+        #: For the console: refusals by kind, each scheduled pulse's online
+        #: phase (NaN once withdrawn), the offset in use and where it came from.
+        self.refused_by: dict[str, int] = {}
+        self.online: list[float] = []
+        self.offset_deg = self.pattern.trigger.phase_offset_deg
+        self.offset_source = "protocol"
 
     @property
     def due(self) -> int:
@@ -142,6 +149,7 @@ class TriggeredRun:
             index = self.scheduled
             self.scheduled += 1
             self.last_deadline = h.deadline
+            self.online.append(h.online_deg % 360.0)
             ctx.ledger.set_online_fields(
                 self.block.index,
                 index,
@@ -163,6 +171,8 @@ class TriggeredRun:
 
     def _refuse(self, reason: str) -> None:
         self.n_refused += 1
+        kind = refusal_kind(reason)
+        self.refused_by[kind] = self.refused_by.get(kind, 0) + 1
         self.refusals.put(reason)
 
     def dropped(self, items: list[tuple[int, int]], reason: str) -> None:
@@ -171,13 +181,47 @@ class TriggeredRun:
         self.withdrawn += len(mine)
         for index in mine:
             self.ctx.ledger.take_online_fields(self.block.index, index)
+            if 0 <= index < len(self.online):
+                self.online[index] = math.nan  # not given: not in the console's
 
     # -- the main thread -----------------------------------------------------
+    def progress(self) -> PhaseProgress:
+        """What the operator console shows of the block now."""
+        online = [p for p in self.online if not math.isnan(p)]
+        target = self.pattern.trigger.target_deg
+        return PhaseProgress(
+            given=self.ctx.ledger.block_pulses(self.block.index),
+            planned=self.pattern.max_pulses,
+            offset_deg=self.offset_deg,
+            offset_source=self.offset_source,
+            last_target_deg=target if online else None,
+            last_online_deg=online[-1] if online else None,
+            online_deg={target: online},
+            refused=dict(self.refused_by),
+        )
+
     def report_refusals(self) -> None:
         """Tell the operator and the journal what was refused since last time."""
         report_refusals(
             self.refusals, self._told, self.ctx.say, self.ctx.journal, self.block.index
         )
+
+
+#: Short names of the refusals' kinds, by how their reasons begin.
+REFUSAL_KINDS = (
+    ("decision latency", "slow decision"),
+    ("hand-over latency", "slow hand-over"),
+    ("the deadline passed", "deadline passed"),
+    ("sooner than", "too soon"),
+)
+
+
+def refusal_kind(reason: str) -> str:
+    """A refusal's kind in two or three words (the console counts by it)."""
+    for start, kind in REFUSAL_KINDS:
+        if reason.startswith(start):
+            return kind
+    return " ".join(reason.split(" ", 2)[:2])
 
 
 def report_refusals(
@@ -274,9 +318,19 @@ def run_triggered(
     device.set_power(planned.power)
     settings = trigger_settings(pattern.trigger, eeg)
     if pattern.trigger.calibrated:
-        offset = _calibrated_offset(ctx)
+        offset = _calibrated_offset(ctx, planned)
         ctx.journal.write("phase_offset_used", block=block.index, **offset)
         settings = replace(settings, phase_offset_deg=offset["offset_deg"])
+        run.offset_deg = offset["offset_deg"]
+        source = str(offset["source"])
+        run.offset_source = next(
+            (s for s in ("thresholds file", "command line") if source.startswith(s)),
+            "calibration",
+        )
+        ctx.say(
+            f"  phase offset {offset['offset_deg']:+.1f} degrees (from "
+            f"{offset['source']})"
+        )
     config = TriggerConfig(
         stream=eeg.stream,
         montage=Montage(pattern.trigger.montage),
@@ -316,6 +370,7 @@ def run_triggered(
         running_since = clock()
         while True:
             run.report_refusals()
+            ctx.state.update(phase=run.progress())
             if process.error is not None:
                 raise RuntimeError(f"trigger process: {process.error}")
             if control.ending() or run.error is not None:
@@ -373,17 +428,22 @@ def run_triggered(
     }
 
 
-def _calibrated_offset(ctx: BlockContext) -> dict:
-    """The offset the last calibration of this session measured.
+def _calibrated_offset(ctx: BlockContext, planned: PlannedBlock) -> dict:
+    """The offset a ``phase_offset: calibrated`` block uses.
 
-    This run's, else (a resumed run skips the finished calibration block)
-    the newest earlier run's ``phase_calibration.json`` in the session folder.
+    With no calibration block before it, the thresholds' phase offset its
+    plan names (an earlier session's, checked against its estimator before
+    the start). Else the last calibration of this session: this run's, or
+    (a resumed run skips the finished calibration block) the newest earlier
+    run's ``phase_calibration.json`` in the session folder.
 
     Raises
     ------
     RuntimeError
         When no calibration ran in this session.
     """
+    if planned.phase_offset is not None:
+        return dict(planned.phase_offset)
     if ctx.phase_offset is not None:
         return dict(ctx.phase_offset, source="this run")
     folder = ctx.run_file("phase_calibration.json").parent
@@ -419,6 +479,7 @@ def _hold(ctx: BlockContext, run: TriggeredRun) -> None:
     ):
         show_fixation(ctx.win, 0.1, clock=clock, should_stop=control.ending)
         run.report_refusals()
+        ctx.state.update(phase=run.progress())
     if control.ending():
         return
     ctx.state.update(status="running", device=device.arm(3.0))
