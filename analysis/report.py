@@ -260,7 +260,7 @@ def _session_analysis(
                 pulses["artifact_offset_samples"] = alignment["offset_samples"].array
                 pulses["artifact_offset_ms"] = alignment["offset_ms"].to_numpy()
         # Triggered (phase-locked) blocks only: nothing for other runs.
-        phase = phase_section(rep, raw, pulses, drawing=report)
+        phase = phase_section(rep, raw, pulses, drawing=report, plan=plan)
         if phase is not None:
             tables["phase"] = phase
         if report:
