@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 
+import mne
 import numpy as np
+import pandas as pd
 import pytest
 from synthetic_xdf import XdfWriter
 
@@ -25,6 +27,7 @@ from stimtrain.analysis.report_phase import (
     BlockRhythm,
     block_rhythms,
     described_rhythm,
+    phase_table,
 )
 from stimtrain.devices.sim_eeg import CHANNEL_NAMES_32
 from stimtrain.devices.sim_mu import synthetic_recording
@@ -264,3 +267,27 @@ def test_plan_descriptions_are_read_back():
     plan = {"blocks": [{"index": 0, "trigger": None}, {"index": 2, "trigger": RIGHT}]}
     assert block_rhythms(plan) == {2: BlockRhythm("c4_hjorth", (8.5, 12.5), True)}
     assert DEFAULT_RHYTHM.montage == "c3_hjorth" and not DEFAULT_RHYTHM.recorded
+
+
+def test_a_block_without_its_montage_channels_leaves_the_others():
+    """Block 1's montage (C4 Hjorth) is not in the EEG: a problem for it
+    alone; block 0 (C3 Hjorth, not in the plan: assumed) is estimated."""
+    rec = synthetic_recording(40.0, 11.0, sfreq=SFREQ, seed=2)
+    raw = mne.io.RawArray(
+        rec.data.T * 1e-6, mne.create_info(rec.ch_names, SFREQ, "eeg"), verbose=False
+    )
+    times = np.arange(2.0, 38.0, 1.5)
+    raw.set_annotations(mne.Annotations(times, 0.0, "pulse"))
+    block = (times > 20.0).astype(int)
+    pulses = pd.DataFrame({"block": block, "target_phase": 0.0})
+    plan = {"blocks": [{"index": 1, "trigger": RIGHT}]}
+    table = phase_table(raw, pulses, plan)
+    assert list(table["block"]) == [0, 1]
+    assert list(table["montage"]) == ["c3_hjorth", "c4_hjorth"]
+    assert "lacks montage channels" in table.attrs["problems"][1]
+    assert table.attrs["assumed"] == [0]
+    offline = pulses["offline_phase"].to_numpy()
+    assert np.isfinite(offline[block == 0]).all()
+    assert np.isnan(offline[block == 1]).all()
+    with pytest.raises(ValueError, match="lacks montage channels"):
+        phase_table(raw, pulses.assign(block=1), plan)
