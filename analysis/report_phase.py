@@ -324,7 +324,7 @@ def phase_figure(pulses: pd.DataFrame, table: pd.DataFrame):
             + f"target {row.target_phase:g}° (n={row.pulses})\n"
             f"offline {row.offline_mean:.0f}° ± {row.offline_sd:.0f}°"
             + (
-                f", online {row.online_mean:.0f}° ± {row.online_sd:.0f}°"
+                f", online at decision {row.online_mean:.0f}° ± {row.online_sd:.0f}°"
                 if np.isfinite(row.online_mean)
                 else ""
             ),
@@ -405,7 +405,11 @@ def phase_section(
         "artifact bridged from 5 ms before to 20 ms after each pulse, a "
         "zero-phase band-pass over ±1 s and the Hilbert transform. Online: "
         "what the estimator saw when it decided the pulse (pulse marker's "
-        "<code>online_phase</code>). Circular mean and SD (√(−2 ln R)), "
+        "<code>online_phase</code>). The decision comes 5-17 ms before its "
+        "pulse by default (the device's lead and one chunk of EEG), so the "
+        "online phase sits some 20-60° before the target at 10 Hz: its "
+        "spread, not its mean, compares with the offline phase's. Circular "
+        "mean and SD (√(−2 ln R)), "
         "degrees.</p>" + notes + df_html(table, index=False, float_format="{:.1f}")
     )
     report.add_html(text, title=TITLE, section=TITLE)
