@@ -164,6 +164,8 @@ def over_lsl(args) -> int:
 
     bound = 0.005
     target = 0.0
+    # One estimator in real time: "both" (the offline default) means ar.
+    estimator = "ar" if args.estimator == "both" else args.estimator
     handover: list[float] = []
     refusals: list[str] = []
     reports = []
@@ -206,7 +208,10 @@ def over_lsl(args) -> int:
                     done.set()
 
         settings = TriggerSettings(
-            target_deg=target, amp_delay_s=args.delay, min_interval_s=1.5
+            target_deg=target,
+            amp_delay_s=args.delay,
+            min_interval_s=1.5,
+            estimator=estimator,
         )
         trigger = TriggerProcess(
             TriggerConfig(stream, PRESETS["c3_hjorth"], settings, bound),
@@ -239,7 +244,7 @@ def over_lsl(args) -> int:
         decisions = trigger.latencies
     err = true - math.radians(target)
     print(
-        f"over LSL: {args.snr:g} dB, delay {args.delay * 1e3:g} ms"
+        f"over LSL: {estimator}, {args.snr:g} dB, delay {args.delay * 1e3:g} ms"
         + (", flanker task rendering" if args.with_task else "")
     )
     if len(err):
