@@ -9,6 +9,7 @@ so the editor's completion and the loader can never disagree about a field.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,6 +47,17 @@ def _quantity(name: str, parse, units: str, example: str) -> Kind:
 
 INTEGER = Kind("integer", f.integer, {"type": "integer"})
 TEXT = Kind("text", f.text, {"type": "string", "minLength": 1})
+
+
+def _date_or_text(value) -> str:
+    # YAML reads an unquoted 2026-11-20 as a date: accept it as written.
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    return TEXT.parse(value)
+
+
+#: A date or a date and time, as YAML reads it or as text.
+DATE = Kind("date", _date_or_text, {"type": "string"})
 BOOLEAN = Kind("boolean", f.boolean, {"type": "boolean"})
 TIME = _quantity("duration", parse_time, "us|µs|ms|s|sec|min|h", "150 ms")
 FREQUENCY = _quantity("frequency", parse_frequency, "[Hh][Zz]|[Kk][Hh][Zz]", "20 Hz")

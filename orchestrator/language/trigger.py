@@ -404,7 +404,7 @@ def calibration_problems(blocks, phase_offset=None) -> list[Problem]:
         The protocol's blocks in run order.
     phase_offset : PhaseOffset | None
         The thresholds' phase offset
-        (:class:`~.thresholds.PhaseOffset`), if any.
+        (:class:`~.phase_offset.PhaseOffset`), if any.
 
     Returns
     -------

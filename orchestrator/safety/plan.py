@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
+from ..language.phase_offset import PhaseOffset
 from ..language.protocol import (
     Block,
     HotspotBlock,
@@ -33,7 +34,7 @@ from ..language.protocol import (
     ThresholdBlock,
     WaitBlock,
 )
-from ..language.thresholds import PhaseOffset, Thresholds
+from ..language.thresholds import Thresholds
 from ..language.trigger import TriggeredPulses
 from ..language.units import Intensity
 from .delivery import (
