@@ -15,14 +15,13 @@ bossdevice's phase offset does).
 from __future__ import annotations
 
 import json
-import math
 import threading
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import pylsl
-from scipy.stats import circmean, circstd
 
+from ....circular import circular_mean_deg, circular_sd_deg
 from .montage import Montage
 from .offline import noncausal_phase, replay
 from .process import _channel_names
@@ -98,12 +97,11 @@ def measure_offset(
         for p in replay(
             data, ch_names, sfreq, truth, settings, montage, delay_s=delay_s
         ):
-            errors.append(math.radians(p.true_deg - target))
+            errors.append(p.true_deg - target)
     if len(errors) < MIN_CROSSINGS:
         return Calibration(0.0, float("nan"), float("nan"), len(errors))
-    err = np.array(errors)
-    bias = math.degrees(float(np.angle(np.exp(1j * circmean(err)))))
-    return Calibration(-bias, bias, math.degrees(float(circstd(err))), len(err))
+    bias = circular_mean_deg(errors)
+    return Calibration(-bias, bias, circular_sd_deg(errors), len(errors))
 
 
 class _Recorder:

@@ -18,10 +18,13 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-from scipy.stats import circmean, circstd
 
-from ....rhythm import BRIDGE_S, band_phase, phase_at
-from .estimator import wrap
+from ....circular import circular_mean_deg, circular_sd_deg
+
+# What a recording alone says of the phase, under the names the closed
+# loop's calibration and tests use: the report's own estimate.
+from ....rhythm import band_phase as noncausal_phase  # noqa: F401 - re-exported
+from ....rhythm import phase_at as noncausal_phase_at  # noqa: F401 - re-exported
 from .montage import Montage
 from .trigger import PhaseTrigger, TriggerSettings
 
@@ -120,74 +123,5 @@ def phase_error(pulses: list[Pulse], target_deg: float) -> tuple[float, float]:
     sd_deg : float
         Circular standard deviation ``sqrt(-2 ln R)``, degrees.
     """
-    err = np.radians([p.true_deg - target_deg for p in pulses])
-    return (
-        math.degrees(float(wrap(circmean(err)))),
-        math.degrees(float(circstd(err))),
-    )
-
-
-def noncausal_phase_at(
-    signal: np.ndarray,
-    sfreq: float,
-    band: tuple[float, float],
-    indices: np.ndarray,
-    *,
-    bridge_s: tuple[float, float] = BRIDGE_S,
-) -> np.ndarray:
-    """The rhythm's phase at the pulses, estimated from the whole recording.
-
-    :func:`stimtrain.rhythm.phase_at`, under the name the closed loop's
-    tests know.
-
-    Parameters
-    ----------
-    signal : ndarray, shape (n_times,)
-        The montaged recording.
-    sfreq : float
-        Its sampling frequency, Hz.
-    band : tuple of float
-        The rhythm's band, Hz.
-    indices : ndarray of int
-        The pulses' samples.
-    bridge_s : tuple of float
-        From this long before to this long after each pulse, the signal is
-        replaced by a straight line (the pulse's artifact and its decay
-        would otherwise set the phase), s. Longer is worse: on the simulated
-        rig at 11 dB a 300 ms bridge (the evoked response too) moved the
-        phase at the pulses by 10-35 degrees, 15-40 ms by 0-10 degrees.
-
-    Returns
-    -------
-    ndarray
-        Phase at each pulse, degrees in (-180, 180] (0: peak); NaN for a
-        pulse outside the recording.
-    """
-    return phase_at(signal, sfreq, band, indices, bridge_s=bridge_s)
-
-
-def noncausal_phase(
-    signal: np.ndarray, sfreq: float, band: tuple[float, float]
-) -> np.ndarray:
-    """The rhythm's phase at every sample, from the whole signal (radians).
-
-    :func:`stimtrain.rhythm.band_phase`: a zero-phase FIR band-pass (the
-    band's edges at -6 dB, 1.65 s long for 8-13 Hz) and the Hilbert
-    transform.
-
-    Parameters
-    ----------
-    signal : ndarray, shape (n_times,)
-        The montaged signal.
-    sfreq : float
-        Its sampling frequency, Hz.
-    band : tuple of float
-        The rhythm's band, Hz.
-
-    Returns
-    -------
-    ndarray, shape (n_times,)
-        Phase in (-pi, pi] (0: peak); all NaN for a signal shorter than the
-        filter.
-    """
-    return band_phase(signal, sfreq, band)
+    err = [p.true_deg - target_deg for p in pulses]
+    return circular_mean_deg(err), circular_sd_deg(err)
