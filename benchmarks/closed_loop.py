@@ -158,6 +158,7 @@ def over_lsl(args) -> int:
     )
     from stimtrain.orchestrator.session.device_process import (
         DeviceConfig,
+        DeviceFault,
         DeviceProcess,
     )
     from stimtrain.orchestrator.session.simrig import start_simulated_rig
@@ -168,6 +169,7 @@ def over_lsl(args) -> int:
     estimator = "ar" if args.estimator == "both" else args.estimator
     handover: list[float] = []
     refusals: list[str] = []
+    faults: list[str] = []
     reports = []
     lock = threading.Lock()
     done = threading.Event()
@@ -202,7 +204,16 @@ def over_lsl(args) -> int:
                 if late > bound:
                     refusals.append(f"hand-over {late * 1e3:.1f} ms above the bound")
                     return
-                device.schedule(1, [(h.deadline, index, "trigger")])
+                if faults:
+                    return
+                try:
+                    device.schedule(1, [(h.deadline, index, "trigger")])
+                except DeviceFault as exc:
+                    # The device process refused a late pulse and dropped
+                    # its schedule: the run ends here, and says why.
+                    faults.append(str(exc))
+                    done.set()
+                    return
                 handover.append(pylsl.local_clock() - h.pulled_at)
                 if len(handover) >= args.pulses:
                     done.set()
@@ -269,6 +280,9 @@ def over_lsl(args) -> int:
         f"{_pct(fired, 50):.3f} ms, p99 {_pct(fired, 99):.3f} ms"
     )
     print(f"  refused: {len(refusals)}" + (f" ({refusals[0]})" if refusals else ""))
+    if faults:
+        print(f"  stopped by a device fault: {faults[0]}")
+        return 1
     return 0
 
 
