@@ -305,8 +305,28 @@ def _copy(f, size: int, index, out: dict, part: str) -> None:
             _copy_window(
                 np.frombuffer(mm, np.uint8), base, todo, plans, index, out, part
             )
-        finally:
-            mm.close()
+        except _Undecodable:
+            # The traceback holds the frames whose arrays view the window;
+            # closing the mapping while they live raises BufferError, which
+            # would hide this from read_intact (and the careful reader would
+            # never be tried). Raised again below, without those frames.
+            undecodable = True
+        except BaseException:
+            _close(mm)
+            raise
+        else:
+            undecodable = False
+        _close(mm)
+        if undecodable:
+            raise _Undecodable
+
+
+def _close(mm: mmap.mmap) -> None:
+    """Close a window's mapping; one still viewed goes when its views do."""
+    try:
+        mm.close()
+    except BufferError:
+        pass
 
 
 def _copy_window(u8, base: int, todo, plans, index, out: dict, part: str) -> None:

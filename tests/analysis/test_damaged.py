@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from synthetic_xdf import XdfWriter
+from synthetic_xdf import XdfWriter, write_layout
 
 from stimtrain.analysis.bids import write_bids
 from stimtrain.analysis.report import analyze_session
@@ -174,6 +174,35 @@ def test_flipped_timestamp_flag_loses_nothing(intact, tmp_path):
     lost = _compare(intact, samples, [(at, at + 1)])
     assert sum(lost.values()) == 0
     assert any(f"{at}-{at + 1}" in m for m in msgs), msgs
+
+
+def test_a_bad_flag_in_an_evenly_laid_out_chunk_falls_back(tmp_path):
+    """A flag that is neither 0 nor 8 where the fast reader copies a whole
+    chunk through one view: the careful reader takes over, no traceback.
+
+    Before: the fast reader's give-up was hidden by a BufferError (its
+    window's mapping closed while the traceback still held views of it),
+    and reading the file raised it.
+    """
+    path = write_layout(tmp_path / "jittered.xdf", "jittered", 2.0, 4, 1000.0)
+    buf = bytearray(path.read_bytes())
+    index = index_xdf(path)
+    sid = next(s.stream_id for s in index.streams.values() if s.channel_count == 4)
+    intact = read_samples(index, [sid])[sid]
+    chunk = [c for c in _chunks(bytes(buf)) if c[3] == 3 and c[4] == sid][1]
+    at = _sample_offsets(bytes(buf), chunk, 1 + 4 * 4)[3]
+    assert buf[at] == 8
+    buf[at] = 5  # same length, so the chunk still counts as every sample stamped
+    damaged = tmp_path / "damaged.xdf"
+    damaged.write_bytes(bytes(buf))
+    index = index_xdf(damaged)
+    got = read_samples(index, [sid])[sid]
+    # The careful reader keeps every sample it can place: all but the one
+    # whose flag is broken (and what its chunk loses around it).
+    rows = {r.tobytes(): i for i, r in enumerate(np.asarray(intact.values))}
+    kept = [rows.get(r.tobytes(), -1) for r in np.asarray(got.values)]
+    assert len(kept) >= len(intact.values) - len(_sample_offsets(bytes(buf), chunk, 17))
+    assert -1 not in kept or kept.count(-1) <= 1
 
 
 @pytest.mark.parametrize(
