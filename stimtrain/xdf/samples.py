@@ -248,7 +248,7 @@ def _finish(index: XdfIndex, stream: StreamIndex, state: dict) -> StreamSamples:
             flags.resize(fill, refcheck=False)
             if numbers is not None:
                 numbers.resize(fill, refcheck=False)
-    bad = _bad_stamps(stamps, flags, numbers, stream.tdiff)
+    bad = _bad_stamps(stamps, flags, numbers, stream.tdiff, breaks)
     n_bad = len(bad)
     if n_bad:
         index.bad_stamps[stream.stream_id] = (
@@ -288,7 +288,7 @@ BAD_ORDER_SECONDS = 1.0
 _NEIGHBOURS = 5
 
 
-def _bad_stamps(stamps, flags, numbers, tdiff: float) -> np.ndarray:
+def _bad_stamps(stamps, flags, numbers, tdiff: float, breaks=()) -> np.ndarray:
     """Samples whose stored timestamp cannot be right.
 
     A regular stream's timestamp is out of line when it lies more than
@@ -297,7 +297,10 @@ def _bad_stamps(stamps, flags, numbers, tdiff: float) -> np.ndarray:
     real gap, a lasting step, is kept); an irregular stream's when it is more
     than ``BAD_ORDER_SECONDS`` before its previous ones' median or after its
     next ones'. Non-finite timestamps are always out of line. Fast when
-    nothing is: one pass over the differences.
+    nothing is: one pass over the differences. Neighbours across a break
+    (``breaks``: where samples were lost to damage) do not count: a sample
+    whose neighbours were lost is judged by those on its own side only, and
+    kept when it has none (its stamp is all that says where it belongs).
     """
     none = np.zeros(0, np.int64)
     stamped = int(np.count_nonzero(flags == 8))
@@ -343,13 +346,16 @@ def _bad_stamps(stamps, flags, numbers, tdiff: float) -> np.ndarray:
     finite = np.isfinite(u)
     cand = np.flatnonzero(odd)
     idx = np.unique(np.concatenate((cand, cand + 1, np.flatnonzero(~finite))))
+    # The stretch between breaks each stamped sample is in.
+    seg = np.searchsorted(np.sort(np.asarray(list(breaks), np.int64)), has, "right")
     bad = []
     for j in idx.tolist():
         if not finite[j]:
             bad.append(j)
             continue
-        left = u[max(j - _NEIGHBOURS, 0) : j]
-        right = u[j + 1 : j + 1 + _NEIGHBOURS]
+        a, b = max(j - _NEIGHBOURS, 0), j + 1 + _NEIGHBOURS
+        left = u[a:j][seg[a:j] == seg[j]]
+        right = u[j + 1 : b][seg[j + 1 : b] == seg[j]]
         left, right = left[np.isfinite(left)], right[np.isfinite(right)]
         if not len(left) and not len(right):
             continue

@@ -497,3 +497,26 @@ def test_salvage_walks_each_byte_about_once():
     first = found.positions[0]
     assert first > mid + 200 and (len(body) - first) % record == 0
     assert len(found.positions) == (len(body) - first) // record
+
+
+def test_a_sample_cut_off_by_lost_samples_keeps_its_stamp():
+    """The first sample of a recording, then 12 s of samples lost to damage:
+    its stamp is not judged by the samples after the loss.
+
+    Found in CI: random bytes over the chunks after a one-sample chunk lost
+    the 12 s after it; the sample's correct stamp was taken for a bad one
+    (no neighbours before it, the next ones 12 s on) and re-derived from
+    them, 12 s late.
+    """
+    from stimtrain.xdf.samples import _bad_stamps
+
+    tdiff = 0.0002
+    stamps = np.r_[100.0, 112.0 + tdiff * np.arange(50)]
+    flags = np.full(len(stamps), 8, np.uint8)
+    assert _bad_stamps(stamps, flags, None, tdiff, breaks=[1]).tolist() == []
+    # Without the loss recorded, the stamp is out of line with its only
+    # neighbours, as it should be: a stamp 12 s off with nothing lost.
+    assert _bad_stamps(stamps, flags, None, tdiff).tolist() == [0]
+    # A bad stamp inside a stretch is still found with a break elsewhere.
+    stamps[20] += 5.0
+    assert _bad_stamps(stamps, flags, None, tdiff, breaks=[1]).tolist() == [20]
