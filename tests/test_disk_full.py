@@ -54,7 +54,10 @@ def small_disk(mount_tmpfs):
 def _fill(mount: Path, leave: int) -> float:
     """Take the filesystem's free space down to ``leave`` bytes; return when."""
     filler = mount / "filler.bin"
-    with open(filler, "wb") as f:
+    # Unbuffered: a write the full disk refuses fails here, and nothing is
+    # left for close() to flush (a buffered file raised ENOSPC on closing
+    # when the session took the last bytes between the check and the write).
+    with open(filler, "wb", buffering=0) as f:
         chunk = b"\1" * (1 << 20)
         while True:
             free = shutil.disk_usage(mount).free
@@ -62,7 +65,6 @@ def _fill(mount: Path, leave: int) -> float:
                 break
             try:
                 f.write(chunk[: max(1, min(len(chunk), free - leave))])
-                f.flush()
             except OSError:
                 break
     return pylsl.local_clock()
