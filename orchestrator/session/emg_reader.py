@@ -10,6 +10,7 @@ arrived.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections import deque
@@ -74,10 +75,15 @@ class EMGReader:
         found = pylsl.resolve_byprop("name", self.stream, 1, timeout)
         if not found:
             raise EMGUnavailable(f"EMG stream {self.stream!r} not found")
+        # A stream from this machine is stamped on this clock already: LSL's
+        # clock-offset estimate there is 0 plus the noise of a round trip,
+        # several ms on a busy machine, which would shift every MEP window
+        # against the recording (whose stamps are the raw ones).
+        same_host = found[0].hostname() == socket.gethostname()
         inlet = pylsl.StreamInlet(
             found[0],
             max_buflen=int(self.keep_s) + 1,
-            processing_flags=pylsl.proc_clocksync,
+            processing_flags=0 if same_host else pylsl.proc_clocksync,
         )
         info = inlet.info()
         labels, units = _channels(info)
