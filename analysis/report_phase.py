@@ -8,9 +8,10 @@ phase the pulses met is estimated here offline (non-causally, with
 montage and band, and shown per block and target as a polar histogram
 beside the online estimate, with circular mean and SD. The montage and band
 are read from the session plan (``plan.json``), whose triggered blocks
-describe their trigger in one line (``peak (0 deg) of 8-13 Hz at
-c3_hjorth, ...``, or the channels and weights of a montage of the
-protocol's own); a block the plan does not describe is read with C3 Hjorth
+carry them as ``band_hz`` and ``montage`` (a preset's name or channel
+weights); plans written before those fields existed only describe the
+trigger in one line (``peak (0 deg) of 8-13 Hz at c3_hjorth, ...``), which
+is read instead. A block the plan does not describe is read with C3 Hjorth
 at 8-13 Hz, and the section says so. Runs without those fields get no
 section at all: phase is not something every session has.
 """
@@ -37,7 +38,8 @@ _BINS = 18
 _NUMBER = r"[0-9]+(?:\.[0-9]*)?(?:e[+-]?[0-9]+)?"
 #: A triggered block's trigger as the plan describes it (the protocol
 #: language's ``PhaseTrigger.describe``): ``<target> of <low>-<high> Hz at
-#: <preset or "CH +w, CH w">, <estimator> over <window> ms, ...``.
+#: <preset or "CH +w, CH w">, <estimator> over <window> ms, ...``. Read only
+#: from plans written before the plan carried ``band_hz`` and ``montage``.
 _DESCRIBED = re.compile(
     rf" of (?P<low>{_NUMBER})-(?P<high>{_NUMBER}) Hz at (?P<where>.+?), "
     rf"[A-Za-z_0-9]+ over {_NUMBER} ms"
@@ -72,8 +74,51 @@ class BlockRhythm(NamedTuple):
 DEFAULT_RHYTHM = BlockRhythm(DEFAULT_MONTAGE, DEFAULT_BAND, recorded=False)
 
 
+def planned_rhythm(block: dict) -> BlockRhythm | None:
+    """The montage and band a planned block carries (``band_hz``, ``montage``).
+
+    Parameters
+    ----------
+    block : dict
+        One of ``plan.json``'s blocks: ``band_hz`` is ``[low, high]`` (JSON
+        has no tuples), ``montage`` a preset's name or channel weights.
+
+    Returns
+    -------
+    BlockRhythm | None
+        ``None`` when the block does not carry both in that form.
+    """
+    band, montage = block.get("band_hz"), block.get("montage")
+    if not (
+        isinstance(band, (list, tuple))
+        and len(band) == 2
+        and all(_is_number(x) for x in band)
+    ):
+        return None
+    if isinstance(montage, dict):
+        if not montage or not all(
+            isinstance(ch, str) and _is_number(w) for ch, w in montage.items()
+        ):
+            return None
+        montage = {ch: float(w) for ch, w in montage.items()}
+    elif not isinstance(montage, str) or not montage:
+        return None
+    # A preset name this version does not know is passed on as written: the
+    # estimate then names it in the block's problem rather than assuming C3.
+    return BlockRhythm(montage, (float(band[0]), float(band[1])), recorded=True)
+
+
+def _is_number(x) -> bool:
+    # JSON's true and false read as ints, and are no band edge or weight.
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
 def described_rhythm(description: str | None) -> BlockRhythm | None:
-    """The montage and band of a trigger as the plan describes it.
+    """The montage and band of a trigger as an older plan describes it.
+
+    Plans written before the planned blocks carried ``band_hz`` and
+    ``montage`` say them only in this sentence; recordings of that time are
+    still analysed with it (:func:`block_rhythms`).
 
     Parameters
     ----------
@@ -106,6 +151,10 @@ def described_rhythm(description: str | None) -> BlockRhythm | None:
 def block_rhythms(plan: dict | None) -> dict[int, BlockRhythm]:
     """Each triggered block's montage and band, from the session plan.
 
+    A block's ``band_hz`` and ``montage`` give them; in a plan written before
+    blocks had those fields, the ``trigger`` sentence does
+    (:func:`described_rhythm`).
+
     Parameters
     ----------
     plan : dict | None
@@ -114,13 +163,18 @@ def block_rhythms(plan: dict | None) -> dict[int, BlockRhythm]:
     Returns
     -------
     dict of int to BlockRhythm
-        By block index; blocks without a readable ``trigger`` are left out.
+        By block index; blocks that give neither are left out.
     """
     out: dict[int, BlockRhythm] = {}
     for b in (plan or {}).get("blocks", []):
         if not isinstance(b, dict) or not isinstance(b.get("index"), int):
             continue
-        rhythm = described_rhythm(b.get("trigger"))
+        if "band_hz" in b or "montage" in b:
+            rhythm = planned_rhythm(b)
+        else:
+            # A plan written before blocks carried band_hz and montage (a
+            # recording already on disk): its trigger's sentence is all it has.
+            rhythm = described_rhythm(b.get("trigger"))
         if rhythm is not None:
             out[b["index"]] = rhythm
     return out

@@ -103,6 +103,13 @@ class PlannedBlock:
     #: Triggered blocks: the trigger in words; their pulses are planned at the
     #: worst case (every one at the minimum interval).
     trigger: str | None = None
+    #: Triggered blocks: the rhythm their trigger follows, as the protocol
+    #: resolved it, for programs (the analysis reads these, not ``trigger``):
+    #: the band (Hz), the montage (a preset's name, or channel -> weight when
+    #: the protocol wrote its own) and the phase estimator.
+    band_hz: tuple[float, float] | None = None
+    montage: str | dict[str, float] | None = None
+    estimator: str | None = None
     min_interval_s: float | None = None
     run_decides_timing: bool = False
     earliest_start_s: float = 0.0
@@ -527,6 +534,7 @@ def _triggered(block: StimulateBlock, thresholds, caps, trigger, common):
     right after the last worst-case pulse.
     """
     pattern: TriggeredPulses = block.pattern
+    trig = pattern.trigger
     dose = resolve_intensity(block.intensity, thresholds)
     step = pattern.interval_s
     worst = np.arange(pattern.max_pulses) * step
@@ -536,7 +544,6 @@ def _triggered(block: StimulateBlock, thresholds, caps, trigger, common):
     if pattern.duration_s is not None:
         length = pattern.duration_s
     else:
-        trig = pattern.trigger
         per_pulse = trig.max_interval_s or TRIGGERED_INTERVALS_PER_PULSE * step
         length = pattern.max_pulses * per_pulse
     delivery = None
@@ -549,7 +556,10 @@ def _triggered(block: StimulateBlock, thresholds, caps, trigger, common):
         pulses=pattern.max_pulses,
         pulse_offsets_s=tuple(float(x) for x in ARM_LEAD_S + worst),
         pattern="single",
-        trigger=pattern.trigger.describe(),
+        trigger=trig.describe(),
+        band_hz=trig.band_hz,
+        montage=trig.montage_name or dict(trig.montage),
+        estimator=trig.estimator,
         delivery=delivery,
         min_interval_s=step if pattern.max_pulses > 1 else None,
         run_decides_timing=True,

@@ -7,7 +7,8 @@ each with a pulse artifact, and their markers carry ``target_phase`` and an
 ``online_phase`` (the truth plus a known error). A run without those fields
 gets no phase section. A block whose plan says C4 Hjorth at 8.5-12.5 Hz, on a
 recording with the rhythm over the right hemisphere, is read with its own
-montage and band.
+montage and band: from the plan's ``band_hz`` and ``montage``, or from its
+trigger's sentence in a plan written before those fields.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ from stimtrain.analysis.report_phase import (
 )
 from stimtrain.devices.sim_eeg import CHANNEL_NAMES_32
 from stimtrain.devices.sim_mu import synthetic_recording
+from stimtrain.orchestrator.language.protocol import load_protocol_text
 from stimtrain.orchestrator.language.trigger import MONTAGE_PRESETS, PhaseTrigger
+from stimtrain.orchestrator.safety.rules import check_protocol
 from stimtrain.vocabulary import encode_marker
 
 SFREQ = 1000.0
@@ -60,13 +63,14 @@ def _pulses(true_phase: np.ndarray) -> list[tuple[int, float]]:
 
 
 def write_session(
-    folder, *, triggered: bool = True, right: bool = False, trigger: str | None = None
+    folder, *, triggered: bool = True, right: bool = False, planned: dict | None = None
 ):
     """A 90 s session with one stimulate block; returns the pulses' truth.
 
     ``right``: the rhythm over the right motor cortex (C4 and its
-    neighbours, C3's side has only the background). ``trigger``: a plan
-    file whose block 0 has this trigger description.
+    neighbours, C3's side has only the background). ``planned``: a plan
+    file whose block 0 has these trigger fields (``trigger``, ``band_hz``,
+    ``montage``, ...).
     """
     folder.mkdir(parents=True)
     rec = synthetic_recording(
@@ -130,7 +134,7 @@ def write_session(
             w.write_clock_offset(2, t, 0.0)
         w.write_footer(1, times[0], times[-1], len(data))
         w.write_footer(2, markers[0][0], markers[-1][0], len(markers))
-    if trigger is not None:
+    if planned is not None:
         block = dict(
             index=0,
             type="stimulate",
@@ -142,10 +146,10 @@ def write_session(
             intensity="110 %RMT",
             power=60,
             delivery="trigger",
-            trigger=trigger,
             min_interval_s=1.2,
             run_decides_timing=True,
         )
+        block |= planned
         plan = dict(protocol="phase test", blocks=[block], total_pulses=len(pulses))
         (folder / "sub-01_ses-1_run-01_plan.json").write_text(json.dumps(plan))
     return rec, pulses
@@ -197,7 +201,8 @@ def test_no_section_without_the_fields(tmp_path):
 
 
 #: The right hemisphere's rhythm, in a plan's words (PhaseTrigger.describe):
-#: C4 Hjorth, the band the simulator's frequency drifts within.
+#: C4 Hjorth, the band the simulator's frequency drifts within. Plans written
+#: before blocks carried ``band_hz`` and ``montage`` say it only so.
 RIGHT = PhaseTrigger(
     target_deg=0.0,
     band_hz=(8.5, 12.5),
@@ -206,11 +211,24 @@ RIGHT = PhaseTrigger(
 ).describe()
 
 
+def _planned_trigger(trigger: str) -> dict:
+    """A triggered block's trigger fields as the planner writes plan.json."""
+    protocol = load_protocol_text(
+        "stimtrain: 1\nname: t\nblocks:\n  - type: stimulate\n"
+        "    pattern: single\n    intensity: 50 %MSO\n    pulses: 5\n"
+        "    trigger:\n      target: peak\n" + trigger
+    )
+    (block,) = json.loads(check_protocol(protocol).plan.to_json())["blocks"]
+    return {k: block[k] for k in ("trigger", "band_hz", "montage", "estimator")}
+
+
 @pytest.fixture(scope="module")
 def right(tmp_path_factory):
     """The rhythm over C4; the plan says c4_hjorth at 8.5-12.5 Hz."""
     folder = tmp_path_factory.mktemp("phase_right") / "sub-01" / "ses-1"
-    _, pulses = write_session(folder, right=True, trigger=RIGHT)
+    planned = _planned_trigger("      band: 8.5-12.5 Hz\n      montage: c4_hjorth\n")
+    assert planned["band_hz"] == [8.5, 12.5] and planned["montage"] == "c4_hjorth"
+    _, pulses = write_session(folder, right=True, planned=planned)
     return pulses, session_analysis(folder, tesa=FAST, verbose="error")
 
 
@@ -248,8 +266,34 @@ def test_without_a_plan_the_default_is_used_and_said(tmp_path):
     assert table.attrs["assumed"] == [0]
 
 
+def test_plan_fields_are_read_over_the_sentence():
+    """A plan's ``band_hz`` and ``montage`` give the rhythm, whatever its
+    ``trigger`` sentence says: presets and channel weights, as JSON holds them."""
+    custom = _planned_trigger(
+        "      band: [9.5 Hz, 12 Hz]\n      montage: {C4: 1, Cz: -0.5, T8: -0.5}\n"
+    )
+    assert custom["montage"] == {"C4": 1.0, "Cz": -0.5, "T8": -0.5}
+    plan = {
+        "blocks": [
+            {"index": 0, "trigger": None, "band_hz": None, "montage": None},
+            # A sentence that disagrees, and one that says nothing readable.
+            {"index": 1, **_planned_trigger(""), "trigger": RIGHT},
+            {"index": 3, **custom, "trigger": "the right mu rhythm"},
+        ]
+    }
+    assert block_rhythms(plan) == {
+        1: BlockRhythm("c3_hjorth", (8.0, 13.0), True),
+        3: BlockRhythm({"C4": 1.0, "Cz": -0.5, "T8": -0.5}, (9.5, 12.0), True),
+    }
+    # A new plan's fields that do not read are not replaced by its sentence.
+    broken = {"index": 2, "trigger": RIGHT, "band_hz": [8.5], "montage": "c4_hjorth"}
+    assert block_rhythms({"blocks": [broken]}) == {}
+
+
 def test_plan_descriptions_are_read_back():
-    """Presets and channel weights, as the protocol language describes them."""
+    """Plans written before blocks carried ``band_hz`` and ``montage``: their
+    ``trigger`` sentence, presets and channel weights as the protocol
+    language describes them."""
     custom = PhaseTrigger(
         target_deg=180.0,
         band_hz=(9.5, 12.0),

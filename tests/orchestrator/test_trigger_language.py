@@ -1,5 +1,7 @@
 """The trigger section of stimulate blocks and the rig's EEG, as read from files."""
 
+import json
+
 import pytest
 
 from stimtrain.orchestrator.language.errors import ProtocolError
@@ -156,6 +158,47 @@ def test_plan_judges_every_pulse_at_the_minimum_interval(tmp_path):
     assert b.duration_s == pytest.approx(1.5 + 30.0)
 
 
+@pytest.mark.parametrize(
+    ("written", "montage"),
+    [
+        ("      montage: c4_hjorth\n", "c4_hjorth"),
+        (
+            "      montage: {C4: 1, FC2: -0.25, FC6: -0.25, CP2: -0.25, CP6: -0.25}\n",
+            {"C4": 1.0, "FC2": -0.25, "FC6": -0.25, "CP2": -0.25, "CP6": -0.25},
+        ),
+    ],
+)
+def test_plan_carries_the_triggers_band_and_montage(written, montage):
+    """A triggered block's plan holds its band, montage and estimator as the
+    protocol resolved them (a preset's name, or the weights written), and
+    plan.json keeps them (the band as a list)."""
+    p = load_protocol_text(
+        _block(
+            "    pulses: 5\n    trigger:\n      target: peak\n"
+            "      band: 9-12 Hz\n      estimator: ssp\n" + written
+        )
+    )
+    report = check_protocol(p)
+    assert report.ok, report.problems
+    (b,) = report.plan.blocks
+    assert (b.band_hz, b.montage, b.estimator) == ((9.0, 12.0), montage, "ssp")
+    trig = p.blocks[0].pattern.trigger
+    assert b.band_hz == trig.band_hz
+    assert b.montage == (trig.montage_name or dict(trig.montage))
+    (saved,) = json.loads(report.plan.to_json())["blocks"]
+    assert saved["band_hz"] == [9.0, 12.0]
+    assert saved["montage"] == montage and saved["estimator"] == "ssp"
+
+
+def test_untriggered_blocks_carry_no_rhythm():
+    report = check_protocol(
+        load_protocol_text(_block("    pulses: 5\n    interval: 5 s\n"))
+    )
+    assert report.ok, report.problems
+    (b,) = report.plan.blocks
+    assert (b.trigger, b.band_hz, b.montage, b.estimator) == (None, None, None, None)
+
+
 CALIBRATED = (
     "  - type: stimulate\n    pattern: single\n    intensity: 50 %MSO\n"
     "    pulses: 5\n    trigger:\n      target: peak\n"
@@ -189,6 +232,7 @@ def test_calibrated_offset_needs_a_calibration_before():
     (_, planned) = report.plan.blocks
     assert planned.trigger.endswith("phase offset calibrated by block 1")
     assert planned.phase_offset is None
+    assert (planned.band_hz, planned.montage) == ((8.0, 13.0), "c3_hjorth")
 
 
 def _measured(deg: float, **kw) -> PhaseOffset:
@@ -214,6 +258,7 @@ def test_calibrated_offset_from_the_thresholds():
     (planned,) = report.plan.blocks
     assert planned.phase_offset["offset_deg"] == -12.5
     assert planned.phase_offset["source"] == "thresholds file th.yaml"
+    assert (planned.band_hz, planned.montage) == ((8.0, 13.0), "c3_hjorth")
     assert planned.trigger.endswith(
         "phase offset -12.5 deg from the thresholds file th.yaml (ar, 8-13 Hz, "
         "c3_hjorth, 96 crossings, SD 31.2 deg, measured 2026-11-20T10:42:00)"
