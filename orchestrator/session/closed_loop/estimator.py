@@ -160,6 +160,7 @@ class PhaseEstimator:
         target: float,
         earliest: float,
         latest: float,
+        new: int | None = None,
     ) -> Estimate:
         """Estimate the phase at ``now`` and the next target crossing.
 
@@ -177,6 +178,9 @@ class PhaseEstimator:
             The target phase, radians (0: peak; pi: trough).
         earliest, latest : float
             The span in which a crossing counts, s.
+        new : int | None
+            How many of ``x``'s samples are new since the previous call
+            (unused here: every estimate reads its window afresh).
 
         Returns
         -------
@@ -211,7 +215,9 @@ class PhaseEstimator:
             freq,
         )
 
-    def band_power(self, x: np.ndarray, now: float | None = None) -> float:
+    def band_power(
+        self, x: np.ndarray, now: float | None = None, new: int | None = None
+    ) -> float:
         """Mean square of the band-passed window (what :meth:`estimate` reports).
 
         Parameters
@@ -220,6 +226,8 @@ class PhaseEstimator:
             The montaged signal, at least :attr:`n_samples` samples.
         now : float | None
             The decision time, s (unused here: every estimate stands alone).
+        new : int | None
+            How many of ``x``'s samples are new (unused, as ``now``).
 
         Returns
         -------

@@ -85,11 +85,15 @@ def replay(
     pulses: list[Pulse] = []
     now = trigger.n_samples / sfreq + delay_s
     end = (n - 1) / sfreq
+    seen: int | None = None
     while now + settings.lead_s + settings.horizon_s < end:
         # The newest sample that has arrived by ``now``.
         k = int(math.floor((now - delay_s) * sfreq + 1e-9))
         x = signal[k + 1 - trigger.n_samples : k + 1]
-        decision = trigger.decide(x, k / sfreq + delay_s, now)
+        decision = trigger.decide(
+            x, k / sfreq + delay_s, now, None if seen is None else k - seen
+        )
+        seen = k
         if decision.deadline is not None:
             j = int(round(decision.deadline * sfreq))
             if j < n:

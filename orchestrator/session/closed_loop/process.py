@@ -156,10 +156,12 @@ def trigger_main(config: TriggerConfig, conn) -> None:
             continue
         pulled_at = clock()
         n = len(stamps)
+        new: int | None = n
         if last_stamp is not None and stamps[0] - last_stamp > GAP_S:
             # Samples went missing (a stalled amplifier): a window across
             # the gap would join two stretches as one, so it starts afresh.
             filled = 0
+            new = None
         last_stamp = stamps[-1]
         x = chunk[:n].astype(float) @ weights
         if filled + n > len(buf):
@@ -172,7 +174,7 @@ def trigger_main(config: TriggerConfig, conn) -> None:
         buf[filled : filled + n] = x
         filled += n
         previous = trigger.last_pulse
-        decision = trigger.decide(buf[:filled], stamps[-1] + offset, clock())
+        decision = trigger.decide(buf[:filled], stamps[-1] + offset, clock(), new)
         sent_at = clock()
         latency = sent_at - pulled_at
         latencies.append(latency)

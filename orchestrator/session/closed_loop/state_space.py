@@ -9,25 +9,27 @@ states; the rhythm's phase is the angle of its oscillator's state at the
 newest sample, with no filter edge to predict across. Forward prediction is
 the oscillator's rotation at its frequency.
 
-Simplifications, and why:
+Where this differs from that paper, and why:
 
-* two oscillators: one in the band (the rhythm) and one at 0 Hz (the 1/f
-  background's slow part);
-* the parameters are not fitted by EM on every window (too slow for a
-  decision every chunk): the damping and the noise ratios are fixed (tuned
-  on the synthetic mu of :mod:`stimtrain.devices.sim_mu` at 11 dB: a narrow
-  oscillator, 0.7 Hz wide, with state noise a hundredth of the observation
-  noise: at the pulses, 20-22 degrees of circular SD against 22 with 0.03
-  and 25-29 with 0.1, and closer to the anchors at 5 dB), and
-  the rhythm's frequency is re-estimated from the rotation of its own state
-  over the window's last part, on a grid of 0.02 Hz inside the band (a
-  narrow oscillator 0.1 Hz off the rhythm leads or lags it by 8 degrees);
-* the amplitude gate reads the rhythm's power over the window's last 0.1 s,
-  where the phase is read, not over the whole window;
-* the filter runs at its steady-state gain (the Riccati equation solved
-  once per grid frequency), which makes it a fixed linear filter applied
-  with :func:`scipy.signal.lfilter`: a whole window costs tens of
-  microseconds.
+* the rhythm's frequency is a state too (a random walk), tracked by an
+  extended Kalman filter, not a parameter refitted by EM on each window:
+  the mu rhythm's frequency drifts by tenths of a hertz within a second,
+  and a narrow oscillator a tenth of a hertz off the rhythm leads or lags it
+  by several degrees. Measured on the synthetic mu of
+  :mod:`stimtrain.devices.sim_mu` (benchmarks/closed_loop.py): given the
+  generator's true frequency the oscillator reaches 13 degrees of circular
+  SD at 11 dB, with the frequency measured afresh from each window 20-22;
+* the filter runs continuously: each decision feeds it only the samples
+  that arrived since the previous one (a few per chunk), so its frequency
+  and state carry the whole recent past, not half a second. It restarts
+  from the window (a pass backwards over it, then forwards) when samples
+  went unseen: at the first decision, after a gap in the stream and after
+  the blank that follows each pulse (keeping the frequency it had);
+* two oscillators only: one in the band (the rhythm) and one at 0 Hz (the
+  1/f background's slow part), with damping and noise ratios fixed
+  (tuned on the synthetic mu at 11 dB), not fitted;
+* the amplitude gate reads the rhythm's power over the last 0.1 s, where
+  the phase is read, not over the whole window.
 
 Phase 0 is the rhythm's positive peak, pi (180 degrees) its trough.
 """
@@ -38,49 +40,43 @@ import math
 from collections import deque
 
 import numpy as np
-from scipy.linalg import solve_discrete_are
-from scipy.signal import lfilter, ss2tf
 
 from .estimator import Estimate, wrap
 
-#: Filter banks by (rate, window length, band, parameters).
-_BANKS: dict[tuple, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
-
 
 class StateSpaceEstimator:
-    """Kalman-filtered oscillator phase, rotated forward to the pulse.
+    """Kalman-tracked oscillator phase and frequency, rotated to the pulse.
 
     Parameters
     ----------
     sfreq : float
         The stream's sampling frequency, Hz.
     band : tuple of float
-        Low and high edge of the rhythm's band, Hz.
+        Low and high edge of the rhythm's band, Hz; the tracked frequency
+        stays inside it.
     window_s : float
-        How much recent signal each estimate reads, s.
+        How much recent signal a restart reads, s.
     rate_hz : float
-        The rate the window is averaged down to (the stream's rate divided by
-        a whole number, at least this).
+        The rate the signal is averaged down to (the stream's rate divided
+        by a whole number, at least this).
     bandwidth_hz : float
         The rhythm oscillator's damping, as a bandwidth, Hz.
     slow_hz : float
         The slow oscillator's damping, as a bandwidth, Hz.
     mu_noise : float
-        The rhythm's state noise over the observation noise (variance ratio).
+        The rhythm's stationary variance over the observation noise's.
+    slow_noise : float
+        The slow oscillator's stationary variance over the observation
+        noise's.
+    freq_walk_hz : float
+        How fast the rhythm's frequency may wander: the SD of its change
+        over one second, Hz.
     power_s : float
         The band power the amplitude gate compares is the rhythm's mean
-        squared amplitude over this much of the window's end, s.
-    slow_noise : float
-        The slow oscillator's state noise over the observation noise.
-    freq_s : float
-        How much of the window's end the frequency is measured over, s.
-    freq_span_s : float
-        The rotation forward to the pulse uses the median of the frequencies
-        measured over this long, s (one window's measure is noisy).
-    n_passes : int
-        At most this many filter passes per estimate, each at the frequency
-        the previous one measured (the last one found starts the next
-        estimate).
+        squared amplitude over this long, s.
+    scale_s : float
+        The signal is divided by its standard deviation over about this
+        long (the noise ratios are relative), s.
     **_ignored
         Settings of other estimators (``ar_order``), accepted and ignored.
 
@@ -101,12 +97,11 @@ class StateSpaceEstimator:
         rate_hz: float = 500.0,
         bandwidth_hz: float = 0.7,
         slow_hz: float = 1.0,
-        mu_noise: float = 0.01,
+        mu_noise: float = 0.1,
         slow_noise: float = 1.0,
-        power_s: float = 0.1,
-        freq_s: float = 0.3,
-        freq_span_s: float = 1.0,
-        n_passes: int = 4,
+        freq_walk_hz: float = 0.55,
+        power_s: float = 0.05,
+        scale_s: float = 2.0,
         **_ignored: object,
     ) -> None:
         lo, hi = (float(b) for b in band)
@@ -135,28 +130,34 @@ class StateSpaceEstimator:
             self.q -= 1
         self.rate = self.sfreq / self.q
         self.n_window = int(round(window_s * self.rate))
-        self.n_freq = max(4, int(round(freq_s * self.rate)))
-        self.n_power = max(1, int(round(power_s * self.rate)))
-        self.n_passes = int(n_passes)
-        self._params = (bandwidth_hz, slow_hz, mu_noise, slow_noise)
-        self._grid = np.arange(lo, hi + 1e-9, 0.02)
-        # Every grid frequency's filter is made here, not at its first use:
-        # one costs about 1 ms (more on a loaded machine), too long inside a
-        # real-time decision; all of them about 0.3 s, once per settings
-        # (kept for every later estimator with the same ones).
-        key = (self.rate, self.n_window, self.band, self._params)
-        if key not in _BANKS:
-            _BANKS[key] = [self._design(float(f)) for f in self._grid]
-        self._filters = _BANKS[key]
-        #: The last frequency found: the next window starts from it.
-        self._freq = 0.5 * (lo + hi)
-        self.freq_span_s = float(freq_span_s)
-        #: (decision time, frequency measured) over the last ``freq_span_s``.
-        self._measured: deque[tuple[float, float]] = deque()
+        rate = self.rate
+        self._a = math.exp(-2 * math.pi * bandwidth_hz / rate)
+        self._a_slow = math.exp(-2 * math.pi * slow_hz / rate)
+        # State noise scaled so each oscillator's stationary variance is its
+        # ratio (a damped rotation's variance is q / (1 - a^2)).
+        self._q_mu = mu_noise * (1 - self._a**2)
+        self._q_slow = slow_noise * (1 - self._a_slow**2)
+        self._mu_noise = float(mu_noise)
+        self._slow_noise = float(slow_noise)
+        step = 2 * math.pi / rate
+        self._q_w = (step * freq_walk_hz) ** 2 / rate
+        self._w_lo, self._w_hi = step * lo, step * hi
+        # Before anything is known: the band's middle, give or take a
+        # quarter of its width.
+        self._w_prior = (step * 0.5 * (lo + hi), (step * 0.25 * (hi - lo)) ** 2)
+        self._scale_a = math.exp(-1 / (scale_s * rate))
+        self._power = deque(maxlen=max(1, int(round(power_s * rate))))
+        self._x = [0.0, 0.0, 0.0, self._w_prior[0]]
+        self._p = self._prior_cov(self._w_prior[1])
+        self._mean = 0.0
+        self._var = 1.0
+        #: Raw samples of a block not yet complete.
+        self._partial = np.empty(0)
+        self._started = False
 
     @property
     def n_samples(self) -> int:
-        """How many of the stream's samples one estimate reads."""
+        """How many of the stream's samples a restart reads."""
         return self.n_window * self.q
 
     def estimate(
@@ -167,6 +168,7 @@ class StateSpaceEstimator:
         target: float,
         earliest: float,
         latest: float,
+        new: int | None = None,
     ) -> Estimate:
         """Estimate the phase at ``now`` and the next target crossing.
 
@@ -183,160 +185,158 @@ class StateSpaceEstimator:
             The target phase, radians.
         earliest, latest : float
             The span in which a crossing counts, s.
+        new : int | None
+            How many of ``x``'s samples arrived since the previous call
+            (None: unknown; the filter restarts from the window).
 
         Returns
         -------
         Estimate
         """
-        z, _ = self._settle(self._decimated(x), now)
-        freq = self._rotation_freq()
-        # The mean of a block stands for the middle of the block.
-        t_z = t_last - (self.q - 1) / 2 / self.sfreq
-        phase_last = float(np.angle(z[-1]))
-        omega = 2 * np.pi * freq
+        self._feed(x, new)
+        c, d, _, w = self._x
+        # The newest complete block's mean stands for its middle.
+        t_z = t_last - (len(self._partial) + (self.q - 1) / 2) / self.sfreq
+        phase_last = math.atan2(d, c)
+        omega = w * self.rate
         phase_now = float(wrap(phase_last + omega * (now - t_z)))
-        power = self._power(z)
         # The first time after ``earliest`` the rotating phase reaches the
         # target: phase_last + omega (t - t_z) = target + 2 pi k.
         ahead = float(np.mod(target - phase_last - omega * (earliest - t_z), 2 * np.pi))
         t_cross = earliest + ahead / omega
         crossing = t_cross if t_cross <= latest else None
-        return Estimate(crossing, phase_now, power, freq)
+        return Estimate(crossing, phase_now, self._band_power(), omega / (2 * np.pi))
 
-    def band_power(self, x: np.ndarray, now: float | None = None) -> float:
-        """The rhythm's mean squared amplitude over the window's end.
+    def band_power(
+        self, x: np.ndarray, now: float | None = None, new: int | None = None
+    ) -> float:
+        """Feed the newest samples; the rhythm's power over the last ``power_s``.
 
         Parameters
         ----------
         x : ndarray, shape (n,)
             The montaged signal, at least :attr:`n_samples` samples.
         now : float | None
-            The decision time, s: the frequency measured on the way is kept
-            for the rotation of later estimates (None: not kept).
+            The decision time, s (unused: the power is the filter's own).
+        new : int | None
+            How many of ``x``'s samples arrived since the previous call.
 
         Returns
         -------
         float
-            What :meth:`estimate` reports as its power (the same passes, so
-            the gate compares like with like).
+            What :meth:`estimate` reports as its power.
         """
-        z, _ = self._settle(self._decimated(x), now)
-        return self._power(z)
+        self._feed(x, new)
+        return self._band_power()
 
-    def _settle(self, xd: np.ndarray, now: float | None) -> tuple[np.ndarray, float]:
-        """Track the rhythm, re-measuring its frequency until it settles."""
-        # Each pass tracks at the last frequency found (a narrow oscillator
-        # off the rhythm's frequency lags or leads it, and pulls the rotation
-        # measured from it towards its own).
-        freq = self._freq
-        for _ in range(self.n_passes):
-            z = self._track(xd, freq)
-            new = self._frequency(z)
-            done = abs(new - freq) < 0.02
-            freq = new
-            if done:
-                break
-        self._freq = freq
-        if now is not None:
-            self._measured.append((now, freq))
-            while self._measured[0][0] < now - self.freq_span_s:
-                self._measured.popleft()
-        return z, freq
+    def _band_power(self) -> float:
+        # In the signal's units: the gate then follows the rhythm's own
+        # amplitude, not its share of a scale that follows the rhythm.
+        return float(np.mean(self._power)) * self._var if self._power else 0.0
 
-    def _rotation_freq(self) -> float:
-        """The median frequency measured over the last ``freq_span_s``.
-
-        The rhythm's frequency drifts over seconds, while one window's
-        measure of it is noisy where the rhythm is weak: rotating the phase
-        50 ms forward at a frequency 2 Hz off misses by 36 degrees. Measured
-        (benchmarks/closed_loop.py, 200 pulses, 50 ms delay): circular SD at
-        -1 dB 102 -> 80 degrees with the median of the last second, at 5 dB
-        48 -> 46, at 11 dB 25 -> 24.
-        """
-        if not self._measured:
-            return self._freq
-        return float(np.median([f for _, f in self._measured]))
-
-    def _power(self, z: np.ndarray) -> float:
-        """The gate's input: the rhythm's power now, not over the whole window.
-
-        Phase is as good as the rhythm is strong where it is read, at the
-        window's end; half a second's mean power also opens the gate as a
-        burst fades. Measured at 11 dB (benchmarks/closed_loop.py, 200
-        pulses): circular SD 29 degrees with the whole window's power, 22
-        with the last 0.1 s.
-        """
-        tail = z[-self.n_power :]
-        return float(np.mean(tail.real**2 + tail.imag**2))
-
-    def _decimated(self, x: np.ndarray) -> np.ndarray:
+    def _feed(self, x: np.ndarray, new: int | None) -> None:
         n_in = self.n_samples
         if len(x) < n_in:
             raise ValueError(f"need {n_in} samples, got {len(x)}")
-        xd = np.asarray(x[-n_in:], float).reshape(self.n_window, self.q).mean(axis=1)
-        xd = xd - xd.mean()
-        # The noise ratios are relative: scaling the window to unit variance
-        # keeps the filter (and its start from zero) independent of units.
-        sd = float(np.std(xd))
-        return xd / sd if sd > 0 else xd
+        if new is None or not self._started or new > n_in:
+            self._restart(np.asarray(x[-n_in:], float))
+            return
+        if new <= 0:
+            return
+        raw = np.concatenate([self._partial, np.asarray(x[-new:], float)])
+        n_blocks = len(raw) // self.q
+        used = n_blocks * self.q
+        self._partial = raw[used:]
+        if n_blocks:
+            blocks = raw[:used].reshape(n_blocks, self.q).mean(axis=1)
+            for v in blocks.tolist():
+                self._step(self._scaled(v))
 
-    def _frequency(self, z: np.ndarray) -> float:
-        """The rhythm's frequency from its state's rotation over the window's end."""
-        tail = z[-self.n_freq :]
-        # The amplitude-weighted mean rotation per sample.
-        rot = np.angle(np.sum(tail[1:] * np.conj(tail[:-1])))
-        freq = float(rot * self.rate / (2 * np.pi))
-        lo, hi = self.band
-        return min(max(freq, lo), hi)
+    def _scaled(self, v: float) -> float:
+        """One block, centred and scaled by a running mean and variance."""
+        a = self._scale_a
+        self._mean = a * self._mean + (1 - a) * v
+        dev = v - self._mean
+        self._var = a * self._var + (1 - a) * dev * dev
+        return dev / math.sqrt(self._var) if self._var > 0 else 0.0
 
-    def _track(self, y: np.ndarray, freq: float) -> np.ndarray:
-        """The rhythm's filtered state (as a complex number) at every sample.
+    def _restart(self, x: np.ndarray) -> None:
+        """Start over from a window: backwards over it, then forwards.
 
         A narrow oscillator started from zero needs a few of its time
-        constants (0.23 s at 0.7 Hz) to settle, about the whole window: the
-        filter first runs backwards over the window (a real rhythm reversed
-        in time is the same rhythm with its phase negated), and its state at
-        the window's first sample, conjugated, starts the forward run. Both
-        runs read only the window: the estimate stays causal.
+        constants to settle, about the whole window: the backward pass (a
+        real rhythm reversed in time is the same rhythm with its phase
+        negated, at the same frequency) gives the state at the window's
+        first sample, conjugated, and its frequency, from which the forward
+        pass starts. Both read only the window: the estimate stays causal.
+        The frequency known before the restart, if any, is where the
+        backward pass starts.
         """
-        k = int(np.argmin(np.abs(self._grid - freq)))
-        num, den, powers = self._filters[k]
-        back = [lfilter(b, den, y[::-1])[-1] for b in num]
-        start = np.array([back[0], -back[1], back[2], -back[3]])
-        # Forward from the first sample's state: the zero-state response of
-        # the rest plus the start's free decay through the filter.
-        fwd = np.empty((2, len(y)))
-        fwd[:, 0] = start[:2]
-        fwd[0, 1:] = lfilter(num[0], den, y[1:])
-        fwd[1, 1:] = lfilter(num[1], den, y[1:])
-        fwd[:, 1:] += (powers[: len(y) - 1] @ start).T
-        return fwd[0] + 1j * fwd[1]
+        blocks = x.reshape(self.n_window, self.q).mean(axis=1)
+        self._partial = np.empty(0)
+        self._mean = float(blocks.mean())
+        self._var = float(blocks.var()) or 1.0
+        y = ((blocks - self._mean) / math.sqrt(self._var)).tolist()
+        w = self._x[3] if self._started else self._w_prior[0]
+        self._x = [0.0, 0.0, 0.0, w]
+        self._p = self._prior_cov(self._w_prior[1])
+        for v in reversed(y[1:]):
+            self._step(v)
+        c, d, s, w = self._x
+        self._x = [c, -d, s, w]
+        p = self._p
+        for i, j in ((0, 1), (1, 2), (1, 3)):
+            p[i][j] = p[j][i] = -p[i][j]
+        self._power.clear()
+        for v in y:
+            self._step(v)
+        self._started = True
 
-    def _design(self, freq: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The steady-state Kalman filter from the signal to the rhythm's state."""
-        bw, slow_bw, q_mu, q_slow = self._params
-        w = 2 * np.pi * freq / self.rate
-        a_mu = math.exp(-2 * np.pi * bw / self.rate)
-        a_slow = math.exp(-2 * np.pi * slow_bw / self.rate)
-        rot = np.array([[math.cos(w), -math.sin(w)], [math.sin(w), math.cos(w)]])
-        f = np.zeros((4, 4))
-        f[:2, :2] = a_mu * rot
-        f[2:, 2:] = a_slow * np.eye(2)
-        # State noise scaled so each oscillator's stationary variance is its
-        # ratio (a damped rotation's variance is q / (1 - a^2)).
-        qm = np.diag([q_mu * (1 - a_mu**2)] * 2 + [q_slow * (1 - a_slow**2)] * 2)
-        h = np.array([[1.0, 0.0, 1.0, 0.0]])
-        r = np.array([[1.0]])
-        p = solve_discrete_are(f.T, h.T, qm, r)
-        gain = p @ h.T / (h @ p @ h.T + r).item()
-        a = (np.eye(4) - gain @ h) @ f
-        # Posterior s_k = A s_{k-1} + K y_k, read out whole: state
-        # x_k = s_{k-1}, output A x_k + K y_k.
-        num, den = ss2tf(a, gain, a, gain)
-        # The rhythm's part of A^(k+1), k = 0, 1, ...: a start state's decay.
-        powers = np.empty((self.n_window, 2, 4))
-        step = a.copy()
-        for j in range(self.n_window):
-            powers[j] = step[:2]
-            step = a @ step
-        return np.atleast_2d(num), np.asarray(den), powers
+    def _prior_cov(self, var_w: float) -> list[list[float]]:
+        p = [[0.0] * 4 for _ in range(4)]
+        p[0][0] = p[1][1] = self._mu_noise
+        p[2][2] = self._slow_noise
+        p[3][3] = var_w
+        return p
+
+    def _step(self, y: float) -> None:
+        """One sample of the extended Kalman filter (state c, d, slow, omega)."""
+        c, d, s, w = self._x
+        p = self._p
+        a, a_s = self._a, self._a_slow
+        cw, sw = math.cos(w), math.sin(w)
+        r00, r01, r10, r11 = a * cw, -a * sw, a * sw, a * cw
+        c2, d2 = r00 * c + r01 * d, r10 * c + r11 * d
+        s2 = a_s * s
+        # F = [[R, 0, g], [0, a_s, 0], [0, 0, 1]], g = d(c2, d2)/d omega.
+        g0, g1 = -d2, c2
+        p00, p01, p02, p03 = p[0]
+        p11, p12, p13 = p[1][1], p[1][2], p[1][3]
+        p22, p23, p33 = p[2][2], p[2][3], p[3][3]
+        a00, a01 = r00 * p00 + r01 * p01, r00 * p01 + r01 * p11
+        a10, a11 = r10 * p00 + r11 * p01, r10 * p01 + r11 * p11
+        u0, u1 = r00 * p03 + r01 * p13, r10 * p03 + r11 * p13
+        n00 = a00 * r00 + a01 * r01 + 2 * u0 * g0 + g0 * g0 * p33 + self._q_mu
+        n01 = a00 * r10 + a01 * r11 + u0 * g1 + g0 * u1 + g0 * g1 * p33
+        n11 = a10 * r10 + a11 * r11 + 2 * u1 * g1 + g1 * g1 * p33 + self._q_mu
+        n02 = a_s * (r00 * p02 + r01 * p12 + g0 * p23)
+        n12 = a_s * (r10 * p02 + r11 * p12 + g1 * p23)
+        n03, n13 = u0 + g0 * p33, u1 + g1 * p33
+        n22 = a_s * a_s * p22 + self._q_slow
+        n23 = a_s * p23
+        n33 = p33 + self._q_w
+        # Observed: the rhythm's real part plus the slow part, unit noise.
+        h = (n00 + n02, n01 + n12, n02 + n22, n03 + n23)
+        gain = 1.0 / (h[0] + h[2] + 1.0)
+        e = (y - c2 - s2) * gain
+        w2 = min(max(w + h[3] * e, self._w_lo), self._w_hi)
+        self._x = [c2 + h[0] * e, d2 + h[1] * e, s2 + h[2] * e, w2]
+        n = (
+            (n00, n01, n02, n03),
+            (n01, n11, n12, n13),
+            (n02, n12, n22, n23),
+            (n03, n13, n23, n33),
+        )
+        self._p = [[n[i][j] - h[i] * h[j] * gain for j in range(4)] for i in range(4)]
+        zc, zd = self._x[0], self._x[1]
+        self._power.append(zc * zc + zd * zd)

@@ -120,13 +120,18 @@ class PhaseTrigger:
         #: Time of the first decision (the maximum interval's first start).
         self.started: float | None = None
         self._aim = math.radians(settings.target_deg + settings.phase_offset_deg)
+        #: Samples that arrived since the estimator last read the signal
+        #: (None: unknown, and the estimator starts over from its window).
+        self._unread: int | None = None
 
     @property
     def n_samples(self) -> int:
         """How many of the newest samples each decision reads."""
         return self.estimator.n_samples
 
-    def decide(self, x: np.ndarray, stamp_last: float, now: float) -> Decision:
+    def decide(
+        self, x: np.ndarray, stamp_last: float, now: float, new: int | None = None
+    ) -> Decision:
         """Look at the newest samples; answer with a deadline or a reason.
 
         Parameters
@@ -137,6 +142,10 @@ class PhaseTrigger:
             The stream's time stamp of ``x[-1]``, s.
         now : float
             The time of the decision on the same clock, s.
+        new : int | None
+            How many of ``x``'s samples arrived since the previous call
+            (None: unknown, e.g. after a gap in the stream; an estimator
+            that carries its state across calls then starts over).
 
         Returns
         -------
@@ -147,6 +156,10 @@ class PhaseTrigger:
         s = self.settings
         if self.started is None:
             self.started = now
+        if new is None or self._unread is None:
+            self._unread = None
+        else:
+            self._unread += new
         if len(x) < self.n_samples:
             return Decision(None, "filling the window", None)
         t_last = stamp_last - s.amp_delay_s
@@ -158,9 +171,11 @@ class PhaseTrigger:
         if earliest > latest:
             # Too soon for a pulse: only the gate's history needs this chunk
             # (the autoregressive prediction is most of an estimate's cost).
-            self.gate.update(now, self.estimator.band_power(x, now))
+            self.gate.update(now, self.estimator.band_power(x, now, self._read()))
             return Decision(None, "minimum interval", None)
-        est = self.estimator.estimate(x, t_last, now, self._aim, earliest, latest)
+        est = self.estimator.estimate(
+            x, t_last, now, self._aim, earliest, latest, self._read()
+        )
         passed, _ = self.gate.update(now, est.power)
         if not self.gate.warmed_up:
             return Decision(None, "gate warming up", est)
@@ -170,6 +185,11 @@ class PhaseTrigger:
             return Decision(None, "no crossing within the horizon", est)
         self.last_pulse = est.crossing
         return Decision(est.crossing, "", est)
+
+    def _read(self) -> int | None:
+        """The samples the estimator has not read yet; from now on, none."""
+        unread, self._unread = self._unread, 0
+        return unread
 
     def _overdue(self, now: float) -> bool:
         """Whether the maximum interval has passed without a pulse."""
