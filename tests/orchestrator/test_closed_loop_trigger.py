@@ -83,3 +83,30 @@ def test_ignoring_the_amplifier_delay_shifts_the_phase(clean_mu):
     mean_error, _ = phase_error(pulses, 0.0)
     # 50 ms of a ~10.5 Hz rhythm is ~190 degrees.
     assert abs(mean_error) > 120
+
+
+@pytest.mark.parametrize("estimator", ["ar", "ssp"])
+def test_samples_that_are_not_finite_are_waited_out(estimator):
+    """A NaN in the stream: no estimate while it is in the window, then the true phase."""
+    from stimtrain.orchestrator.session.closed_loop.estimator import wrap
+    from stimtrain.orchestrator.session.closed_loop.trigger import PhaseTrigger
+
+    fs = 1000.0
+    # 4 s: the gate is still warming up, so no pulse blanks a window.
+    t = np.arange(0, 4.0, 1 / fs)
+    x = np.cos(2 * np.pi * 10.0 * t)
+    x[1500] = np.nan
+    trigger = PhaseTrigger(
+        TriggerSettings(estimator=estimator, gate_percentile=0.0), fs
+    )
+    n = trigger.n_samples
+    reasons = {}
+    for end in range(n, len(x) + 1, 10):
+        d = trigger.decide(x[:end], t[end - 1], t[end - 1], 10)
+        reasons[end] = d.reason
+        if d.estimate is not None:
+            assert np.isfinite(d.estimate.phase) and np.isfinite(d.estimate.power)
+    held = [e for e, r in reasons.items() if r == "samples not finite in the window"]
+    assert min(held) == 1510 and max(held) == 1500 + n
+    d = trigger.decide(x, t[-1], t[-1], 0)
+    assert abs(np.degrees(wrap(d.estimate.phase - 2 * np.pi * 10.0 * t[-1]))) < 6.0

@@ -216,7 +216,11 @@ class PhaseEstimator:
         )
 
     def band_power(
-        self, x: np.ndarray, now: float | None = None, new: int | None = None
+        self,
+        x: np.ndarray,
+        t_last: float,
+        new: int | None = None,
+        clean_from: float = -math.inf,
     ) -> float:
         """Mean square of the band-passed window (what :meth:`estimate` reports).
 
@@ -224,15 +228,22 @@ class PhaseEstimator:
         ----------
         x : ndarray, shape (n,)
             The montaged signal, at least :attr:`n_samples` samples.
-        now : float | None
-            The decision time, s (unused here: every estimate stands alone).
+        t_last : float
+            The true time of ``x[-1]``, s.
         new : int | None
-            How many of ``x``'s samples are new (unused, as ``now``).
+            How many of ``x``'s samples are new (unused: every estimate
+            reads its window afresh).
+        clean_from : float
+            Samples before this time carry a pulse's response, s.
 
         Returns
         -------
         float
+            NaN when the window reaches before ``clean_from`` (the power of
+            a pulse's artifact says nothing of the rhythm).
         """
+        if t_last - (self.n_samples - 1) / self.sfreq < clean_from:
+            return math.nan
         y = self._filtered(x)
         return float(np.mean(y * y))
 

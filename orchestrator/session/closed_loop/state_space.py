@@ -193,10 +193,9 @@ class StateSpaceEstimator:
         -------
         Estimate
         """
-        self._feed(x, new)
+        self._feed(x, t_last, new)
         c, d, _, w = self._x
-        # The newest complete block's mean stands for its middle.
-        t_z = t_last - (len(self._partial) + (self.q - 1) / 2) / self.sfreq
+        t_z = float(self._block_times(t_last, 1)[0])
         phase_last = math.atan2(d, c)
         omega = w * self.rate
         phase_now = float(wrap(phase_last + omega * (now - t_z)))
@@ -208,25 +207,32 @@ class StateSpaceEstimator:
         return Estimate(crossing, phase_now, self._band_power(), omega / (2 * np.pi))
 
     def band_power(
-        self, x: np.ndarray, now: float | None = None, new: int | None = None
+        self,
+        x: np.ndarray,
+        t_last: float,
+        new: int | None = None,
+        clean_from: float = -math.inf,
     ) -> float:
-        """Feed the newest samples; the rhythm's power over the last ``power_s``.
+        """Take in the newest samples; the rhythm's power over the last ``power_s``.
 
         Parameters
         ----------
         x : ndarray, shape (n,)
             The montaged signal, at least :attr:`n_samples` samples.
-        now : float | None
-            The decision time, s (unused: the power is the filter's own).
+        t_last : float
+            The true time of ``x[-1]``, s.
         new : int | None
             How many of ``x``'s samples arrived since the previous call.
+        clean_from : float
+            Samples before this time carry a pulse's artifact and response:
+            the filter runs on through them without reading them, s.
 
         Returns
         -------
         float
             What :meth:`estimate` reports as its power.
         """
-        self._feed(x, new)
+        self._feed(x, t_last, new, clean_from)
         return self._band_power()
 
     def _band_power(self) -> float:
@@ -234,12 +240,18 @@ class StateSpaceEstimator:
         # amplitude, not its share of a scale that follows the rhythm.
         return float(np.mean(self._power)) * self._var if self._power else 0.0
 
-    def _feed(self, x: np.ndarray, new: int | None) -> None:
+    def _feed(
+        self,
+        x: np.ndarray,
+        t_last: float,
+        new: int | None,
+        clean_from: float = -math.inf,
+    ) -> None:
         n_in = self.n_samples
         if len(x) < n_in:
             raise ValueError(f"need {n_in} samples, got {len(x)}")
         if new is None or not self._started or new > n_in:
-            self._restart(np.asarray(x[-n_in:], float))
+            self._restart(np.asarray(x[-n_in:], float), t_last, clean_from)
             return
         if new <= 0:
             return
@@ -247,10 +259,18 @@ class StateSpaceEstimator:
         n_blocks = len(raw) // self.q
         used = n_blocks * self.q
         self._partial = raw[used:]
-        if n_blocks:
-            blocks = raw[:used].reshape(n_blocks, self.q).mean(axis=1)
-            for v in blocks.tolist():
-                self._step(self._scaled(v))
+        if not n_blocks:
+            return
+        blocks = raw[:used].reshape(n_blocks, self.q).mean(axis=1)
+        times = self._block_times(t_last, n_blocks)
+        for v, t in zip(blocks.tolist(), times.tolist(), strict=True):
+            self._step(self._scaled(v) if t >= clean_from else None)
+
+    def _block_times(self, t_last: float, n_blocks: int) -> np.ndarray:
+        """The times the newest ``n_blocks`` complete blocks stand for."""
+        # A block's mean stands for its middle; the partial block is newer.
+        newest = t_last - (len(self._partial) + (self.q - 1) / 2) / self.sfreq
+        return newest - np.arange(n_blocks - 1, -1, -1) * (self.q / self.sfreq)
 
     def _scaled(self, v: float) -> float:
         """One block, centred and scaled by a running mean and variance."""
@@ -260,7 +280,7 @@ class StateSpaceEstimator:
         self._var = a * self._var + (1 - a) * dev * dev
         return dev / math.sqrt(self._var) if self._var > 0 else 0.0
 
-    def _restart(self, x: np.ndarray) -> None:
+    def _restart(self, x: np.ndarray, t_last: float, clean_from: float) -> None:
         """Start over from a window: backwards over it, then forwards.
 
         A narrow oscillator started from zero needs a few of its time
@@ -268,15 +288,20 @@ class StateSpaceEstimator:
         real rhythm reversed in time is the same rhythm with its phase
         negated, at the same frequency) gives the state at the window's
         first sample, conjugated, and its frequency, from which the forward
-        pass starts. Both read only the window: the estimate stays causal.
-        The frequency known before the restart, if any, is where the
-        backward pass starts.
+        pass starts. Both read only the window (and of it only what is
+        after ``clean_from``): the estimate stays causal. The frequency
+        known before the restart, if any, is where the backward pass starts.
         """
         blocks = x.reshape(self.n_window, self.q).mean(axis=1)
         self._partial = np.empty(0)
-        self._mean = float(blocks.mean())
-        self._var = float(blocks.var()) or 1.0
-        y = ((blocks - self._mean) / math.sqrt(self._var)).tolist()
+        seen = self._block_times(t_last, self.n_window) >= clean_from
+        clean = blocks[seen]
+        self._mean = float(clean.mean()) if len(clean) else 0.0
+        self._var = (float(clean.var()) if len(clean) else 0.0) or 1.0
+        y = [
+            (v - self._mean) / math.sqrt(self._var) if ok else None
+            for v, ok in zip(blocks.tolist(), seen.tolist(), strict=True)
+        ]
         w = self._x[3] if self._started else self._w_prior[0]
         self._x = [0.0, 0.0, 0.0, w]
         self._p = self._prior_cov(self._w_prior[1])
@@ -299,8 +324,12 @@ class StateSpaceEstimator:
         p[3][3] = var_w
         return p
 
-    def _step(self, y: float) -> None:
-        """One sample of the extended Kalman filter (state c, d, slow, omega)."""
+    def _step(self, y: float | None) -> None:
+        """One sample of the extended Kalman filter (state c, d, slow, omega).
+
+        ``y`` None: a sample not observed (a pulse's artifact), predicted
+        through.
+        """
         c, d, s, w = self._x
         p = self._p
         a, a_s = self._a, self._a_slow
@@ -325,18 +354,23 @@ class StateSpaceEstimator:
         n22 = a_s * a_s * p22 + self._q_slow
         n23 = a_s * p23
         n33 = p33 + self._q_w
-        # Observed: the rhythm's real part plus the slow part, unit noise.
-        h = (n00 + n02, n01 + n12, n02 + n22, n03 + n23)
-        gain = 1.0 / (h[0] + h[2] + 1.0)
-        e = (y - c2 - s2) * gain
-        w2 = min(max(w + h[3] * e, self._w_lo), self._w_hi)
-        self._x = [c2 + h[0] * e, d2 + h[1] * e, s2 + h[2] * e, w2]
         n = (
             (n00, n01, n02, n03),
             (n01, n11, n12, n13),
             (n02, n12, n22, n23),
             (n03, n13, n23, n33),
         )
+        if y is None:
+            self._x = [c2, d2, s2, w]
+            self._p = [list(row) for row in n]
+            self._power.append(c2 * c2 + d2 * d2)
+            return
+        # Observed: the rhythm's real part plus the slow part, unit noise.
+        h = (n00 + n02, n01 + n12, n02 + n22, n03 + n23)
+        gain = 1.0 / (h[0] + h[2] + 1.0)
+        e = (y - c2 - s2) * gain
+        w2 = min(max(w + h[3] * e, self._w_lo), self._w_hi)
+        self._x = [c2 + h[0] * e, d2 + h[1] * e, s2 + h[2] * e, w2]
         self._p = [[n[i][j] - h[i] * h[j] * gain for j in range(4)] for i in range(4)]
         zc, zd = self._x[0], self._x[1]
         self._power.append(zc * zc + zd * zd)

@@ -162,16 +162,29 @@ class PhaseTrigger:
             self._unread += new
         if len(x) < self.n_samples:
             return Decision(None, "filling the window", None)
+        if not np.isfinite(x[-self.n_samples :]).all():
+            # An amplifier's marker for a lost sample (NaN) would poison a
+            # filter that carries its state, and the gate's history: the
+            # window is not read until it has passed (the estimator then
+            # starts over, the samples in between being unread).
+            return Decision(None, "samples not finite in the window", None)
         t_last = stamp_last - s.amp_delay_s
         window_start = t_last - self.n_samples / self.estimator.sfreq
-        if window_start < self.last_pulse + s.blank_s:
+        clean_from = self.last_pulse + s.blank_s
+        if window_start < clean_from:
+            # The estimator still takes the new samples in, those before
+            # ``clean_from`` as not observed (a filter that carries its state
+            # runs on through the blank rather than start over after it);
+            # the gate's history does not (a pulse would raise it).
+            self.estimator.band_power(x, t_last, self._read(), clean_from)
             return Decision(None, "pulse response in the window", None)
         earliest = max(now + s.lead_s, self.last_pulse + s.min_interval_s)
         latest = now + s.lead_s + s.horizon_s
         if earliest > latest:
             # Too soon for a pulse: only the gate's history needs this chunk
             # (the autoregressive prediction is most of an estimate's cost).
-            self.gate.update(now, self.estimator.band_power(x, now, self._read()))
+            power = self.estimator.band_power(x, t_last, self._read())
+            self.gate.update(now, power)
             return Decision(None, "minimum interval", None)
         est = self.estimator.estimate(
             x, t_last, now, self._aim, earliest, latest, self._read()
