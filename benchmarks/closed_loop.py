@@ -251,7 +251,10 @@ def over_lsl(args) -> int:
         device.disarm()
         mu_log = Path(tmp) / "simulator_mu_phase.jsonl"
         lines = mu_log.read_text().splitlines() if mu_log.exists() else []
-        true = np.radians([json.loads(line)["phase_deg"] for line in lines])
+        rows = [json.loads(line) for line in lines]
+        # An edge the simulator read late has only an upper bound of a time.
+        late = sum(1 for r in rows if r.get("late_read"))
+        true = np.radians([r["phase_deg"] for r in rows if not r.get("late_read")])
         decisions = trigger.latencies
     err = true - math.radians(target)
     print(
@@ -263,6 +266,7 @@ def over_lsl(args) -> int:
             f"  pulses {len(err)}: mean error "
             f"{math.degrees(float(np.angle(np.exp(1j * circmean(err))))):+.1f} deg, "
             f"circular SD {math.degrees(float(circstd(err))):.1f} deg"
+            + (f" ({late} read late by the simulator, left out)" if late else "")
         )
     print(
         f"  decision latency (trigger process), {len(decisions)} decisions: "

@@ -262,7 +262,8 @@ class SimulatedEEG:
         self._mu = None
         #: Recent true mu phase and envelope per sample: (start, phase, env).
         self._mu_recent: list[tuple[int, np.ndarray, np.ndarray]] = []
-        self._mu_waiting: list[tuple[float, int]] = []
+        #: (time, sample, read late) of pulses whose phase is not yet known.
+        self._mu_waiting: list[tuple[float, int, bool]] = []
         self._mu_pulses: list[tuple[float, int, float, float]] = []
         self._mu_log = mu_log
         if mu_snr_db is not None:
@@ -569,27 +570,34 @@ class SimulatedEEG:
     def _resolve_mu(self) -> None:
         """Log the true mu phase of every waiting pulse whose sample exists."""
         waiting = []
-        for time, sample in self._mu_waiting:
+        for time, sample, late_read in self._mu_waiting:
             for start, phase, env in self._mu_recent:
                 if start <= sample < start + len(phase):
                     k = sample - start
                     entry = (time, sample, math.degrees(phase[k]), float(env[k]))
                     self._mu_pulses.append(entry)
-                    self._write_mu_log(entry)
+                    self._write_mu_log(entry, late_read)
                     break
             else:
                 if not self._mu_recent or sample >= self._mu_recent[0][0]:
-                    waiting.append((time, sample))
+                    waiting.append((time, sample, late_read))
         self._mu_waiting = waiting
 
-    def _write_mu_log(self, entry: tuple[float, int, float, float]) -> None:
+    def _write_mu_log(
+        self, entry: tuple[float, int, float, float], late_read: bool
+    ) -> None:
         if self._mu_log is None:
             return
         import json
 
         keys = ("time", "sample", "phase_deg", "envelope_uv")
+        row = dict(zip(keys, entry, strict=True))
+        if late_read:
+            # The trigger's edge was read late: the pulse's time (and the
+            # phase there) is only an upper bound of the real one.
+            row["late_read"] = True
         with open(self._mu_log, "a", encoding="utf-8") as f:
-            f.write(json.dumps(dict(zip(keys, entry, strict=True))) + "\n")
+            f.write(json.dumps(row) + "\n")
 
     def _render(self, n: int) -> np.ndarray:
         """Render the next ``n`` samples; call with the lock held (or unshared)."""
@@ -727,7 +735,7 @@ class SimulatedEEG:
             a0 = round((start - self._t0) * self._sfreq)
             self._activity.append((a0, a0 + round(duration * self._sfreq), uv))
 
-    def add_pulse(self, time: float, power: int) -> int:
+    def add_pulse(self, time: float, power: int, *, late_read: bool = False) -> int:
         """Draw a TMS pulse delivered at clock time ``time`` into the signal.
 
         The pulse's sample is ``round((time - t0) * sfreq)``: the artifact
@@ -741,6 +749,9 @@ class SimulatedEEG:
             Clock time of the pulse, in seconds.
         power : int
             Stimulator output, 0 to 100 (% of maximum).
+        late_read : bool
+            The simulated trigger box read the edge late (``time`` is an
+            upper bound): said so in the mu rhythm's log.
 
         Returns
         -------
@@ -760,7 +771,7 @@ class SimulatedEEG:
             self._pulses.append((time, sample))
             self._active.append((sample, power))
             if self._mu is not None:
-                self._mu_waiting.append((time, sample))
+                self._mu_waiting.append((time, sample, late_read))
                 self._resolve_mu()
             if self._emg_names and self._motor is not None:
                 amp = float(

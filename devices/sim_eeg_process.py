@@ -55,7 +55,7 @@ def _amplifier_main(
             except (EOFError, OSError):
                 break
             if msg[0] == "pulse":
-                eeg.add_pulse(msg[1], msg[2])
+                eeg.add_pulse(msg[1], msg[2], late_read=msg[3])
             elif msg[0] == "dropout":
                 eeg.add_dropout(msg[1], msg[2])
             elif msg[0] == "coil":
@@ -174,9 +174,12 @@ class EEGProcess:
                 self._proc.exitcode,
             )
 
-    def add_pulse(self, time: float, power: int) -> None:
-        """Draw a pulse at clock time ``time`` with ``power`` (%MSO)."""
-        self._send(("pulse", time, power))
+    def add_pulse(self, time: float, power: int, *, late_read: bool = False) -> None:
+        """Draw a pulse at clock time ``time`` with ``power`` (%MSO).
+
+        ``late_read``: the edge was read late, ``time`` is an upper bound.
+        """
+        self._send(("pulse", time, power, late_read))
 
     def move_coil(self, distance_mm: float) -> None:
         """Put the coil ``distance_mm`` from the simulated hotspot."""

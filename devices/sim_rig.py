@@ -175,7 +175,9 @@ class SimulatedRig:
             if self._activity is not None:
                 _schedule_activity(self.eeg, *self._activity)
         eeg = self.eeg
-        self.stimulator.add_pulse_listener(lambda p: eeg.add_pulse(p.time, p.power))
+        self.stimulator.add_pulse_listener(
+            lambda p: eeg.add_pulse(p.time, p.power, late_read=p.late_read)
+        )
 
     def move_coil(self, distance_mm: float) -> None:
         """The operator moved the coil: ``distance_mm`` from the hotspot."""
@@ -315,9 +317,11 @@ def serve(
     log_lock = threading.Lock()
 
     def record(pulse: Pulse) -> None:
-        line = json.dumps(
-            {"time": pulse.time, "power": pulse.power, "source": pulse.source}
-        )
+        row = {"time": pulse.time, "power": pulse.power, "source": pulse.source}
+        if pulse.late_read:
+            # Its time is an upper bound: the trigger edge was read late.
+            row["late_read"] = True
+        line = json.dumps(row)
         with log_lock:
             log_file.write(line + "\n")
             log_file.flush()

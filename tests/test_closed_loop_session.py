@@ -143,8 +143,14 @@ def test_phase_locked_session_hits_its_targets(tmp_path):
         true = []
         for k in mine:
             j = int(np.argmin(np.abs(truth_t - pulses[k][0])))
-            assert abs(truth_t[j] - pulses[k][0]) < 0.005
+            if truth[j].get("late_read"):
+                # The simulator read this edge late (a busy machine): its
+                # time, and the phase there, are only an upper bound.
+                assert truth_t[j] >= pulses[k][0] - 0.001
+                continue
+            assert abs(truth_t[j] - pulses[k][0]) < 0.005, (k, truth[j])
             true.append(truth[j]["phase_deg"])
+        assert len(true) >= 8, f"{len(mine) - len(true)} edges read late"
         true_err = _circular_mean_error(true, target)
         offline_err = _circular_mean_error(offline[mine], target)
         report = (

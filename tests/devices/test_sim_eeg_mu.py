@@ -73,6 +73,8 @@ def test_stamps_are_late_by_the_delay_and_pulses_get_their_true_phase(tmp_path):
         # phase comes from the amplifier's memory; the data are clean there.
         pulse_time = eeg.t0 + 2.5
         eeg.add_pulse(pulse_time, 50)
+        # An edge the trigger box read late: its line says so.
+        eeg.add_pulse(eeg.t0 + 3.0, 50, late_read=True)
     finally:
         eeg.stop()
     data, stamps = np.concatenate(data), np.concatenate(stamps)
@@ -83,11 +85,12 @@ def test_stamps_are_late_by_the_delay_and_pulses_get_their_true_phase(tmp_path):
     assert np.all(np.abs(offset - 0.05) < 0.5 / eeg.sfreq)
     # The log holds the pulse, and it agrees with the data's own phase
     # (a long zero-phase FIR over the clean stretch, then Hilbert).
-    (entry,) = eeg.mu_pulses
+    entry, late = eeg.mu_pulses
     assert entry[0] == pulse_time and entry[1] == 2500
-    logged = json.loads(log.read_text().splitlines()[0])
-    assert logged["sample"] == 2500
+    logged, logged_late = (json.loads(x) for x in log.read_text().splitlines())
+    assert logged["sample"] == 2500 and "late_read" not in logged
     assert logged["phase_deg"] == pytest.approx(entry[2])
+    assert logged_late["sample"] == late[1] == 3000 and logged_late["late_read"]
     x = _hjorth(data, eeg.ch_names)
     taps = firwin(1001, [8, 13], pass_zero=False, fs=1000.0)
     phase = np.angle(hilbert(np.convolve(x, taps, mode="same")))
