@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scipy.signal import lfilter
 
+from stimtrain.orchestrator.session.closed_loop import ESTIMATORS, RhythmEstimator
 from stimtrain.orchestrator.session.closed_loop.estimator import (
     PhaseEstimator,
     burg,
@@ -75,20 +76,24 @@ def test_the_window_is_averaged_down_to_about_1_khz():
     assert PhaseEstimator(500.0).q == 1
 
 
-def test_a_band_above_nyquist_is_refused():
+@pytest.mark.parametrize("name", sorted(ESTIMATORS))
+def test_a_band_above_nyquist_is_refused(name):
+    """Every estimator checks its settings in the one shared place, alike."""
+    assert issubclass(ESTIMATORS[name], RhythmEstimator)
     with pytest.raises(
         ValueError,
         match=r"band 8-300 Hz reaches the Nyquist frequency of the stream \(250 Hz at 500 Hz\)",
     ):
-        PhaseEstimator(500.0, band=(8.0, 300.0))
+        ESTIMATORS[name](500.0, band=(8.0, 300.0))
 
 
-def test_a_window_shorter_than_two_cycles_is_refused():
+@pytest.mark.parametrize("name", sorted(ESTIMATORS))
+def test_a_window_shorter_than_two_cycles_is_refused(name):
     with pytest.raises(
         ValueError,
         match=r"window 0.2 s is shorter than two cycles of the band's lower edge \(0.25 s at 8 Hz\)",
     ):
-        PhaseEstimator(FS, window_s=0.2)
+        ESTIMATORS[name](FS, window_s=0.2)
 
 
 def test_a_window_too_short_for_the_filter_and_model_is_refused():
@@ -102,7 +107,8 @@ def test_an_empty_band_is_refused(band):
         PhaseEstimator(FS, band=band)
 
 
-def test_too_few_samples_are_refused():
-    est = PhaseEstimator(FS)
+@pytest.mark.parametrize("name", sorted(ESTIMATORS))
+def test_too_few_samples_are_refused(name):
+    est = ESTIMATORS[name](FS)
     with pytest.raises(ValueError, match="need 2500 samples, got 100"):
         est.estimate(np.zeros(100), 0.0, 0.0, 0.0, 0.0, 0.1)

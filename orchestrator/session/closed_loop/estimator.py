@@ -22,35 +22,15 @@ Phase 0 is the rhythm's positive peak, pi (180 degrees) its trough.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
 import numpy as np
 from scipy.linalg import solve_toeplitz
 from scipy.signal import firwin, hilbert, lfilter, lfiltic
 
-
-class Estimate(NamedTuple):
-    """What one run of the estimator found."""
-
-    #: Absolute time of the first target crossing within the search span, or
-    #: None when the prediction does not cross it there.
-    crossing: float | None
-    #: Estimated phase at the decision time ``now``, radians in (-pi, pi].
-    phase: float
-    #: The band power the amplitude gate compares (each estimator's own
-    #: measure, the same in :meth:`band_power`: here the band-passed
-    #: window's mean square).
-    power: float
-    #: The predicted rhythm's frequency, Hz.
-    freq: float
+from .base import Estimate, RhythmEstimator, wrap
 
 
-def wrap(angle: np.ndarray | float) -> np.ndarray | float:
-    """Angles wrapped to (-pi, pi]."""
-    return np.pi - np.mod(np.pi - np.asarray(angle), 2 * np.pi)
-
-
-class PhaseEstimator:
+class PhaseEstimator(RhythmEstimator):
     """Autoregressive forward prediction of a rhythm's phase.
 
     Parameters
@@ -94,41 +74,18 @@ class PhaseEstimator:
         filter_s: float = 0.128,
         ar_method: str = "burg",
     ) -> None:
-        lo, hi = (float(b) for b in band)
-        if not sfreq > 0:
-            raise ValueError(f"sfreq must be positive, got {sfreq}")
-        if not 0 < lo < hi:
-            raise ValueError(
-                f"band must be two frequencies 0 < low < high, got {lo:g}-{hi:g} Hz"
-            )
-        if hi >= sfreq / 2:
-            raise ValueError(
-                f"band {lo:g}-{hi:g} Hz reaches the Nyquist frequency of the "
-                f"stream ({sfreq / 2:g} Hz at {sfreq:g} Hz)"
-            )
-        if window_s < 2 / lo:
-            raise ValueError(
-                f"window {window_s:g} s is shorter than two cycles of the "
-                f"band's lower edge ({2 / lo:g} s at {lo:g} Hz)"
-            )
+        # The band must stay well clear of the averaged-down Nyquist
+        # frequency for the band-pass.
+        super().__init__(sfreq, band, window_s, rate_hz, headroom=2.5)
         if ar_method not in ("burg", "yule-walker"):
             raise ValueError(
                 f"ar_method must be 'burg' or 'yule-walker', got {ar_method!r}"
             )
         if ar_order < 1:
             raise ValueError(f"ar_order must be at least 1, got {ar_order}")
-        self.sfreq = float(sfreq)
-        self.band = (lo, hi)
-        self.window_s = float(window_s)
         self.ar_order = int(ar_order)
         self.ar_method = ar_method
-        # A whole decimation factor, so each output sample is the mean of q
-        # input samples; never below the band's own Nyquist needs.
-        self.q = max(1, int(self.sfreq // rate_hz))
-        while self.q > 1 and hi >= self.sfreq / self.q / 2.5:
-            self.q -= 1
-        self.rate = self.sfreq / self.q
-        self.n_window = int(round(window_s * self.rate))
+        lo, hi = self.band
         half = max(1, int(round(filter_s * self.rate / 2)))
         taps = firwin(2 * half + 1, [lo, hi], pass_zero=False, fs=self.rate)
         # A filter this short is wide: the windowed design passes 0 Hz at
@@ -147,11 +104,6 @@ class PhaseEstimator:
                 f"{3 * ar_order}: make the window longer"
             )
 
-    @property
-    def n_samples(self) -> int:
-        """How many of the stream's samples one estimate reads."""
-        return self.n_window * self.q
-
     def estimate(
         self,
         x: np.ndarray,
@@ -164,27 +116,9 @@ class PhaseEstimator:
     ) -> Estimate:
         """Estimate the phase at ``now`` and the next target crossing.
 
-        Parameters
-        ----------
-        x : ndarray, shape (n,)
-            The montaged signal, at least :attr:`n_samples` samples, the
-            newest last (only the newest :attr:`n_samples` are read).
-        t_last : float
-            The true time of ``x[-1]`` (its stamp minus the amplifier's
-            delay), s.
-        now : float
-            The decision time, s, on the same clock.
-        target : float
-            The target phase, radians (0: peak; pi: trough).
-        earliest, latest : float
-            The span in which a crossing counts, s.
-        new : int | None
-            How many of ``x``'s samples are new since the previous call
-            (unused here: every estimate reads its window afresh).
-
-        Returns
-        -------
-        Estimate
+        Reads only the newest :attr:`n_samples` of ``x``, afresh every time
+        (``new`` is not needed). Parameters and return as
+        :meth:`RhythmEstimator.estimate`.
         """
         y = self._filtered(x)
         # The mean of a block stands for the middle of the block, and the
@@ -224,23 +158,9 @@ class PhaseEstimator:
     ) -> float:
         """Mean square of the band-passed window (what :meth:`estimate` reports).
 
-        Parameters
-        ----------
-        x : ndarray, shape (n,)
-            The montaged signal, at least :attr:`n_samples` samples.
-        t_last : float
-            The true time of ``x[-1]``, s.
-        new : int | None
-            How many of ``x``'s samples are new (unused: every estimate
-            reads its window afresh).
-        clean_from : float
-            Samples before this time carry a pulse's response, s.
-
-        Returns
-        -------
-        float
-            NaN when the window reaches before ``clean_from`` (the power of
-            a pulse's artifact says nothing of the rhythm).
+        NaN when the window reaches before ``clean_from`` (the power of a
+        pulse's artifact says nothing of the rhythm). Parameters as
+        :meth:`RhythmEstimator.band_power`.
         """
         if t_last - (self.n_samples - 1) / self.sfreq < clean_from:
             return math.nan
@@ -249,10 +169,7 @@ class PhaseEstimator:
 
     def _filtered(self, x: np.ndarray) -> np.ndarray:
         """The newest window, averaged down and band-passed (valid part)."""
-        n_in = self.n_samples
-        if len(x) < n_in:
-            raise ValueError(f"need {n_in} samples, got {len(x)}")
-        xd = np.asarray(x[-n_in:], float).reshape(self.n_window, self.q).mean(axis=1)
+        xd = self._averaged(x)
         return np.convolve(xd - xd.mean(), self.taps, mode="valid")
 
     def _fit_ar(self, y: np.ndarray) -> np.ndarray:

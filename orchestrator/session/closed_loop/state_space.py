@@ -41,10 +41,10 @@ from collections import deque
 
 import numpy as np
 
-from .estimator import Estimate, wrap
+from .base import Estimate, RhythmEstimator, wrap
 
 
-class StateSpaceEstimator:
+class StateSpaceEstimator(RhythmEstimator):
     """Kalman-tracked oscillator phase and frequency, rotated to the pulse.
 
     Parameters
@@ -104,32 +104,9 @@ class StateSpaceEstimator:
         scale_s: float = 2.0,
         **_ignored: object,
     ) -> None:
-        lo, hi = (float(b) for b in band)
-        if not sfreq > 0:
-            raise ValueError(f"sfreq must be positive, got {sfreq}")
-        if not 0 < lo < hi:
-            raise ValueError(
-                f"band must be two frequencies 0 < low < high, got {lo:g}-{hi:g} Hz"
-            )
-        if hi >= sfreq / 2:
-            raise ValueError(
-                f"band {lo:g}-{hi:g} Hz reaches the Nyquist frequency of the "
-                f"stream ({sfreq / 2:g} Hz at {sfreq:g} Hz)"
-            )
-        if window_s < 2 / lo:
-            raise ValueError(
-                f"window {window_s:g} s is shorter than two cycles of the "
-                f"band's lower edge ({2 / lo:g} s at {lo:g} Hz)"
-            )
-        self.sfreq = float(sfreq)
-        self.band = (lo, hi)
-        self.window_s = float(window_s)
-        self.q = max(1, int(self.sfreq // rate_hz))
         # The band must stay well below the averaged-down Nyquist frequency.
-        while self.q > 1 and hi >= self.sfreq / self.q / 4:
-            self.q -= 1
-        self.rate = self.sfreq / self.q
-        self.n_window = int(round(window_s * self.rate))
+        super().__init__(sfreq, band, window_s, rate_hz, headroom=4.0)
+        lo, hi = self.band
         rate = self.rate
         self._a = math.exp(-2 * math.pi * bandwidth_hz / rate)
         self._a_slow = math.exp(-2 * math.pi * slow_hz / rate)
@@ -155,11 +132,6 @@ class StateSpaceEstimator:
         self._partial = np.empty(0)
         self._started = False
 
-    @property
-    def n_samples(self) -> int:
-        """How many of the stream's samples a restart reads."""
-        return self.n_window * self.q
-
     def estimate(
         self,
         x: np.ndarray,
@@ -172,26 +144,10 @@ class StateSpaceEstimator:
     ) -> Estimate:
         """Estimate the phase at ``now`` and the next target crossing.
 
-        Parameters
-        ----------
-        x : ndarray, shape (n,)
-            The montaged signal, at least :attr:`n_samples` samples, newest
-            last.
-        t_last : float
-            The true time of ``x[-1]``, s.
-        now : float
-            The decision time, s.
-        target : float
-            The target phase, radians.
-        earliest, latest : float
-            The span in which a crossing counts, s.
-        new : int | None
-            How many of ``x``'s samples arrived since the previous call
-            (None: unknown; the filter restarts from the window).
-
-        Returns
-        -------
-        Estimate
+        Feeds the filter the ``new`` samples (starting over from the window
+        when ``new`` is None or more than a window), then rotates the phase
+        at the newest sample forward at the tracked frequency. Parameters and
+        return as :meth:`RhythmEstimator.estimate`.
         """
         self._feed(x, t_last, new)
         c, d, _, w = self._x
@@ -215,22 +171,8 @@ class StateSpaceEstimator:
     ) -> float:
         """Take in the newest samples; the rhythm's power over the last ``power_s``.
 
-        Parameters
-        ----------
-        x : ndarray, shape (n,)
-            The montaged signal, at least :attr:`n_samples` samples.
-        t_last : float
-            The true time of ``x[-1]``, s.
-        new : int | None
-            How many of ``x``'s samples arrived since the previous call.
-        clean_from : float
-            Samples before this time carry a pulse's artifact and response:
-            the filter runs on through them without reading them, s.
-
-        Returns
-        -------
-        float
-            What :meth:`estimate` reports as its power.
+        Samples before ``clean_from`` are predicted through, not read.
+        Parameters and return as :meth:`RhythmEstimator.band_power`.
         """
         self._feed(x, t_last, new, clean_from)
         return self._band_power()
@@ -251,7 +193,7 @@ class StateSpaceEstimator:
         if len(x) < n_in:
             raise ValueError(f"need {n_in} samples, got {len(x)}")
         if new is None or not self._started or new > n_in:
-            self._restart(np.asarray(x[-n_in:], float), t_last, clean_from)
+            self._restart(x, t_last, clean_from)
             return
         if new <= 0:
             return
@@ -292,7 +234,7 @@ class StateSpaceEstimator:
         after ``clean_from``): the estimate stays causal. The frequency
         known before the restart, if any, is where the backward pass starts.
         """
-        blocks = x.reshape(self.n_window, self.q).mean(axis=1)
+        blocks = self._averaged(x)
         self._partial = np.empty(0)
         seen = self._block_times(t_last, self.n_window) >= clean_from
         clean = blocks[seen]

@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .estimator import Estimate
+from .base import Estimate
 from .gate import AmplitudeGate
 
 
