@@ -119,3 +119,67 @@ def test_a_missing_stream_or_channel_is_named():
             TriggerProcess(config, on_deadline=print).start()
     finally:
         eeg.stop()
+
+
+def test_samples_that_are_not_numbers_are_told_once_then_waited_out():
+    """An amplifier that sends NaN for a moment: one refusal saying so, then pulses.
+
+    A real LSL outlet with the C3 Hjorth channels streams a clean 10 Hz
+    rhythm at 1 kHz; 50 ms of it are NaN after 7 s (past the gate's 5 s
+    warm-up).
+    """
+    import pylsl
+
+    names = ["C3", "FC1", "FC5", "CP1", "CP5"]
+    info = pylsl.StreamInfo(
+        f"test-nan-{uuid.uuid4().hex[:8]}", "EEG", len(names), 1000.0, "float32"
+    )
+    chans = info.desc().append_child("channels")
+    for name in names:
+        chans.append_child("channel").append_child_value("label", name)
+    outlet = pylsl.StreamOutlet(info)
+    stop = threading.Event()
+
+    def stream() -> None:
+        t0 = pylsl.local_clock()
+        n = 0
+        while not stop.is_set():
+            due = int((pylsl.local_clock() - t0) * 1000.0)
+            if due > n:
+                t = np.arange(n, due) / 1000.0
+                x = np.zeros((len(t), len(names)), np.float32)
+                x[:, 0] = np.cos(2 * np.pi * 10.0 * t)
+                x[(t >= 7.0) & (t < 7.05)] = np.nan
+                outlet.push_chunk(x, t0 + (due - 1) / 1000.0)
+                n = due
+            time.sleep(0.005)
+
+    pusher = threading.Thread(target=stream, daemon=True)
+    pusher.start()
+    refused, handed = [], []
+    config = TriggerConfig(
+        info.name(),
+        PRESETS["c3_hjorth"],
+        _settings(amp_delay_s=0.0, gate_percentile=0.0, estimator="ssp"),
+    )
+    proc = TriggerProcess(
+        config,
+        on_deadline=handed.append,
+        on_refusal=lambda r: refused.append((pylsl.local_clock(), r)),
+    ).start()
+
+    def pulsed_after_the_nan() -> bool:
+        return bool(refused) and any(h.pulled_at > refused[0][0] for h in handed)
+
+    try:
+        end = time.monotonic() + 30
+        while time.monotonic() < end and not pulsed_after_the_nan():
+            time.sleep(0.1)
+    finally:
+        proc.stop()
+        stop.set()
+        pusher.join(2)
+    reasons = [r.reason for _, r in refused]
+    assert len(reasons) == 1 and "not finite" in reasons[0], reasons
+    assert refused[0][1].deadline is None
+    assert pulsed_after_the_nan()

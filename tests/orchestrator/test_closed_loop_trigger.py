@@ -89,7 +89,10 @@ def test_ignoring_the_amplifier_delay_shifts_the_phase(clean_mu):
 def test_samples_that_are_not_finite_are_waited_out(estimator):
     """A NaN in the stream: no estimate while it is in the window, then the true phase."""
     from stimtrain.orchestrator.session.closed_loop.estimator import wrap
-    from stimtrain.orchestrator.session.closed_loop.trigger import PhaseTrigger
+    from stimtrain.orchestrator.session.closed_loop.trigger import (
+        NOT_FINITE,
+        PhaseTrigger,
+    )
 
     fs = 1000.0
     # 4 s: the gate is still warming up, so no pulse blanks a window.
@@ -106,7 +109,7 @@ def test_samples_that_are_not_finite_are_waited_out(estimator):
         reasons[end] = d.reason
         if d.estimate is not None:
             assert np.isfinite(d.estimate.phase) and np.isfinite(d.estimate.power)
-    held = [e for e, r in reasons.items() if r == "samples not finite in the window"]
+    held = [e for e, r in reasons.items() if r == NOT_FINITE]
     assert min(held) == 1510 and max(held) == 1500 + n
     d = trigger.decide(x, t[-1], t[-1], 0)
     assert abs(np.degrees(wrap(d.estimate.phase - 2 * np.pi * 10.0 * t[-1]))) < 6.0

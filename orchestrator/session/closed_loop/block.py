@@ -213,6 +213,7 @@ REFUSAL_KINDS = (
     ("hand-over latency", "slow hand-over"),
     ("the deadline passed", "deadline passed"),
     ("sooner than", "too soon"),
+    ("EEG samples not finite", "EEG not finite"),
 )
 
 

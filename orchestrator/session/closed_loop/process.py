@@ -26,7 +26,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .montage import Montage
-from .trigger import PhaseTrigger, TriggerSettings
+from .trigger import NOT_FINITE, PhaseTrigger, TriggerSettings
 
 logger = logging.getLogger("stimtrain.orchestrator.session.closed_loop.process")
 
@@ -137,6 +137,7 @@ def trigger_main(config: TriggerConfig, conn) -> None:
     filled = 0
     last_stamp: float | None = None
     latencies: list[float] = []
+    held = False
     chunk = np.zeros((int(sfreq) + 1, info.channel_count()), np.float32)
     conn.send(("ready", sfreq, names))
     clock = pylsl.local_clock
@@ -181,6 +182,20 @@ def trigger_main(config: TriggerConfig, conn) -> None:
         if len(latencies) >= 100:
             conn.send(("latency", latencies))
             latencies = []
+        if decision.reason == NOT_FINITE and not held:
+            # Once per stretch: the operator hears why no pulse comes.
+            conn.send(
+                (
+                    "refused",
+                    Refusal(
+                        "EEG samples not finite (NaN) in the trigger's window: "
+                        "no pulse until they have passed",
+                        None,
+                        latency,
+                    ),
+                )
+            )
+        held = decision.reason == NOT_FINITE
         if decision.deadline is None:
             continue
         if latency > config.latency_bound_s:

@@ -79,6 +79,10 @@ class TriggerSettings:
     estimator: str = "ar"
 
 
+#: A decision's reason while the window holds a sample that is not a number.
+NOT_FINITE = "samples not finite in the window"
+
+
 class Decision(NamedTuple):
     """One answer of the trigger."""
 
@@ -167,7 +171,7 @@ class PhaseTrigger:
             # filter that carries its state, and the gate's history: the
             # window is not read until it has passed (the estimator then
             # starts over, the samples in between being unread).
-            return Decision(None, "samples not finite in the window", None)
+            return Decision(None, NOT_FINITE, None)
         t_last = stamp_last - s.amp_delay_s
         window_start = t_last - self.n_samples / self.estimator.sfreq
         clean_from = self.last_pulse + s.blank_s
