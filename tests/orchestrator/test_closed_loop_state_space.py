@@ -139,7 +139,7 @@ def test_unseen_samples_start_the_filter_over(new):
     """A window that does not continue what the filter read is read afresh.
 
     The rhythm jumps by half a cycle while the filter is not fed (as during
-    the blank after a pulse): told that the samples are not all new, the
+    a gap in the stream): told that the samples are not all new, the
     filter starts over from the window and finds the new phase; fed the
     window as if it followed on, it would still be turning from the old one.
     """

@@ -21,14 +21,15 @@ Where this differs from that paper, and why:
   SD at 11 dB, with the frequency measured afresh from each window 20-22;
 * the filter runs continuously: each decision feeds it only the samples
   that arrived since the previous one (a few per chunk), so its frequency
-  and state carry the whole recent past, not half a second. It restarts
-  from the window (a pass backwards over it, then forwards) when samples
-  went unseen: at the first decision, after a gap in the stream and after
-  the blank that follows each pulse (keeping the frequency it had);
+  and state carry the whole recent past, not half a second. Through the
+  blank after each pulse it predicts without reading the samples; it
+  restarts from the window (a pass backwards over it, then forwards,
+  keeping the frequency it had) only when samples went unseen: at the
+  first decision and after a gap in the stream;
 * two oscillators only: one in the band (the rhythm) and one at 0 Hz (the
   1/f background's slow part), with damping and noise ratios fixed
   (tuned on the synthetic mu at 11 dB), not fitted;
-* the amplitude gate reads the rhythm's power over the last 0.1 s, where
+* the amplitude gate reads the rhythm's power over the last 50 ms, where
   the phase is read, not over the whole window.
 
 Phase 0 is the rhythm's positive peak, pi (180 degrees) its trough.
