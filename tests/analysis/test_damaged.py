@@ -10,6 +10,7 @@ from the damaged file is compared sample by sample with the intact one.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tracemalloc
 from pathlib import Path
@@ -101,15 +102,16 @@ def _damaged_chunks(intact, spans) -> set[int]:
 
 
 def _compare(
-    intact, samples, spans, *, stamp_tol: float = 0.0, strict: bool = True
+    intact, samples, spans, *, stamp_tol: float = 0.0, invented: int | None = 0
 ) -> dict[int, int]:
     """Recovered samples vs intact ones; returns samples lost per stream.
 
     Every recovered sample must be an intact sample, in order (nothing
     invented); every intact sample of an undamaged chunk must be there with
-    the same timestamp. Not ``strict``: bytes overwritten inside a sample's
-    values cannot be told from data, so up to as many samples as the damaged
-    chunks hold may differ from every intact one.
+    the same timestamp. Bytes overwritten inside a sample's values (or its
+    stamp, behind an intact flag) cannot be told from data: ``invented``
+    samples per stream may then differ from every intact one (``None``: as
+    many as the damaged chunks hold).
     """
     damaged = _damaged_chunks(intact, spans)
     lost = {}
@@ -124,8 +126,8 @@ def _compare(
             ii = np.array([rows.get(r.tobytes(), -1) for r in got.values], int)
         in_damaged = int(np.isin(where, list(damaged)).sum())
         unknown = int((ii < 0).sum())
-        if strict:
-            assert unknown == 0, f"stream {sid}: invented samples"
+        if invented is not None:
+            assert unknown <= invented, f"stream {sid}: {unknown} invented samples"
         assert unknown <= in_damaged, f"stream {sid}: {unknown} invented samples"
         stamps = got.stamps[ii >= 0]
         ii = ii[ii >= 0]
@@ -241,10 +243,22 @@ def test_random_bytes_over_a_chunk(intact, tmp_path):
     rng = np.random.default_rng(14)
     buf[at : at + 4096] = rng.integers(0, 256, 4096, dtype=np.uint8).tobytes()
     index, samples, msgs = _read(_write(tmp_path, buf))
-    lost = _compare(intact, samples, [(at, at + 4096)])
+    # The sample the damage begins in keeps its flag (and so its place) when
+    # the 4 KB start inside its stamp or values: whether it does depends on
+    # where LabRecorder's chunking put the sample boundaries, so allow it.
+    lost = _compare(intact, samples, [(at, at + 4096)], invented=1)
     # At most the samples the 4 KB covered (+ the one it began in).
     assert 0 < lost[intact["eeg"].stream_id] <= 4096 // _record(intact) + 2
-    assert any("samples lost" in m and str(at // 1000) in m for m in msgs), msgs
+    # The message names a damaged span that covers the overwritten bytes (it
+    # is widened to whole samples, so compare spans, not digits).
+    spans = [
+        (int(a), int(b))
+        for m in msgs
+        if "samples lost" in m
+        for a, b in re.findall(r"(\d+)-(\d+) \(", m)
+    ]
+    assert any(a <= at < b for a, b in spans), (at, msgs)
+    assert any(a < at + 4096 <= b for a, b in spans), (at, msgs)
 
 
 def test_random_bytes_over_a_chunk_boundary(intact, tmp_path):
@@ -258,7 +272,7 @@ def test_random_bytes_over_a_chunk_boundary(intact, tmp_path):
     _, samples, _ = _read(_write(tmp_path, buf))
     # The bytes overwritten in the first chunk's values cannot be told from
     # data: that sample may differ; every other chunk is whole.
-    _compare(intact, samples, [(at, at + 4096)], strict=False)
+    _compare(intact, samples, [(at, at + 4096)], invented=1)
 
 
 def test_flipped_sign_of_one_timestamp(intact, tmp_path):
@@ -344,7 +358,7 @@ def test_fuzz_random_damage(intact, tmp_path):
         finally:
             tracemalloc.stop()
         assert peak < 5 * len(buf) + (8 << 20), peak
-        _compare(intact, samples, spans, stamp_tol=1e-6, strict=False)
+        _compare(intact, samples, spans, stamp_tol=1e-6, invented=None)
 
     check()
 
