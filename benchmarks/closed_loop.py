@@ -30,7 +30,12 @@ latency (newest chunk pulled -> the device process has the pulse queued,
 every deadline), refusals, and the delivered pulse against its deadline.
 ``--with-task`` renders a flanker task in this process meanwhile.
 
-Usage: ``python benchmarks/closed_loop.py [--pulses N] [--seed S]``,
+``--rhythm arched|resonant`` replays rhythms made differently from the
+default (devices/sim_mu.py's RHYTHMS), to see how an estimator does on a
+rhythm its model does not describe; ``--snr`` and ``--delay`` pick one row.
+
+Usage: ``python benchmarks/closed_loop.py [--pulses N] [--seed S]
+[--rhythm R] [--snr DB] [--delay S]``,
 ``python benchmarks/closed_loop.py --over-lsl [--pulses N] [--snr DB]
 [--delay S] [--with-task]``
 """
@@ -49,7 +54,7 @@ from scipy.stats import circmean, circstd
 sys.path.insert(0, str(Path(__file__).parent))
 from machine import describe  # noqa: E402
 
-from stimtrain.devices.sim_mu import synthetic_recording  # noqa: E402
+from stimtrain.devices.sim_mu import RHYTHMS, synthetic_recording  # noqa: E402
 from stimtrain.orchestrator.session.closed_loop import PRESETS  # noqa: E402
 from stimtrain.orchestrator.session.closed_loop.offline import replay  # noqa: E402
 from stimtrain.orchestrator.session.closed_loop.trigger import (  # noqa: E402
@@ -74,7 +79,12 @@ def noncausal_phase(rec) -> np.ndarray:
 
 
 def condition(
-    snr: float, delay: float, pulses: int, seed: int, estimator: str = "ar"
+    snr: float,
+    delay: float,
+    pulses: int,
+    seed: int,
+    estimator: str = "ar",
+    rhythm: str = "drifting",
 ) -> dict:
     """Run one SNR and delay; return the errors and the time per decision."""
     per_target = math.ceil(pulses / len(TARGETS))
@@ -85,7 +95,7 @@ def condition(
     n_decisions = 0
     spent = 0.0
     for k, target in enumerate(TARGETS):
-        rec = synthetic_recording(seconds, snr, seed=seed * 100 + k)
+        rec = synthetic_recording(seconds, snr, seed=seed * 100 + k, rhythm=rhythm)
         settings = TriggerSettings(
             target_deg=target, amp_delay_s=delay, estimator=estimator
         )
@@ -296,8 +306,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pulses", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--over-lsl", action="store_true")
-    parser.add_argument("--snr", type=float, default=11.0)
-    parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument(
+        "--snr",
+        type=float,
+        default=None,
+        help="one SNR, dB (default: every row offline, 11 over LSL)",
+    )
+    parser.add_argument(
+        "--delay",
+        type=float,
+        default=None,
+        help="one amplifier delay, s (default: every row offline, 0 over LSL)",
+    )
+    parser.add_argument(
+        "--rhythm",
+        choices=RHYTHMS,
+        default="drifting",
+        help="the simulated rhythm, offline (see devices/sim_mu.py's RHYTHMS)",
+    )
     parser.add_argument("--with-task", action="store_true")
     parser.add_argument(
         "--estimator",
@@ -308,7 +334,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     print(f"machine: {describe()}")
     if args.over_lsl:
+        args.snr = 11.0 if args.snr is None else args.snr
+        args.delay = 0.0 if args.delay is None else args.delay
         return over_lsl(args)
+    print(f"rhythm: {args.rhythm}")
     names = ("ar", "ssp") if args.estimator == "both" else (args.estimator,)
     print(
         f"{'est':>4} {'SNR dB':>6} {'delay ms':>8} {'pulses':>6} {'mean err':>8} "
@@ -317,8 +346,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{'floor':>6} "
         f"{'ms/decision':>11}"
     )
-    for snr in SNRS:
-        for delay in DELAYS:
+    for snr in SNRS if args.snr is None else (args.snr,):
+        for delay in DELAYS if args.delay is None else (args.delay,):
             for name in names:
                 _row(name, snr, delay, args)
     return 0
@@ -326,8 +355,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _row(name: str, snr: float, delay: float, args) -> None:
     """Run and print one estimator's row."""
-    r = condition(snr, delay, args.pulses, args.seed, name)
-    anchor = ANCHORS[snr] + (DELAY_ANCHOR if delay else 0.0)
+    r = condition(snr, delay, args.pulses, args.seed, name, args.rhythm)
+    anchor = ANCHORS.get(snr, math.nan) + (DELAY_ANCHOR if delay else 0.0)
     ci = "{:.0f}-{:.0f}".format(*r["sd_ci"])
     print(
         f"{name:>4} {snr:>6g} {delay * 1e3:>8g} {r['n']:>6d} {r['mean']:>+8.1f} "

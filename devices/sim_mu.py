@@ -13,7 +13,9 @@ the chunking, as with the simulated EEG's background);
 :func:`band_power_fraction` and :func:`mu_scale` set its amplitude for a
 chosen in-band signal-to-noise ratio at a montage's output;
 :func:`synthetic_recording` makes a whole offline recording (mu at C3 and its
-Hjorth neighbours over pink background) for tests and benchmarks.
+Hjorth neighbours over pink background) for tests and benchmarks; besides
+this rhythm it can make two that are built differently (:data:`RHYTHMS`), to
+measure how an estimator does on a rhythm its model does not describe.
 """
 
 from __future__ import annotations
@@ -203,6 +205,52 @@ def mu_scale(
     return math.sqrt(noise_band_power * 10 ** (snr_db / 10)) / abs(gain)
 
 
+#: The rhythms :func:`synthetic_recording` makes. ``drifting``: :class:`MuRhythm`
+#: (one oscillation whose frequency wanders, bursting). ``resonant``: bursting
+#: white noise through a two-pole resonance at 10.5 Hz, 1.5 Hz wide (no
+#: single frequency; its phase is defined as the 8-13 Hz zero-phase
+#: band-pass and Hilbert of the noise-free rhythm). ``arched``: the drifting
+#: rhythm with a second harmonic at 0.4 of the fundamental's amplitude, the
+#: arch shape of real mu (sharp peaks, round troughs; phase and SNR are the
+#: fundamental's, the harmonic lies above the band).
+RHYTHMS: tuple[str, ...] = ("drifting", "resonant", "arched")
+
+
+def _resonant(sfreq: float, n: int, seed: int) -> MuChunk:
+    """Bursting noise through a 10.5 Hz resonance, unit in-band power."""
+    rng = np.random.default_rng([seed, 8])
+    pad = int(5 * sfreq)  # the resonance and the bursts settle
+    a = math.exp(-1.0 / (0.3 * sfreq))
+    log_env = lfilter(
+        [0.6 * math.sqrt(1 - a * a)], [1.0, -a], rng.standard_normal(n + pad)
+    )
+    drive = np.exp(log_env) * rng.standard_normal(n + pad)
+    r = math.exp(-math.pi * 1.5 / sfreq)
+    w0 = 2 * math.pi * 10.5 / sfreq
+    source = lfilter([1.0], [1.0, -2 * r * math.cos(w0), r * r], drive)[pad:]
+    # The truth is the rhythm's in-band part, kept whole by an ideal
+    # band-pass: one-sided spectrum inside the band, so its inverse is the
+    # analytic signal (phase 0 at the peaks).
+    spec = np.fft.fft(source)
+    freqs = np.fft.fftfreq(n, 1.0 / sfreq)
+    analytic = np.fft.ifft(
+        np.where((freqs >= SNR_BAND[0]) & (freqs <= SNR_BAND[1]), 2 * spec, 0)
+    )
+    scale = 1.0 / math.sqrt(float(np.mean(analytic.real**2)))
+    return MuChunk(source * scale, np.angle(analytic), np.abs(analytic) * scale)
+
+
+def _rhythm(name: str, sfreq: float, n: int, seed: int) -> MuChunk:
+    """Render ``n`` samples of one of :data:`RHYTHMS`."""
+    if name == "resonant":
+        return _resonant(sfreq, n, seed)
+    mu = MuRhythm(sfreq, seed).render(n)
+    if name == "arched":
+        wave = mu.wave + 0.4 * mu.envelope * np.cos(2 * mu.phase)
+        return MuChunk(wave, mu.phase, mu.envelope)
+    return mu
+
+
 class Recording(NamedTuple):
     """An offline synthetic recording with its ground truth."""
 
@@ -226,6 +274,7 @@ def synthetic_recording(
     seed: int = 0,
     noise_uv: float = 10.0,
     channels: Sequence[str] = tuple(C3_HJORTH),
+    rhythm: str = "drifting",
 ) -> Recording:
     """Mu at C3 over independent pink noise on each channel, offline.
 
@@ -246,6 +295,8 @@ def synthetic_recording(
         RMS of each channel's pink background, µV.
     channels : sequence of str
         Channel labels; those of :data:`C3_HJORTH` must be among them.
+    rhythm : str
+        Which rhythm, one of :data:`RHYTHMS`.
 
     Returns
     -------
@@ -255,6 +306,8 @@ def synthetic_recording(
     missing = set(C3_HJORTH) - set(channels)
     if missing:
         raise ValueError(f"channels must include {sorted(missing)}")
+    if rhythm not in RHYTHMS:
+        raise ValueError(f"rhythm must be one of {list(RHYTHMS)}, got {rhythm!r}")
     n = int(round(seconds * sfreq))
     rng = np.random.default_rng([seed, 0])
     white = rng.standard_normal((len(channels), n))
@@ -272,7 +325,7 @@ def synthetic_recording(
         * sum(w * w for w in C3_HJORTH.values())
     )
     scale = mu_scale(snr_db, noise_power)
-    mu = MuRhythm(sfreq, seed).render(n)
+    mu = _rhythm(rhythm, sfreq, n, seed)
     weights = np.array([MU_WEIGHTS.get(ch, 0.0) for ch in channels])
     data = pink.T + np.outer(scale * mu.wave, weights)
     gain_out = sum(w * MU_WEIGHTS.get(ch, 0.0) for ch, w in C3_HJORTH.items())
