@@ -32,6 +32,7 @@ from .format import (
     _parse_xml,
     _varlen_from,
 )
+from .salvage import _reaches_end
 from .table import Damage, StreamIndex, XdfIndex
 
 logger = logging.getLogger("stimtrain.xdf.file")
@@ -90,8 +91,10 @@ def index_xdf(fname: str | PathLike) -> XdfIndex:
         next place where a chunk surely begins (its header, the chunk after
         it, and for Samples chunks the sample count fitting the length; a
         Boundary chunk's UUID); a damaged Samples chunk whose tag and stream
-        id survive is kept for :func:`read_samples` to salvage. What was
-        skipped is listed in ``index.damage``.
+        id survive is kept for :func:`read_samples` to salvage, and one whose
+        whole header is gone is kept when exactly one stream's samples fit
+        its bytes (:func:`_headless_samples`). What was skipped is listed in
+        ``index.damage``.
 
     Raises
     ------
@@ -302,8 +305,73 @@ def _damaged_header(index: XdfIndex, rd: _Reader, pos: int, nxt: int | None) -> 
                 index.damage.append(Damage(pos, cs, "damaged chunk header", sid))
                 _index_samples(index, sid, rd.read(cs, 24), cs, stop, rd.size, True)
                 return stop
+    found = _headless_samples(index, rd, pos, stop)
+    if found is not None:
+        # The whole header is gone, but one stream's samples tile the bytes
+        # up to the next chunk: they are kept as a chunk of that stream. How
+        # many samples the damage itself covered is not known (no count).
+        sid, first, n = found
+        index.damage.append(Damage(pos, first, "damaged chunk header", sid))
+        stamp = np.nan
+        if rd.read(first, 1) == b"\x08":
+            stamp = struct.unpack("<d", rd.read(first + 1, 8))[0]
+        index.streams[sid].add_chunk(first, stop - first, n, stamp)
+        return stop
     index.damage.append(Damage(pos, stop, "unreadable bytes"))
     return stop
+
+
+#: A headless stretch longer than this is not searched for samples (a
+#: recorder writes chunks of a few MB; the search reads the stretch whole).
+_HEADLESS_MAX = 64 << 20
+#: How far into a headless stretch its first sample is looked for (damage
+#: longer than this loses the stretch, as before this search existed).
+_HEADLESS_SEARCH = 1 << 20
+#: Samples a stream must tile, up to the next chunk, to be told from chance
+#: (a wrong record size tiles k samples with odds of about 1 in 128**k).
+_HEADLESS_MIN = 8
+
+
+def _headless_samples(
+    index: XdfIndex, rd: _Reader, pos: int, stop: int
+) -> tuple[int, int, int] | None:
+    """The one numeric stream whose samples run exactly to ``stop``, or None.
+
+    Returns its id, the byte offset of its first sample there and the number
+    of samples.
+
+    A Samples chunk whose header (length, tag, stream id, count) was
+    overwritten still holds samples laid out at its stream's record size
+    (a flag byte of 0 or 8, the stamp, the values) up to the next chunk.
+    Each numeric stream is tried from the first position (within
+    :data:`_HEADLESS_SEARCH`) where a walk of its samples ends exactly at
+    ``stop`` (:func:`.salvage._reaches_end`), and fits when that walk holds
+    at least :data:`_HEADLESS_MIN` samples;
+    when more than one stream fits (equal record sizes, or flat data that
+    fit any size), the stretch is not given to any.
+    """
+    if stop - pos > _HEADLESS_MAX or stop - pos < _HEADLESS_MIN:
+        return None
+    buf = rd.read(pos, stop - pos)
+    mv = memoryview(buf).cast("B")
+    u8 = np.frombuffer(buf, np.uint8)
+    head = u8[:_HEADLESS_SEARCH]
+    flags = np.flatnonzero((head == 0) | (head == 8)).tolist()
+    fits = []
+    for sid, stream in index.streams.items():
+        if stream.channel_format == "string":
+            continue
+        record = 1 + stream.channel_count * FORMATS[stream.channel_format].itemsize
+        if (stop - pos) < _HEADLESS_MIN * record:
+            continue
+        dead = bytearray(len(buf) + 1)
+        for q in flags:
+            m = _reaches_end(mv, q, record, len(buf), dead)
+            if m >= 0:
+                if m >= _HEADLESS_MIN:
+                    fits.append((sid, pos + q, m))
+                break
+    return fits[0] if len(fits) == 1 else None
 
 
 def _exact(rd: _Reader, h: _Header) -> bool:
@@ -410,11 +478,6 @@ def _index_samples(
     first = np.nan
     if pos < len(head) and head[pos] == 8 and pos + 9 <= len(head):
         first = struct.unpack("<d", head[pos + 1 : pos + 9])[0]
-    stream.chunk_offset.append(start + pos)
-    stream.chunk_nbytes.append(nbytes)
-    stream.chunk_nsamples.append(n)
-    stream.chunk_first_time.append(first)
-    stream.chunk_cut.append(end > size)
-    stream.chunk_damaged.append(damaged)
+    stream.add_chunk(start + pos, nbytes, n, first, end > size, damaged)
     if end > size:
         stream.truncated = True

@@ -59,6 +59,24 @@ class StreamIndex:
     guessed_counts: set[int] = field(default_factory=set)  # chunks, count unknown
     truncated: bool = False  # its last chunk is cut off
 
+    def add_chunk(
+        self,
+        offset: int,
+        nbytes: int,
+        n: int,
+        first_time: float,
+        cut: bool = False,
+        damaged: bool = False,
+    ) -> None:
+        """Record one Samples chunk: its first sample's byte, payload bytes,
+        sample count and first timestamp (NaN when deduced)."""
+        self.chunk_offset.append(offset)
+        self.chunk_nbytes.append(nbytes)
+        self.chunk_nsamples.append(n)
+        self.chunk_first_time.append(first_time)
+        self.chunk_cut.append(cut)
+        self.chunk_damaged.append(damaged)
+
     @property
     def n_samples(self) -> int:
         """Samples announced by the chunk headers (a cut chunk may hold fewer)."""

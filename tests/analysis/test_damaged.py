@@ -261,6 +261,83 @@ def test_random_bytes_over_a_chunk(intact, tmp_path):
     assert any(a < at + 4096 <= b for a, b in spans), (at, msgs)
 
 
+def test_random_bytes_over_a_chunk_header(intact, tmp_path):
+    """4 KB over the header of the largest EEG chunk (its length, tag, stream
+    id and count all gone): the samples after the damage are found by their
+    layout and kept, with their timestamps.
+
+    Before: the whole chunk was skipped as unreadable bytes (78,500 samples,
+    16 s of EEG, for 4 KB).
+    """
+    buf = bytearray(intact["buf"])
+    start, _, end, _, _ = _eeg_chunk(intact)
+    rng = np.random.default_rng(21)
+    buf[start : start + 4096] = rng.integers(0, 256, 4096, dtype=np.uint8).tobytes()
+    index, samples, msgs = _read(_write(tmp_path, buf))
+    sid = intact["eeg"].stream_id
+    lost = _compare(intact, samples, [(start, start + 4096)], invented=1)
+    assert 0 < lost[sid] <= 4096 // _record(intact) + 2, lost
+    assert any(
+        d.what == "damaged chunk header" and d.stream_id == sid for d in index.damage
+    ), index.damage
+    # The kept samples of the damaged chunk carry their own timestamps
+    # (placed back from the next chunk's first one where they had none).
+    ref = intact["samples"][sid]
+    rows = {r.tobytes(): i for i, r in enumerate(ref.values)}
+    got = samples[sid]
+    ii = np.array([rows.get(r.tobytes(), -1) for r in got.values], int)
+    k = intact["chunks"].index(_eeg_chunk(intact))
+    inside = np.zeros(len(ii), bool)
+    inside[ii >= 0] = _sample_chunks(intact, sid)[ii[ii >= 0]] == k
+    assert inside.sum() >= _count(intact, k) - 4096 // _record(intact) - 2
+    np.testing.assert_allclose(got.stamps[inside], ref.stamps[ii[inside]], atol=2e-3)
+
+
+@pytest.mark.parametrize("layout", ["even", "jittered", "interleaved"])
+def test_a_headless_chunk_is_given_to_the_one_stream_it_fits(tmp_path, layout):
+    """300 bytes over a middle chunk's header. Its samples are kept, with
+    the right timestamps (stamped ones read, unstamped ones placed back from
+    the next chunk), when exactly one stream's record size tiles them; the
+    interleaved layout's two streams have the same record size, so the
+    chunk is given to neither (lost, said so) rather than maybe to the
+    wrong one."""
+    path = write_layout(tmp_path / "intact.xdf", layout, 20.0, 8, 1000.0)
+    buf = bytearray(path.read_bytes())
+    index = index_xdf(path)
+    sids = [s for s, st in index.streams.items() if st.channel_format != "string"]
+    ref = read_samples(index, list(index.streams))
+    sid = sids[0]
+    chunk = [c for c in _chunks(bytes(buf)) if c[3] == 3 and c[4] == sid][10]
+    n_chunk = _count({"buf": bytes(buf), "chunks": [chunk]}, 0)
+    rng = np.random.default_rng(8)
+    buf[chunk[0] : chunk[0] + 300] = rng.integers(0, 256, 300, np.uint8).tobytes()
+    damaged = _write(tmp_path, buf)
+    index = index_xdf(damaged)
+    got = read_samples(index, list(index.streams))
+    for other in set(index.streams) - {sid}:
+        np.testing.assert_array_equal(got[other].stamps, ref[other].stamps)
+    g, r = got[sid], ref[sid]
+    if len(sids) > 1:
+        assert len(r.stamps) - len(g.stamps) == n_chunk
+        assert [d.what for d in index.damage] == ["unreadable bytes"]
+        return
+    lost = len(r.stamps) - len(g.stamps)
+    assert 0 < lost <= 300 // (1 + 8 * 4) + 1
+    assert [(d.what, d.stream_id) for d in index.damage] == [
+        ("damaged chunk header", sid)
+    ]
+    # The lost samples are the first ones of the damaged chunk: the rest
+    # match the intact recording, values and timestamps.
+    at = int(
+        np.flatnonzero(
+            np.any(g.values[: len(g.stamps)] != r.values[: len(g.stamps)], axis=1)
+        )[0]
+    )
+    np.testing.assert_array_equal(g.values[at:], r.values[at + lost :])
+    np.testing.assert_allclose(g.stamps[:at], r.stamps[:at], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(g.stamps[at:], r.stamps[at + lost :], rtol=0, atol=1e-9)
+
+
 def test_random_bytes_over_a_chunk_boundary(intact, tmp_path):
     buf = bytearray(intact["buf"])
     sid = intact["eeg"].stream_id
