@@ -184,12 +184,19 @@ def _salvage_strings(buf, n: int, nch: int) -> _Salvaged:
     return out
 
 
-def _note_salvage(index, state, sid, offset, s: _Salvaged, n: int, m: int) -> None:
+def _note_salvage(
+    index, state, sid, offset, s: _Salvaged, n: int, m: int, known: bool = True
+) -> None:
     """Record what a salvaged chunk lost, and where decoding resumed."""
     fill = state["fill"]
     state["breaks"].extend(fill + r for r in s.resumes)
     lost = max(n - m, 0)
     state["n_lost"] += lost
+    if known and lost and len(s.resumes) == 1:
+        # All the chunk's lost samples lie before its one resume: where no
+        # later timestamp places the samples after it, they are deduced
+        # forward past that many.
+        state["skips"][fill + s.resumes[0]] = lost
     for a, b in s.skipped:
         index.damage.append(
             Damage(offset + a, offset + b, "damaged samples", sid, None)

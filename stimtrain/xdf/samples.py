@@ -106,7 +106,7 @@ def read_samples(
                 index=None if row_filter is None else np.empty(kept, np.int64),
                 fill=0,
             )
-        state.update(n_cut=0, n_lost=0, breaks=[], last_end=None)
+        state.update(n_cut=0, n_lost=0, breaks=[], skips={}, last_end=None)
         out[sid] = state
     if not jobs:
         return {sid: _finish(index, index.streams[sid], st) for sid, st in out.items()}
@@ -164,7 +164,7 @@ def read_samples(
                 decoded = _gather(
                     data, s.positions, s.flags, stream.channel_count, dtype
                 )
-                _note_salvage(index, state, sid, offset, s, n, len(s.positions))
+                _note_salvage(index, state, sid, offset, s, n, len(s.positions), known)
             values, stamps, flags = decoded
             m = len(flags)
             if not damaged:
@@ -268,10 +268,16 @@ def _finish(index: XdfIndex, stream: StreamIndex, state: dict) -> StreamSamples:
                 values = values[keep]
             numbers = None if numbers is None else numbers[keep]
             breaks = []
+    unplaced = []
     if breaks and stream.tdiff > 0:
-        _backfill(stamps, flags, numbers, breaks, stream.tdiff)
+        unplaced = _backfill(stamps, flags, numbers, breaks, stream.tdiff)
     if numbers is None:
         deduce_timestamps(stamps, flags, stream.tdiff)
+        skips = state.get("skips", {})
+        for r in sorted(unplaced):
+            # No later timestamp: deduced forward, past the samples lost
+            # there when their number is known (each shift carries on).
+            stamps[r:] += skips.get(r, 0) * stream.tdiff
     else:
         _deduce_sparse(stream, stamps, flags, numbers)
     return StreamSamples(
@@ -371,14 +377,19 @@ def _bad_stamps(stamps, flags, numbers, tdiff: float, breaks=()) -> np.ndarray:
     return has[np.asarray(bad, np.int64)]
 
 
-def _backfill(stamps, flags, numbers, breaks, tdiff: float) -> None:
-    """Timestamps of unstamped samples after lost ones, back from the next stamp."""
+def _backfill(stamps, flags, numbers, breaks, tdiff: float) -> list[int]:
+    """Timestamps of unstamped samples after lost ones, back from the next stamp.
+
+    Returns the breaks with no stamped sample after them (left unplaced).
+    """
     stamped = np.flatnonzero(flags == 8)
+    unplaced = []
     for r in breaks:
         if r >= len(flags) or flags[r] == 8:
             continue
         g = np.searchsorted(stamped, r)
         if g >= len(stamped):
+            unplaced.append(int(r))
             continue
         g = int(stamped[g])
         steps = (
@@ -386,6 +397,7 @@ def _backfill(stamps, flags, numbers, breaks, tdiff: float) -> None:
         )
         stamps[r:g] = stamps[g] - steps * tdiff
         flags[r:g] = 8
+    return unplaced
 
 
 def _deduce_sparse(stream: StreamIndex, stamps, flags, numbers) -> None:

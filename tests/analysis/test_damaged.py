@@ -338,6 +338,39 @@ def test_a_headless_chunk_is_given_to_the_one_stream_it_fits(tmp_path, layout):
     np.testing.assert_allclose(g.stamps[at:], r.stamps[at + lost :], rtol=0, atol=1e-9)
 
 
+@pytest.mark.parametrize("which", ["middle", "last"])
+def test_unstamped_samples_after_damage_keep_their_times(tmp_path, which):
+    """Damage inside a chunk of unstamped samples: the samples after it are
+    placed back from the next chunk's first timestamp, and in the stream's
+    last chunk (no later timestamp) forward past the samples the chunk's
+    count says were lost.
+
+    Before: in the last chunk they were deduced as if nothing was lost,
+    10 ms early for the 10 samples 300 bytes cost at 1 kHz.
+    """
+    path = write_layout(tmp_path / "even.xdf", "even", 20.0, 8, 1000.0)
+    buf = bytearray(path.read_bytes())
+    index = index_xdf(path)
+    ref = read_samples(index, list(index.streams))
+    sid = next(s for s, st in index.streams.items() if st.channel_format != "string")
+    chunks = [c for c in _chunks(bytes(buf)) if c[3] == 3 and c[4] == sid]
+    chunk = chunks[20 if which == "middle" else -1]
+    at = chunk[1] + 2000
+    rng = np.random.default_rng(3)
+    buf[at : at + 300] = rng.integers(0, 256, 300, np.uint8).tobytes()
+    index = index_xdf(_write(tmp_path, buf))
+    got = read_samples(index, list(index.streams))[sid]
+    r = ref[sid]
+    lost = len(r.stamps) - len(got.stamps)
+    assert 0 < lost <= 300 // (1 + 8 * 4) + 1
+    first = int(np.flatnonzero(np.any(got.values != r.values[: len(got.stamps)], 1))[0])
+    np.testing.assert_array_equal(got.values[first:], r.values[first + lost :])
+    np.testing.assert_allclose(got.stamps[:first], r.stamps[:first], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(
+        got.stamps[first:], r.stamps[first + lost :], rtol=0, atol=1e-9
+    )
+
+
 def test_random_bytes_over_a_chunk_boundary(intact, tmp_path):
     buf = bytearray(intact["buf"])
     sid = intact["eeg"].stream_id
