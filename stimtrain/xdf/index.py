@@ -311,7 +311,11 @@ def _damaged_header(index: XdfIndex, rd: _Reader, pos: int, nxt: int | None) -> 
         # up to the next chunk: they are kept as a chunk of that stream. How
         # many samples the damage itself covered is not known (no count).
         sid, first, n = found
-        index.damage.append(Damage(pos, first, "damaged chunk header", sid))
+        lo, hi = _headless_lost(index.streams[sid], first - pos)
+        lost = f"{hi}" if lo == hi else f"{lo}-{hi}"
+        index.damage.append(
+            Damage(pos, first, f"damaged chunk header, {lost} samples lost", sid)
+        )
         stamp = np.nan
         if rd.read(first, 1) == b"\x08":
             stamp = struct.unpack("<d", rd.read(first + 1, 8))[0]
@@ -330,6 +334,17 @@ _HEADLESS_SEARCH = 1 << 20
 #: Samples a stream must tile, up to the next chunk, to be told from chance
 #: (a wrong record size tiles k samples with odds of about 1 in 128**k).
 _HEADLESS_MIN = 8
+
+
+def _headless_lost(stream: StreamIndex, nbytes: int) -> tuple[int, int]:
+    """Fewest and most samples the ``nbytes`` before a headless chunk's
+    first kept sample held: the header took 10-24 bytes (two varlens of 1,
+    4 or 8 bytes, with their size bytes, the tag and the stream id), each
+    sample its record and perhaps a stamp."""
+    record = 1 + stream.channel_count * FORMATS[stream.channel_format].itemsize
+    lo = max(-(-(nbytes - 24) // (record + 8)), 0)
+    hi = max((nbytes - 10) // record, 0)
+    return lo, hi
 
 
 def _headless_samples(
