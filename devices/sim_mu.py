@@ -208,8 +208,8 @@ def mu_scale(
 #: The rhythms :func:`synthetic_recording` makes. ``drifting``: :class:`MuRhythm`
 #: (one oscillation whose frequency wanders, bursting). ``resonant``: bursting
 #: white noise through a two-pole resonance at 10.5 Hz, 1.5 Hz wide (no
-#: single frequency; its phase is defined as the 8-13 Hz zero-phase
-#: band-pass and Hilbert of the noise-free rhythm). ``arched``: the drifting
+#: single frequency; its phase is that of the analytic signal of its 8-13 Hz
+#: part, an ideal band-pass of the noise-free rhythm). ``arched``: the drifting
 #: rhythm with a second harmonic at 0.4 of the fundamental's amplitude, the
 #: arch shape of real mu (sharp peaks, round troughs; phase and SNR are the
 #: fundamental's, the harmonic lies above the band).

@@ -309,7 +309,8 @@ def _damaged_header(index: XdfIndex, rd: _Reader, pos: int, nxt: int | None) -> 
     if found is not None:
         # The whole header is gone, but one stream's samples tile the bytes
         # up to the next chunk: they are kept as a chunk of that stream. How
-        # many samples the damage itself covered is not known (no count).
+        # many samples the damage itself covered is known only as a range
+        # (the count went with the header).
         sid, first, n = found
         lo, hi = _headless_lost(index.streams[sid], first - pos)
         lost = f"{hi}" if lo == hi else f"{lo}-{hi}"
@@ -361,9 +362,9 @@ def _headless_samples(
     Each numeric stream is tried from the first position (within
     :data:`_HEADLESS_SEARCH`) where a walk of its samples ends exactly at
     ``stop`` (:func:`.salvage._reaches_end`), and fits when that walk holds
-    at least :data:`_HEADLESS_MIN` samples;
-    when more than one stream fits (equal record sizes, or flat data that
-    fit any size), the stretch is not given to any.
+    at least :data:`_HEADLESS_MIN` samples; when more than one stream fits
+    (equal record sizes, or flat data that fit any size), the stretch is not
+    given to any.
     """
     if stop - pos > _HEADLESS_MAX or stop - pos < _HEADLESS_MIN:
         return None
