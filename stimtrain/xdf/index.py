@@ -366,7 +366,7 @@ def _headless_samples(
     (equal record sizes, or flat data that fit any size), the stretch is not
     given to any.
     """
-    if stop - pos > _HEADLESS_MAX or stop - pos < _HEADLESS_MIN:
+    if stop - pos > _HEADLESS_MAX:
         return None
     buf = rd.read(pos, stop - pos)
     mv = memoryview(buf).cast("B")
